@@ -1,0 +1,99 @@
+"""One exception tree. Each error knows its HTTP status and CLI exit code, and reads like help:
+what went wrong, the offending value, and a hint for the fix."""
+
+from __future__ import annotations
+
+
+class NuvemError(Exception):
+    status: int = 500
+    exit_code: int = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+    def payload(self) -> dict[str, str]:
+        body = {"error": str(self)}
+        return body
+
+
+class BadRequest(NuvemError):
+    status = 400
+    exit_code = 2
+
+
+class SpecError(BadRequest):
+    """A stack file or function spec is invalid."""
+
+
+class Unauthorized(NuvemError):
+    status = 401
+    exit_code = 3
+
+
+class Forbidden(NuvemError):
+    status = 403
+    exit_code = 3
+
+
+class NotFound(NuvemError):
+    status = 404
+    exit_code = 4
+
+
+class Conflict(NuvemError):
+    status = 409
+    exit_code = 5
+
+
+class PayloadTooLarge(NuvemError):
+    status = 413
+    exit_code = 2
+
+
+class Overloaded(NuvemError):
+    """The function's queue is full; the client should retry after `retry_after` seconds."""
+
+    status = 429
+    exit_code = 6
+
+    def __init__(self, message: str, hint: str = "", retry_after: float = 1.0) -> None:
+        super().__init__(message, hint)
+        self.retry_after = retry_after
+
+
+class FunctionFailed(NuvemError):
+    """The user's handler raised; the replica lives on."""
+
+    status = 500
+    exit_code = 7
+
+
+class ReplicaDied(NuvemError):
+    """The replica serving a call exited before answering."""
+
+    status = 502
+    exit_code = 7
+
+
+class Unavailable(NuvemError):
+    """No replica can serve the function (its setup failed, or it has none)."""
+
+    status = 503
+    exit_code = 8
+
+
+class DeadlineExceeded(NuvemError):
+    status = 504
+    exit_code = 9
+
+
+class EnvironmentBuildError(NuvemError):
+    """Installing a function's requirements failed."""
+
+    status = 500
+    exit_code = 10

@@ -1,0 +1,117 @@
+"""Binary framing between the gateway and a worker process.
+
+A frame is a 13-byte header (payload length, kind, call id, metadata length), then the
+metadata as compact JSON and the body as raw bytes. Bodies are never re-encoded, so a
+tensor or an image crosses the process boundary as the bytes the client sent.
+Standard library only: this module runs inside every function environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+HEADER = struct.Struct("!IBII")
+MAX_FRAME = 1 << 31
+
+
+class Kind(enum.IntEnum):
+    HELLO = 1  # worker -> gateway: handler loaded and set up, ready for calls
+    SETUP_FAILED = 2  # worker -> gateway: the handler could not be loaded; the worker exits
+    CALL = 3  # gateway -> worker: run the handler on one request
+    RESULT = 4  # worker -> gateway: the handler's answer
+    ERROR = 5  # worker -> gateway: the handler raised; the worker lives on
+
+
+@dataclass(slots=True)
+class Frame:
+    kind: Kind
+    call_id: int
+    meta: Any
+    body: bytes
+
+
+def encode(kind: Kind, call_id: int, meta: Any, body: bytes = b"") -> bytes:
+    meta_bytes = json.dumps(meta, separators=(",", ":")).encode()
+    return (
+        HEADER.pack(len(meta_bytes) + len(body), int(kind), call_id, len(meta_bytes))
+        + meta_bytes
+        + body
+    )
+
+
+def encode_parts(kind: Kind, call_id: int, meta: Any, body: bytes) -> tuple[bytes, bytes]:
+    """Header+metadata and body separately, so a large body is written without a copy."""
+    meta_bytes = json.dumps(meta, separators=(",", ":")).encode()
+    head = HEADER.pack(len(meta_bytes) + len(body), int(kind), call_id, len(meta_bytes))
+    return head + meta_bytes, body
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Frame:
+    """Read one frame; raises asyncio.IncompleteReadError at end of stream."""
+    header = await reader.readexactly(HEADER.size)
+    length, kind, call_id, meta_len = HEADER.unpack(header)
+    payload = await reader.readexactly(length)
+    meta = json.loads(payload[:meta_len]) if meta_len else None
+    return Frame(Kind(kind), call_id, meta, payload[meta_len:])
+
+
+@dataclass(slots=True)
+class CallMeta:
+    method: str
+    path: str
+    query: str
+    headers: list[tuple[str, str]]
+
+    def dump(self) -> list[Any]:
+        return [self.method, self.path, self.query, self.headers]
+
+    @classmethod
+    def load(cls, raw: list[Any]) -> CallMeta:
+        return cls(raw[0], raw[1], raw[2], [(k, v) for k, v in raw[3]])
+
+
+@dataclass(slots=True)
+class ResultMeta:
+    status: int
+    headers: list[tuple[str, str]]
+
+    def dump(self) -> list[Any]:
+        return [self.status, self.headers]
+
+    @classmethod
+    def load(cls, raw: list[Any]) -> ResultMeta:
+        return cls(int(raw[0]), [(k, v) for k, v in raw[1]])
+
+
+@dataclass(slots=True)
+class ErrorMeta:
+    """A handler failure: `kind` is the exception type, `message` what it said."""
+
+    kind: str
+    message: str
+    traceback: str
+
+    def dump(self) -> dict[str, str]:
+        return {"kind": self.kind, "message": self.message, "traceback": self.traceback}
+
+    @classmethod
+    def load(cls, raw: dict[str, str]) -> ErrorMeta:
+        return cls(raw["kind"], raw["message"], raw.get("traceback", ""))
+
+
+@dataclass(slots=True)
+class HelloMeta:
+    pid: int
+    python: str
+
+    def dump(self) -> dict[str, Any]:
+        return {"pid": self.pid, "python": self.python}
+
+    @classmethod
+    def load(cls, raw: dict[str, Any]) -> HelloMeta:
+        return cls(int(raw["pid"]), str(raw["python"]))

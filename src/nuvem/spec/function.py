@@ -1,0 +1,107 @@
+"""The model of one function as declared in a stack file or posted to the gateway."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Annotated, Any
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+
+from nuvem.spec.units import parse_duration, parse_memory
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+Bytes = Annotated[int, BeforeValidator(parse_memory), PlainSerializer(int)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(Strict):
+    cpu: float = Field(default=1.0, gt=0, description="CPU cores one replica needs")
+    memory: Bytes | None = Field(default=None, description="memory limit per replica, e.g. 512Mi")
+    gpu: int = Field(default=0, ge=0, description="GPUs one replica needs")
+
+
+class Scaling(Strict):
+    min: int = Field(default=1, ge=0, description="replicas kept at least")
+    max: int = Field(default=8, ge=1, description="replicas allowed at most")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Scaling:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is larger than max ({self.max}); set min <= max")
+        return self
+
+
+class FunctionSpec(Strict):
+    """A function: a handler, its environment, its resources and how it is served."""
+
+    name: str = Field(validation_alias=AliasChoices("name", "service"))
+    handler: str = Field(description="module:callable or path/to/file.py[:callable]")
+    root: str = Field(default=".", description="folder the handler is resolved from")
+    requirements: tuple[str, ...] = Field(default=(), description="pip requirements")
+    env: dict[str, str] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    scaling: Scaling = Field(default_factory=Scaling)
+    timeout: Seconds = Field(default=30.0, description="deadline of one call, queue included")
+    max_inflight: int = Field(default=4, ge=1, le=10_000, description="calls per replica")
+    max_queue: int = Field(default=256, ge=0, description="calls waiting per function")
+    idempotent: bool = Field(default=False, description="safe to retry on another replica")
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(
+                f"function name {value!r} is invalid; use lowercase letters, digits and '-', "
+                "starting with a letter (at most 63 characters)"
+            )
+        return value
+
+    @field_validator("handler")
+    @classmethod
+    def _handler(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("handler is empty; write module:callable, e.g. functions:echo")
+        return value.strip()
+
+    @field_validator("requirements", mode="before")
+    @classmethod
+    def _requirements(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(line.strip() for line in value.splitlines() if line.strip())
+        return value
+
+    @field_validator("env", "labels", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        return value
+
+    def environment_key(self) -> str | None:
+        """Identifies the virtual environment: None when the platform's own one serves."""
+        if not self.requirements:
+            return None
+        canonical = "\n".join(sorted(r.strip() for r in self.requirements))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def fingerprint(self) -> str:
+        """Changes whenever a replica started from the old spec would behave differently."""
+        data = self.model_dump(mode="json", exclude={"scaling", "labels", "max_queue"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
