@@ -1,0 +1,1 @@
+"""The control plane: the reconcile loop and its policies."""

@@ -1,0 +1,294 @@
+"""The reconcile loop: keeps every function's live replicas equal to its desired ones."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from nuvem.control.deployment import Deployment
+from nuvem.errors import BadRequest, NotFound, NuvemError
+from nuvem.metrics.registry import Metrics
+from nuvem.routing.router import Router
+from nuvem.runtime.environment import Environment
+from nuvem.runtime.logbook import LogBook
+from nuvem.runtime.process_stats import rss_bytes
+from nuvem.runtime.replica import Replica
+from nuvem.spec.function import FunctionSpec
+from nuvem.types import RecordStore, ReplicaState
+
+log = logging.getLogger(__name__)
+
+DRAIN_GRACE = 30.0
+MAX_BACKOFF = 30.0
+
+
+class Runtime(Protocol):
+    async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica: ...
+
+
+class Environments(Protocol):
+    async def ensure(self, spec: FunctionSpec) -> Environment: ...
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait before the next start after `failures` consecutive failed ones."""
+    return min(MAX_BACKOFF, 0.5 * 2 ** max(failures - 1, 0))
+
+
+class Controller:
+    def __init__(
+        self,
+        records: RecordStore,
+        runtime: Runtime,
+        environments: Environments,
+        logbook: LogBook,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+        tick_interval: float = 1.0,
+    ) -> None:
+        self.records = records
+        self.runtime = runtime
+        self.environments = environments
+        self.logbook = logbook
+        self.metrics = metrics
+        self.clock = clock
+        self.tick_interval = tick_interval
+        self.deployments: dict[str, Deployment] = {}
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bring back every function on record and start the reconcile loop."""
+        for record in self.records.list_functions():
+            self._install(record.spec, record.replicas)
+        await self.tick()
+        self._loop_task = asyncio.create_task(self._run(), name="controller")
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick_interval)
+            self._wake.clear()
+            await self.tick()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self, grace: float = DRAIN_GRACE) -> None:
+        """Drain every replica (calls in flight finish) and stop them."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for deployment in self.deployments.values():
+            deployment.removed = True
+        for task in list(self._tasks):
+            task.cancel()
+        replicas = [r for d in self.deployments.values() for r in d.replicas]
+        await asyncio.gather(*(r.drain_and_stop(grace) for r in replicas), return_exceptions=True)
+
+    # -- commands --------------------------------------------------------------------------
+
+    def get(self, name: str) -> Deployment:
+        deployment = self.deployments.get(name)
+        if deployment is None:
+            known = ", ".join(sorted(self.deployments)) or "none"
+            raise NotFound(
+                f"function {name!r} is not deployed (deployed: {known})",
+                "deploy it with `nuvem deploy -f nuvem.yaml`",
+            )
+        return deployment
+
+    def deploy(self, spec: FunctionSpec) -> Deployment:
+        """Create or update a function. A changed spec rolls replicas over without downtime."""
+        existing = self.deployments.get(spec.name)
+        if existing is None:
+            replicas = spec.scaling.min
+        else:
+            replicas = min(max(existing.desired, spec.scaling.min), spec.scaling.max)
+        self.records.put_function(spec, replicas)
+        deployment = self._install(spec, replicas)
+        verb = "updated" if existing is not None else "deployed"
+        self.event("deployed", spec.name, f"{verb} {spec.name} ({spec.handler}), {replicas} replicas")
+        self.wake()
+        return deployment
+
+    def _install(self, spec: FunctionSpec, replicas: int) -> Deployment:
+        deployment = self.deployments.get(spec.name)
+        if deployment is None:
+            router = Router(spec.name, spec.max_inflight, spec.max_queue, self.clock)
+            deployment = Deployment(spec=spec, desired=replicas, router=router)
+            self.deployments[spec.name] = deployment
+        else:
+            if deployment.spec.fingerprint() != spec.fingerprint():
+                deployment.failures = 0
+                deployment.retry_at = 0.0
+                deployment.last_error = None
+            deployment.spec = spec
+            deployment.desired = replicas
+            deployment.router.configure(spec.max_inflight, spec.max_queue)
+        return deployment
+
+    async def remove(self, name: str) -> None:
+        deployment = self.get(name)
+        deployment.removed = True
+        del self.deployments[name]
+        self.records.delete_function(name)
+        self.event("removed", name, f"removed {name}")
+        deployment.router.fail_waiters(NotFound(f"function {name!r} was removed"))
+        await asyncio.gather(
+            *(r.drain_and_stop(DRAIN_GRACE) for r in deployment.replicas), return_exceptions=True
+        )
+        self._forget_metrics(name)
+
+    def scale(self, name: str, replicas: int) -> Deployment:
+        deployment = self.get(name)
+        scaling = deployment.spec.scaling
+        if not scaling.min <= replicas <= scaling.max:
+            raise BadRequest(
+                f"cannot scale {name!r} to {replicas} replicas: its scaling bounds are "
+                f"min {scaling.min}, max {scaling.max}",
+                "choose a count within the bounds, or change scaling in the stack file",
+            )
+        previous = deployment.desired
+        deployment.desired = replicas
+        self.records.set_replicas(name, replicas)
+        self.event("scaled", name, f"scaled {name} from {previous} to {replicas} replicas (manual)")
+        self.wake()
+        return deployment
+
+    def event(self, kind: str, function: str | None, message: str) -> None:
+        self.records.add_event(kind, function, message)
+        if function is not None:
+            self.logbook.write(function, "controller", "system", message)
+        log.info("%s", message)
+
+    # -- reconcile -------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """One reconcile step over every function; a failing function does not stop others."""
+        began = time.perf_counter()
+        for deployment in list(self.deployments.values()):
+            try:
+                self._reconcile(deployment)
+                self._watch(deployment)
+            except Exception:  # isolate: one function's failure must not stall the rest
+                log.exception("reconciling %s failed", deployment.name)
+            self._export(deployment)
+        self.metrics.reconcile_seconds.observe(time.perf_counter() - began)
+
+    def _reconcile(self, deployment: Deployment) -> None:
+        current = deployment.current()
+        missing = deployment.desired - len(current) - deployment.starting
+        if missing > 0 and self.clock() >= deployment.retry_at:
+            for _ in range(missing):
+                self._spawn(self._start_replica(deployment))
+        elif missing < 0:
+            surplus = sorted(current, key=lambda r: r.inflight)[: -missing]
+            for replica in surplus:
+                self._spawn(self._retire(deployment, replica, "scaled down"))
+        outdated = deployment.outdated()
+        if outdated and (len(deployment.ready()) - len(outdated) >= deployment.desired):
+            for replica in outdated:
+                self._spawn(self._retire(deployment, replica, "replaced by the updated spec"))
+
+    def _watch(self, deployment: Deployment) -> None:
+        limit = deployment.spec.resources.memory
+        stuck_after = deployment.spec.timeout * 2 + 5.0
+        for replica in deployment.replicas:
+            if replica.state is ReplicaState.DEAD:
+                continue
+            if limit is not None:
+                rss = rss_bytes(replica.pid)
+                if rss is not None and rss > limit:
+                    replica.kill(
+                        f"exceeded its memory limit ({rss / 2**20:.0f} MiB > "
+                        f"{limit / 2**20:.0f} MiB)"
+                    )
+                    continue
+            if replica.oldest_call_age() > stuck_after:
+                replica.kill(f"was stuck in a call for over {stuck_after:.0f}s")
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _start_replica(self, deployment: Deployment) -> None:
+        spec = deployment.spec
+        replica_id = f"{spec.name}-{next(self._ids)}"
+        deployment.starting += 1
+        try:
+            env = await self.environments.ensure(spec)
+            replica = await self.runtime.start(spec, env, replica_id)
+        except NuvemError as exc:
+            deployment.failures += 1
+            deployment.retry_at = self.clock() + backoff(deployment.failures)
+            deployment.last_error = str(exc)
+            deployment.starting -= 1
+            self.event("replica_failed", spec.name, f"replica {replica_id} failed to start: {exc}")
+            if deployment.unavailable_reason() is not None:
+                deployment.router.fail_waiters(exc)
+            return
+        except BaseException:
+            deployment.starting -= 1
+            raise
+        deployment.starting -= 1
+        if deployment.removed:
+            await replica.drain_and_stop(0)
+            return
+        deployment.failures = 0
+        deployment.last_error = None
+        deployment.replicas.append(replica)
+        deployment.router.add(replica)
+        self._spawn(self._watch_exit(deployment, replica))
+        self.wake()
+
+    async def _watch_exit(self, deployment: Deployment, replica: Replica) -> None:
+        await replica.wait_dead()
+        deployment.router.remove(replica)
+        if replica in deployment.replicas:
+            deployment.replicas.remove(replica)
+        if not replica.retired and not deployment.removed:
+            cause = replica.exit_cause or "unknown"
+            self.metrics.restarts.labels(deployment.name, cause.split(" (")[0]).inc()
+            self.event(
+                "replica_died",
+                deployment.name,
+                f"replica {replica.id} (pid {replica.pid}) {cause}; replacing it",
+            )
+        self.wake()
+
+    async def _retire(self, deployment: Deployment, replica: Replica, reason: str) -> None:
+        self.logbook.write(deployment.name, replica.id, "system", f"draining: {reason}")
+        await replica.drain_and_stop(DRAIN_GRACE)
+
+    # -- metrics ---------------------------------------------------------------------------
+
+    def _export(self, deployment: Deployment) -> None:
+        name = deployment.name
+        m = self.metrics
+        m.service_count.labels(name).set(len(deployment.ready()))
+        m.desired.labels(name).set(deployment.desired)
+        m.inflight.labels(name).set(deployment.router.inflight)
+        m.queued.labels(name).set(deployment.router.queued)
+        for state, count in deployment.state_counts().items():
+            m.replicas.labels(name, state).set(count)
+
+    def _forget_metrics(self, name: str) -> None:
+        m = self.metrics
+        for gauge in (m.service_count, m.desired, m.inflight, m.queued):
+            with contextlib.suppress(KeyError):
+                gauge.remove(name)
+        for state in ReplicaState:
+            with contextlib.suppress(KeyError):
+                m.replicas.remove(name, state.value)

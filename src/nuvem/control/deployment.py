@@ -1,0 +1,77 @@
+"""One function as the controller runs it: its spec, desired count, replicas and router."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nuvem.routing.router import Router
+from nuvem.runtime.replica import Replica
+from nuvem.spec.function import FunctionSpec
+from nuvem.types import ReplicaState
+
+
+@dataclass(eq=False)
+class Deployment:
+    spec: FunctionSpec
+    desired: int
+    router: Router
+    replicas: list[Replica] = field(default_factory=list)  # every replica not yet dead
+    starting: int = 0  # start attempts in progress (environment build included)
+    failures: int = 0  # consecutive failed starts, for back-off
+    retry_at: float = 0.0
+    last_error: str | None = None
+    invocations: int = 0
+    removed: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def timeout(self) -> float:
+        return self.spec.timeout
+
+    @property
+    def idempotent(self) -> bool:
+        return self.spec.idempotent
+
+    def ready(self) -> list[Replica]:
+        return [r for r in self.replicas if r.state is ReplicaState.READY]
+
+    def current(self) -> list[Replica]:
+        """Replicas started from the present spec, not draining."""
+        fingerprint = self.spec.fingerprint()
+        return [
+            r
+            for r in self.replicas
+            if r.fingerprint == fingerprint
+            and r.state in (ReplicaState.STARTING, ReplicaState.READY)
+        ]
+
+    def outdated(self) -> list[Replica]:
+        fingerprint = self.spec.fingerprint()
+        return [
+            r
+            for r in self.replicas
+            if r.fingerprint != fingerprint
+            and r.state in (ReplicaState.STARTING, ReplicaState.READY)
+        ]
+
+    def unavailable_reason(self) -> str | None:
+        """Why calls should fail at once instead of waiting; None while they can wait."""
+        if self.removed:
+            return f"function {self.name!r} was removed"
+        if self.ready() or self.starting:
+            return None
+        if self.last_error is not None:
+            return self.last_error
+        if self.desired == 0:
+            return f"function {self.name!r} is scaled to zero replicas"
+        return None
+
+    def state_counts(self) -> dict[str, int]:
+        counts = {state.value: 0 for state in ReplicaState}
+        counts[ReplicaState.STARTING.value] += self.starting
+        for replica in self.replicas:
+            counts[replica.state.value] += 1
+        return counts

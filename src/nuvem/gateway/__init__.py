@@ -1,0 +1,1 @@
+"""The HTTP front door: authentication, protocols, routing to functions."""

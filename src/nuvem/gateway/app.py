@@ -1,0 +1,92 @@
+"""The gateway's ASGI application."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+import nuvem
+from nuvem.errors import NuvemError
+from nuvem.gateway import system_api
+from nuvem.gateway.invoke import PREFIX, FunctionEndpoint, Receive, Scope, Send
+from nuvem.gateway.openapi import add_function_routes
+from nuvem.gateway.platform import Platform
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return "invalid request: " + "; ".join(problems)
+
+
+def build_api(platform: Platform, *, manage_lifespan: bool) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage_lifespan:
+            await platform.start()
+        try:
+            yield
+        finally:
+            if manage_lifespan:
+                await platform.stop()
+
+    api = FastAPI(
+        title="nuvem gateway",
+        version=nuvem.__version__,
+        description="OpenFaaS-compatible gateway of the nuvem serverless platform.",
+        lifespan=lifespan,
+    )
+    api.state.platform = platform
+
+    @api.exception_handler(NuvemError)
+    async def nuvem_error(request: Request, exc: NuvemError) -> JSONResponse:
+        headers = {"WWW-Authenticate": 'Basic realm="nuvem"'} if exc.status == 401 else None
+        return JSONResponse(exc.payload(), status_code=exc.status, headers=headers)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": _validation_message(exc)}, status_code=400)
+
+    @api.get("/healthz", tags=["health"])
+    def healthz(request: Request) -> dict[str, str]:
+        if not platform.settings.open_health:
+            platform.auth.check_admin(request.headers.get("authorization"))
+        return {"status": "ok"}
+
+    @api.get("/metrics", tags=["health"], response_class=Response)
+    def metrics(request: Request) -> Response:
+        if not platform.settings.open_metrics:
+            platform.auth.check_admin(request.headers.get("authorization"))
+        return Response(generate_latest(platform.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    api.include_router(system_api.router)
+    add_function_routes(api)
+    return api
+
+
+class Gateway:
+    """Function calls go straight to the hot path; everything else through FastAPI."""
+
+    def __init__(self, platform: Platform, *, manage_lifespan: bool = True) -> None:
+        self.platform = platform
+        self.api = build_api(platform, manage_lifespan=manage_lifespan)
+        self.functions = FunctionEndpoint(platform.controller, platform.auth, platform.metrics)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
+            await self.functions(scope, receive, send)
+            return
+        await self.api(scope, receive, send)
+
+
+def create_app(platform: Platform, *, manage_lifespan: bool = True) -> Any:
+    return Gateway(platform, manage_lifespan=manage_lifespan)

@@ -1,0 +1,129 @@
+"""The hot path: `/function/{name}[/{path}]` served as raw ASGI.
+
+Calls skip the web framework's routing and middleware: parse once, authenticate with a
+dictionary lookup, hand the raw body to a replica, answer. The OpenAPI document still
+describes these routes (see openapi.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from nuvem.control.controller import Controller
+from nuvem.errors import NuvemError, PayloadTooLarge
+from nuvem.gateway.auth import Authenticator
+from nuvem.metrics.registry import Metrics
+from nuvem.routing.dispatch import dispatch
+from nuvem.runtime.protocol import CallMeta
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+PREFIX = "/function/"
+MAX_BODY = 64 * 2**20
+# Credentials stop at the gateway; hop-by-hop headers are the gateway's own business.
+_REQUEST_DROP = {"authorization", "x-api-key", "connection", "keep-alive", "transfer-encoding"}
+_RESPONSE_DROP = {b"content-length", b"connection", b"transfer-encoding", b"keep-alive"}
+
+
+def error_response_parts(error: NuvemError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    body = json.dumps(error.payload()).encode()
+    headers = [(b"content-type", b"application/json")]
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
+    if error.status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="nuvem", Basic realm="nuvem"'))
+    return error.status, headers, body
+
+
+class FunctionEndpoint:
+    def __init__(
+        self,
+        controller: Controller,
+        auth: Authenticator,
+        metrics: Metrics,
+        max_body: int = MAX_BODY,
+    ) -> None:
+        self.controller = controller
+        self.auth = auth
+        self.metrics = metrics
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started_wall = time.time()
+        started = time.perf_counter()
+        name, _, extra = scope["path"][len(PREFIX) :].partition("/")
+        authorization = api_key = call_id = None
+        forwarded: list[tuple[str, str]] = []
+        for raw_key, raw_value in scope["headers"]:
+            key = raw_key.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            if key == "authorization":
+                authorization = value
+            elif key == "x-api-key":
+                api_key = value
+            elif key == "x-call-id":
+                call_id = value
+            if key not in _REQUEST_DROP:
+                forwarded.append((key, value))
+        if call_id is None:
+            call_id = uuid.uuid4().hex
+            forwarded.append(("x-call-id", call_id))
+        code = 500
+        try:
+            self.auth.check_invoke(authorization, api_key, name)
+            deployment = self.controller.get(name)
+            body = await self._read_body(receive)
+            meta = CallMeta(
+                scope["method"], "/" + extra, scope["query_string"].decode("latin-1"), forwarded
+            )
+            deployment.invocations += 1
+            result = await dispatch(deployment, meta, body)
+            code = result.status
+            headers = [
+                (k.encode("latin-1"), v.encode("latin-1"))
+                for k, v in result.headers
+                if k.lower().encode("latin-1") not in _RESPONSE_DROP
+            ]
+            payload = result.body
+        except NuvemError as error:
+            code, headers, payload = error_response_parts(error)
+        duration = time.perf_counter() - started
+        headers += [
+            (b"content-length", str(len(payload)).encode()),
+            (b"x-call-id", call_id.encode("latin-1")),
+            (b"x-start-time", str(int(started_wall * 1e9)).encode()),
+            (b"x-duration-seconds", f"{duration:.6f}".encode()),
+        ]
+        await send({"type": "http.response.start", "status": code, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+        if name in self.controller.deployments:
+            label = str(code)
+            self.metrics.invocations.labels(name, label).inc()
+            self.metrics.duration.labels(name, label).observe(duration)
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise PayloadTooLarge(
+                    f"request body is larger than {self.max_body // 2**20} MiB",
+                    "send large inputs by reference (a URL) or raise the gateway's max body",
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -1,0 +1,88 @@
+"""Everything one running nuvem holds, wired together: records, runtime, controller, auth."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nuvem.config import Settings
+from nuvem.control.controller import Controller, Environments, Runtime
+from nuvem.gateway.auth import Authenticator, ensure_admin
+from nuvem.metrics.registry import Metrics
+from nuvem.runtime.environment import EnvironmentBuilder, ProgressEvent
+from nuvem.runtime.local import LocalRuntime
+from nuvem.runtime.logbook import LogBook
+from nuvem.spec.stack import Stack
+from nuvem.stores.sqlite import SqliteRecordStore
+from nuvem.types import RecordStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    records: RecordStore
+    controller: Controller
+    auth: Authenticator
+    logbook: LogBook
+    metrics: Metrics
+    admin_password_file: Path | None = None
+    stack: Stack | None = None
+    on_shutdown_request: Callable[[], None] | None = field(default=None, repr=False)
+
+    @classmethod
+    def create(
+        cls,
+        settings: Settings,
+        *,
+        stack: Stack | None = None,
+        records: RecordStore | None = None,
+        runtime: Runtime | None = None,
+        environments: Environments | None = None,
+        on_progress: Callable[[ProgressEvent], None] | None = None,
+        tick_interval: float = 1.0,
+    ) -> Platform:
+        state = settings.state_dir
+        state.mkdir(parents=True, exist_ok=True)
+        records = records or SqliteRecordStore(state / "nuvem.db")
+        logbook = LogBook()
+        metrics = Metrics()
+        controller = Controller(
+            records=records,
+            runtime=runtime or LocalRuntime(logbook),
+            environments=environments or EnvironmentBuilder(state, on_progress=on_progress),
+            logbook=logbook,
+            metrics=metrics,
+            tick_interval=tick_interval,
+        )
+        password_file = ensure_admin(records, state, settings.admin_password)
+        return cls(
+            settings=settings,
+            records=records,
+            controller=controller,
+            auth=Authenticator(records),
+            logbook=logbook,
+            metrics=metrics,
+            admin_password_file=password_file,
+            stack=stack,
+        )
+
+    async def start(self) -> None:
+        """Bring back what was deployed, then deploy the stack file's functions over it."""
+        await self.controller.start()
+        if self.stack is not None:
+            for spec in self.stack.functions.values():
+                self.controller.deploy(spec)
+
+    async def stop(self) -> None:
+        await self.controller.stop()
+        self.records.close()
+
+    def request_shutdown(self) -> None:
+        if self.on_shutdown_request is None:
+            log.warning("shutdown requested, but this platform was not started by `nuvem up`")
+            return
+        self.on_shutdown_request()

@@ -1,0 +1,100 @@
+"""Request and response bodies of the /system API (OpenFaaS-compatible where it has one)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from nuvem.control.deployment import Deployment
+
+
+class FunctionStatus(BaseModel):
+    name: str
+    image: str = Field(description="the handler reference (OpenFaaS clients read `image`)")
+    handler: str
+    replicas: int = Field(description="desired replicas")
+    availableReplicas: int = Field(description="replicas ready to serve")  # noqa: N815
+    invocationCount: int  # noqa: N815
+    status: str = Field(description="ready | starting | degraded | error | stopped")
+    error: str | None = None
+    replicaStates: dict[str, int]  # noqa: N815
+    inflight: int
+    queued: int
+    labels: dict[str, str]
+    spec: dict[str, Any]
+
+    @classmethod
+    def of(cls, deployment: Deployment) -> FunctionStatus:
+        ready = len(deployment.ready())
+        if deployment.desired == 0:
+            status = "stopped"
+        elif ready >= deployment.desired:
+            status = "ready"
+        elif deployment.last_error is not None:
+            status = "error" if ready == 0 else "degraded"
+        else:
+            status = "starting"
+        spec = deployment.spec
+        return cls(
+            name=spec.name,
+            image=spec.handler,
+            handler=spec.handler,
+            replicas=deployment.desired,
+            availableReplicas=ready,
+            invocationCount=deployment.invocations,
+            status=status,
+            error=deployment.last_error,
+            replicaStates=deployment.state_counts(),
+            inflight=deployment.router.inflight,
+            queued=deployment.router.queued,
+            labels=spec.labels,
+            spec=spec.model_dump(mode="json"),
+        )
+
+
+class ScaleRequest(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    replicas: int = Field(ge=0)
+    serviceName: str | None = None  # noqa: N815
+
+
+class DeleteRequest(BaseModel):
+    functionName: str = Field(validation_alias=AliasChoices("functionName", "name"))  # noqa: N815
+
+
+class KeyCreate(BaseModel):
+    name: str = Field(default="", max_length=200)
+    functions: list[str] | None = Field(
+        default=None, description="functions the key may invoke; all when absent"
+    )
+
+
+class KeyInfo(BaseModel):
+    id: str
+    name: str
+    functions: list[str] | None
+    created_at: float
+    revoked_at: float | None = None
+
+
+class KeyCreated(KeyInfo):
+    key: str = Field(description="the full key; shown once, only its hash is stored")
+
+
+class EventInfo(BaseModel):
+    id: int
+    time: float
+    kind: str
+    function: str | None
+    message: str
+
+
+class Info(BaseModel):
+    provider: dict[str, Any]
+    version: dict[str, str]
+    arch: str
+
+
+class ErrorBody(BaseModel):
+    error: str

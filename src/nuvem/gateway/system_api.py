@@ -1,0 +1,192 @@
+"""The /system API: functions, scaling, keys, logs, events, info. Admin only."""
+
+from __future__ import annotations
+
+import json
+import platform as host
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import Response, StreamingResponse
+
+import nuvem
+from nuvem.errors import BadRequest, Conflict, NotFound
+from nuvem.gateway.platform import Platform
+from nuvem.gateway.schemas import (
+    DeleteRequest,
+    EventInfo,
+    FunctionStatus,
+    Info,
+    KeyCreate,
+    KeyCreated,
+    KeyInfo,
+    ScaleRequest,
+)
+from nuvem.runtime.devices import gpu_count
+from nuvem.spec.function import FunctionSpec
+from nuvem.types import ApiKeyRecord
+
+
+def platform_of(request: Request) -> Platform:
+    found: Platform = request.app.state.platform
+    return found
+
+
+def admin(request: Request) -> Platform:
+    platform = platform_of(request)
+    platform.auth.check_admin(request.headers.get("authorization"))
+    return platform
+
+
+Admin = Annotated[Platform, Depends(admin)]
+router = APIRouter(prefix="/system", tags=["system"])
+
+
+def _validate_placement(spec: FunctionSpec) -> None:
+    root = Path(spec.root)
+    if not root.is_absolute() or not root.is_dir():
+        raise BadRequest(
+            f"function {spec.name!r}: root {spec.root!r} is not an absolute folder on the "
+            "gateway's machine",
+            "deploy with `nuvem deploy -f nuvem.yaml`, which sends the stack file's folder",
+        )
+    available = gpu_count()
+    if spec.resources.gpu > available:
+        raise BadRequest(
+            f"function {spec.name!r} needs {spec.resources.gpu} GPU(s) and this machine has "
+            f"{available}",
+            "set resources.gpu to 0, or add a node with GPUs",
+        )
+
+
+@router.get("/functions", response_model=list[FunctionStatus])
+def list_functions(platform: Admin) -> list[FunctionStatus]:
+    deployments = platform.controller.deployments.values()
+    return [FunctionStatus.of(d) for d in sorted(deployments, key=lambda d: d.name)]
+
+
+@router.post("/functions", status_code=202, response_model=FunctionStatus)
+def create_function(platform: Admin, spec: FunctionSpec) -> FunctionStatus:
+    """Deploy a new function (409 when it exists: update it with PUT)."""
+    if spec.name in platform.controller.deployments:
+        raise Conflict(
+            f"function {spec.name!r} already exists", "update it with PUT /system/functions"
+        )
+    _validate_placement(spec)
+    return FunctionStatus.of(platform.controller.deploy(spec))
+
+
+@router.put("/functions", status_code=202, response_model=FunctionStatus)
+def update_function(platform: Admin, spec: FunctionSpec) -> FunctionStatus:
+    """Update a deployed function; replicas roll over to the new spec without downtime."""
+    platform.controller.get(spec.name)
+    _validate_placement(spec)
+    return FunctionStatus.of(platform.controller.deploy(spec))
+
+
+@router.delete("/functions", status_code=202)
+async def delete_function(platform: Admin, body: DeleteRequest) -> Response:
+    await platform.controller.remove(body.functionName)
+    return Response(status_code=202)
+
+
+@router.get("/function/{name}", response_model=FunctionStatus)
+def get_function(platform: Admin, name: str) -> FunctionStatus:
+    return FunctionStatus.of(platform.controller.get(name))
+
+
+@router.delete("/function/{name}", status_code=202)
+async def delete_function_by_name(platform: Admin, name: str) -> Response:
+    await platform.controller.remove(name)
+    return Response(status_code=202)
+
+
+@router.post("/scale-function/{name}", status_code=202, response_model=FunctionStatus)
+def scale_function(platform: Admin, name: str, body: ScaleRequest) -> FunctionStatus:
+    if body.serviceName not in (None, name):
+        raise BadRequest(
+            f"serviceName {body.serviceName!r} does not match the path's {name!r}",
+            "omit serviceName or make them equal",
+        )
+    return FunctionStatus.of(platform.controller.scale(name, body.replicas))
+
+
+@router.get("/info", response_model=Info)
+def info(platform: Admin) -> Info:
+    return Info(
+        provider={"provider": "nuvem", "orchestration": "local-processes", "version": {}},
+        version={"release": nuvem.__version__, "sha": "", "commit_message": ""},
+        arch=host.machine(),
+    )
+
+
+@router.get("/events", response_model=list[EventInfo])
+def events(
+    platform: Admin,
+    function: str | None = None,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> list[EventInfo]:
+    found = platform.records.list_events(function, after, limit)
+    return [EventInfo(id=e.id, time=e.time, kind=e.kind, function=e.function, message=e.message)
+            for e in found]
+
+
+@router.get("/logs", response_class=StreamingResponse)
+def logs(
+    platform: Admin,
+    name: str,
+    tail: Annotated[int | None, Query(ge=0)] = None,
+    since: Annotated[float | None, Query(description="unix time in seconds")] = None,
+    follow: bool = False,
+) -> StreamingResponse:
+    """Log lines of a function's replicas as NDJSON; `follow` streams new ones as they come."""
+    platform.controller.get(name)
+    book = platform.logbook
+
+    async def lines() -> AsyncIterator[bytes]:
+        for line in book.tail(name, tail, since):
+            yield json.dumps(line.as_dict()).encode() + b"\n"
+        if follow:
+            async for line in book.follow(name):
+                yield json.dumps(line.as_dict()).encode() + b"\n"
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+def _key_info(record: ApiKeyRecord) -> KeyInfo:
+    return KeyInfo(
+        id=record.id,
+        name=record.name,
+        functions=list(record.functions) if record.functions is not None else None,
+        created_at=record.created_at,
+        revoked_at=record.revoked_at,
+    )
+
+
+@router.post("/keys", status_code=201, response_model=KeyCreated)
+def create_key(platform: Admin, body: Annotated[KeyCreate, Body()]) -> KeyCreated:
+    functions = tuple(body.functions) if body.functions is not None else None
+    record, full = platform.auth.create_key(body.name, functions)
+    return KeyCreated(key=full, **_key_info(record).model_dump())
+
+
+@router.get("/keys", response_model=list[KeyInfo])
+def list_keys(platform: Admin) -> list[KeyInfo]:
+    return [_key_info(k) for k in platform.records.list_keys()]
+
+
+@router.delete("/keys/{key_id}", status_code=204)
+def revoke_key(platform: Admin, key_id: str) -> Response:
+    if not platform.auth.revoke_key(key_id):
+        raise NotFound(f"API key {key_id!r} does not exist or is already revoked", "see nuvem keys ls")
+    return Response(status_code=204)
+
+
+@router.post("/shutdown", status_code=202)
+def shutdown(platform: Admin) -> Response:
+    """Stop the platform: calls in flight finish, replicas drain, then the gateway exits."""
+    platform.request_shutdown()
+    return Response(status_code=202)

@@ -1,0 +1,1 @@
+"""Metric names, declared once, and their registry."""

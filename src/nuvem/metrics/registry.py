@@ -1,0 +1,71 @@
+"""Every metric nuvem exports. OpenFaaS names where one exists, `nuvem_` for our own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
+)  # fmt: skip
+
+
+@dataclass
+class Metrics:
+    """One registry per platform instance, so tests can run several side by side."""
+
+    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry())
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.invocations = Counter(
+            "gateway_function_invocation",
+            "Function invocations by status code",
+            ["function_name", "code"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "gateway_functions_seconds",
+            "Function invocation duration in seconds, queueing included",
+            ["function_name", "code"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.service_count = Gauge(
+            "gateway_service_count", "Ready replicas per function", ["function_name"], registry=r
+        )
+        self.inflight = Gauge(
+            "nuvem_function_inflight", "Calls running on replicas", ["function_name"], registry=r
+        )
+        self.queued = Gauge(
+            "nuvem_function_queue_depth",
+            "Calls waiting for a free replica",
+            ["function_name"],
+            registry=r,
+        )
+        self.replicas = Gauge(
+            "nuvem_replicas", "Replicas by state", ["function_name", "state"], registry=r
+        )
+        self.desired = Gauge(
+            "nuvem_replicas_desired", "Desired replicas", ["function_name"], registry=r
+        )
+        self.restarts = Counter(
+            "nuvem_replica_restarts",
+            "Replicas that died unexpectedly and were replaced",
+            ["function_name", "cause"],
+            registry=r,
+        )
+        self.reconcile_seconds = Histogram(
+            "nuvem_controller_tick_seconds",
+            "Duration of one controller reconcile step",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.environment_build_seconds = Histogram(
+            "nuvem_environment_build_seconds",
+            "Time to build a function's virtual environment",
+            buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600),
+            registry=r,
+        )

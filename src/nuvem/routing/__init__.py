@@ -1,0 +1,1 @@
+"""Choosing a replica for each call: least outstanding requests, bounded queues, deadlines."""
