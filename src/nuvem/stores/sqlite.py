@@ -1,0 +1,343 @@
+"""`SqliteRecordStore`: the embedded, durable `RecordStore` in one SQLite file (WAL)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from nuvem.errors import BadRequest, NotFound, NuvemError
+from nuvem.spec.function import FunctionSpec
+from nuvem.types import ApiKeyRecord, EventRecord, FunctionRecord
+
+SCHEMA_VERSION = 1
+SCHEMA_VERSION_SETTING = "schema_version"
+BUSY_TIMEOUT_MS = 10_000
+
+# An execution option read by the "begin" hook: transactions that write start with
+# BEGIN IMMEDIATE, so they take the write lock up front and wait out busy_timeout
+# instead of failing with "database is locked" when a read lock cannot be upgraded.
+_BEGIN_OPTION = "nuvem_sqlite_begin"
+
+_metadata = sa.MetaData()
+
+_functions = sa.Table(
+    "functions",
+    _metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("replicas", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+_api_keys = sa.Table(
+    "api_keys",
+    _metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("secret_hash", sa.String, nullable=False),
+    sa.Column("functions", sa.Text, nullable=True),  # JSON list; NULL means every function
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+)
+
+_events = sa.Table(
+    "events",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("function", sa.String, nullable=True),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Index("events_by_function", "function", "id"),
+    # AUTOINCREMENT: ids are never reused, so a follower's after_id cursor stays valid.
+    sqlite_autoincrement=True,
+)
+
+_settings = sa.Table(
+    "settings",
+    _metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+class SqliteRecordStore:
+    """Functions, API keys, events and settings in one SQLite file.
+
+    Safe to share between threads: each call checks a connection out of the engine's pool
+    and runs in its own transaction. The file is opened in WAL mode, so readers never wait
+    for the writer.
+    """
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._clock = clock
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._engine: Engine = sa.create_engine(sa.URL.create("sqlite", database=str(path)))
+        sa.event.listen(self._engine, "connect", _on_connect)
+        sa.event.listen(self._engine, "begin", _on_begin)
+        self._writer = self._engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        try:
+            self._open()
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    def _open(self) -> None:
+        with self._writer.begin() as conn:
+            _metadata.create_all(conn)
+            found = conn.execute(
+                sa.select(_settings.c.value).where(_settings.c.name == SCHEMA_VERSION_SETTING)
+            ).scalar_one_or_none()
+            if found is None:
+                conn.execute(
+                    sa.insert(_settings).values(
+                        name=SCHEMA_VERSION_SETTING, value=str(SCHEMA_VERSION)
+                    )
+                )
+            elif not found.isdigit() or int(found) > SCHEMA_VERSION:
+                raise NuvemError(
+                    f"records file {self.path} has schema version {found!r}; "
+                    f"this nuvem knows versions up to {SCHEMA_VERSION}",
+                    hint="upgrade nuvem, or point it at another state directory",
+                )
+
+    # functions
+
+    def put_function(self, spec: FunctionSpec, replicas: int) -> FunctionRecord:
+        check_replicas(replicas)
+        now = self._clock()
+        with self._writer.begin() as conn:
+            created = conn.execute(
+                sa.select(_functions.c.created_at).where(_functions.c.name == spec.name)
+            ).scalar_one_or_none()
+            values = {
+                "spec": json.dumps(spec.model_dump(mode="json")),
+                "replicas": replicas,
+                "updated_at": now,
+            }
+            if created is None:
+                created = now
+                conn.execute(
+                    sa.insert(_functions).values(name=spec.name, created_at=created, **values)
+                )
+            else:
+                conn.execute(
+                    sa.update(_functions).where(_functions.c.name == spec.name).values(**values)
+                )
+        return FunctionRecord(spec=spec, replicas=replicas, created_at=created, updated_at=now)
+
+    def get_function(self, name: str) -> FunctionRecord | None:
+        with self._engine.begin() as conn:
+            row = conn.execute(sa.select(_functions).where(_functions.c.name == name)).first()
+        return None if row is None else _function_record(row)
+
+    def list_functions(self) -> list[FunctionRecord]:
+        """Every function, by name."""
+        with self._engine.begin() as conn:
+            rows = conn.execute(sa.select(_functions).order_by(_functions.c.name)).all()
+        return [_function_record(row) for row in rows]
+
+    def delete_function(self, name: str) -> bool:
+        with self._writer.begin() as conn:
+            result = conn.execute(sa.delete(_functions).where(_functions.c.name == name))
+        return result.rowcount > 0
+
+    def set_replicas(self, name: str, replicas: int) -> None:
+        """Sets the desired replica count and updated_at; NotFound for an unknown name."""
+        check_replicas(replicas)
+        with self._writer.begin() as conn:
+            result = conn.execute(
+                sa.update(_functions)
+                .where(_functions.c.name == name)
+                .values(replicas=replicas, updated_at=self._clock())
+            )
+        if result.rowcount == 0:
+            raise function_not_found(name)
+
+    # API keys
+
+    def put_key(self, key: ApiKeyRecord) -> None:
+        """Stores the key, replacing any key with the same id."""
+        values = {
+            "name": key.name,
+            "secret_hash": key.secret_hash,
+            "functions": None if key.functions is None else json.dumps(list(key.functions)),
+            "created_at": key.created_at,
+            "revoked_at": key.revoked_at,
+        }
+        with self._writer.begin() as conn:
+            result = conn.execute(
+                sa.update(_api_keys).where(_api_keys.c.id == key.id).values(**values)
+            )
+            if result.rowcount == 0:
+                conn.execute(sa.insert(_api_keys).values(id=key.id, **values))
+
+    def get_key(self, key_id: str) -> ApiKeyRecord | None:
+        with self._engine.begin() as conn:
+            row = conn.execute(sa.select(_api_keys).where(_api_keys.c.id == key_id)).first()
+        return None if row is None else _key_record(row)
+
+    def list_keys(self) -> list[ApiKeyRecord]:
+        """Every key, revoked ones included, oldest first."""
+        with self._engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(_api_keys).order_by(_api_keys.c.created_at, _api_keys.c.id)
+            ).all()
+        return [_key_record(row) for row in rows]
+
+    def revoke_key(self, key_id: str, when: float) -> bool:
+        """Marks the key revoked; False if there is no such key. Revoking twice keeps the
+        first time."""
+        with self._writer.begin() as conn:
+            exists = conn.execute(sa.select(_api_keys.c.id).where(_api_keys.c.id == key_id)).first()
+            conn.execute(
+                sa.update(_api_keys)
+                .where(_api_keys.c.id == key_id, _api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=when)
+            )
+        return exists is not None
+
+    # events
+
+    def add_event(
+        self,
+        kind: str,
+        function: str | None,
+        message: str,
+        data: dict[str, Any] | None = None,
+        when: float | None = None,
+    ) -> EventRecord:
+        encoded = json.dumps(data or {})
+        at = self._clock() if when is None else when
+        with self._writer.begin() as conn:
+            event_id = conn.execute(
+                sa.insert(_events)
+                .values(time=at, kind=kind, function=function, message=message, data=encoded)
+                .returning(_events.c.id)
+            ).scalar_one()
+        return EventRecord(
+            id=int(event_id),
+            time=at,
+            kind=kind,
+            function=function,
+            message=message,
+            data=json.loads(encoded),
+        )
+
+    def list_events(
+        self, function: str | None = None, after_id: int = 0, limit: int = 100
+    ) -> list[EventRecord]:
+        """Events in ascending id order, only `function`'s when it is given.
+
+        With `after_id` <= 0: the newest `limit` events (a tail). Otherwise: the first
+        `limit` events after `after_id` (a follower pages forward with the last id it saw).
+        A `limit` <= 0 returns nothing.
+        """
+        if limit <= 0:
+            return []
+        query = sa.select(_events)
+        if function is not None:
+            query = query.where(_events.c.function == function)
+        if after_id > 0:
+            query = query.where(_events.c.id > after_id).order_by(_events.c.id).limit(limit)
+        else:
+            query = query.order_by(_events.c.id.desc()).limit(limit)
+        with self._engine.begin() as conn:
+            rows = conn.execute(query).all()
+        events = [_event_record(row) for row in rows]
+        return events if after_id > 0 else events[::-1]
+
+    # settings
+
+    def get_setting(self, name: str) -> str | None:
+        with self._engine.begin() as conn:
+            value: str | None = conn.execute(
+                sa.select(_settings.c.value).where(_settings.c.name == name)
+            ).scalar_one_or_none()
+        return value
+
+    def set_setting(self, name: str, value: str) -> None:
+        with self._writer.begin() as conn:
+            result = conn.execute(
+                sa.update(_settings).where(_settings.c.name == name).values(value=value)
+            )
+            if result.rowcount == 0:
+                conn.execute(sa.insert(_settings).values(name=name, value=value))
+
+    def close(self) -> None:
+        """Closes every pooled connection; calling it again is harmless."""
+        self._engine.dispose()
+
+
+def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # Take BEGIN away from the sqlite3 module (its legacy mode skips BEGIN before SELECT);
+    # _on_begin emits it instead, so every transaction really is one.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        # WAL persists in the file; asking again on a WAL file only reads the mode. It must run
+        # outside a transaction, which only this hook is sure of.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable in WAL mode except for the last commits on power loss.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def _on_begin(conn: Connection) -> None:
+    mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def check_replicas(replicas: int) -> None:
+    """Shared with the memory fake so that both reject the same values the same way."""
+    if replicas < 0:
+        raise BadRequest(
+            f"replicas must be 0 or more, got {replicas}", hint="use 0 to scale to zero"
+        )
+
+
+def function_not_found(name: str) -> NotFound:
+    return NotFound(f"function {name!r} not found", hint="deploy it first, or check the name")
+
+
+def _function_record(row: sa.Row[Any]) -> FunctionRecord:
+    return FunctionRecord(
+        spec=FunctionSpec.model_validate(json.loads(row.spec)),
+        replicas=row.replicas,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _key_record(row: sa.Row[Any]) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        id=row.id,
+        name=row.name,
+        secret_hash=row.secret_hash,
+        functions=None if row.functions is None else tuple(json.loads(row.functions)),
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def _event_record(row: sa.Row[Any]) -> EventRecord:
+    return EventRecord(
+        id=row.id,
+        time=row.time,
+        kind=row.kind,
+        function=row.function,
+        message=row.message,
+        data=json.loads(row.data),
+    )
