@@ -21,6 +21,20 @@ from pydantic import (
 from nuvem.spec.units import parse_duration, parse_memory
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_COMMENT = re.compile(r"(^|\s)#.*$")
+
+
+def _scalar_text(value: Any) -> Any:
+    """YAML reads `DEBUG: true` as a bool; give the process the text the user wrote."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, int | float):
+        return str(value)
+    # Anything else (a list, a mapping) is left for the model to reject as not text.
+    return value
+
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 Bytes = Annotated[int, BeforeValidator(parse_memory), PlainSerializer(int)]
@@ -84,14 +98,17 @@ class FunctionSpec(Strict):
     @classmethod
     def _requirements(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return tuple(line.strip() for line in value.splitlines() if line.strip())
+            # A pasted requirements.txt keeps its comments; pip drops them, and so must we,
+            # or they would reach the installer and change the environment key.
+            lines = (_COMMENT.sub("", line).strip() for line in value.splitlines())
+            return tuple(line for line in lines if line)
         return value
 
     @field_validator("env", "labels", mode="before")
     @classmethod
     def _stringify(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            return {str(k): str(v) for k, v in value.items()}
+            return {str(k): _scalar_text(v) for k, v in value.items()}
         return value
 
     def environment_key(self) -> str | None:

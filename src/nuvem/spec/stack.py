@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from nuvem.spec.function import FunctionSpec, Strict
 
@@ -12,6 +12,14 @@ from nuvem.spec.function import FunctionSpec, Strict
 class Stack(Strict):
     version: str = Field(default="1", description="stack file format version")
     functions: dict[str, FunctionSpec] = Field(default_factory=dict)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        # YAML reads `version: 1` as an int; that is what everyone writes.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value
 
     @model_validator(mode="before")
     @classmethod

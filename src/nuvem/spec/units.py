@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import re
+from fractions import Fraction
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_FACTOR = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# Fractions keep `9ms` at exactly 0.009 s; the float 0.001 times 9 is 0.009000000000000001.
+_DURATION_FACTOR = {
+    "ms": Fraction(1, 1000),
+    "s": Fraction(1),
+    "m": Fraction(60),
+    "h": Fraction(3600),
+    None: Fraction(1),
+}
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|K|M|G|T|k)?\s*$")
 _MEMORY_FACTOR = {
@@ -32,9 +41,18 @@ def parse_duration(value: object) -> float:
         match = _DURATION.match(str(value))
         if not match:
             raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 500ms, 2m or 1h")
-        seconds = float(match.group(1)) * _DURATION_FACTOR[match.group(2)]
+        exact = Fraction(match.group(1)) * _DURATION_FACTOR[match.group(2)]
+        try:
+            seconds = float(exact)
+        except OverflowError:
+            seconds = math.inf
+    # NaN compares false with everything, so it would slip past the check below.
+    if math.isnan(seconds):
+        raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 500ms, 2m or 1h")
     if seconds <= 0:
         raise ValueError(f"{value!r} must be longer than zero")
+    if math.isinf(seconds):
+        raise ValueError(f"{value!r} is too long; write a finite duration, e.g. 1h")
     return seconds
 
 
@@ -44,11 +62,14 @@ def parse_memory(value: object) -> int:
         raise ValueError(f"{value!r} is not a memory size; write e.g. 512Mi or 2Gi")
     if isinstance(value, int):
         size = value
+    elif isinstance(value, float) and math.isfinite(value):
+        # str() would turn large floats into `1e+20`, which the pattern rejects.
+        size = int(value)
     else:
         match = _MEMORY.match(str(value))
         if not match:
             raise ValueError(f"{value!r} is not a memory size; write e.g. 512Mi or 2Gi")
-        size = int(float(match.group(1)) * _MEMORY_FACTOR[match.group(2)])
+        size = int(Fraction(match.group(1)) * _MEMORY_FACTOR[match.group(2)])
     if size <= 0:
         raise ValueError(f"{value!r} must be larger than zero")
     return size
