@@ -27,7 +27,8 @@ class LogBook:
     def __init__(self, per_function: int = 10_000) -> None:
         self._per_function = per_function
         self._lines: dict[str, deque[LogLine]] = {}
-        self._subscribers: dict[str, set[asyncio.Queue[LogLine]]] = {}
+        self._subscribers: dict[str, set[asyncio.Queue[LogLine | None]]] = {}
+        self._closed = False
 
     def write(self, name: str, instance: str, stream: str, text: str) -> None:
         line = LogLine(name, instance, stream, time.time(), text)
@@ -50,10 +51,20 @@ class LogBook:
         return lines
 
     async def follow(self, name: str) -> AsyncIterator[LogLine]:
-        queue: asyncio.Queue[LogLine] = asyncio.Queue()
+        """New lines as they are written, until `close()`."""
+        if self._closed:
+            return
+        queue: asyncio.Queue[LogLine | None] = asyncio.Queue()
         self._subscribers.setdefault(name, set()).add(queue)
         try:
-            while True:
-                yield await queue.get()
+            while (line := await queue.get()) is not None:
+                yield line
         finally:
             self._subscribers[name].discard(queue)
+
+    def close(self) -> None:
+        """End every follower, so a shutdown is not held open by a log stream."""
+        self._closed = True
+        for queues in self._subscribers.values():
+            for queue in queues:
+                queue.put_nowait(None)

@@ -28,7 +28,13 @@ class Stack(Strict):
             functions = {}
             for name, body in data["functions"].items():
                 if isinstance(body, dict):
-                    body = {"name": name, **body}
+                    given = body.get("name", body.get("service", name))
+                    if given != name:
+                        raise ValueError(
+                            f"function {name!r} sets name {given!r}; the key is the name, "
+                            "remove `name:` or rename the key"
+                        )
+                    body = {**body, "name": name}
                 functions[name] = body
             data = {**data, "functions": functions}
         return data

@@ -1,0 +1,40 @@
+# One Makefile for humans, pre-commit and CI.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+EXTRAS ?= dev,models
+
+.PHONY: install run test lint format bench clean system-deps
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv with nuvem and everything its tests need
+
+run: install  ## start nuvem with the example stack on http://127.0.0.1:8080
+	$(BIN)/nuvem up -f examples/nuvem.yaml
+
+lint: install  ## ruff and mypy (strict)
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix src tests bench examples
+	$(BIN)/ruff format src tests bench examples
+
+test: install lint  ## lint, then the whole test suite
+	$(BIN)/pytest
+
+system-deps:  ## Debian packages the benchmarks use (wrk)
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+
+bench: install system-deps  ## benchmarks against a baseline, printing ratios
+	$(BIN)/python bench/echo.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

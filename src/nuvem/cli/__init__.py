@@ -1,0 +1,1 @@
+"""The `nuvem` command line. The only place that configures logging."""

@@ -1,0 +1,167 @@
+"""CLI commands about functions: deploy, ls, rm, invoke, scale, logs, events."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from nuvem.cli.client import Client, ClientError, error_text, exit_code_for
+from nuvem.cli.context import print_json, settings_for
+from nuvem.spec.loader import load_stack
+
+out = Console()
+err = Console(stderr=True)
+
+
+def deploy(file: Path, wait: bool, timeout: float, state_dir: Path | None) -> None:
+    stack = load_stack(file)
+    if not stack.functions:
+        err.print(f"{file} declares no functions; nothing to deploy")
+        return
+    with Client(settings_for(state_dir)) as client:
+        for spec in stack.functions.values():
+            body = spec.model_dump(mode="json")
+            response = client.request("PUT", "/system/functions", json=body)
+            if response.status_code == 404:
+                response = client.request("POST", "/system/functions", json=body)
+            if response.status_code >= 400:
+                raise ClientError(
+                    f"deploying {spec.name}: {error_text(response)}",
+                    exit_code_for(response.status_code),
+                )
+            err.print(f"[green]✓[/green] {spec.name}: accepted", highlight=False)
+        if wait:
+            _wait_ready(client, list(stack.functions), timeout)
+
+
+def _wait_ready(client: Client, names: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    with err.status("waiting for replicas") as status:
+        while pending:
+            for name in sorted(pending):
+                info = client.call("GET", f"/system/function/{name}")
+                if info["status"] in ("ready", "stopped"):
+                    pending.discard(name)
+                    err.print(
+                        f"[green]✓[/green] {name}: {info['availableReplicas']}/{info['replicas']}"
+                        " replicas ready",
+                        highlight=False,
+                    )
+                elif info["status"] == "error":
+                    raise ClientError(f"{name} cannot start: {info['error']}", exit_code=8)
+                else:
+                    status.update(
+                        f"{name}: {info['availableReplicas']}/{info['replicas']} replicas ready"
+                    )
+            if pending and time.monotonic() > deadline:
+                raise ClientError(f"not ready after {timeout:.0f}s: {', '.join(pending)}", 9)
+            if pending:
+                time.sleep(0.2)
+
+
+def show_list(as_json: bool, state_dir: Path | None) -> None:
+    with Client(settings_for(state_dir)) as client:
+        found = client.call("GET", "/system/functions")
+    if as_json:
+        print_json(found)
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("NAME", "STATUS", "REPLICAS", "INFLIGHT", "QUEUED", "INVOCATIONS", "HANDLER"):
+        table.add_column(column)
+    for f in found:
+        table.add_row(
+            f["name"],
+            f["status"],
+            f"{f['availableReplicas']}/{f['replicas']}",
+            str(f["inflight"]),
+            str(f["queued"]),
+            str(f["invocationCount"]),
+            f["handler"],
+        )
+    out.print(table)
+
+
+def remove(name: str, state_dir: Path | None) -> None:
+    with Client(settings_for(state_dir)) as client:
+        client.call("DELETE", f"/system/function/{name}")
+    err.print(f"removed {name}")
+
+
+def invoke(
+    name: str,
+    data: str | None,
+    path: str,
+    method: str,
+    headers: list[str],
+    state_dir: Path | None,
+) -> None:
+    settings = settings_for(state_dir)
+    if data is None or data == "-":
+        body = b"" if sys.stdin.isatty() and data is None else sys.stdin.buffer.read()
+    else:
+        body = data.encode()
+    sent: dict[str, str] = {}
+    for line in headers:
+        key, sep, value = line.partition(":")
+        if not sep:
+            raise ClientError(f"header {line!r} is not 'Name: value'", exit_code=2)
+        sent[key.strip()] = value.strip()
+    if settings.api_key:
+        sent["Authorization"] = f"Bearer {settings.api_key}"
+    with Client(settings, timeout=None) as client:
+        target = f"/function/{name}" + (f"/{path.lstrip('/')}" if path else "")
+        response = client.request(method.upper(), target, content=body, headers=sent)
+    if response.status_code >= 400:
+        raise ClientError(error_text(response), exit_code_for(response.status_code))
+    sys.stdout.buffer.write(response.content)
+    if response.content and not response.content.endswith(b"\n") and sys.stdout.isatty():
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def scale(name: str, replicas: int, state_dir: Path | None) -> None:
+    with Client(settings_for(state_dir)) as client:
+        client.call(
+            "POST", f"/system/scale-function/{name}", json={"serviceName": name, "replicas": replicas}
+        )
+    err.print(f"{name}: scaling to {replicas} replicas")
+
+
+def logs(name: str, tail: int | None, follow: bool, state_dir: Path | None) -> None:
+    params: dict[str, str] = {"name": name, "follow": str(follow).lower()}
+    if tail is not None:
+        params["tail"] = str(tail)
+    with Client(settings_for(state_dir), timeout=None) as client:
+        try:
+            with client.http.stream("GET", "/system/logs", params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ClientError(error_text(response), exit_code_for(response.status_code))
+                for raw in response.iter_lines():
+                    if not raw:
+                        continue
+                    line = json.loads(raw)
+                    when = datetime.datetime.fromtimestamp(line["timestamp"])
+                    stamp = when.strftime("%H:%M:%S.%f")[:-3]
+                    sys.stdout.write(f"{stamp} {line['instance']} {line['text']}\n")
+                    sys.stdout.flush()
+        except KeyboardInterrupt:
+            return
+
+
+def events(function: str | None, limit: int, state_dir: Path | None) -> None:
+    params: dict[str, str | int] = {"limit": limit}
+    if function:
+        params["function"] = function
+    with Client(settings_for(state_dir)) as client:
+        found = client.call("GET", "/system/events", params=params)
+    for event in found:
+        stamp = datetime.datetime.fromtimestamp(event["time"]).strftime("%Y-%m-%d %H:%M:%S")
+        sys.stdout.write(f"{stamp}  {event['kind']:<15} {event['message']}\n")

@@ -1,0 +1,56 @@
+"""CLI commands about API keys."""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from nuvem.cli.client import Client
+from nuvem.cli.context import print_json, settings_for
+
+out = Console()
+err = Console(stderr=True)
+
+
+def create(name: str, functions: str | None, state_dir: Path | None) -> None:
+    allowed = [f.strip() for f in functions.split(",") if f.strip()] if functions else None
+    with Client(settings_for(state_dir)) as client:
+        created = client.call("POST", "/system/keys", json={"name": name, "functions": allowed})
+    # The key alone on stdout, so `KEY=$(nuvem keys create)` works; the rest on stderr.
+    sys.stdout.write(created["key"] + "\n")
+    scope = ", ".join(created["functions"]) if created["functions"] else "every function"
+    err.print(f"created key {created['id']} for {scope}; it is not shown again", highlight=False)
+
+
+def show_list(as_json: bool, state_dir: Path | None) -> None:
+    with Client(settings_for(state_dir)) as client:
+        found = client.call("GET", "/system/keys")
+    if as_json:
+        print_json(found)
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("ID", "NAME", "FUNCTIONS", "CREATED", "REVOKED"):
+        table.add_column(column)
+    for key in found:
+        table.add_row(
+            key["id"],
+            key["name"],
+            ", ".join(key["functions"]) if key["functions"] else "*",
+            _when(key["created_at"]),
+            _when(key["revoked_at"]) if key["revoked_at"] else "",
+        )
+    out.print(table)
+
+
+def revoke(key_id: str, state_dir: Path | None) -> None:
+    with Client(settings_for(state_dir)) as client:
+        client.call("DELETE", f"/system/keys/{key_id}")
+    err.print(f"revoked key {key_id}")
+
+
+def _when(stamp: float) -> str:
+    return datetime.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M")

@@ -1,0 +1,192 @@
+"""`nuvem`: run the platform and drive it."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from nuvem.cli import functions, keys, server
+from nuvem.cli.client import ClientError
+from nuvem.errors import NuvemError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="nuvem",
+    help="nuvem: a self-hosted serverless platform for AI.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+
+def handle_errors(command: F) -> F:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ClientError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except NuvemError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option("--state-dir", help="where records, environments and logs live", envvar="NUVEM_STATE_DIR"),
+]
+StackFile = Annotated[Path, typer.Option("-f", "--file", help="stack file")]
+
+
+@app.command()
+@handle_errors
+def up(
+    file: Annotated[Path | None, typer.Option("-f", "--file", help="stack file to deploy")] = None,
+    port: Annotated[int, typer.Option(help="gateway port")] = 8080,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    state_dir: StateDir = None,
+    detach: Annotated[bool, typer.Option(help="run in the background; return once healthy")] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+) -> None:
+    """Start the gateway and the functions of the stack file (and those deployed before)."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if detach:
+        server.detach(sys.argv[1:], file, host, port, state_dir)
+    else:
+        server.run(file, host, port, state_dir)
+
+
+@app.command()
+@handle_errors
+def down(state_dir: StateDir = None) -> None:
+    """Stop the platform: calls in flight finish, replicas drain, then it exits."""
+    server.shutdown(state_dir)
+
+
+@app.command()
+@handle_errors
+def deploy(
+    file: StackFile = Path("nuvem.yaml"),
+    wait: Annotated[bool, typer.Option(help="wait until the functions are ready")] = True,
+    timeout: Annotated[float, typer.Option(help="seconds to wait")] = 600.0,
+    state_dir: StateDir = None,
+) -> None:
+    """Add or update the stack file's functions on the running platform."""
+    functions.deploy(file, wait, timeout, state_dir)
+
+
+@app.command("ls")
+@handle_errors
+def list_functions(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """List the deployed functions."""
+    functions.show_list(as_json, state_dir)
+
+
+@app.command()
+@handle_errors
+def rm(name: str, state_dir: StateDir = None) -> None:
+    """Remove a function (its replicas drain first)."""
+    functions.remove(name, state_dir)
+
+
+@app.command()
+@handle_errors
+def invoke(
+    name: str,
+    data: Annotated[str | None, typer.Option("-d", "--data", help="body; '-' or absent reads stdin")] = None,
+    path: Annotated[str, typer.Option(help="extra path after the function name")] = "",
+    method: Annotated[str, typer.Option("-X", "--method")] = "POST",
+    header: Annotated[list[str] | None, typer.Option("-H", "--header", help="'Name: value'")] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Call a function and print its answer."""
+    functions.invoke(name, data, path, method, header or [], state_dir)
+
+
+@app.command()
+@handle_errors
+def scale(name: str, replicas: int, state_dir: StateDir = None) -> None:
+    """Set a function's replica count (within its scaling bounds)."""
+    functions.scale(name, replicas, state_dir)
+
+
+@app.command()
+@handle_errors
+def logs(
+    name: str,
+    tail: Annotated[int | None, typer.Option(help="last N lines only")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-F", help="keep printing new lines")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Print a function's log lines."""
+    functions.logs(name, tail, follow, state_dir)
+
+
+@app.command()
+@handle_errors
+def events(
+    function: Annotated[str | None, typer.Option(help="only this function's events")] = None,
+    limit: int = 50,
+    state_dir: StateDir = None,
+) -> None:
+    """Print recent platform events: deploys, scaling, replica deaths."""
+    functions.events(function, limit, state_dir)
+
+
+keys_app = typer.Typer(help="API keys for invoking functions.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+@handle_errors
+def keys_create(
+    name: Annotated[str, typer.Option(help="a label for the key")] = "",
+    functions_: Annotated[
+        str | None, typer.Option("--functions", help="comma-separated functions it may invoke")
+    ] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Create an API key and print it (alone, on stdout). It is shown only once."""
+    keys.create(name, functions_, state_dir)
+
+
+@keys_app.command("ls")
+@handle_errors
+def keys_ls(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """List API keys (never their secrets)."""
+    keys.show_list(as_json, state_dir)
+
+
+@keys_app.command("revoke")
+@handle_errors
+def keys_revoke(key_id: str, state_dir: StateDir = None) -> None:
+    """Revoke an API key by its id."""
+    keys.revoke(key_id, state_dir)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""`nuvem up` and `nuvem down`: run the gateway in this process or in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+from rich.console import Console
+
+from nuvem.cli.client import Client, ClientError
+from nuvem.cli.context import settings_for
+from nuvem.gateway.app import create_app
+from nuvem.gateway.platform import Platform
+from nuvem.runtime.environment import Phase, ProgressEvent
+from nuvem.runtime.environment_progress import rich_progress
+from nuvem.spec.loader import load_stack
+
+err = Console(stderr=True)
+PID_FILE = "nuvem.pid"
+LOG_FILE = "nuvem.log"
+GRACEFUL_SECONDS = 30
+
+
+class _Server(uvicorn.Server):
+    """Ends live log streams when asked to stop, so they do not hold the drain open."""
+
+    platform: Platform | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.platform is not None:
+            self.platform.logbook.close()
+        super().handle_exit(sig, frame)
+
+
+def run(file: Path | None, host: str, port: int, state_dir: Path | None) -> None:
+    settings = settings_for(state_dir)
+    settings = dataclasses.replace(settings, url=f"http://{host}:{port}")
+    stack = load_stack(file) if file is not None else None
+    progress = rich_progress(err)
+
+    def on_progress(event: ProgressEvent) -> None:
+        if event.phase is not Phase.CACHED:  # every replica start would say it otherwise
+            progress(event)
+
+    platform = Platform.create(settings, stack=stack, on_progress=on_progress)
+    config = uvicorn.Config(
+        create_app(platform),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+    )
+    server = _Server(config)
+    server.platform = platform
+
+    def stop() -> None:
+        platform.logbook.close()
+        server.should_exit = True
+
+    platform.on_shutdown_request = stop
+    pid_file = settings.state_dir / PID_FILE
+    pid_file.write_text(str(os.getpid()))
+    where = (
+        f"in {platform.admin_password_file}"
+        if platform.admin_password_file
+        else "as set in NUVEM_ADMIN_PASSWORD when the state was created"
+    )
+    err.print(f"[bold]nuvem[/bold] gateway on [cyan]http://{host}:{port}[/cyan]", highlight=False)
+    err.print(f"  admin user: admin, password {where}", highlight=False)
+    err.print(f"  state: {settings.state_dir}", highlight=False)
+    try:
+        asyncio.run(server.serve())
+    finally:
+        pid_file.unlink(missing_ok=True)
+    err.print("nuvem stopped")
+
+
+def detach(
+    argv: list[str], file: Path | None, host: str, port: int, state_dir: Path | None
+) -> None:
+    settings = settings_for(state_dir)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    args = [a for a in argv if a != "--detach"]
+    log_path = settings.state_dir / LOG_FILE
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nuvem.cli.main", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://{host}:{port}"
+    client = Client(dataclasses.replace(settings, url=url))
+    deadline = time.monotonic() + 120
+    with err.status(f"starting nuvem on {url}"):
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                tail = log_path.read_text(errors="replace").splitlines()[-15:]
+                raise ClientError(
+                    f"nuvem exited with code {process.returncode} while starting:\n"
+                    + "\n".join(tail),
+                    exit_code=12,
+                )
+            if client.healthy():
+                break
+            time.sleep(0.1)
+        else:
+            raise ClientError(f"nuvem did not answer on {url} within 120s; see {log_path}", 12)
+    err.print(f"[bold]nuvem[/bold] running on [cyan]{url}[/cyan] (pid {process.pid})")
+    err.print(f"  logs: {log_path}")
+    password_file = settings.state_dir / "admin-password"
+    if password_file.exists():
+        err.print(f"  admin user: admin, password in {password_file}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def shutdown(state_dir: Path | None) -> None:
+    """Ask the platform to stop; wait for its process to end when it runs on this machine."""
+    settings = settings_for(state_dir)
+    pid_file = settings.state_dir / PID_FILE
+    try:
+        pid: int | None = int(pid_file.read_text())
+    except (OSError, ValueError):
+        pid = None
+    with Client(settings) as client:
+        client.call("POST", "/system/shutdown")
+        deadline = time.monotonic() + GRACEFUL_SECONDS + 15
+        with err.status("draining calls in flight and stopping replicas"):
+            while (pid is not None and _alive(pid)) or (pid is None and client.healthy()):
+                if time.monotonic() > deadline:
+                    raise ClientError("nuvem did not stop in time", 12)
+                time.sleep(0.1)
+    err.print("nuvem stopped")
