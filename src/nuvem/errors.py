@@ -17,8 +17,7 @@ class NuvemError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
     def payload(self) -> dict[str, str]:
-        body = {"error": str(self)}
-        return body
+        return {"error": str(self)}
 
 
 class BadRequest(NuvemError):
@@ -97,3 +96,10 @@ class EnvironmentBuildError(NuvemError):
 
     status = 500
     exit_code = 10
+
+
+class ModelError(NuvemError):
+    """A model's weights cannot be fetched or read, or do not fit its architecture or labels."""
+
+    status = 500
+    exit_code = 11

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Running
-from support import wait_until
 
+from conftest import Running
 from nuvem.types import ReplicaState
+from support import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -77,9 +77,7 @@ async def test_class_handler_sets_up_once_per_replica(gateway: Running) -> None:
 
 
 async def test_async_handlers_run_concurrently_on_one_replica(gateway: Running) -> None:
-    await gateway.deploy(
-        "functions: {nap: {handler: 'handlers:async_sleep', max_inflight: 20}}"
-    )
+    await gateway.deploy("functions: {nap: {handler: 'handlers:async_sleep', max_inflight: 20}}")
     loop = asyncio.get_running_loop()
     began = loop.time()
     replies = await asyncio.gather(
@@ -97,7 +95,8 @@ async def test_user_exception_is_500_and_replica_lives(gateway: Running) -> None
     response = await gateway.invoke("fail")
     assert response.status_code == 500
     error = response.json()["error"]
-    assert "ValueError" in error and "the input was not acceptable" in error
+    assert "ValueError" in error
+    assert "the input was not acceptable" in error
     again = await gateway.invoke("fail")
     assert again.status_code == 500
     assert deployment.ready()[0].pid == pid
@@ -118,7 +117,8 @@ async def test_crash_mid_request_is_502_naming_function_and_cause(gateway: Runni
     response = await gateway.invoke("crash")
     assert response.status_code == 502
     error = response.json()["error"]
-    assert "'crash'" in error and "SIGKILL" in error
+    assert "'crash'" in error
+    assert "SIGKILL" in error
     # The dead replica is replaced.
     await wait_until(
         lambda: any(r is not first for r in deployment.ready()), what="replacement replica"
@@ -158,9 +158,7 @@ async def test_queue_overflow_is_429_with_retry_after_at_once(gateway: Running) 
     await gateway.deploy(
         "functions: {sleep: {handler: 'handlers:sleep', max_inflight: 1, max_queue: 2}}"
     )
-    slow = [
-        asyncio.create_task(gateway.admin.get("/function/sleep?seconds=1")) for _ in range(3)
-    ]
+    slow = [asyncio.create_task(gateway.admin.get("/function/sleep?seconds=1")) for _ in range(3)]
     router = gateway.platform.controller.get("sleep").router
     await wait_until(lambda: router.inflight == 1 and router.queued == 2, what="queue full")
     loop = asyncio.get_running_loop()
@@ -193,9 +191,7 @@ async def test_least_outstanding_spreads_load(gateway: Running) -> None:
         """
     )
     deployment = gateway.platform.controller.get("nap")
-    calls = [
-        asyncio.create_task(gateway.admin.get("/function/nap?seconds=0.5")) for _ in range(6)
-    ]
+    calls = [asyncio.create_task(gateway.admin.get("/function/nap?seconds=0.5")) for _ in range(6)]
     await wait_until(lambda: deployment.router.inflight == 6, what="six calls in flight")
     assert sorted(r.inflight for r in deployment.ready()) == [2, 2, 2]
     await asyncio.gather(*calls)
@@ -249,4 +245,5 @@ async def test_update_rolls_replicas_without_failed_calls(gateway: Running) -> N
     await wait_until(lambda: old not in deployment.replicas, what="old replica retired")
     stop.set()
     await loader
-    assert codes and set(codes) == {200}
+    assert codes
+    assert set(codes) == {200}

@@ -76,9 +76,7 @@ class Client:
         """A /system call whose JSON answer is returned; an error answer raises ClientError."""
         response = self.request(method, path, **kwargs)
         if response.status_code >= 400:
-            raise ClientError(
-                error_text(response), _EXIT_BY_STATUS.get(response.status_code, 1)
-            )
+            raise ClientError(error_text(response), _EXIT_BY_STATUS.get(response.status_code, 1))
         if not response.content:
             return None
         return response.json()

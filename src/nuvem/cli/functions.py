@@ -129,7 +129,9 @@ def invoke(
 def scale(name: str, replicas: int, state_dir: Path | None) -> None:
     with Client(settings_for(state_dir)) as client:
         client.call(
-            "POST", f"/system/scale-function/{name}", json={"serviceName": name, "replicas": replicas}
+            "POST",
+            f"/system/scale-function/{name}",
+            json={"serviceName": name, "replicas": replicas},
         )
     err.print(f"{name}: scaling to {replicas} replicas")
 

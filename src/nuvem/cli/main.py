@@ -45,7 +45,9 @@ def handle_errors(command: F) -> F:
 
 StateDir = Annotated[
     Path | None,
-    typer.Option("--state-dir", help="where records, environments and logs live", envvar="NUVEM_STATE_DIR"),
+    typer.Option(
+        "--state-dir", help="where records, environments and logs live", envvar="NUVEM_STATE_DIR"
+    ),
 ]
 StackFile = Annotated[Path, typer.Option("-f", "--file", help="stack file")]
 
@@ -57,7 +59,9 @@ def up(
     port: Annotated[int, typer.Option(help="gateway port")] = 8080,
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     state_dir: StateDir = None,
-    detach: Annotated[bool, typer.Option(help="run in the background; return once healthy")] = False,
+    detach: Annotated[
+        bool, typer.Option(help="run in the background; return once healthy")
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
 ) -> None:
     """Start the gateway and the functions of the stack file (and those deployed before)."""
@@ -110,10 +114,14 @@ def rm(name: str, state_dir: StateDir = None) -> None:
 @handle_errors
 def invoke(
     name: str,
-    data: Annotated[str | None, typer.Option("-d", "--data", help="body; '-' or absent reads stdin")] = None,
+    data: Annotated[
+        str | None, typer.Option("-d", "--data", help="body; '-' or absent reads stdin")
+    ] = None,
     path: Annotated[str, typer.Option(help="extra path after the function name")] = "",
     method: Annotated[str, typer.Option("-X", "--method")] = "POST",
-    header: Annotated[list[str] | None, typer.Option("-H", "--header", help="'Name: value'")] = None,
+    header: Annotated[
+        list[str] | None, typer.Option("-H", "--header", help="'Name: value'")
+    ] = None,
     state_dir: StateDir = None,
 ) -> None:
     """Call a function and print its answer."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -37,6 +39,16 @@ class _Server(uvicorn.Server):
         if self.platform is not None:
             self.platform.logbook.close()
         super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises the Ctrl-C or SIGTERM it stopped on once serving ends, which
+        # would turn a completed drain into exit 130 (or death by SIGTERM, pid file left).
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()
 
 
 def run(file: Path | None, host: str, port: int, state_dir: Path | None) -> None:

@@ -37,7 +37,7 @@ class Environments(Protocol):
 
 def backoff(failures: int) -> float:
     """Seconds to wait before the next start after `failures` consecutive failed ones."""
-    return min(MAX_BACKOFF, 0.5 * 2 ** max(failures - 1, 0))
+    return min(MAX_BACKOFF, 0.5 * 2.0 ** max(failures - 1, 0))
 
 
 class Controller:
@@ -91,8 +91,10 @@ class Controller:
                 await self._loop_task
         for deployment in self.deployments.values():
             deployment.removed = True
-        for task in list(self._tasks):
+        starting = list(self._tasks)
+        for task in starting:
             task.cancel()
+        await asyncio.gather(*starting, return_exceptions=True)
         replicas = [r for d in self.deployments.values() for r in d.replicas]
         await asyncio.gather(*(r.drain_and_stop(grace) for r in replicas), return_exceptions=True)
 
@@ -118,7 +120,9 @@ class Controller:
         self.records.put_function(spec, replicas)
         deployment = self._install(spec, replicas)
         verb = "updated" if existing is not None else "deployed"
-        self.event("deployed", spec.name, f"{verb} {spec.name} ({spec.handler}), {replicas} replicas")
+        self.event(
+            "deployed", spec.name, f"{verb} {spec.name} ({spec.handler}), {replicas} replicas"
+        )
         self.wake()
         return deployment
 
@@ -193,7 +197,7 @@ class Controller:
             for _ in range(missing):
                 self._spawn(self._start_replica(deployment))
         elif missing < 0:
-            surplus = sorted(current, key=lambda r: r.inflight)[: -missing]
+            surplus = sorted(current, key=lambda r: r.inflight)[:-missing]
             for replica in surplus:
                 self._spawn(self._retire(deployment, replica, "scaled down"))
         outdated = deployment.outdated()

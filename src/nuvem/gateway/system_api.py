@@ -130,8 +130,10 @@ def events(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[EventInfo]:
     found = platform.records.list_events(function, after, limit)
-    return [EventInfo(id=e.id, time=e.time, kind=e.kind, function=e.function, message=e.message)
-            for e in found]
+    return [
+        EventInfo(id=e.id, time=e.time, kind=e.kind, function=e.function, message=e.message)
+        for e in found
+    ]
 
 
 @router.get("/logs", response_class=StreamingResponse)
@@ -181,7 +183,9 @@ def list_keys(platform: Admin) -> list[KeyInfo]:
 @router.delete("/keys/{key_id}", status_code=204)
 def revoke_key(platform: Admin, key_id: str) -> Response:
     if not platform.auth.revoke_key(key_id):
-        raise NotFound(f"API key {key_id!r} does not exist or is already revoked", "see nuvem keys ls")
+        raise NotFound(
+            f"API key {key_id!r} does not exist or is already revoked", "see nuvem keys ls"
+        )
     return Response(status_code=204)
 
 

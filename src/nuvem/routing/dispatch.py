@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -49,7 +50,9 @@ async def dispatch(
     while True:
         reason = target.unavailable_reason()
         if reason is not None:
-            raise Unavailable(reason, f"fix the function and deploy it again: nuvem logs {target.name}")
+            raise Unavailable(
+                reason, f"fix the function and deploy it again: nuvem logs {target.name}"
+            )
         replica = await router.acquire(deadline)
         began = clock()
         future = replica.submit(meta, body)
@@ -57,7 +60,7 @@ async def dispatch(
             result = await asyncio.wait_for(asyncio.shield(future), max(deadline - clock(), 0.0))
         except TimeoutError:
             # The replica is still busy with this call: its slot frees only when it answers.
-            future.add_done_callback(lambda f, r=replica: _release_late(router, r, f))
+            future.add_done_callback(functools.partial(_release_late, router, replica))
             raise DeadlineExceeded(
                 f"function {target.name!r} did not answer within its timeout "
                 f"of {target.timeout:g}s",

@@ -64,11 +64,14 @@ class Router:
     def _pick(self) -> Routable | None:
         best: Routable | None = None
         for replica in self.replicas:
-            if replica.state is ReplicaState.READY and replica.inflight < self.max_inflight:
-                if best is None or replica.inflight < best.inflight:
-                    best = replica
-                    if best.inflight == 0:
-                        break
+            if (
+                replica.state is ReplicaState.READY
+                and replica.inflight < self.max_inflight
+                and (best is None or replica.inflight < best.inflight)
+            ):
+                best = replica
+                if best.inflight == 0:
+                    break
         return best
 
     async def acquire(self, deadline: float) -> Routable:

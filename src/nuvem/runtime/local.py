@@ -7,7 +7,6 @@ import contextlib
 import math
 import os
 import socket
-import sys
 from pathlib import Path
 
 from nuvem.errors import Unavailable
@@ -85,35 +84,49 @@ class LocalRuntime:
             )
         finally:
             theirs.close()
-        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout is not None
+        assert process.stderr is not None
         for stream, name in ((process.stdout, "stdout"), (process.stderr, "stderr")):
             pump = asyncio.create_task(self._pump(stream, spec.name, replica_id, name))
             self._pumps.add(pump)
             pump.add_done_callback(self._pumps.discard)
-        reader, writer = await asyncio.open_unix_connection(sock=ours)
-        replica = Replica(replica_id, spec.name, spec.fingerprint(), process, reader, writer)
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=ours)
+        except BaseException:
+            ours.close()
+            await _end(process)
+            raise
+        try:
+            return await self._handshake(spec, replica_id, process, reader, writer)
+        except BaseException:
+            # Failed or cancelled mid-start: no half-started process or socket may linger.
+            writer.close()
+            await _end(process)
+            raise
+
+    async def _handshake(
+        self,
+        spec: FunctionSpec,
+        replica_id: str,
+        process: asyncio.subprocess.Process,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> Replica:
         try:
             frame = await asyncio.wait_for(protocol.read_frame(reader), self.setup_timeout)
         except (asyncio.IncompleteReadError, ConnectionError):
             code = await process.wait()
-            writer.close()
             raise SetupFailed(
                 f"function {spec.name!r}: replica {replica_id} {exit_cause(code)} during setup",
                 f"see `nuvem logs {spec.name}`",
             ) from None
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-            writer.close()
             raise SetupFailed(
                 f"function {spec.name!r}: handler setup took longer than {self.setup_timeout:.0f}s",
                 "make setup() faster or load large files lazily",
             ) from None
         if frame.kind is Kind.SETUP_FAILED:
             error = ErrorMeta.load(frame.meta)
-            await process.wait()
-            writer.close()
             raise SetupFailed(
                 f"function {spec.name!r}: handler {spec.handler!r} failed to load: {error.message}",
                 f"fix the handler in {spec.root}; `nuvem logs {spec.name}` shows the traceback",
@@ -125,6 +138,7 @@ class LocalRuntime:
             "system",
             f"replica ready (pid {hello.pid}, Python {hello.python})",
         )
+        replica = Replica(replica_id, spec.name, spec.fingerprint(), process, reader, writer)
         replica.state = ReplicaState.READY
         replica.start_reading()
         return replica
@@ -143,5 +157,8 @@ class LocalRuntime:
             self.logbook.write(function, replica_id, name, text)
 
 
-def platform_environment() -> Environment:
-    return Environment(key=None, python=Path(sys.executable), path=None)
+async def _end(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+    await process.wait()

@@ -68,6 +68,8 @@ class Replica:
         self._pending: dict[int, tuple[asyncio.Future[CallResult], float]] = {}
         self._reading: asyncio.Task[None] | None = None
         self._dead = asyncio.Event()
+        self._idle = asyncio.Event()  # set while no call is pending: what a drain waits for
+        self._idle.set()
 
     @property
     def pid(self) -> int:
@@ -85,6 +87,7 @@ class Replica:
             return future
         call_id = next(self._ids)
         self._pending[call_id] = (future, self._clock())
+        self._idle.clear()
         head, payload = protocol.encode_parts(Kind.CALL, call_id, meta.dump(), body)
         if len(payload) > _DRAIN_ABOVE:
             self._writer.writelines((head, payload))
@@ -103,6 +106,8 @@ class Replica:
             while True:
                 frame = await protocol.read_frame(self._reader)
                 entry = self._pending.pop(frame.call_id, None)
+                if not self._pending:
+                    self._idle.set()
                 if entry is None:
                     continue
                 future = entry[0]
@@ -142,6 +147,7 @@ class Replica:
             if not future.done():
                 future.set_exception(error)
         self._writer.close()
+        self._idle.set()
         self._dead.set()
 
     def _died_error(self) -> ReplicaDied:
@@ -161,8 +167,8 @@ class Replica:
         self.retired = True
         self.state = ReplicaState.DRAINING
         deadline = self._clock() + grace
-        while self._pending and self._clock() < deadline and not self._dead.is_set():
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace)
         if self.exit_cause is None:
             self.exit_cause = "stopped by the controller"
         with contextlib.suppress(ProcessLookupError):
