@@ -228,7 +228,10 @@ def _check_fits(
     path: str | os.PathLike[str],
 ) -> None:
     missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
+    # Batch counters say little about a file, and safetensors files list them first.
+    unexpected = sorted(
+        (k for k in state if k not in expected), key=lambda k: k.endswith(".num_batches_tracked")
+    )
     mismatched = [
         f"{k}: file {list(state[k].shape)}, model {list(expected[k].shape)}"
         for k in expected
@@ -277,7 +280,8 @@ def fetch(
     or, when that is None, against the digest prefix that torchvision puts in its file names
     (`resnet18-f37072fd.pth`). A download is written to a temporary file and renamed into
     place only once complete and verified, so concurrent or interrupted fetches never leave a
-    partial file under the final name; a file that fails the check is deleted.
+    partial file under the final name; a file that fails the check is deleted. A cached file is
+    checked too, and fetched again if it fails.
     """
     name = _file_name(url)
     expected = _expected_digest(name, sha256)
