@@ -63,6 +63,7 @@ class Controller:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -74,21 +75,27 @@ class Controller:
         self._loop_task = asyncio.create_task(self._run(), name="controller")
 
     async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.tick_interval)
+        while not self._stopping:
+            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation
+            # that races with the event, which would keep this loop alive through shutdown.
+            try:
+                async with asyncio.timeout(self.tick_interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
             self._wake.clear()
-            await self.tick()
+            if not self._stopping:
+                await self.tick()
 
     def wake(self) -> None:
         self._wake.set()
 
     async def stop(self, grace: float = DRAIN_GRACE) -> None:
         """Drain every replica (calls in flight finish) and stop them."""
+        self._stopping = True
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            self.wake()
+            await self._loop_task
         for deployment in self.deployments.values():
             deployment.removed = True
         starting = list(self._tasks)

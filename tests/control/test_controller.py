@@ -1,0 +1,242 @@
+"""The reconcile loop, stepped with `tick()` against an in-memory runtime."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nuvem.control.controller import Controller, backoff
+from nuvem.errors import BadRequest
+from nuvem.metrics.registry import Metrics
+from nuvem.runtime.environment import Environment
+from nuvem.runtime.local import SetupFailed
+from nuvem.runtime.logbook import LogBook
+from nuvem.runtime.replica import Replica
+from nuvem.spec.function import FunctionSpec
+from nuvem.stores.memory import MemoryRecordStore
+from nuvem.types import ReplicaState
+
+pytestmark = pytest.mark.anyio
+
+
+class FakeProcess:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self.exited = asyncio.Event()
+
+    def send_signal(self, sig: int) -> None:
+        self.exit(-sig)
+
+    def kill(self) -> None:
+        self.exit(-9)
+
+    def exit(self, code: int) -> None:
+        if self.returncode is None:
+            self.returncode = code
+            self.exited.set()
+
+    async def wait(self) -> int:
+        await self.exited.wait()
+        assert self.returncode is not None
+        return self.returncode
+
+
+class FakeRuntime:
+    """Replicas backed by a pipe that closes when the fake process exits."""
+
+    def __init__(self) -> None:
+        self.started: list[Replica] = []
+        self.fail_next = 0
+
+    async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise SetupFailed(f"function {spec.name!r}: setup failed")
+        process = FakeProcess(1000 + len(self.started))
+        reader = asyncio.StreamReader()
+        writer: Any = _FakeWriter()
+
+        async def close_on_exit() -> None:
+            await process.exited.wait()
+            reader.feed_eof()
+
+        asyncio.get_running_loop().create_task(close_on_exit())
+        replica = Replica(replica_id, spec.name, spec.fingerprint(), process, reader, writer)  # type: ignore[arg-type]
+        replica.state = ReplicaState.READY
+        replica.start_reading()
+        self.started.append(replica)
+        return replica
+
+
+class _FakeWriter:
+    def write(self, data: bytes) -> None: ...
+    def writelines(self, data: object) -> None: ...
+    def close(self) -> None: ...
+
+
+class PlatformEnvironments:
+    async def ensure(self, spec: FunctionSpec) -> Environment:
+        return Environment(key=None, python=Path("/usr/bin/python3"), path=None)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def spec(**overrides: Any) -> FunctionSpec:
+    return FunctionSpec.model_validate({"name": "f", "handler": "m:f", "root": "/", **overrides})
+
+
+async def settle(controller: Controller) -> None:
+    """Let spawned start/stop tasks run to completion (exit watchers run for ever)."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+        pending = [
+            t
+            for t in controller._tasks
+            if not t.done() and t.get_coro().__name__ != "_watch_exit"  # type: ignore[union-attr]
+        ]
+        if not pending:
+            await asyncio.sleep(0)
+            return
+        await asyncio.wait(pending, timeout=0.5)
+
+
+@pytest.fixture
+def parts() -> tuple[Controller, FakeRuntime, Clock, MemoryRecordStore]:
+    runtime = FakeRuntime()
+    clock = Clock()
+    records = MemoryRecordStore()
+    controller = Controller(
+        records, runtime, PlatformEnvironments(), LogBook(), Metrics(), clock=clock
+    )
+    return controller, runtime, clock, records
+
+
+async def test_tick_starts_desired_replicas(parts: Any) -> None:
+    controller, runtime, _, records = parts
+    deployment = controller.deploy(spec(scaling={"min": 2, "max": 4}))
+    await controller.tick()
+    await settle(controller)
+    assert len(deployment.ready()) == 2
+    assert records.get_function("f").replicas == 2
+
+
+async def test_scale_within_bounds_and_down(parts: Any) -> None:
+    controller, _, _, _ = parts
+    deployment = controller.deploy(spec(scaling={"min": 1, "max": 3}))
+    await controller.tick()
+    await settle(controller)
+    controller.scale("f", 3)
+    await controller.tick()
+    await settle(controller)
+    assert len(deployment.ready()) == 3
+    with pytest.raises(BadRequest, match="min 1, max 3"):
+        controller.scale("f", 4)
+    controller.scale("f", 1)
+    await controller.tick()
+    await settle(controller)
+    assert len(deployment.replicas) == 1
+    kinds = [e.kind for e in controller.records.list_events("f")]
+    assert kinds.count("scaled") == 2
+
+
+async def test_dead_replica_is_replaced_and_counted(parts: Any) -> None:
+    controller, runtime, _, _ = parts
+    deployment = controller.deploy(spec())
+    await controller.tick()
+    await settle(controller)
+    victim = deployment.ready()[0]
+    victim.process.kill()
+    await settle(controller)
+    await controller.tick()
+    await settle(controller)
+    assert victim not in deployment.replicas
+    assert len(deployment.ready()) == 1
+    assert len(runtime.started) == 2
+    died = [e for e in controller.records.list_events("f") if e.kind == "replica_died"]
+    assert "killed by SIGKILL" in died[0].message
+
+
+async def test_failed_starts_back_off_on_the_clock(parts: Any) -> None:
+    controller, runtime, clock, _ = parts
+    runtime.fail_next = 2
+    deployment = controller.deploy(spec())
+    await controller.tick()
+    await settle(controller)
+    assert deployment.failures == 1
+    assert deployment.unavailable_reason() is not None
+    await controller.tick()  # within the back-off: no new attempt
+    await settle(controller)
+    assert deployment.failures == 1
+    clock.now += backoff(1)
+    await controller.tick()
+    await settle(controller)
+    assert deployment.failures == 2
+    clock.now += backoff(2)
+    await controller.tick()
+    await settle(controller)
+    assert deployment.failures == 0
+    assert len(deployment.ready()) == 1
+
+
+def test_backoff_grows_and_is_bounded() -> None:
+    delays = [backoff(n) for n in range(1, 12)]
+    assert delays == sorted(delays)
+    assert delays[0] == 0.5
+    assert max(delays) == 30.0
+
+
+async def test_update_replaces_replicas_after_new_ones_are_ready(parts: Any) -> None:
+    controller, runtime, _, _ = parts
+    deployment = controller.deploy(spec())
+    await controller.tick()
+    await settle(controller)
+    old = deployment.ready()[0]
+    controller.deploy(spec(env={"V": "2"}))
+    await controller.tick()
+    await settle(controller)
+    await controller.tick()
+    await settle(controller)
+    assert old not in deployment.replicas
+    assert old.retired
+    assert len(deployment.ready()) == 1
+    assert deployment.ready()[0].fingerprint == deployment.spec.fingerprint()
+
+
+async def test_one_failing_function_does_not_stop_others(parts: Any, monkeypatch: Any) -> None:
+    controller, _, _, _ = parts
+    controller.deploy(spec(name="bad"))
+    good = controller.deploy(spec(name="good"))
+    original = controller._reconcile
+
+    def reconcile(deployment: Any) -> None:
+        if deployment.name == "bad":
+            raise RuntimeError("boom")
+        original(deployment)
+
+    monkeypatch.setattr(controller, "_reconcile", reconcile)
+    await controller.tick()
+    await settle(controller)
+    assert len(good.ready()) == 1
+
+
+async def test_restart_restores_records(parts: Any) -> None:
+    controller, runtime, clock, records = parts
+    controller.deploy(spec(scaling={"min": 1, "max": 3}))
+    controller.scale("f", 2)
+    again = Controller(
+        records, FakeRuntime(), PlatformEnvironments(), LogBook(), Metrics(), clock=clock
+    )
+    await again.start()
+    await settle(again)
+    assert len(again.get("f").ready()) == 2
+    await again.stop(grace=0.1)
