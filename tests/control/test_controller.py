@@ -122,7 +122,7 @@ def parts() -> tuple[Controller, FakeRuntime, Clock, MemoryRecordStore]:
 
 
 async def test_tick_starts_desired_replicas(parts: Any) -> None:
-    controller, runtime, _, records = parts
+    controller, _runtime, _, records = parts
     deployment = controller.deploy(spec(scaling={"min": 2, "max": 4}))
     await controller.tick()
     await settle(controller)
@@ -196,7 +196,7 @@ def test_backoff_grows_and_is_bounded() -> None:
 
 
 async def test_update_replaces_replicas_after_new_ones_are_ready(parts: Any) -> None:
-    controller, runtime, _, _ = parts
+    controller, _runtime, _, _ = parts
     deployment = controller.deploy(spec())
     await controller.tick()
     await settle(controller)
@@ -230,7 +230,7 @@ async def test_one_failing_function_does_not_stop_others(parts: Any, monkeypatch
 
 
 async def test_restart_restores_records(parts: Any) -> None:
-    controller, runtime, clock, records = parts
+    controller, _runtime, clock, records = parts
     controller.deploy(spec(scaling={"min": 1, "max": 3}))
     controller.scale("f", 2)
     again = Controller(

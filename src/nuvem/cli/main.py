@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from nuvem.cli import functions, keys, server
+from nuvem.cli import functions, keys
 from nuvem.cli.client import ClientError
 from nuvem.errors import NuvemError
 
@@ -34,10 +34,10 @@ def handle_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except ClientError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except NuvemError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -68,6 +68,9 @@ def up(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per health poll
+    from nuvem.cli import server  # uvicorn and the gateway load only for the commands that run them
+
     if detach:
         server.detach(sys.argv[1:], file, host, port, state_dir)
     else:
@@ -78,6 +81,8 @@ def up(
 @handle_errors
 def down(state_dir: StateDir = None) -> None:
     """Stop the platform: calls in flight finish, replicas drain, then it exits."""
+    from nuvem.cli import server
+
     server.shutdown(state_dir)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import os
@@ -14,6 +13,7 @@ from pathlib import Path
 from types import FrameType
 
 import uvicorn
+import uvloop
 from rich.console import Console
 
 from nuvem.cli.client import Client, ClientError
@@ -70,6 +70,7 @@ def run(file: Path | None, host: str, port: int, state_dir: Path | None) -> None
         http="httptools",
         lifespan="on",
         access_log=False,
+        proxy_headers=False,  # no trusted proxy is assumed in front of the gateway
         log_level="warning",
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
     )
@@ -92,7 +93,7 @@ def run(file: Path | None, host: str, port: int, state_dir: Path | None) -> None
     err.print(f"  admin user: admin, password {where}", highlight=False)
     err.print(f"  state: {settings.state_dir}", highlight=False)
     try:
-        asyncio.run(server.serve())
+        uvloop.run(server.serve())
     finally:
         pid_file.unlink(missing_ok=True)
     err.print("nuvem stopped")
@@ -138,13 +139,18 @@ def detach(
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` still runs; a zombie (exited, not yet reaped by its parent) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def shutdown(state_dir: Path | None) -> None:

@@ -297,6 +297,7 @@ class Controller:
 
     def _forget_metrics(self, name: str) -> None:
         m = self.metrics
+        m.forget_function(name)
         for gauge in (m.service_count, m.desired, m.inflight, m.queued):
             with contextlib.suppress(KeyError):
                 gauge.remove(name)

@@ -8,8 +8,8 @@ describes these routes (see openapi.py).
 from __future__ import annotations
 
 import json
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -28,7 +28,7 @@ Send = Callable[[Message], Awaitable[None]]
 PREFIX = "/function/"
 MAX_BODY = 64 * 2**20
 # Credentials stop at the gateway; hop-by-hop headers are the gateway's own business.
-_REQUEST_DROP = {"authorization", "x-api-key", "connection", "keep-alive", "transfer-encoding"}
+_REQUEST_DROP = {b"authorization", b"x-api-key", b"connection", b"keep-alive", b"transfer-encoding"}
 _RESPONSE_DROP = {b"content-length", b"connection", b"transfer-encoding", b"keep-alive"}
 
 
@@ -62,19 +62,20 @@ class FunctionEndpoint:
         name, _, extra = scope["path"][len(PREFIX) :].partition("/")
         authorization = api_key = call_id = None
         forwarded: list[tuple[str, str]] = []
+        # ASGI servers give header names lower-cased, as bytes: compare them as they come.
         for raw_key, raw_value in scope["headers"]:
-            key = raw_key.decode("latin-1").lower()
+            if raw_key in _REQUEST_DROP:
+                if raw_key == b"authorization":
+                    authorization = raw_value.decode("latin-1")
+                elif raw_key == b"x-api-key":
+                    api_key = raw_value.decode("latin-1")
+                continue
             value = raw_value.decode("latin-1")
-            if key == "authorization":
-                authorization = value
-            elif key == "x-api-key":
-                api_key = value
-            elif key == "x-call-id":
+            if raw_key == b"x-call-id":
                 call_id = value
-            if key not in _REQUEST_DROP:
-                forwarded.append((key, value))
+            forwarded.append((raw_key.decode("latin-1"), value))
         if call_id is None:
-            call_id = uuid.uuid4().hex
+            call_id = os.urandom(16).hex()
             forwarded.append(("x-call-id", call_id))
         code = 500
         try:
@@ -105,9 +106,7 @@ class FunctionEndpoint:
         await send({"type": "http.response.start", "status": code, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
         if name in self.controller.deployments:
-            label = str(code)
-            self.metrics.invocations.labels(name, label).inc()
-            self.metrics.duration.labels(name, label).observe(duration)
+            self.metrics.observe_call(name, code, duration)
 
     async def _read_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -63,9 +64,27 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        # Label lookups cost more than the increment itself; keep the children per call kind.
+        self._call_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.environment_build_seconds = Histogram(
             "nuvem_environment_build_seconds",
             "Time to build a function's virtual environment",
             buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600),
             registry=r,
         )
+
+    def observe_call(self, function: str, code: int, seconds: float) -> None:
+        children = self._call_children.get((function, code))
+        if children is None:
+            label = str(code)
+            children = (
+                self.invocations.labels(function, label),
+                self.duration.labels(function, label),
+            )
+            self._call_children[(function, code)] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def forget_function(self, function: str) -> None:
+        for key in [k for k in self._call_children if k[0] == function]:
+            del self._call_children[key]

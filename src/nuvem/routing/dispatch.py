@@ -43,29 +43,24 @@ async def dispatch(
     then the call runs again on another replica, up to MAX_FAILOVERS times.
     """
     router = target.router
-    start = clock()
     if deadline is None:
-        deadline = start + target.timeout
+        deadline = clock() + target.timeout
     failovers = 0
     while True:
-        reason = target.unavailable_reason()
-        if reason is not None:
-            raise Unavailable(
-                reason, f"fix the function and deploy it again: nuvem logs {target.name}"
-            )
-        replica = await router.acquire(deadline)
+        replica = router.try_acquire()
+        if replica is None:
+            reason = target.unavailable_reason()
+            if reason is not None:
+                raise Unavailable(
+                    reason, f"fix the function and deploy it again; see nuvem logs {target.name}"
+                )
+            replica = await router.acquire(deadline)
         began = clock()
         future = replica.submit(meta, body)
+        if not future.done():
+            await _wait(future, deadline - began, router, replica, target)
         try:
-            result = await asyncio.wait_for(asyncio.shield(future), max(deadline - clock(), 0.0))
-        except TimeoutError:
-            # The replica is still busy with this call: its slot frees only when it answers.
-            future.add_done_callback(functools.partial(_release_late, router, replica))
-            raise DeadlineExceeded(
-                f"function {target.name!r} did not answer within its timeout "
-                f"of {target.timeout:g}s",
-                "raise `timeout` in the stack file, or make the handler faster",
-            ) from None
+            result = future.result()
         except ReplicaDied:
             router.release(replica)
             if target.idempotent and failovers < MAX_FAILOVERS and clock() < deadline:
@@ -78,6 +73,46 @@ async def dispatch(
         router.release(replica)
         router.observe_service_time(clock() - began)
         return result
+
+
+async def _wait(
+    future: asyncio.Future[CallResult],
+    remaining: float,
+    router: Router,
+    replica: Routable,
+    target: Target,
+) -> None:
+    """Wait for the call's answer or its deadline, whichever comes first.
+
+    One timer and one waiter future per call: cheaper than wait_for(shield(...)), which
+    creates a task per call on the hottest path of the gateway.
+    """
+    loop = asyncio.get_running_loop()
+    woken: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    future.add_done_callback(wake)
+    timer = loop.call_later(max(remaining, 0.0), wake)
+    try:
+        await woken
+    except asyncio.CancelledError:
+        # The caller went away: the replica still runs the call; free its slot when done.
+        future.remove_done_callback(wake)
+        future.add_done_callback(functools.partial(_release_late, router, replica))
+        raise
+    finally:
+        timer.cancel()
+    if not future.done():
+        future.remove_done_callback(wake)
+        # The replica is still busy with this call: its slot frees only when it answers.
+        future.add_done_callback(functools.partial(_release_late, router, replica))
+        raise DeadlineExceeded(
+            f"function {target.name!r} did not answer within its timeout of {target.timeout:g}s",
+            "raise `timeout` in the stack file, or make the handler faster",
+        )
 
 
 def _release_late(router: Router, replica: Routable, future: asyncio.Future[CallResult]) -> None:

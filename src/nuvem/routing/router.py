@@ -74,12 +74,20 @@ class Router:
                     break
         return best
 
+    def try_acquire(self) -> Routable | None:
+        """A free slot at once, or None; never overtakes calls already waiting."""
+        if self._waiters:
+            return None
+        replica = self._pick()
+        if replica is not None:
+            replica.inflight += 1
+        return replica
+
     async def acquire(self, deadline: float) -> Routable:
         """A slot on a replica; the caller must `release` it. Raises Overloaded or
         DeadlineExceeded."""
-        replica = self._pick() if not self._waiters else None
+        replica = self.try_acquire()
         if replica is not None:
-            replica.inflight += 1
             return replica
         if len(self._waiters) >= self.max_queue:
             raise Overloaded(
@@ -92,7 +100,10 @@ class Router:
         self._waiters.append(waiter)
         remaining = deadline - self._clock()
         try:
-            return await asyncio.wait_for(asyncio.shield(waiter.future), max(remaining, 0.0))
+            # asyncio.timeout rather than wait_for: wait_for in 3.11 can swallow a
+            # cancellation that races with the result.
+            async with asyncio.timeout(max(remaining, 0.0)):
+                return await asyncio.shield(waiter.future)
         except TimeoutError:
             if waiter.future.done() and not waiter.future.cancelled():
                 # The slot arrived in the same instant the deadline passed: give it back.

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 HEADER = struct.Struct("!IBII")
+_dumps = json.JSONEncoder(separators=(",", ":")).encode  # built once: this is per call
 MAX_FRAME = 1 << 31
 
 
@@ -36,7 +37,7 @@ class Frame:
 
 
 def encode(kind: Kind, call_id: int, meta: Any, body: bytes = b"") -> bytes:
-    meta_bytes = json.dumps(meta, separators=(",", ":")).encode()
+    meta_bytes = _dumps(meta).encode()
     return (
         HEADER.pack(len(meta_bytes) + len(body), int(kind), call_id, len(meta_bytes))
         + meta_bytes
@@ -46,7 +47,7 @@ def encode(kind: Kind, call_id: int, meta: Any, body: bytes = b"") -> bytes:
 
 def encode_parts(kind: Kind, call_id: int, meta: Any, body: bytes) -> tuple[bytes, bytes]:
     """Header+metadata and body separately, so a large body is written without a copy."""
-    meta_bytes = json.dumps(meta, separators=(",", ":")).encode()
+    meta_bytes = _dumps(meta).encode()
     head = HEADER.pack(len(meta_bytes) + len(body), int(kind), call_id, len(meta_bytes))
     return head + meta_bytes, body
 

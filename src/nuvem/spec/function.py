@@ -73,6 +73,13 @@ class FunctionSpec(Strict):
     scaling: Scaling = Field(default_factory=Scaling)
     timeout: Seconds = Field(default=30.0, description="deadline of one call, queue included")
     max_inflight: int = Field(default=4, ge=1, le=10_000, description="calls per replica")
+    threads: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="threads running a sync handler in one replica; 1 runs it on the "
+        "worker's event loop (fastest for CPU-bound code), more let blocking I/O overlap",
+    )
     max_queue: int = Field(default=256, ge=0, description="calls waiting per function")
     idempotent: bool = Field(default=False, description="safe to retry on another replica")
     labels: dict[str, str] = Field(default_factory=dict)
