@@ -11,6 +11,7 @@ import pytest
 from nuvem.control.controller import Controller, backoff
 from nuvem.errors import BadRequest
 from nuvem.metrics.registry import Metrics
+from nuvem.runtime import protocol
 from nuvem.runtime.environment import Environment
 from nuvem.runtime.local import SetupFailed
 from nuvem.runtime.logbook import LogBook
@@ -51,31 +52,25 @@ class FakeRuntime:
     def __init__(self) -> None:
         self.started: list[Replica] = []
         self.fail_next = 0
+        self._watchers: set[asyncio.Task[None]] = set()
 
     async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica:
         if self.fail_next:
             self.fail_next -= 1
             raise SetupFailed(f"function {spec.name!r}: setup failed")
         process = FakeProcess(1000 + len(self.started))
-        reader = asyncio.StreamReader()
-        writer: Any = _FakeWriter()
+        connection = protocol.FrameProtocol(lambda frame: None, lambda exc: None)
 
         async def close_on_exit() -> None:
             await process.exited.wait()
-            reader.feed_eof()
+            connection.connection_lost(None)
 
-        asyncio.get_running_loop().create_task(close_on_exit())
-        replica = Replica(replica_id, spec.name, spec.fingerprint(), process, reader, writer)  # type: ignore[arg-type]
+        self._watchers.add(asyncio.get_running_loop().create_task(close_on_exit()))
+        replica = Replica(replica_id, spec.name, spec.fingerprint(), process, connection)  # type: ignore[arg-type]
         replica.state = ReplicaState.READY
-        replica.start_reading()
+        replica.attach()
         self.started.append(replica)
         return replica
-
-
-class _FakeWriter:
-    def write(self, data: bytes) -> None: ...
-    def writelines(self, data: object) -> None: ...
-    def close(self) -> None: ...
 
 
 class PlatformEnvironments:

@@ -90,17 +90,30 @@ class LocalRuntime:
             pump = asyncio.create_task(self._pump(stream, spec.name, replica_id, name))
             self._pumps.add(pump)
             pump.add_done_callback(self._pumps.discard)
+        loop = asyncio.get_running_loop()
+        first: asyncio.Future[protocol.Frame | None] = loop.create_future()
+
+        def on_first(frame: protocol.Frame) -> None:
+            if not first.done():
+                first.set_result(frame)
+
+        def on_lost(exc: Exception | None) -> None:
+            if not first.done():
+                first.set_result(None)
+
         try:
-            reader, writer = await asyncio.open_unix_connection(sock=ours)
+            _, connection = await loop.create_unix_connection(
+                lambda: protocol.FrameProtocol(on_first, on_lost), sock=ours
+            )
         except BaseException:
             ours.close()
             await _end(process)
             raise
         try:
-            return await self._handshake(spec, replica_id, process, reader, writer)
+            return await self._handshake(spec, replica_id, process, connection, first)
         except BaseException:
             # Failed or cancelled mid-start: no half-started process or socket may linger.
-            writer.close()
+            connection.close()
             await _end(process)
             raise
 
@@ -109,22 +122,23 @@ class LocalRuntime:
         spec: FunctionSpec,
         replica_id: str,
         process: asyncio.subprocess.Process,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        connection: protocol.FrameProtocol,
+        first: asyncio.Future[protocol.Frame | None],
     ) -> Replica:
         try:
-            frame = await asyncio.wait_for(protocol.read_frame(reader), self.setup_timeout)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            code = await process.wait()
-            raise SetupFailed(
-                f"function {spec.name!r}: replica {replica_id} {exit_cause(code)} during setup",
-                f"see `nuvem logs {spec.name}`",
-            ) from None
+            async with asyncio.timeout(self.setup_timeout):
+                frame = await first
         except TimeoutError:
             raise SetupFailed(
                 f"function {spec.name!r}: handler setup took longer than {self.setup_timeout:.0f}s",
                 "make setup() faster or load large files lazily",
             ) from None
+        if frame is None:
+            code = await process.wait()
+            raise SetupFailed(
+                f"function {spec.name!r}: replica {replica_id} {exit_cause(code)} during setup",
+                f"see `nuvem logs {spec.name}`",
+            )
         if frame.kind is Kind.SETUP_FAILED:
             error = ErrorMeta.load(frame.meta)
             raise SetupFailed(
@@ -138,9 +152,9 @@ class LocalRuntime:
             "system",
             f"replica ready (pid {hello.pid}, Python {hello.python})",
         )
-        replica = Replica(replica_id, spec.name, spec.fingerprint(), process, reader, writer)
+        replica = Replica(replica_id, spec.name, spec.fingerprint(), process, connection)
         replica.state = ReplicaState.READY
-        replica.start_reading()
+        replica.attach()
         return replica
 
     async def _pump(

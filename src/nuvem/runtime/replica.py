@@ -15,9 +15,6 @@ from nuvem.runtime import protocol
 from nuvem.runtime.protocol import CallMeta, ErrorMeta, Kind, ResultMeta
 from nuvem.types import ReplicaState
 
-# Frames above this size are written and then drained, so a slow worker pushes back.
-_DRAIN_ABOVE = 1 << 20
-
 
 @dataclass(slots=True)
 class CallResult:
@@ -48,8 +45,7 @@ class Replica:
         function: str,
         fingerprint: str,
         process: asyncio.subprocess.Process,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        connection: protocol.FrameProtocol,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.id = replica_id
@@ -62,11 +58,10 @@ class Replica:
         self.exit_cause: str | None = None
         self.retired = False  # the controller asked it to stop: its exit is no failure
         self._clock = clock
-        self._reader = reader
-        self._writer = writer
+        self._connection = connection
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[CallResult], float]] = {}
-        self._reading: asyncio.Task[None] | None = None
+        self._lost_task: asyncio.Task[None] | None = None
         self._dead = asyncio.Event()
         self._idle = asyncio.Event()  # set while no call is pending: what a drain waits for
         self._idle.set()
@@ -75,8 +70,9 @@ class Replica:
     def pid(self) -> int:
         return self.process.pid
 
-    def start_reading(self) -> None:
-        self._reading = asyncio.create_task(self._read_loop(), name=f"replica-{self.id}")
+    def attach(self) -> None:
+        """Take over the connection's frames (after the handshake)."""
+        self._connection.attach(self._on_frame, self._on_lost)
 
     def submit(self, meta: CallMeta, body: bytes) -> asyncio.Future[CallResult]:
         """Send one call; the future resolves with the answer or raises the failure."""
@@ -89,10 +85,7 @@ class Replica:
         self._pending[call_id] = (future, self._clock())
         self._idle.clear()
         head, payload = protocol.encode_parts(Kind.CALL, call_id, meta.dump(), body)
-        if len(payload) > _DRAIN_ABOVE:
-            self._writer.writelines((head, payload))
-        else:
-            self._writer.write(head + payload)
+        self._connection.write(head, payload)
         return future
 
     def oldest_call_age(self) -> float:
@@ -101,33 +94,27 @@ class Replica:
         now = self._clock()
         return max(now - started for _, started in self._pending.values())
 
-    async def _read_loop(self) -> None:
-        try:
-            while True:
-                frame = await protocol.read_frame(self._reader)
-                entry = self._pending.pop(frame.call_id, None)
-                if not self._pending:
-                    self._idle.set()
-                if entry is None:
-                    continue
-                future = entry[0]
-                if future.done():
-                    continue
-                if frame.kind is Kind.RESULT:
-                    meta = ResultMeta.load(frame.meta)
-                    future.set_result(CallResult(meta.status, meta.headers, frame.body))
-                elif frame.kind is Kind.ERROR:
-                    error = ErrorMeta.load(frame.meta)
-                    future.set_exception(
-                        FunctionFailed(
-                            f"function {self.function!r} raised {error.kind}: {error.message}",
-                            "see `nuvem logs " + self.function + "` for the traceback",
-                        )
-                    )
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            await self._on_connection_lost()
+    def _on_frame(self, frame: protocol.Frame) -> None:
+        entry = self._pending.pop(frame.call_id, None)
+        if not self._pending:
+            self._idle.set()
+        if entry is None or entry[0].done():
+            return
+        future = entry[0]
+        if frame.kind is Kind.RESULT:
+            meta = ResultMeta.load(frame.meta)
+            future.set_result(CallResult(meta.status, meta.headers, frame.body))
+        elif frame.kind is Kind.ERROR:
+            error = ErrorMeta.load(frame.meta)
+            future.set_exception(
+                FunctionFailed(
+                    f"function {self.function!r} raised {error.kind}: {error.message}",
+                    f"see `nuvem logs {self.function}` for the traceback",
+                )
+            )
+
+    def _on_lost(self, exc: Exception | None) -> None:
+        self._lost_task = asyncio.get_running_loop().create_task(self._on_connection_lost())
 
     async def _on_connection_lost(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -146,7 +133,7 @@ class Replica:
         for future, _ in pending.values():
             if not future.done():
                 future.set_exception(error)
-        self._writer.close()
+        self._connection.close()
         self._idle.set()
         self._dead.set()
 

@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -38,81 +39,124 @@ class Worker:
             else None
         )
         self.tasks: set[asyncio.Task[None]] = set()
-        self.writer: asyncio.StreamWriter | None = None
+        self.connection: protocol.FrameProtocol | None = None
+        self.lost = asyncio.Event()
 
-    def _run_sync(self, request: Request) -> tuple[int, list[tuple[str, str]], bytes]:
+    def on_frame(self, frame: protocol.Frame) -> None:
+        if frame.kind is not Kind.CALL:
+            return
+        meta = CallMeta.load(frame.meta)
+        if self.inline:
+            # Runs here, inside data_received: every call in one read is answered in order,
+            # and their answers leave together in one send.
+            self._answer(frame.call_id, self._run_sync, meta, frame.body)
+            return
+        task = asyncio.get_running_loop().create_task(self._call(frame.call_id, meta, frame.body))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def on_lost(self, exc: Exception | None) -> None:
+        self.lost.set()  # the gateway closed its end: stop
+
+    def _run_sync(self, meta: CallMeta, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        request = Request(body, meta.method, meta.path, meta.query, Headers(meta.headers))
         return to_http(loader.run_coroutine_sync(self.handler.call(request)))
 
-    async def _call(self, call_id: int, meta: CallMeta, body: bytes) -> None:
-        request = Request(body, meta.method, meta.path, meta.query, Headers(meta.headers))
+    def _answer(
+        self,
+        call_id: int,
+        run: Callable[[CallMeta, bytes], tuple[int, list[tuple[str, str]], bytes]],
+        meta: CallMeta,
+        body: bytes,
+    ) -> None:
         try:
-            if self.inline:
-                status, headers, data = self._run_sync(request)
-            elif self.pool is None:
+            status, headers, data = run(meta, body)
+        except Exception as exc:  # a user error fails its own call, never the replica
+            self._fail(call_id, exc)
+            return
+        self._send_result(call_id, status, headers, data)
+
+    def _send_result(
+        self, call_id: int, status: int, headers: list[tuple[str, str]], data: bytes
+    ) -> None:
+        assert self.connection is not None
+        head, payload = protocol.encode_parts(
+            Kind.RESULT, call_id, ResultMeta(status, headers).dump(), data
+        )
+        self.connection.write(head, payload)
+
+    def _fail(self, call_id: int, exc: BaseException) -> None:
+        assert self.connection is not None
+        error = ErrorMeta(type(exc).__name__, str(exc), traceback.format_exc())
+        print(error.traceback, file=sys.stderr, end="", flush=True)
+        self.connection.write(protocol.encode(Kind.ERROR, call_id, error.dump()))
+
+    async def _call(self, call_id: int, meta: CallMeta, body: bytes) -> None:
+        try:
+            if self.pool is None:
+                request = Request(body, meta.method, meta.path, meta.query, Headers(meta.headers))
                 status, headers, data = to_http(await loader.invoke(self.handler, request))
             else:
                 loop = asyncio.get_running_loop()
                 status, headers, data = await loop.run_in_executor(
-                    self.pool, self._run_sync, request
+                    self.pool, self._run_sync, meta, body
                 )
-            frame = protocol.encode(Kind.RESULT, call_id, ResultMeta(status, headers).dump(), data)
         except Exception as exc:  # a user error fails its own call, never the replica
-            error = ErrorMeta(type(exc).__name__, str(exc), traceback.format_exc())
-            print(error.traceback, file=sys.stderr, end="", flush=True)
-            frame = protocol.encode(Kind.ERROR, call_id, error.dump())
-        assert self.writer is not None
-        self.writer.write(frame)
-
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.writer = writer
-        while True:
-            try:
-                frame = await protocol.read_frame(reader)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                return  # the gateway closed its end: stop
-            if frame.kind is not Kind.CALL:
-                continue
-            call = self._call(frame.call_id, CallMeta.load(frame.meta), frame.body)
-            if self.inline:
-                await call  # no task: the call runs to its end before the next frame is read
-                continue
-            task = asyncio.create_task(call)
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self._fail(call_id, exc)
+            return
+        self._send_result(call_id, status, headers, data)
 
     async def drain(self) -> None:
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self.writer is not None:
-            with contextlib.suppress(ConnectionError):
-                await self.writer.drain()
+        if self.connection is not None:
+            # close() sends what is buffered first; connection_lost tells when it has gone.
+            self.connection.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await self.lost.wait()
 
 
 async def main_async(args: argparse.Namespace) -> int:
+    loop = asyncio.get_running_loop()
     sock = socket.socket(fileno=args.fd)
-    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    worker: Worker | None = None
+
+    def on_frame(frame: protocol.Frame) -> None:
+        if worker is not None:  # the gateway sends nothing before HELLO
+            worker.on_frame(frame)
+
+    lost = asyncio.Event()
+
+    def on_lost(exc: Exception | None) -> None:
+        lost.set()
+        if worker is not None:
+            worker.on_lost(exc)
+
+    _, connection = await loop.create_unix_connection(
+        lambda: protocol.FrameProtocol(on_frame, on_lost), sock=sock
+    )
     try:
         handler = await loader.load(args.handler, Path(args.root))
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}"
         print(traceback.format_exc(), file=sys.stderr, flush=True)
         error = ErrorMeta(type(exc).__name__, message, traceback.format_exc())
-        writer.write(protocol.encode(Kind.SETUP_FAILED, 0, error.dump()))
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
+        connection.write(protocol.encode(Kind.SETUP_FAILED, 0, error.dump()))
+        connection.close()
         return 3
     worker = Worker(handler, args.threads)
+    worker.connection = connection
     hello = HelloMeta(os.getpid(), sys.version.split()[0])
-    writer.write(protocol.encode(Kind.HELLO, 0, hello.dump()))
-    serving = asyncio.create_task(worker.serve(reader, writer))
+    connection.write(protocol.encode(Kind.HELLO, 0, hello.dump()))
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     # SIGTERM means "drain": finish what is in flight, then exit; the gateway sends no new calls.
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, lambda: None)  # Ctrl-C is the gateway's to handle
-    stopper = asyncio.create_task(stop.wait())
-    await asyncio.wait({serving, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    serving.cancel()
+    waiters = {loop.create_task(stop.wait()), loop.create_task(lost.wait())}
+    _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
     await worker.drain()
     return 0
 
