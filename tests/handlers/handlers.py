@@ -87,3 +87,16 @@ def version(req: Request) -> str:
     import six  # type: ignore[import-untyped]
 
     return str(six.__version__)
+
+
+def allocate(req: Request) -> str:
+    """Hold `mib` MiB of resident memory for `hold` seconds."""
+    block = bytearray(int(req.query["mib"]) * 2**20)
+    for i in range(0, len(block), 4096):  # touch every page so it is resident
+        block[i] = 1
+    time.sleep(float(req.query.get("hold", "0")))
+    return f"held {len(block)} bytes"
+
+
+def environment(req: Request) -> dict[str, str]:
+    return dict(os.environ)
