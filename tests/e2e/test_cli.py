@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from nuvem.runtime.process_stats import alive
+
 pytestmark = pytest.mark.e2e
 
 ADMIN_PASSWORD = "e2e-admin-password"
@@ -81,25 +83,6 @@ def wait_for(condition: Callable[[], T], timeout: float = 30.0, what: str = "con
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
-
-
-def alive(pid: int) -> bool:
-    """Whether `pid` runs; a zombie nobody reaped yet (our PID 1 may not) counts as gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        pass
-    else:
-        return stat.rpartition(")")[2].split()[0] != "Z"
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Nuvem:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
 
 import pytest
 
 from conftest import Running
+from nuvem.runtime.process_stats import alive
 from support import wait_until
 
 pytestmark = pytest.mark.anyio
@@ -88,13 +87,4 @@ async def test_stop_drains_calls_in_flight_then_ends_workers(gateway: Running) -
     response = await call
     assert response.status_code == 200
     assert response.text == "slept"
-    await wait_until(lambda: not _alive(pid), what="worker gone")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().rpartition(")")[2].split()[0] == "Z")
+    await wait_until(lambda: not alive(pid), what="worker gone")

@@ -22,6 +22,7 @@ from nuvem.gateway.app import create_app
 from nuvem.gateway.platform import Platform
 from nuvem.runtime.environment import Phase, ProgressEvent
 from nuvem.runtime.environment_progress import rich_progress
+from nuvem.runtime.process_stats import alive
 from nuvem.spec.loader import load_stack
 
 err = Console(stderr=True)
@@ -138,21 +139,6 @@ def detach(
         err.print(f"  admin user: admin, password in {password_file}")
 
 
-def _alive(pid: int) -> bool:
-    """Whether `pid` still runs; a zombie (exited, not yet reaped by its parent) does not."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
 def shutdown(state_dir: Path | None) -> None:
     """Ask the platform to stop; wait for its process to end when it runs on this machine."""
     settings = settings_for(state_dir)
@@ -165,7 +151,7 @@ def shutdown(state_dir: Path | None) -> None:
         client.call("POST", "/system/shutdown")
         deadline = time.monotonic() + GRACEFUL_SECONDS + 15
         with err.status("draining calls in flight and stopping replicas"):
-            while (pid is not None and _alive(pid)) or (pid is None and client.healthy()):
+            while (pid is not None and alive(pid)) or (pid is None and client.healthy()):
                 if time.monotonic() > deadline:
                     raise ClientError("nuvem did not stop in time", 12)
                 time.sleep(0.1)
