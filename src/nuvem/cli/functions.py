@@ -57,8 +57,10 @@ def _wait_ready(client: Client, names: list[str], timeout: float) -> None:
                 elif info["status"] == "error":
                     raise ClientError(f"{name} cannot start: {info['error']}", exit_code=8)
                 else:
+                    doing = f" ({info['progress']})" if info.get("progress") else ""
                     status.update(
                         f"{name}: {info['availableReplicas']}/{info['replicas']} replicas ready"
+                        + doing
                     )
             if pending and time.monotonic() > deadline:
                 raise ClientError(f"not ready after {timeout:.0f}s: {', '.join(pending)}", 9)

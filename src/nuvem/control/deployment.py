@@ -21,6 +21,7 @@ class Deployment:
     retry_at: float = 0.0
     last_error: str | None = None
     invocations: int = 0
+    progress: str | None = None  # what a start in progress is doing (environment build)
     removed: bool = False
 
     @property

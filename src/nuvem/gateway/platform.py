@@ -9,6 +9,7 @@ from pathlib import Path
 
 from nuvem.config import Settings
 from nuvem.control.controller import Controller, Environments, Runtime
+from nuvem.control.deployment import Deployment
 from nuvem.gateway.auth import Authenticator, ensure_admin
 from nuvem.metrics.registry import Metrics
 from nuvem.runtime.environment import EnvironmentBuilder, ProgressEvent
@@ -50,14 +51,25 @@ class Platform:
         records = records or SqliteRecordStore(state / "nuvem.db")
         logbook = LogBook()
         metrics = Metrics()
+        deployments: dict[str, Deployment] = {}
+
+        def progress(event: ProgressEvent) -> None:
+            # Shown by `nuvem deploy` and /system/function while an environment builds.
+            deployment = deployments.get(event.function)
+            if deployment is not None:
+                deployment.progress = f"environment {event.phase}: {event.message}"
+            if on_progress is not None:
+                on_progress(event)
+
         controller = Controller(
             records=records,
             runtime=runtime or LocalRuntime(logbook),
-            environments=environments or EnvironmentBuilder(state, on_progress=on_progress),
+            environments=environments or EnvironmentBuilder(state, on_progress=progress),
             logbook=logbook,
             metrics=metrics,
             tick_interval=tick_interval,
         )
+        deployments = controller.deployments
         password_file = ensure_admin(records, state, settings.admin_password)
         return cls(
             settings=settings,

@@ -18,6 +18,7 @@ class FunctionStatus(BaseModel):
     invocationCount: int  # noqa: N815
     status: str = Field(description="ready | starting | degraded | error | stopped")
     error: str | None = None
+    progress: str | None = Field(default=None, description="what starting replicas are doing")
     replicaStates: dict[str, int]  # noqa: N815
     inflight: int
     queued: int
@@ -45,6 +46,7 @@ class FunctionStatus(BaseModel):
             invocationCount=deployment.invocations,
             status=status,
             error=deployment.last_error,
+            progress=deployment.progress if deployment.starting else None,
             replicaStates=deployment.state_counts(),
             inflight=deployment.router.inflight,
             queued=deployment.router.queued,
