@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -35,6 +37,12 @@ class _Server(uvicorn.Server):
     """Ends live log streams when asked to stop, so they do not hold the drain open."""
 
     platform: Platform | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # Everything loaded by now lives as long as the gateway: keep it out of the cyclic
+        # collector's scans, which otherwise showed up as 50 ms pauses at p99 under load.
+        gc.freeze()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.platform is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,9 +33,6 @@ def build_api(platform: Platform, *, manage_lifespan: bool) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if manage_lifespan:
             await platform.start()
-        # Everything loaded so far lives as long as the gateway: keep it out of the cyclic
-        # collector's scans, which otherwise show up as tail-latency pauses under load.
-        gc.freeze()
         try:
             yield
         finally:
