@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= dev,models
+EXTRAS ?= dev,models,servers
 
 .PHONY: install run test lint format bench clean system-deps
 
@@ -27,11 +27,12 @@ format: install
 	$(BIN)/ruff check --fix src tests bench examples
 	$(BIN)/ruff format src tests bench examples
 
-test: install lint  ## lint, then the whole test suite
+test: install system-deps lint  ## lint, then the whole test suite
 	$(BIN)/pytest
 
-system-deps:  ## Debian packages the benchmarks use (wrk)
+system-deps:  ## Debian packages the benchmarks and server tests use (wrk, redis-server)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 
 bench: install system-deps  ## benchmarks against a baseline, printing ratios
 	$(BIN)/python bench/echo.py

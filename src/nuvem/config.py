@@ -23,6 +23,13 @@ class Settings:
     api_key: str | None = None
     open_metrics: bool = True
     open_health: bool = True
+    # Async jobs: where the queue and records live (empty: SQLite under state_dir), how long a
+    # crashed gateway's jobs wait before running again, and callback hosts allowed even when
+    # link-local or metadata addresses.
+    queue_url: str = ""
+    records_url: str = ""
+    job_lease: float = 15.0
+    callback_allow_hosts: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -35,6 +42,14 @@ class Settings:
             api_key=env.get("NUVEM_API_KEY") or None,
             open_metrics=_flag(env.get("NUVEM_OPEN_METRICS"), default=True),
             open_health=_flag(env.get("NUVEM_OPEN_HEALTH"), default=True),
+            queue_url=env.get("NUVEM_QUEUE_URL", ""),
+            records_url=env.get("NUVEM_RECORDS_URL", ""),
+            job_lease=float(env.get("NUVEM_JOB_LEASE") or 15.0),
+            callback_allow_hosts=frozenset(
+                h.strip().lower()
+                for h in env.get("NUVEM_CALLBACK_ALLOW_HOSTS", "").split(",")
+                if h.strip()
+            ),
         )
 
 

@@ -13,7 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import nuvem
 from nuvem.errors import NuvemError
-from nuvem.gateway import system_api
+from nuvem.gateway import jobs_api, system_api
+from nuvem.gateway.async_invoke import ASYNC_PREFIX, AsyncFunctionEndpoint
 from nuvem.gateway.invoke import PREFIX, FunctionEndpoint, Receive, Scope, Send
 from nuvem.gateway.openapi import add_function_routes
 from nuvem.gateway.platform import Platform
@@ -69,6 +70,7 @@ def build_api(platform: Platform, *, manage_lifespan: bool) -> FastAPI:
         return Response(generate_latest(platform.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     api.include_router(system_api.router)
+    api.include_router(jobs_api.router)
     add_function_routes(api)
     return api
 
@@ -80,10 +82,22 @@ class Gateway:
         self.platform = platform
         self.api = build_api(platform, manage_lifespan=manage_lifespan)
         self.functions = FunctionEndpoint(platform.controller, platform.auth, platform.metrics)
+        self.async_functions = (
+            AsyncFunctionEndpoint(platform.controller, platform.auth, platform.jobs)
+            if platform.jobs is not None
+            else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PREFIX):
             await self.functions(scope, receive, send)
+            return
+        if (
+            self.async_functions is not None
+            and scope["type"] == "http"
+            and scope["path"].startswith(ASYNC_PREFIX)
+        ):
+            await self.async_functions(scope, receive, send)
             return
         await self.api(scope, receive, send)
 

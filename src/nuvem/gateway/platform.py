@@ -11,6 +11,7 @@ from nuvem.config import Settings
 from nuvem.control.controller import Controller, Environments, Runtime
 from nuvem.control.deployment import Deployment
 from nuvem.gateway.auth import Authenticator, ensure_admin
+from nuvem.jobs.service import JobService
 from nuvem.metrics.registry import Metrics
 from nuvem.runtime.environment import EnvironmentBuilder, ProgressEvent
 from nuvem.runtime.local import LocalRuntime
@@ -32,6 +33,7 @@ class Platform:
     metrics: Metrics
     admin_password_file: Path | None = None
     stack: Stack | None = None
+    jobs: JobService | None = None
     on_shutdown_request: Callable[[], None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -80,6 +82,7 @@ class Platform:
             metrics=metrics,
             admin_password_file=password_file,
             stack=stack,
+            jobs=JobService.create(settings, lambda: controller.deployments),
         )
 
     async def start(self) -> None:
@@ -88,8 +91,12 @@ class Platform:
         if self.stack is not None:
             for spec in self.stack.functions.values():
                 self.controller.deploy(spec)
+        if self.jobs is not None:
+            await self.jobs.start()
 
     async def stop(self) -> None:
+        if self.jobs is not None:
+            await self.jobs.stop()  # jobs still running go back to the queue
         await self.controller.stop()
         self.records.close()
 

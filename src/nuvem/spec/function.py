@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from nuvem.spec.jobs import AsyncJobs
 from nuvem.spec.units import parse_duration, parse_memory
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
@@ -83,6 +84,7 @@ class FunctionSpec(Strict):
     max_queue: int = Field(default=256, ge=0, description="calls waiting per function")
     idempotent: bool = Field(default=False, description="safe to retry on another replica")
     labels: dict[str, str] = Field(default_factory=dict)
+    jobs: AsyncJobs = Field(default_factory=AsyncJobs, description="how async jobs run")
 
     @field_validator("name")
     @classmethod
@@ -127,5 +129,5 @@ class FunctionSpec(Strict):
 
     def fingerprint(self) -> str:
         """Changes whenever a replica started from the old spec would behave differently."""
-        data = self.model_dump(mode="json", exclude={"scaling", "labels", "max_queue"})
+        data = self.model_dump(mode="json", exclude={"scaling", "labels", "max_queue", "jobs"})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -9,21 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.engine import Engine
 
 from nuvem.errors import BadRequest, NotFound, NuvemError
 from nuvem.spec.function import FunctionSpec
+from nuvem.stores.engines import sqlite_engine
 from nuvem.types import ApiKeyRecord, EventRecord, FunctionRecord
 
 SCHEMA_VERSION = 1
 SCHEMA_VERSION_SETTING = "schema_version"
-BUSY_TIMEOUT_MS = 10_000
-
-# An execution option read by the "begin" hook: transactions that write start with
-# BEGIN IMMEDIATE, so they take the write lock up front and wait out busy_timeout
-# instead of failing with "database is locked" when a read lock cannot be upgraded.
-_BEGIN_OPTION = "nuvem_sqlite_begin"
 
 _metadata = sa.MetaData()
 
@@ -81,11 +75,8 @@ class SqliteRecordStore:
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._engine: Engine = sa.create_engine(sa.URL.create("sqlite", database=str(path)))
-        sa.event.listen(self._engine, "connect", _on_connect)
-        sa.event.listen(self._engine, "begin", _on_begin)
-        self._writer = self._engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        self._engine: Engine
+        self._engine, self._writer = sqlite_engine(path)
         try:
             self._open()
         except BaseException:
@@ -277,27 +268,6 @@ class SqliteRecordStore:
     def close(self) -> None:
         """Closes every pooled connection; calling it again is harmless."""
         self._engine.dispose()
-
-
-def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-    # Take BEGIN away from the sqlite3 module (its legacy mode skips BEGIN before SELECT);
-    # _on_begin emits it instead, so every transaction really is one.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        # WAL persists in the file; asking again on a WAL file only reads the mode. It must run
-        # outside a transaction, which only this hook is sure of.
-        cursor.execute("PRAGMA journal_mode=WAL")
-        # NORMAL is durable in WAL mode except for the last commits on power loss.
-        cursor.execute("PRAGMA synchronous=NORMAL")
-    finally:
-        cursor.close()
-
-
-def _on_begin(conn: Connection) -> None:
-    mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
-    conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 def check_replicas(replicas: int) -> None:

@@ -1,0 +1,126 @@
+"""`/async-function/{name}[/{path}]` as raw ASGI: store the job, answer 202 at once.
+
+Nothing runs before the answer: the job is durable in the store when the client reads its
+X-Call-Id, and the runner picks it up from there (see jobs/runner.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+from nuvem import security
+from nuvem.control.controller import Controller
+from nuvem.errors import BadRequest, NuvemError, PayloadTooLarge
+from nuvem.gateway.auth import Authenticator
+from nuvem.gateway.invoke import MAX_BODY, Receive, Scope, Send, error_response_parts
+from nuvem.jobs.service import JobService
+from nuvem.stores.job import JobRequest
+
+ASYNC_PREFIX = "/async-function/"
+# Credentials and our own control headers stop at the gateway.
+_DROP = {
+    b"authorization",
+    b"x-api-key",
+    b"connection",
+    b"keep-alive",
+    b"transfer-encoding",
+    b"x-callback-url",
+    b"idempotency-key",
+    b"x-call-id",
+}
+MAX_IDEMPOTENCY_KEY = 200
+
+
+class AsyncFunctionEndpoint:
+    def __init__(
+        self,
+        controller: Controller,
+        auth: Authenticator,
+        jobs: JobService,
+        max_body: int = MAX_BODY,
+    ) -> None:
+        self.controller = controller
+        self.auth = auth
+        self.jobs = jobs
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name, _, extra = scope["path"][len(ASYNC_PREFIX) :].partition("/")
+        authorization = api_key = callback_url = idempotency_key = None
+        forwarded: list[tuple[str, str]] = []
+        for raw_key, raw_value in scope["headers"]:
+            if raw_key not in _DROP:
+                forwarded.append((raw_key.decode("latin-1"), raw_value.decode("latin-1")))
+            elif raw_key == b"authorization":
+                authorization = raw_value.decode("latin-1")
+            elif raw_key == b"x-api-key":
+                api_key = raw_value.decode("latin-1")
+            elif raw_key == b"x-callback-url":
+                callback_url = raw_value.decode("latin-1").strip()
+            elif raw_key == b"idempotency-key":
+                idempotency_key = raw_value.decode("latin-1").strip()
+        try:
+            self.auth.check_invoke(authorization, api_key, name)
+            spec = self.controller.get(name).spec
+            body = await self._read_body(receive)
+            scoped_key = None
+            if idempotency_key:
+                if len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+                    raise BadRequest(
+                        f"Idempotency-Key is {len(idempotency_key)} characters long",
+                        f"use at most {MAX_IDEMPOTENCY_KEY}, e.g. a UUID",
+                    )
+                # Scoped by caller and function: one client's key never returns another's job.
+                scoped_key = f"{_caller(authorization, api_key)}/{name}/{idempotency_key}"
+            request = JobRequest(
+                scope["method"],
+                "/" + extra,
+                scope["query_string"].decode("latin-1"),
+                tuple(forwarded),
+                body,
+            )
+            job, created = self.jobs.submit(spec, request, callback_url or None, scoped_key)
+            status = 202
+            payload = json.dumps(
+                {"id": job.id, "function": job.function, "state": job.state.value}
+            ).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"x-call-id", job.id.encode()),
+                (b"location", f"/system/jobs/{job.id}".encode()),
+            ]
+            if not created:
+                headers.append((b"idempotent-replayed", b"true"))
+        except NuvemError as error:
+            status, headers, payload = error_response_parts(error)
+        headers.append((b"content-length", str(len(payload)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise PayloadTooLarge(
+                    f"request body is larger than {self.max_body // 2**20} MiB",
+                    "send large inputs by reference (a URL) or raise the gateway's max body",
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+def _caller(authorization: str | None, api_key: str | None) -> str:
+    """Who is asking, for scoping idempotency keys: an API key's id, or the admin."""
+    token = api_key
+    if token is None and authorization and authorization.lower().startswith("bearer "):
+        token = authorization[7:].strip()
+    parsed = security.parse_api_key(token) if token else None
+    return f"key:{parsed[0]}" if parsed else "admin"

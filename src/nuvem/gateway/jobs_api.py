@@ -1,0 +1,161 @@
+"""`/system/jobs`: status, result, listing and cancelling of async jobs.
+
+Readable by the admin and by API keys allowed to invoke the job's function, so the client
+that submitted a job can collect it without admin rights.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from nuvem.errors import BadRequest, NotFound, NuvemError
+from nuvem.gateway.platform import Platform
+from nuvem.jobs.service import JobService
+from nuvem.stores.job import Job, JobState
+
+router = APIRouter(prefix="/system/jobs", tags=["jobs"])
+
+
+class JobInfo(BaseModel):
+    id: str
+    function: str
+    state: str
+    attempts: int
+    max_attempts: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    expires_at: float | None
+    status: int | None  # the function's status code, once an attempt answered
+    duration: float | None
+    error: str | None
+    callback_url: str | None
+    callback_state: str
+    callback_attempts: int
+
+    @classmethod
+    def of(cls, job: Job) -> JobInfo:
+        return cls(
+            id=job.id,
+            function=job.function,
+            state=job.state.value,
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            expires_at=job.expires_at,
+            status=job.result.status if job.result else None,
+            duration=job.result.duration if job.result else None,
+            error=job.error,
+            callback_url=job.callback_url,
+            callback_state=job.callback_state.value,
+            callback_attempts=job.callback_attempts,
+        )
+
+
+def _service(request: Request) -> tuple[Platform, JobService]:
+    platform: Platform = request.app.state.platform
+    if platform.jobs is None:
+        raise NuvemError("async jobs are not enabled on this gateway")
+    return platform, platform.jobs
+
+
+def _allow(request: Request, platform: Platform, function: str) -> None:
+    platform.auth.check_invoke(
+        request.headers.get("authorization"), request.headers.get("x-api-key"), function
+    )
+
+
+def _job(request: Request, job_id: str, *, with_body: bool = False) -> Job:
+    platform, jobs = _service(request)
+    job = jobs.store.get(job_id, with_body=with_body)
+    if job is None:
+        raise NotFound(
+            f"job {job_id!r} not found",
+            "check the X-Call-Id the submit answered; finished jobs expire after result_ttl",
+        )
+    _allow(request, platform, job.function)
+    return job
+
+
+@router.get("", response_model=list[JobInfo])
+def list_jobs(
+    request: Request,
+    function: str | None = None,
+    state: Annotated[str | None, Query(description="queued, running, succeeded, ...")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[JobInfo]:
+    """Newest first. API keys must name a function they may invoke; the admin may omit it."""
+    platform, jobs = _service(request)
+    if function is None:
+        platform.auth.check_admin(request.headers.get("authorization"))
+    else:
+        _allow(request, platform, function)
+    wanted = None
+    if state is not None:
+        try:
+            wanted = JobState(state)
+        except ValueError:
+            known = ", ".join(s.value for s in JobState)
+            raise BadRequest(f"unknown job state {state!r}", f"use one of: {known}") from None
+    return [JobInfo.of(job) for job in jobs.store.find(function, wanted, limit)]
+
+
+@router.get("/{job_id}", response_model=JobInfo)
+def job_status(request: Request, job_id: str) -> JobInfo:
+    return JobInfo.of(_job(request, job_id))
+
+
+@router.get(
+    "/{job_id}/result",
+    response_class=Response,
+    responses={
+        200: {"description": "the function's answer: its body, headers and status code"},
+        409: {"description": "the job has no result yet"},
+    },
+)
+def job_result(request: Request, job_id: str) -> Response:
+    """The function's answer as it gave it, with X-Function-Status and X-Job-State."""
+    job = _job(request, job_id, with_body=True)
+    if job.result is None or not job.state.finished:
+        message = (
+            f"job {job.id} is {job.state.value} and has no result yet (poll GET "
+            "/system/jobs/{id}, or pass X-Callback-Url when submitting)"
+        )
+        return Response(
+            content=json.dumps({"error": message}),
+            status_code=409,
+            media_type="application/json",
+            headers={"X-Job-State": job.state.value, "Retry-After": "1"},
+        )
+    headers: dict[str, Any] = {
+        k: v for k, v in job.result.headers if k.lower() not in ("content-length",)
+    }
+    headers |= {
+        "X-Call-Id": job.id,
+        "X-Function-Status": str(job.result.status),
+        "X-Job-State": job.state.value,
+        "X-Duration-Seconds": f"{job.result.duration:.6f}",
+    }
+    return Response(content=job.result.body, status_code=job.result.status, headers=headers)
+
+
+@router.post("/{job_id}/cancel", response_model=JobInfo)
+def cancel_job(request: Request, job_id: str) -> JobInfo:
+    """Cancel a queued or running job; a finished job is answered as it is."""
+    job = _job(request, job_id)
+    _, jobs = _service(request)
+    cancelled = jobs.cancel(job.id)
+    return JobInfo.of(cancelled or job)
+
+
+@router.delete("/{job_id}", response_model=JobInfo)
+def delete_job(request: Request, job_id: str) -> JobInfo:
+    """The same as cancel (kept for clients that cancel with DELETE)."""
+    return cancel_job(request, job_id)

@@ -1,0 +1,1 @@
+"""Async jobs: the runner that executes them and delivers their callbacks."""

@@ -1,0 +1,260 @@
+"""`JobRunner`: claims async jobs, runs them through the router, retries, calls back.
+
+One step (`tick()`) claims what the per-function concurrency allows, renews the leases of
+jobs running here, claims due callbacks and now and then purges expired jobs. The loop
+(`start()`) runs a step when woken by a submit, or every `poll_interval`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from nuvem.errors import BadRequest, NuvemError
+from nuvem.jobs.backoff import retry_delay
+from nuvem.jobs.callback import CallbackSender
+from nuvem.jobs.callback_url import check_resolved
+from nuvem.routing.dispatch import Target, dispatch
+from nuvem.runtime.protocol import CallMeta
+from nuvem.spec.function import FunctionSpec
+from nuvem.stores.job import CallbackState, Finish, Job, JobResult, JobState, JobStore
+
+log = logging.getLogger(__name__)
+
+
+class JobTarget(Target, Protocol):
+    @property
+    def spec(self) -> FunctionSpec: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerOptions:
+    lease: float = 15.0  # a crashed gateway's jobs run again this long after its last renewal
+    poll_interval: float = 0.5
+    callback_attempts: int = 8
+    callback_backoff: float = 1.0
+    callback_max_backoff: float = 300.0
+    callback_concurrency: int = 32
+    purge_interval: float = 60.0
+    allow_hosts: frozenset[str] = field(default_factory=frozenset)
+
+
+class JobRunner:
+    def __init__(
+        self,
+        store: JobStore,
+        targets: Callable[[], Mapping[str, JobTarget]],
+        sender: CallbackSender,
+        owner: str,
+        options: RunnerOptions | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.targets = targets
+        self.sender = sender
+        self.owner = owner
+        self.options = options or RunnerOptions()
+        self.clock = clock
+        self.running: dict[str, asyncio.Task[None]] = {}  # job id -> its task here
+        self._by_function: dict[str, int] = {}
+        self._callbacks: set[asyncio.Task[None]] = set()
+        self._renewed_at = 0.0
+        self._purged_at = 0.0
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run(), name="job-runner")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self.tick()
+            except Exception:  # a store hiccup (database restarting) must not end the loop
+                log.exception("job runner step failed; trying again")
+            try:
+                async with asyncio.timeout(self.options.poll_interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop claiming; give running jobs `grace` seconds, then hand the rest back."""
+        self._stopping = True
+        if self._loop_task is not None:
+            self.wake()
+            await self._loop_task
+        tasks = list(self.running.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        for job_id, task in list(self.running.items()):
+            task.cancel()
+            # Back to the queue at once rather than after the lease: a restart picks it up.
+            with contextlib.suppress(Exception):
+                self.store.finish(self.owner, job_id, Finish(JobState.QUEUED))
+        await asyncio.gather(*self.running.values(), *self._callbacks, return_exceptions=True)
+        for task in list(self._callbacks):
+            task.cancel()
+        await self.sender.close()
+
+    # -- one step --------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        now = self.clock()
+        self._claim_jobs()
+        if now - self._renewed_at >= self.options.lease / 3:
+            self._renewed_at = now
+            self._renew()
+        self._claim_callbacks()
+        if now - self._purged_at >= self.options.purge_interval:
+            self._purged_at = now
+            purged = self.store.purge(now)
+            if purged:
+                log.info("purged %d expired jobs", purged)
+
+    def _claim_jobs(self) -> None:
+        capacity: dict[str, int] = {}
+        for name, target in self.targets().items():
+            if target.unavailable_reason() is not None:
+                continue  # its jobs wait, queued, until it can run them
+            free = target.spec.jobs.concurrency - self._by_function.get(name, 0)
+            if free > 0:
+                capacity[name] = free
+        if not capacity or self._stopping:
+            return
+        for job in self.store.claim(self.owner, capacity, self.options.lease):
+            self._by_function[job.function] = self._by_function.get(job.function, 0) + 1
+            task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
+            self.running[job.id] = task
+            task.add_done_callback(functools.partial(self._forget, job))
+
+    def _forget(self, job: Job, _task: object = None) -> None:
+        self.running.pop(job.id, None)
+        self._by_function[job.function] = self._by_function.get(job.function, 1) - 1
+        self.wake()  # a slot is free
+
+    def _renew(self) -> None:
+        lost = self.store.renew(self.owner, list(self.running), self.options.lease)
+        for job_id in lost:
+            task = self.running.get(job_id)
+            if task is not None:
+                log.info("job %s was cancelled or its lease lost; stopping it here", job_id)
+                task.cancel()
+
+    def _claim_callbacks(self) -> None:
+        free = self.options.callback_concurrency - len(self._callbacks)
+        if free <= 0 or self._stopping:
+            return
+        # The lease outlives one delivery attempt (its timeout), so only one gateway sends.
+        for job in self.store.claim_callbacks(self.owner, free, lease=60.0):
+            task = asyncio.create_task(self._deliver(job), name=f"callback-{job.id}")
+            self._callbacks.add(task)
+            task.add_done_callback(self._callbacks.discard)
+
+    # -- one job ---------------------------------------------------------------------------
+
+    async def _execute(self, job: Job) -> None:
+        target = self.targets().get(job.function)
+        if target is None:  # removed since the claim: leave the job for when it is back
+            self.store.finish(self.owner, job.id, Finish(JobState.QUEUED))
+            return
+        settings = target.spec.jobs
+        headers = [(k, v) for k, v in job.request.headers if k != "x-call-id"]
+        headers.append(("x-call-id", job.id))
+        meta = CallMeta(job.request.method, job.request.path, job.request.query, headers)
+        began = time.monotonic()
+        error = None
+        try:
+            answer = await dispatch(
+                target, meta, job.request.body, deadline=time.monotonic() + settings.timeout
+            )
+            status, answer_headers, body = answer.status, tuple(answer.headers), answer.body
+        except NuvemError as exc:
+            status, error = exc.status, str(exc)
+            answer_headers = (("content-type", "application/json"),)
+            body = json.dumps(exc.payload()).encode()
+        result = JobResult(status, answer_headers, body, time.monotonic() - began)
+        now = self.clock()
+        if status < 400:
+            finish = Finish(JobState.SUCCEEDED, result, expires_at=now + settings.result_ttl)
+        elif status in settings.retry_on and job.attempts < job.max_attempts:
+            delay = retry_delay(job.attempts, settings.backoff, settings.max_backoff)
+            finish = Finish(JobState.QUEUED, result, error or f"status {status}", now + delay)
+        elif status in settings.retry_on:
+            finish = Finish(
+                JobState.DEAD_LETTER,
+                result,
+                f"{error or f'status {status}'} after {job.attempts} attempts",
+                expires_at=now + settings.result_ttl,
+            )
+        else:
+            finish = Finish(
+                JobState.FAILED,
+                result,
+                error or f"status {status}",
+                expires_at=now + settings.result_ttl,
+            )
+        if not self.store.finish(self.owner, job.id, finish):
+            log.info("job %s ended here after its lease was lost; result dropped", job.id)
+        self.wake()
+
+    async def _deliver(self, job: Job) -> None:
+        url = job.callback_url
+        if url is None:
+            return
+        result = job.result
+        status = result.status if result is not None else 500
+        headers = [
+            ("X-Call-Id", job.id),
+            ("X-Function-Name", job.function),
+            ("X-Function-Status", str(status)),
+            ("X-Duration-Seconds", f"{result.duration if result else 0.0:.6f}"),
+            ("X-Job-State", job.state.value),
+            ("X-Job-Attempts", str(job.attempts)),
+            ("X-Retry", str(job.callback_attempts - 1)),
+            ("X-Retry-Max", str(self.options.callback_attempts - 1)),
+        ]
+        if result is not None:
+            headers += [(k, v) for k, v in result.headers if k.lower() == "content-type"]
+        body = result.body if result is not None else b""
+        try:
+            await check_resolved(url, self.options.allow_hosts)
+            answer = await self.sender.send(url, headers, body)
+        except BadRequest as exc:
+            log.warning("callback of job %s not sent: %s", job.id, exc)
+            self.store.callback_done(job.id, CallbackState.FAILED)
+            return
+        except Exception as exc:  # the receiver is down or slow: retried below
+            answer = 0
+            log.info("callback of job %s to %s failed: %r", job.id, url, exc)
+        if 200 <= answer < 400:
+            self.store.callback_done(job.id, CallbackState.DELIVERED)
+        elif job.callback_attempts >= self.options.callback_attempts:
+            log.warning(
+                "callback of job %s to %s failed %d times; giving up",
+                job.id,
+                url,
+                job.callback_attempts,
+            )
+            self.store.callback_done(job.id, CallbackState.FAILED)
+        else:
+            delay = retry_delay(
+                job.callback_attempts,
+                self.options.callback_backoff,
+                self.options.callback_max_backoff,
+            )
+            self.store.callback_done(job.id, CallbackState.PENDING, self.clock() + delay)

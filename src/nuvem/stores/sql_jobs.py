@@ -1,0 +1,421 @@
+"""`SqlJobStore`: jobs and their queue in one SQL table, on SQLite (WAL) or PostgreSQL.
+
+The table is the queue: a claim is one transaction that picks due jobs and writes the
+lease, so a job is never handed to two live gateways at once (SQLite serialises writers
+with BEGIN IMMEDIATE; PostgreSQL skips rows another gateway has locked).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from nuvem.stores.engines import postgres_engine, sqlite_engine
+from nuvem.stores.job import (
+    CallbackState,
+    Finish,
+    Job,
+    JobRequest,
+    JobResult,
+    JobState,
+    NewJob,
+)
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("function", sa.String(63), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("query", sa.Text, nullable=False),
+    sa.Column("headers", sa.Text, nullable=False),  # JSON list of [name, value]
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("available_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("expires_at", sa.Float, nullable=True),
+    sa.Column("owner", sa.String(128), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("callback_url", sa.Text, nullable=True),
+    sa.Column("callback_state", sa.String(16), nullable=False),
+    sa.Column("callback_attempts", sa.Integer, nullable=False),
+    sa.Column("callback_at", sa.Float, nullable=False),  # next delivery, or lease end
+    sa.Column("result_status", sa.Integer, nullable=True),
+    sa.Column("result_headers", sa.Text, nullable=True),
+    sa.Column("result_body", sa.LargeBinary, nullable=True),
+    sa.Column("duration", sa.Float, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("idempotency_key", sa.String(300), nullable=True, unique=True),
+    sa.Index("jobs_due", "function", "state", "available_at"),
+    sa.Index("jobs_callbacks", "callback_state", "callback_at"),
+    sa.Index("jobs_expiry", "expires_at"),
+    sa.Index("jobs_created", "created_at"),
+)
+
+_SUMMARY = [c for c in jobs.c if c.name not in ("body", "result_body")]
+_ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
+
+
+class SqlJobStore:
+    """Jobs in the `jobs` table of an SQL database; see the module docstring."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        writer: Engine | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._engine = engine
+        self._writer = writer or engine
+        self._clock = clock
+        self._postgres = engine.dialect.name == "postgresql"
+        with self._writer.begin() as conn:
+            metadata.create_all(conn)
+
+    @classmethod
+    def sqlite(cls, path: Path, *, clock: Callable[[], float] = time.time) -> SqlJobStore:
+        engine, writer = sqlite_engine(path)
+        return cls(engine, writer, clock=clock)
+
+    @classmethod
+    def postgres(cls, url: str, *, clock: Callable[[], float] = time.time) -> SqlJobStore:
+        return cls(postgres_engine(url), clock=clock)
+
+    # -- clients ---------------------------------------------------------------------------
+
+    def submit(self, job: NewJob) -> tuple[Job, bool]:
+        now = self._clock()
+        values = {
+            "id": job.id,
+            "function": job.function,
+            "state": JobState.QUEUED.value,
+            "method": job.request.method,
+            "path": job.request.path,
+            "query": job.request.query,
+            "headers": json.dumps(job.request.headers),
+            "body": job.request.body,
+            "attempts": 0,
+            "max_attempts": job.max_attempts,
+            "created_at": now,
+            "updated_at": now,
+            "available_at": now,
+            "callback_url": job.callback_url,
+            "callback_state": (
+                CallbackState.WAITING if job.callback_url else CallbackState.NONE
+            ).value,
+            "callback_attempts": 0,
+            "callback_at": 0.0,
+            "idempotency_key": job.idempotency_key,
+        }
+        if job.idempotency_key is not None:
+            existing = self._by_idempotency_key(job.idempotency_key)
+            if existing is not None:
+                return existing, False
+        try:
+            with self._writer.begin() as conn:
+                conn.execute(sa.insert(jobs).values(**values))
+        except IntegrityError:
+            # Another gateway stored the same idempotency key between our look and our insert.
+            if job.idempotency_key is None:
+                raise
+            existing = self._by_idempotency_key(job.idempotency_key)
+            if existing is None:
+                raise
+            return existing, False
+        stored = self.get(job.id)
+        assert stored is not None
+        return stored, True
+
+    def _by_idempotency_key(self, key: str) -> Job | None:
+        with self._engine.begin() as conn:
+            row = conn.execute(sa.select(*_SUMMARY).where(jobs.c.idempotency_key == key)).first()
+        return None if row is None else _job(row, with_body=False)
+
+    def get(self, job_id: str, *, with_body: bool = True) -> Job | None:
+        columns = list(jobs.c) if with_body else _SUMMARY
+        with self._engine.begin() as conn:
+            row = conn.execute(sa.select(*columns).where(jobs.c.id == job_id)).first()
+        return None if row is None else _job(row, with_body=with_body)
+
+    def find(
+        self, function: str | None = None, state: JobState | None = None, limit: int = 100
+    ) -> list[Job]:
+        query = sa.select(*_SUMMARY).order_by(jobs.c.created_at.desc()).limit(max(limit, 0))
+        if function is not None:
+            query = query.where(jobs.c.function == function)
+        if state is not None:
+            query = query.where(jobs.c.state == state.value)
+        with self._engine.begin() as conn:
+            rows = conn.execute(query).all()
+        return [_job(row, with_body=False) for row in rows]
+
+    def cancel(self, job_id: str, expires_at: float) -> Job | None:
+        now = self._clock()
+        with self._writer.begin() as conn:
+            conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.state.in_(_ACTIVE))
+                .values(
+                    state=JobState.CANCELLED.value,
+                    updated_at=now,
+                    finished_at=now,
+                    expires_at=expires_at,
+                    owner=None,
+                    lease_until=None,
+                    callback_state=CallbackState.NONE.value,
+                )
+            )
+        return self.get(job_id, with_body=False)
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def claim(self, owner: str, capacity: dict[str, int], lease: float) -> list[Job]:
+        now = self._clock()
+        claimed: list[str] = []
+        with self._writer.begin() as conn:
+            for function, free in capacity.items():
+                if free <= 0:
+                    continue
+                query = (
+                    sa.select(jobs.c.id)
+                    .where(jobs.c.function == function, _due(now))
+                    .order_by(jobs.c.available_at)
+                    .limit(free)
+                )
+                if self._postgres:
+                    query = query.with_for_update(skip_locked=True)
+                ids = list(conn.execute(query).scalars())
+                if ids:
+                    self._lease(conn, owner, ids, now, lease)
+                    claimed.extend(ids)
+        return self._many(claimed) if claimed else []
+
+    def claim_ids(self, owner: str, job_ids: list[str], lease: float) -> list[Job]:
+        """Those of `job_ids` that are due, now RUNNING under owner's lease (a queue in
+        front of this store decides which jobs to try)."""
+        if not job_ids:
+            return []
+        now = self._clock()
+        with self._writer.begin() as conn:
+            query = sa.select(jobs.c.id).where(jobs.c.id.in_(job_ids), _due(now))
+            if self._postgres:
+                query = query.with_for_update(skip_locked=True)
+            ids = list(conn.execute(query).scalars())
+            if ids:
+                self._lease(conn, owner, ids, now, lease)
+        return self._many(ids) if ids else []
+
+    def stranded(self, older_than: float, limit: int = 500) -> list[tuple[str, str]]:
+        """(function, id) of jobs due since before `older_than`: a queue in front of this
+        store may have lost track of them (a crash between writing here and enqueuing)."""
+        with self._engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(jobs.c.function, jobs.c.id)
+                .where(
+                    sa.or_(
+                        sa.and_(
+                            jobs.c.state == JobState.QUEUED.value,
+                            jobs.c.available_at < older_than,
+                        ),
+                        sa.and_(
+                            jobs.c.state == JobState.RUNNING.value,
+                            jobs.c.lease_until < older_than,
+                        ),
+                    )
+                )
+                .limit(limit)
+            ).all()
+        return [(row.function, row.id) for row in rows]
+
+    def _lease(
+        self, conn: sa.Connection, owner: str, ids: list[str], now: float, lease: float
+    ) -> None:
+        conn.execute(
+            sa.update(jobs)
+            .where(jobs.c.id.in_(ids))
+            .values(
+                state=JobState.RUNNING.value,
+                owner=owner,
+                lease_until=now + lease,
+                attempts=jobs.c.attempts + 1,
+                started_at=sa.func.coalesce(jobs.c.started_at, now),
+                updated_at=now,
+            )
+        )
+
+    def _many(self, ids: list[str]) -> list[Job]:
+        with self._engine.begin() as conn:
+            rows = conn.execute(sa.select(jobs).where(jobs.c.id.in_(ids))).all()
+        found = {row.id: _job(row, with_body=True) for row in rows}
+        return [found[i] for i in ids if i in found]
+
+    def renew(self, owner: str, job_ids: list[str], lease: float) -> set[str]:
+        if not job_ids:
+            return set()
+        now = self._clock()
+        held = (
+            jobs.c.id.in_(job_ids),
+            jobs.c.owner == owner,
+            jobs.c.state == JobState.RUNNING.value,
+        )
+        with self._writer.begin() as conn:
+            conn.execute(sa.update(jobs).where(*held).values(lease_until=now + lease))
+            kept = set(conn.execute(sa.select(jobs.c.id).where(*held)).scalars())
+        return set(job_ids) - kept
+
+    def finish(self, owner: str, job_id: str, finish: Finish) -> bool:
+        now = self._clock()
+        values: dict[str, Any] = {
+            "state": finish.state.value,
+            "owner": None,
+            "lease_until": None,
+            "updated_at": now,
+            "error": finish.error,
+        }
+        if finish.result is not None:
+            values |= {
+                "result_status": finish.result.status,
+                "result_headers": json.dumps(finish.result.headers),
+                "result_body": finish.result.body,
+                "duration": finish.result.duration,
+            }
+        if finish.state is JobState.QUEUED:
+            values["available_at"] = now if finish.retry_at is None else finish.retry_at
+        else:
+            values |= {"finished_at": now, "expires_at": finish.expires_at, "callback_at": now}
+        with self._writer.begin() as conn:
+            result = conn.execute(
+                sa.update(jobs)
+                .where(
+                    jobs.c.id == job_id,
+                    jobs.c.owner == owner,
+                    jobs.c.state == JobState.RUNNING.value,
+                )
+                .values(**values)
+            )
+            if result.rowcount and finish.state.finished:
+                conn.execute(
+                    sa.update(jobs)
+                    .where(
+                        jobs.c.id == job_id,
+                        jobs.c.callback_state == CallbackState.WAITING.value,
+                    )
+                    .values(callback_state=CallbackState.PENDING.value)
+                )
+        return bool(result.rowcount)
+
+    def claim_callbacks(self, owner: str, limit: int, lease: float) -> list[Job]:
+        now = self._clock()
+        with self._writer.begin() as conn:
+            query = (
+                sa.select(jobs.c.id)
+                .where(
+                    jobs.c.callback_state == CallbackState.PENDING.value,
+                    jobs.c.callback_at <= now,
+                )
+                .order_by(jobs.c.callback_at)
+                .limit(limit)
+            )
+            if self._postgres:
+                query = query.with_for_update(skip_locked=True)
+            ids = list(conn.execute(query).scalars())
+            if ids:
+                conn.execute(
+                    sa.update(jobs)
+                    .where(jobs.c.id.in_(ids))
+                    .values(
+                        callback_at=now + lease,
+                        callback_attempts=jobs.c.callback_attempts + 1,
+                    )
+                )
+        return self._many(ids) if ids else []
+
+    def callback_done(self, job_id: str, state: CallbackState, retry_at: float = 0.0) -> None:
+        with self._writer.begin() as conn:
+            conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(callback_state=state.value, callback_at=retry_at)
+            )
+
+    def purge(self, now: float) -> int:
+        with self._writer.begin() as conn:
+            result = conn.execute(
+                sa.delete(jobs).where(
+                    jobs.c.state.not_in(_ACTIVE),
+                    jobs.c.expires_at < now,
+                    jobs.c.callback_state != CallbackState.PENDING.value,
+                )
+            )
+        return int(result.rowcount)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def _due(now: float) -> sa.ColumnElement[bool]:
+    """Queued and past its retry time, or running under a lease that ran out."""
+    return sa.or_(
+        sa.and_(jobs.c.state == JobState.QUEUED.value, jobs.c.available_at <= now),
+        sa.and_(jobs.c.state == JobState.RUNNING.value, jobs.c.lease_until < now),
+    )
+
+
+def _pairs(encoded: str | None) -> tuple[tuple[str, str], ...]:
+    if not encoded:
+        return ()
+    return tuple((str(k), str(v)) for k, v in json.loads(encoded))
+
+
+def _job(row: sa.Row[Any], *, with_body: bool) -> Job:
+    m = row._mapping
+    result = None
+    if m["result_status"] is not None:
+        result = JobResult(
+            status=m["result_status"],
+            headers=_pairs(m["result_headers"]),
+            body=bytes(m["result_body"]) if with_body else b"",
+            duration=m["duration"] or 0.0,
+        )
+    return Job(
+        id=m["id"],
+        function=m["function"],
+        state=JobState(m["state"]),
+        request=JobRequest(
+            method=m["method"],
+            path=m["path"],
+            query=m["query"],
+            headers=_pairs(m["headers"]),
+            body=bytes(m["body"]) if with_body else b"",
+        ),
+        attempts=m["attempts"],
+        max_attempts=m["max_attempts"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        available_at=m["available_at"],
+        callback_url=m["callback_url"],
+        callback_state=CallbackState(m["callback_state"]),
+        callback_attempts=m["callback_attempts"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        expires_at=m["expires_at"],
+        result=result,
+        error=m["error"],
+        owner=m["owner"],
+    )

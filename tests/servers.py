@@ -1,0 +1,197 @@
+"""Real redis-server and PostgreSQL for tests, started on free loopback ports.
+
+When a server's binaries are missing the tests that need it skip with the reason, except
+when the environment variable CI is set: then they fail, so CI never passes by skipping.
+PostgreSQL refuses to run as root; as root the server runs as `nobody` (via runuser).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support import free_port
+
+PG_BIN = Path(os.environ.get("NUVEM_PG_BIN", "/usr/lib/postgresql/15/bin"))
+START_SECONDS = 30.0
+
+
+def missing(what: str, fix: str) -> None:
+    message = f"{what} is not installed ({fix})"
+    if os.environ.get("CI"):
+        pytest.fail(message + "; CI must run the server tests", pytrace=False)
+    pytest.skip(message)
+
+
+def _wait_for(check: object, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + START_SECONDS
+    while True:
+        if process.poll() is not None:
+            out = process.stdout.read().decode(errors="replace") if process.stdout else ""
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{out[-2000:]}")
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except Exception:  # not accepting connections yet
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start within {START_SECONDS}s")
+        time.sleep(0.05)  # a server process starting: nothing to await on here
+
+
+def _stop(process: subprocess.Popen[bytes], signal_number: int) -> None:
+    if process.poll() is None:
+        process.send_signal(signal_number)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        missing("redis-server", "run `make system-deps` or apt-get install redis-server")
+    import redis
+
+    port = free_port()
+    folder = tempfile.mkdtemp(prefix="nuvem-redis-")
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            folder,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        client = redis.Redis.from_url(url)
+        _wait_for(client.ping, process, "redis-server")
+        client.close()
+        yield url
+    finally:
+        _stop(process, 15)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL cluster; yields the URL of its `postgres` database."""
+    if not (PG_BIN / "postgres").exists():
+        missing(
+            f"PostgreSQL ({PG_BIN}/postgres)", "apt-get install postgresql-15 or set NUVEM_PG_BIN"
+        )
+    import psycopg
+
+    as_root = os.geteuid() == 0
+    prefix = ["runuser", "-u", "nobody", "--"] if as_root else []
+    folder = Path(tempfile.mkdtemp(prefix="nuvem-pg-"))
+    if as_root:
+        shutil.chown(folder, "nobody")
+    data = folder / "data"
+    subprocess.run(
+        [
+            *prefix,
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *prefix,
+            str(PG_BIN / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(folder),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=200",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    try:
+        _wait_for(
+            lambda: psycopg.connect(url, connect_timeout=2).close() is None, process, "postgres"
+        )
+        yield url
+    finally:
+        _stop(process, 2)  # SIGINT: fast shutdown
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def fresh_database(server_url: str) -> str:
+    """A new, empty database on the server; its URL."""
+    import psycopg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> str:
+    return fresh_database(postgres_server_url)
+
+
+@pytest.fixture
+def clean_redis(redis_url: str) -> str:
+    import redis
+
+    with redis.Redis.from_url(redis_url) as client:
+        client.flushall()
+    return redis_url

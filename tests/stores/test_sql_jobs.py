@@ -1,0 +1,186 @@
+"""The SQL job store on SQLite: submit, claim under leases, retries, callbacks, expiry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nuvem.stores.job import (
+    CallbackState,
+    Finish,
+    JobRequest,
+    JobResult,
+    JobState,
+    JobStore,
+    NewJob,
+)
+from nuvem.stores.sql_jobs import SqlJobStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: Clock) -> JobStore:
+    return SqlJobStore.sqlite(tmp_path / "jobs.db", clock=clock)
+
+
+def new(job_id: str, function: str = "f", **kwargs: object) -> NewJob:
+    request = JobRequest("POST", "/", "a=1", (("x-h", "v"),), b"body-" + job_id.encode())
+    return NewJob(id=job_id, function=function, request=request, max_attempts=3, **kwargs)  # type: ignore[arg-type]
+
+
+RESULT = JobResult(200, (("content-type", "text/plain"),), b"done", 0.5)
+
+
+def test_submit_then_get_keeps_the_request(store: JobStore) -> None:
+    job, created = store.submit(new("a"))
+    assert created
+    assert job.state is JobState.QUEUED
+    found = store.get("a")
+    assert found is not None
+    assert found.request.body == b"body-a"
+    assert found.request.headers == (("x-h", "v"),)
+    assert found.request.query == "a=1"
+    assert store.get("missing") is None
+
+
+def test_idempotency_key_returns_the_first_job(store: JobStore) -> None:
+    first, created = store.submit(new("a", idempotency_key="k1"))
+    again, created_again = store.submit(new("b", idempotency_key="k1"))
+    assert created
+    assert not created_again
+    assert again.id == first.id == "a"
+    assert store.get("b") is None
+
+
+def test_claim_respects_capacity_per_function(store: JobStore) -> None:
+    for i in range(5):
+        store.submit(new(f"f{i}", "f"))
+    store.submit(new("g0", "g"))
+    claimed = store.claim("me", {"f": 2, "g": 0}, lease=10)
+    assert [j.id for j in claimed] == ["f0", "f1"]
+    assert all(j.state is JobState.RUNNING and j.attempts == 1 for j in claimed)
+    assert claimed[0].request.body == b"body-f0"
+    # Jobs already running are not claimed twice while their lease holds.
+    assert [j.id for j in store.claim("other", {"f": 10}, lease=10)] == ["f2", "f3", "f4"]
+
+
+def test_expired_lease_is_reclaimed_and_counts_an_attempt(store: JobStore, clock: Clock) -> None:
+    store.submit(new("a"))
+    store.claim("dead-gateway", {"f": 1}, lease=10)
+    clock.now += 5
+    assert store.claim("me", {"f": 1}, lease=10) == []
+    clock.now += 6
+    (job,) = store.claim("me", {"f": 1}, lease=10)
+    assert job.attempts == 2
+    assert job.owner == "me"
+    # The old owner lost it: its late finish is refused.
+    assert not store.finish("dead-gateway", "a", Finish(JobState.SUCCEEDED, RESULT))
+    assert store.finish("me", "a", Finish(JobState.SUCCEEDED, RESULT, expires_at=clock.now + 60))
+    done = store.get("a")
+    assert done is not None
+    assert done.state is JobState.SUCCEEDED
+    assert done.result == RESULT
+
+
+def test_renew_keeps_the_lease_and_reports_lost_ones(store: JobStore, clock: Clock) -> None:
+    store.submit(new("a"))
+    store.submit(new("b"))
+    store.claim("me", {"f": 2}, lease=10)
+    store.cancel("b", clock.now + 60)
+    clock.now += 8
+    assert store.renew("me", ["a", "b"], lease=10) == {"b"}
+    clock.now += 8
+    assert store.claim("other", {"f": 5}, lease=10) == []
+
+
+def test_retry_waits_until_its_time(store: JobStore, clock: Clock) -> None:
+    store.submit(new("a"))
+    store.claim("me", {"f": 1}, lease=10)
+    store.finish("me", "a", Finish(JobState.QUEUED, error="status 503", retry_at=clock.now + 30))
+    job = store.get("a")
+    assert job is not None
+    assert job.state is JobState.QUEUED
+    assert job.error == "status 503"
+    assert store.claim("me", {"f": 1}, lease=10) == []
+    clock.now += 31
+    (again,) = store.claim("me", {"f": 1}, lease=10)
+    assert again.attempts == 2
+
+
+def test_cancel_only_active_jobs(store: JobStore, clock: Clock) -> None:
+    store.submit(new("a"))
+    store.submit(new("b"))
+    store.claim("me", {"f": 1}, lease=10)
+    store.finish("me", "a", Finish(JobState.SUCCEEDED, RESULT, expires_at=clock.now + 60))
+    done = store.cancel("a", clock.now + 60)
+    assert done is not None
+    assert done.state is JobState.SUCCEEDED
+    cancelled = store.cancel("b", clock.now + 60)
+    assert cancelled is not None
+    assert cancelled.state is JobState.CANCELLED
+    assert store.claim("me", {"f": 5}, lease=10) == []
+    assert store.cancel("missing", 0) is None
+
+
+def test_callbacks_are_pending_once_finished_and_leased(store: JobStore, clock: Clock) -> None:
+    store.submit(new("a", callback_url="http://example.com/cb"))
+    assert store.claim_callbacks("me", 10, lease=30) == []
+    store.claim("me", {"f": 1}, lease=10)
+    store.finish("me", "a", Finish(JobState.FAILED, RESULT, expires_at=clock.now + 60))
+    (job,) = store.claim_callbacks("me", 10, lease=30)
+    assert job.callback_attempts == 1
+    assert job.result is not None
+    assert job.result.body == b"done"
+    assert store.claim_callbacks("other", 10, lease=30) == []  # leased to me
+    store.callback_done("a", CallbackState.PENDING, retry_at=clock.now + 5)
+    clock.now += 6
+    (job,) = store.claim_callbacks("other", 10, lease=30)
+    assert job.callback_attempts == 2
+    store.callback_done("a", CallbackState.DELIVERED)
+    clock.now += 100
+    assert store.claim_callbacks("me", 10, lease=30) == []
+
+
+def test_purge_deletes_expired_finished_jobs_only(store: JobStore, clock: Clock) -> None:
+    store.submit(new("a"))
+    store.submit(new("b"))
+    store.claim("me", {"f": 1}, lease=10)
+    store.finish("me", "a", Finish(JobState.SUCCEEDED, RESULT, expires_at=clock.now + 60))
+    assert store.purge(clock.now + 59) == 0
+    assert store.purge(clock.now + 61) == 1
+    assert store.get("a") is None
+    assert store.get("b") is not None
+
+
+def test_find_filters_and_leaves_bodies_out(store: JobStore, clock: Clock) -> None:
+    for i, function in enumerate(["f", "g", "f"]):
+        clock.now += 1
+        store.submit(new(f"j{i}", function))
+    store.claim("me", {"g": 1}, lease=10)
+    assert [j.id for j in store.find()] == ["j2", "j1", "j0"]
+    assert [j.id for j in store.find(function="f")] == ["j2", "j0"]
+    assert [j.id for j in store.find(state=JobState.RUNNING)] == ["j1"]
+    assert [j.id for j in store.find(limit=1)] == ["j2"]
+    assert store.find()[0].request.body == b""
+
+
+def test_jobs_survive_reopening(tmp_path: Path, clock: Clock) -> None:
+    first = SqlJobStore.sqlite(tmp_path / "jobs.db", clock=clock)
+    first.submit(new("a"))
+    first.close()
+    second = SqlJobStore.sqlite(tmp_path / "jobs.db", clock=clock)
+    assert [j.id for j in second.claim("me", {"f": 1}, lease=10)] == ["a"]
+    second.close()
