@@ -244,3 +244,12 @@ def test_env_admin_password_is_used_at_first_start(tmp_path: Path) -> None:
     assert not (settings.state_dir / ADMIN_PASSWORD_FILE).exists()
     platform.auth.check_admin("Basic " + __import__("base64").b64encode(b"admin:chosen").decode())
     platform.records.close()
+
+
+async def test_unknown_routes_and_methods_answer_json(gateway: Running) -> None:
+    missing = await gateway.admin.get("/nowhere")
+    assert missing.status_code == 404
+    assert "no route /nowhere" in missing.json()["error"]
+    wrong = await gateway.admin.patch("/system/functions")
+    assert wrong.status_code == 405
+    assert "PATCH is not allowed" in wrong.json()["error"]

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import nuvem
 from nuvem.errors import NuvemError
@@ -18,6 +19,7 @@ from nuvem.gateway.async_invoke import ASYNC_PREFIX, AsyncFunctionEndpoint
 from nuvem.gateway.invoke import PREFIX, FunctionEndpoint, Receive, Scope, Send
 from nuvem.gateway.openapi import add_function_routes
 from nuvem.gateway.platform import Platform
+from nuvem.gateway.serving import ModelProtocols
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -53,6 +55,15 @@ def build_api(platform: Platform, *, manage_lifespan: bool) -> FastAPI:
         headers = {"WWW-Authenticate": 'Basic realm="nuvem"'} if exc.status == 401 else None
         return JSONResponse(exc.payload(), status_code=exc.status, headers=headers)
 
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = f"no route {request.url.path}; see /docs for the API"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}; see /docs"
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
     @api.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": _validation_message(exc)}, status_code=400)
@@ -82,6 +93,7 @@ class Gateway:
         self.platform = platform
         self.api = build_api(platform, manage_lifespan=manage_lifespan)
         self.functions = FunctionEndpoint(platform.controller, platform.auth, platform.metrics)
+        self.models = ModelProtocols(platform)
         self.async_functions = (
             AsyncFunctionEndpoint(platform.controller, platform.auth, platform.jobs)
             if platform.jobs is not None
@@ -91,6 +103,9 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PREFIX):
             await self.functions(scope, receive, send)
+            return
+        if scope["type"] == "http" and self.models.handles(scope["path"]):
+            await self.models(scope, receive, send)
             return
         if (
             self.async_functions is not None
