@@ -247,3 +247,21 @@ async def test_update_rolls_replicas_without_failed_calls(gateway: Running) -> N
     await loader
     assert codes
     assert set(codes) == {200}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"status": 1000}, "status 1000"),
+        ({"status": 200, "headers": {"X-Name": "café ☕"}}, "not latin-1"),
+        ({"status": 200, "headers": {"X-Split": "a\r\nSet-Cookie: x"}}, "malformed header"),
+    ],
+)
+async def test_invalid_answers_from_handlers_are_500_json(
+    gateway: Running, spec: dict[str, object], message: str
+) -> None:
+    await gateway.deploy("functions: {respond: {handler: 'handlers:respond'}}")
+    response = await gateway.invoke("respond", json.dumps(spec).encode())
+    assert response.status_code == 500
+    assert message in response.json()["error"]
+    assert (await gateway.invoke("respond", b'{"status": 200}')).status_code == 200

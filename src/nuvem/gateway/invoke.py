@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from nuvem.control.controller import Controller
-from nuvem.errors import NuvemError, PayloadTooLarge
+from nuvem.errors import FunctionFailed, NuvemError, PayloadTooLarge
 from nuvem.gateway.auth import Authenticator
 from nuvem.metrics.registry import Metrics
 from nuvem.routing.dispatch import dispatch
@@ -41,6 +41,35 @@ def error_response_parts(error: NuvemError) -> tuple[int, list[tuple[bytes, byte
     if error.status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="nuvem", Basic realm="nuvem"'))
     return error.status, headers, body
+
+
+def _checked(
+    function: str, status: int, headers: list[tuple[str, str]]
+) -> tuple[int, list[tuple[bytes, bytes]]]:
+    """The handler's status and headers, as HTTP allows them, or a 500 that says why not."""
+    if not 100 <= status <= 599:
+        raise FunctionFailed(
+            f"function {function!r} answered with status {status}, which HTTP does not have",
+            "return a status between 100 and 599",
+        )
+    encoded = []
+    for key, value in headers:
+        try:
+            raw_key, raw_value = key.lower().encode("latin-1"), value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise FunctionFailed(
+                f"function {function!r} answered with header {key!r}: {value!r}, which is not "
+                "latin-1 text",
+                "percent-encode or drop non-latin-1 characters in header values",
+            ) from None
+        if b"\n" in raw_value or b"\r" in raw_value or not raw_key.strip():
+            raise FunctionFailed(
+                f"function {function!r} answered with a malformed header {key!r}",
+                "header names must be non-empty and values must not contain line breaks",
+            )
+        if raw_key not in _RESPONSE_DROP:
+            encoded.append((raw_key, raw_value))
+    return status, encoded
 
 
 class FunctionEndpoint:
@@ -87,12 +116,7 @@ class FunctionEndpoint:
             )
             deployment.invocations += 1
             result = await dispatch(deployment, meta, body)
-            code = result.status
-            headers = [
-                (k.encode("latin-1"), v.encode("latin-1"))
-                for k, v in result.headers
-                if k.lower().encode("latin-1") not in _RESPONSE_DROP
-            ]
+            code, headers = _checked(name, result.status, result.headers)
             payload = result.body
         except NuvemError as error:
             code, headers, payload = error_response_parts(error)
