@@ -51,7 +51,7 @@ class Platform:
         state = settings.state_dir
         state.mkdir(parents=True, exist_ok=True)
         records = records or SqliteRecordStore(state / "nuvem.db")
-        logbook = LogBook(directory=state / "logs")
+        logbook = LogBook()
         metrics = Metrics()
         deployments: dict[str, Deployment] = {}
 
@@ -65,7 +65,7 @@ class Platform:
 
         controller = Controller(
             records=records,
-            runtime=runtime or LocalRuntime(logbook),
+            runtime=runtime or LocalRuntime(logbook, model_cache=state / "models"),
             environments=environments or EnvironmentBuilder(state, on_progress=progress),
             logbook=logbook,
             metrics=metrics,
@@ -98,8 +98,6 @@ class Platform:
         if self.jobs is not None:
             await self.jobs.stop()  # jobs still running go back to the queue
         await self.controller.stop()
-        self.logbook.close()
-        self.logbook.close_files()
         self.records.close()
 
     def request_shutdown(self) -> None:

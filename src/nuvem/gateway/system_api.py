@@ -52,6 +52,14 @@ def _validate_placement(spec: FunctionSpec) -> None:
             "gateway's machine",
             "deploy with `nuvem deploy -f nuvem.yaml`, which sends the stack file's folder",
         )
+    missing = spec.model.missing_file() if spec.model is not None else None
+    if missing is not None:
+        raise BadRequest(
+            f"function {spec.name!r}: model.{missing[0]} {missing[1]!r} is not a readable file "
+            "on the gateway's machine",
+            "give an absolute path there (`nuvem deploy` resolves paths against the stack "
+            "file's folder), or an https URL for the weights",
+        )
     available = gpu_count()
     if spec.resources.gpu > available:
         raise BadRequest(

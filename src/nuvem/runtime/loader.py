@@ -28,6 +28,8 @@ class HandlerLoadError(Exception):
 class LoadedHandler:
     call: Callable[[Request], Any]
     is_async: bool
+    # A class with `predict(batch: list) -> list`: calls run in batches (runtime/batching.py).
+    predict: Callable[[list[Request]], Any] | None = None
 
 
 def split_reference(reference: str) -> tuple[str, str]:
@@ -84,6 +86,9 @@ async def load(reference: str, root: Path) -> LoadedHandler:
             if inspect.isawaitable(outcome):
                 await outcome
         obj = instance
+        predict = getattr(instance, "predict", None)
+        if callable(predict):
+            return LoadedHandler(call=lambda r: predict([r])[0], is_async=False, predict=predict)
     if not callable(obj):
         raise HandlerLoadError(f"{reference!r} is a {type(obj).__name__}, not a callable")
     call_method = obj if inspect.isfunction(obj) or inspect.ismethod(obj) else obj.__call__

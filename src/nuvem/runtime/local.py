@@ -13,6 +13,7 @@ from nuvem.errors import Unavailable
 from nuvem.runtime import protocol
 from nuvem.runtime.environment import Environment
 from nuvem.runtime.logbook import LogBook
+from nuvem.runtime.model_env import batching_args, model_environ
 from nuvem.runtime.protocol import ErrorMeta, HelloMeta, Kind
 from nuvem.runtime.replica import Replica, exit_cause
 from nuvem.spec.function import FunctionSpec
@@ -26,8 +27,14 @@ class SetupFailed(Unavailable):
 
 
 class LocalRuntime:
-    def __init__(self, logbook: LogBook, setup_timeout: float = SETUP_TIMEOUT) -> None:
+    def __init__(
+        self,
+        logbook: LogBook,
+        setup_timeout: float = SETUP_TIMEOUT,
+        model_cache: Path | None = None,
+    ) -> None:
         self.logbook = logbook
+        self.model_cache = model_cache  # where models' downloaded weights are kept
         self.setup_timeout = setup_timeout
         self._pumps: set[asyncio.Task[None]] = set()  # held so the loop does not drop them
 
@@ -55,6 +62,7 @@ class LocalRuntime:
             environ["PYTHONPATH"] = os.pathsep.join(
                 p for p in (package_root, environ.get("PYTHONPATH", "")) if p
             )
+        environ.update(model_environ(spec, self.model_cache))
         environ.update(spec.env)
         return environ
 
@@ -74,6 +82,7 @@ class LocalRuntime:
                 spec.root,
                 "--threads",
                 str(spec.threads),
+                *batching_args(spec),
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,

@@ -23,12 +23,31 @@ from typing import Any
 
 from nuvem.handler import Headers, Request, to_http
 from nuvem.runtime import loader, protocol
+from nuvem.runtime.batching import Batcher, Outcome
 from nuvem.runtime.protocol import CallMeta, ErrorMeta, HelloMeta, Kind, ResultMeta
 
 
 class Worker:
-    def __init__(self, handler: loader.LoadedHandler, threads: int) -> None:
+    def __init__(
+        self,
+        handler: loader.LoadedHandler,
+        threads: int,
+        max_batch_size: int = 1,
+        max_delay: float = 0.0,
+    ) -> None:
         self.handler = handler
+        self.batcher: Batcher | None = None
+        self.batched = 0  # calls handed to the batcher and not yet answered
+        self.batch_idle = asyncio.Event()
+        if handler.predict is not None:
+            loop = asyncio.get_running_loop()
+            self.batcher = Batcher(
+                handler.predict,
+                max_batch_size,
+                max_delay,
+                lambda outcomes: loop.call_soon_threadsafe(self._deliver, outcomes),
+            )
+            threads = 0  # neither inline nor a pool: the batcher's thread runs predict
         # One thread means the event loop itself runs a sync handler: no hand-off between
         # threads, which halves the worker's cost per call. Calls still pipeline over the
         # socket; they simply run one after another, as they would under the GIL anyway.
@@ -46,6 +65,12 @@ class Worker:
         if frame.kind is not Kind.CALL:
             return
         meta = CallMeta.load(frame.meta)
+        if self.batcher is not None:
+            self.batched += 1
+            self.batch_idle.clear()
+            request = Request(frame.body, meta.method, meta.path, meta.query, Headers(meta.headers))
+            self.batcher.submit(frame.call_id, request)
+            return
         if self.inline:
             # Runs here, inside data_received: every call in one read is answered in order,
             # and their answers leave together in one send.
@@ -106,7 +131,23 @@ class Worker:
             return
         self._send_result(call_id, status, headers, data)
 
+    def _deliver(self, outcomes: list[Outcome]) -> None:
+        assert self.connection is not None
+        for outcome in outcomes:
+            self.batched -= 1
+            if outcome.result is not None:
+                self._send_result(outcome.call_id, *outcome.result)
+                continue
+            exc = outcome.error
+            error = ErrorMeta(type(exc).__name__, str(exc), outcome.traceback)
+            print(error.traceback, file=sys.stderr, end="", flush=True)
+            self.connection.write(protocol.encode(Kind.ERROR, outcome.call_id, error.dump()))
+        if self.batched == 0:
+            self.batch_idle.set()
+
     async def drain(self) -> None:
+        if self.batcher is not None and self.batched:
+            await self.batch_idle.wait()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.connection is not None:
@@ -145,7 +186,7 @@ async def main_async(args: argparse.Namespace) -> int:
         connection.write(protocol.encode(Kind.SETUP_FAILED, 0, error.dump()))
         connection.close()
         return 3
-    worker = Worker(handler, args.threads)
+    worker = Worker(handler, args.threads, args.max_batch_size, args.max_delay_ms / 1000)
     worker.connection = connection
     hello = HelloMeta(os.getpid(), sys.version.split()[0])
     connection.write(protocol.encode(Kind.HELLO, 0, hello.dump()))
@@ -167,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--handler", required=True)
     parser.add_argument("--root", required=True)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-batch-size", type=int, default=1)
+    parser.add_argument("--max-delay-ms", type=float, default=0.0)
     args = parser.parse_args(argv)
     runner: Any = asyncio.run
     try:

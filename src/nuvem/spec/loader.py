@@ -111,16 +111,43 @@ def load_stack_text(text: str, name: str, root: Path) -> Stack:
         stack = Stack.model_validate(data)
     except ValidationError as exc:
         raise SpecError(_report(name, [_problem(e, spots) for e in exc.errors()])) from None
-    return _resolve_roots(stack, root)
+    stack = _resolve_roots(stack, root)
+    _check_model_files(stack, name, spots)
+    return stack
 
 
 def _resolve_roots(stack: Stack, root: Path) -> Stack:
     base = root.expanduser().resolve()
-    functions = {
-        key: spec.model_copy(update={"root": str((base / Path(spec.root).expanduser()).resolve())})
-        for key, spec in stack.functions.items()
-    }
+    functions = {}
+    for key, spec in stack.functions.items():
+        folder = (base / Path(spec.root).expanduser()).resolve()
+        update: dict[str, Any] = {"root": str(folder)}
+        if spec.model is not None:
+            # Model files are named relative to the function's folder, like its handler.
+            update["model"] = spec.model.resolved(folder)
+        functions[key] = spec.model_copy(update=update)
     return stack.model_copy(update={"functions": functions})
+
+
+def _check_model_files(stack: Stack, name: str, spots: dict[Loc, _Spot]) -> None:
+    """A model whose file is missing fails here, at deploy time, not in a replica later."""
+    problems = []
+    for key, spec in stack.functions.items():
+        missing = spec.model.missing_file() if spec.model is not None else None
+        if missing is None:
+            continue
+        field, path = missing
+        loc: Loc = ("functions", key, "model", field)
+        problems.append(
+            _Problem(
+                _line_for(loc, "value_error", spots),
+                _dotted(loc),
+                f"file not found or not readable: {path}; check the path (it is relative to "
+                "the stack file's folder) or give an https URL for the weights",
+            )
+        )
+    if problems:
+        raise SpecError(_report(name, problems))
 
 
 def _parse(text: str, name: str) -> tuple[Any, dict[Loc, _Spot]]:

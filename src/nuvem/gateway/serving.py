@@ -1,0 +1,27 @@
+"""The model-serving protocols in front of functions with `model:`: the Open Inference
+Protocol under /v2 and TorchServe's /predictions, each a raw-ASGI endpoint."""
+
+from __future__ import annotations
+
+from nuvem.gateway import oip as oip
+from nuvem.gateway import torchserve as torchserve
+from nuvem.gateway.invoke import Receive, Scope, Send
+from nuvem.gateway.platform import Platform
+
+
+class ModelProtocols:
+    def __init__(self, platform: Platform) -> None:
+        self.oip = oip.OipEndpoint(platform)
+        self.torchserve = torchserve.TorchServeEndpoint(
+            platform.controller, platform.auth, platform.metrics
+        )
+
+    @staticmethod
+    def handles(path: str) -> bool:
+        return oip.handles(path) or torchserve.handles(path)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if oip.handles(scope["path"]):
+            await self.oip(scope, receive, send)
+        else:
+            await self.torchserve(scope, receive, send)

@@ -1,0 +1,116 @@
+"""Engines run a model on named numpy arrays: eager PyTorch or TorchScript, or ONNX Runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from nuvem.errors import ModelError
+from nuvem.spec.model import TensorSpec
+
+# numpy's dtypes by Open Inference Protocol datatype (BF16 and BYTES have none).
+NUMPY_TYPES: dict[str, Any] = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+}
+DATATYPES = {np.dtype(t): name for name, t in NUMPY_TYPES.items()}
+_ONNX_TYPES = {
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(bfloat16)": "BF16",
+    "tensor(string)": "BYTES",
+}
+
+
+class Engine(Protocol):
+    platform: str  # as /v2/models/{name} reports it (Triton's names)
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class TorchEngine:
+    """An nn.Module (eager) or a TorchScript module; inputs are passed in declared order."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        inputs: Sequence[TensorSpec],
+        outputs: Sequence[TensorSpec],
+        platform: str = "pytorch_libtorch",
+    ) -> None:
+        self.module = module.eval()
+        self.inputs = tuple(inputs)
+        self.outputs = tuple(outputs)
+        self.platform = platform
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            result = self.module(*(torch.from_numpy(feed[spec.name]) for spec in self.inputs))
+        values = result if isinstance(result, tuple | list) else (result,)
+        if len(values) != len(self.outputs):
+            raise ModelError(
+                f"the model returned {len(values)} outputs and {len(self.outputs)} are declared",
+                "list every output the model returns under model.outputs",
+            )
+        return {
+            spec.name: value.detach().cpu().numpy()
+            for spec, value in zip(self.outputs, values, strict=True)
+        }
+
+
+class OnnxEngine:
+    def __init__(self, path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(
+                f"cannot load ONNX model {path}: {exc}", "check that it is a valid .onnx file"
+            ) from exc
+        self.platform = "onnxruntime_onnx"
+        self.inputs = tuple(_onnx_spec(node) for node in self.session.get_inputs())
+        self.outputs = tuple(_onnx_spec(node) for node in self.session.get_outputs())
+        self._names = [spec.name for spec in self.outputs]
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self.session.run(self._names, feed)
+        return dict(zip(self._names, values, strict=True))
+
+
+def _onnx_spec(node: Any) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in node.shape)
+    return TensorSpec(name=node.name, datatype=_ONNX_TYPES.get(node.type, "BYTES"), shape=shape)

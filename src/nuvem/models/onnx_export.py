@@ -1,0 +1,77 @@
+"""Built-in models exported to ONNX once, cached next to their weights by the weights' digest."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from nuvem.models import architectures
+from nuvem.models.weights import load_weights
+
+INPUT = "input"
+OUTPUT = "output"
+_CHUNK = 1 << 20
+
+
+def digest(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """One process at a time, across replicas starting together (the lock dies with them)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def cached_onnx(arch: str, weights: Path, cache: Path | None) -> Path:
+    """The .onnx of `arch` with `weights`, exported on first use. It lives beside the weights
+    when that folder is writable, else in `cache`; the name carries the weights' digest, so
+    new weights never meet a stale export."""
+    name = f"{arch}-{digest(weights)[:16]}.onnx"
+    folder = weights.parent
+    if not os.access(folder, os.W_OK) and cache is not None:
+        folder = cache
+    target = folder / name
+    with file_lock(folder / f".{name}.lock"):
+        if target.is_file():
+            return target
+        model = load_weights(architectures.build(arch), weights).eval()
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            with warnings.catch_warnings():
+                # The TorchScript-based exporter is deprecated in favour of one that needs
+                # onnxscript; it still exports these convolutional networks exactly.
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    model,
+                    (torch.zeros(1, 3, 224, 224),),
+                    str(tmp),
+                    input_names=[INPUT],
+                    output_names=[OUTPUT],
+                    dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+                    dynamo=False,
+                )
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return target

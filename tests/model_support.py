@@ -1,0 +1,124 @@
+"""Model test material made on the spot: randomly initialised weights and small images.
+
+Nothing is downloaded: weights are a freshly initialised model saved to a temporary folder
+(once per test session and seed), and images are drawn with Pillow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import functools
+import io
+import shutil
+import tempfile
+import textwrap
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+import uvicorn
+from PIL import Image
+
+from nuvem.config import Settings
+from nuvem.gateway.app import create_app
+from nuvem.gateway.platform import Platform
+from nuvem.models import architectures, weights
+from nuvem.spec.loader import load_stack_text
+from support import free_port, wait_until
+
+ADMIN_PASSWORD = "test-admin-password"
+
+_FOLDER = Path(tempfile.mkdtemp(prefix="nuvem-test-models-"))
+atexit.register(shutil.rmtree, _FOLDER, True)
+
+
+@functools.cache
+def weights_file(arch: str = "resnet18", seed: int = 0) -> Path:
+    """A weights file of `arch`, randomly initialised from `seed`."""
+    torch.manual_seed(seed)
+    model = architectures.build(arch)
+    # Random BatchNorm statistics make the logits of different images differ clearly.
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(module.running_var, 0.5, 1.5)
+            torch.nn.init.normal_(module.running_mean, 0.0, 0.1)
+    return weights.save_weights(model, _FOLDER / f"{arch}-seed{seed}.safetensors")
+
+
+def reference_model(arch: str = "resnet18", seed: int = 0) -> torch.nn.Module:
+    """The same model as `weights_file(arch, seed)`, in this process, for expected outputs."""
+    return weights.load_weights(architectures.build(arch), weights_file(arch, seed)).eval()
+
+
+def jpeg(width: int = 320, height: int = 240, seed: int = 0) -> bytes:
+    """A small JPEG with smooth random colours (random noise would compress badly)."""
+    rng = np.random.default_rng(seed)
+    corners = rng.integers(0, 256, size=(2, 2, 3)).astype(np.float32)
+    ys = np.linspace(0, 1, height)[:, None, None]
+    xs = np.linspace(0, 1, width)[None, :, None]
+    top = corners[0, 0] * (1 - xs) + corners[0, 1] * xs
+    bottom = corners[1, 0] * (1 - xs) + corners[1, 1] * xs
+    pixels = (top * (1 - ys) + bottom * ys).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@dataclass
+class ModelGateway:
+    """A real gateway (uvicorn on a free port, real worker processes) for model tests."""
+
+    platform: Platform
+    url: str
+    admin: httpx.AsyncClient
+    root: Path
+
+    async def deploy(self, stack_yaml: str) -> None:
+        stack = load_stack_text(textwrap.dedent(stack_yaml), "nuvem.yaml", self.root)
+        for spec in stack.functions.values():
+            self.platform.controller.deploy(spec)
+        for name in stack.functions:
+            deployment = self.platform.controller.get(name)
+            await wait_until(
+                lambda d=deployment: len(d.ready()) >= d.desired or d.last_error is not None,
+                within=120,
+                what=f"{name} ready",
+            )
+            assert deployment.last_error is None, deployment.last_error
+
+    async def api_key(self, *functions: str) -> str:
+        response = await self.admin.post(
+            "/system/keys", json={"name": "test", "functions": list(functions)}
+        )
+        response.raise_for_status()
+        key: str = response.json()["key"]
+        return key
+
+
+@contextlib.asynccontextmanager
+async def model_gateway(root: Path) -> AsyncIterator[ModelGateway]:
+    """A gateway whose state lives under `root` (shared by a module's tests: models load
+    slowly, so each module deploys them once)."""
+    settings = Settings(
+        state_dir=root / "state", admin_password=ADMIN_PASSWORD, url="http://127.0.0.1"
+    )
+    platform = Platform.create(settings, tick_interval=0.2)
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(platform), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    await wait_until(lambda: server.started, what="gateway started")
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(
+        base_url=url, auth=("admin", ADMIN_PASSWORD), timeout=60.0
+    ) as admin:
+        yield ModelGateway(platform, url, admin, root)
+    server.should_exit = True
+    await asyncio.wait_for(task, 60)

@@ -1,0 +1,89 @@
+"""`model:` and `batching:` in a stack file: defaults, and errors at deploy time."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from nuvem.errors import SpecError
+from nuvem.models import architectures
+from nuvem.spec.function import FunctionSpec
+from nuvem.spec.loader import load_stack_text
+from nuvem.spec.model import BUILTIN_ARCHS, MODEL_HANDLER, ModelSpec, intra_op_threads
+
+
+def test_builtin_names_match_the_model_library() -> None:
+    assert architectures.names() == BUILTIN_ARCHS
+
+
+def test_a_model_needs_no_handler_and_paths_resolve_against_the_stack(tmp_path: Path) -> None:
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "r18.pth").write_bytes(b"x")
+    stack = load_stack_text(
+        "functions:\n"
+        "  resnet:\n"
+        "    model: {arch: resnet18, weights: weights/r18.pth, version: 2}\n"
+        "    batching: {max_batch_size: 16}\n",
+        "nuvem.yaml",
+        tmp_path,
+    )
+    spec = stack.functions["resnet"]
+    assert spec.handler == MODEL_HANDLER
+    assert spec.model is not None
+    assert spec.model.weights == str(tmp_path / "weights" / "r18.pth")
+    assert spec.model.version == "2"
+    # A replica holds a batch running and the next one filling.
+    assert spec.max_inflight == 32
+
+
+def test_missing_weights_fail_the_deploy_with_file_line_and_fix(tmp_path: Path) -> None:
+    text = "functions:\n  resnet:\n    model:\n      arch: resnet18\n      weights: gone.pth\n"
+    with pytest.raises(SpecError) as caught:
+        load_stack_text(text, "nuvem.yaml", tmp_path)
+    message = str(caught.value)
+    assert "nuvem.yaml:5: functions.resnet.model.weights" in message
+    assert str(tmp_path / "gone.pth") in message
+
+
+def test_a_builtin_without_weights_is_an_error_never_a_random_model(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as caught:
+        load_stack_text("functions:\n  r:\n    model: {arch: resnet18}\n", "nuvem.yaml", tmp_path)
+    assert "needs `weights`" in str(caught.value)
+    assert "randomly initialised" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("model", "problem"),
+    [
+        ({"arch": "vgg16", "weights": "w.pth"}, "unknown architecture 'vgg16'"),
+        ({"weights": "w.pth"}, "set either `arch`"),
+        ({"arch": "resnet18", "weights": "w.pth", "path": "m.onnx"}, "set either `arch`"),
+        ({"path": "m.pt"}, "TorchScript model needs `inputs` and `outputs`"),
+        ({"path": "m.onnx", "version": "two words"}, "model version 'two words' is invalid"),
+    ],
+)
+def test_model_spec_errors_say_what_to_write(model: dict[str, object], problem: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(problem)):
+        ModelSpec.model_validate(model)
+
+
+def test_url_weights_are_not_checked_on_disk() -> None:
+    model = ModelSpec(arch="resnet18", weights="https://example.com/resnet18-f37072fd.pth")
+    assert model.missing_file() is None
+    assert model.local_files() == {}
+
+
+def test_threads_default_to_every_core_unless_cpu_or_threads_is_set() -> None:
+    model = ModelSpec(path="/m.onnx")
+    assert intra_op_threads(model, 1.0, cpu_given=False) >= 1
+    assert intra_op_threads(model, 1.5, cpu_given=True) == 2
+    assert intra_op_threads(model.model_copy(update={"threads": 3}), 1.0, cpu_given=True) == 3
+
+
+def test_batching_and_model_change_the_fingerprint() -> None:
+    base = FunctionSpec(name="m", model={"path": "/m.onnx"})
+    batched = FunctionSpec(name="m", model={"path": "/m.onnx"}, batching={"max_batch_size": 4})
+    assert base.fingerprint() != batched.fingerprint()
