@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -188,6 +189,7 @@ async def test_state_survives_restart(tmp_path: Path, handlers_dir: Path) -> Non
     settings = Settings(state_dir=tmp_path / "state", admin_password=ADMIN_PASSWORD)
 
     async def session(check: bool) -> str:
+        began = time.time()
         platform = Platform.create(settings, tick_interval=0.2)
         app = create_app(platform, manage_lifespan=False)
         await platform.start()
@@ -209,6 +211,9 @@ async def test_state_survives_restart(tmp_path: Path, handlers_dir: Path) -> Non
                     return str(key)
                 deployment = platform.controller.get("echo")
                 await wait_until(lambda: len(deployment.ready()) == 2, what="two replicas back")
+                # Log lines of the first run were kept on disk and read back.
+                earlier = [line for line in platform.logbook.tail("echo") if line.timestamp < began]
+                assert any(line.text.startswith("deployed echo") for line in earlier)
                 return "ok"
         finally:
             await platform.stop()

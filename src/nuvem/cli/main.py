@@ -79,6 +79,19 @@ def up(
 
 @app.command()
 @handle_errors
+def init(
+    folder: Annotated[Path, typer.Argument(help="where to write the files")] = Path("."),
+) -> None:
+    """Write a starter stack file (nuvem.yaml) and handler module (functions.py)."""
+    from nuvem.cli.scaffold import init as scaffold
+
+    for path in scaffold(folder):
+        err.print(f"[green]✓[/green] wrote {path}", highlight=False)
+    err.print("start it with: nuvem up -f " + str(folder / "nuvem.yaml"), highlight=False)
+
+
+@app.command()
+@handle_errors
 def down(state_dir: StateDir = None) -> None:
     """Stop the platform: calls in flight finish, replicas drain, then it exits."""
     from nuvem.cli import server

@@ -51,7 +51,7 @@ class Platform:
         state = settings.state_dir
         state.mkdir(parents=True, exist_ok=True)
         records = records or SqliteRecordStore(state / "nuvem.db")
-        logbook = LogBook()
+        logbook = LogBook(directory=state / "logs")
         metrics = Metrics()
         deployments: dict[str, Deployment] = {}
 
@@ -98,6 +98,8 @@ class Platform:
         if self.jobs is not None:
             await self.jobs.stop()  # jobs still running go back to the queue
         await self.controller.stop()
+        self.logbook.close()
+        self.logbook.close_files()
         self.records.close()
 
     def request_shutdown(self) -> None:

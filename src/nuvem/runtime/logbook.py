@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TextIO
+
+MAX_FILE_BYTES = 8 * 2**20  # per function; one older file is kept beside it
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,13 +28,49 @@ class LogLine:
 
 
 class LogBook:
-    """A bounded ring of lines per function, with live subscribers for `follow`."""
+    """A bounded ring of lines per function, with live subscribers for `follow`.
 
-    def __init__(self, per_function: int = 10_000) -> None:
+    With a `directory`, lines are also appended to `<function>.log` (JSON lines, rotated
+    at MAX_FILE_BYTES), and the newest of them are read back at start, so `nuvem logs`
+    still shows what happened before a restart.
+    """
+
+    def __init__(self, per_function: int = 10_000, directory: Path | None = None) -> None:
         self._per_function = per_function
         self._lines: dict[str, deque[LogLine]] = {}
         self._subscribers: dict[str, set[asyncio.Queue[LogLine | None]]] = {}
         self._closed = False
+        self._directory = directory
+        self._files: dict[str, TextIO] = {}
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            for path in sorted(directory.glob("*.log")):
+                self._lines[path.stem] = self._read_back(path)
+
+    def _read_back(self, path: Path) -> deque[LogLine]:
+        ring: deque[LogLine] = deque(maxlen=self._per_function)
+        for source in (path.with_suffix(".log.1"), path):
+            with contextlib.suppress(OSError), source.open(encoding="utf-8") as handle:
+                for raw in handle:
+                    try:
+                        ring.append(LogLine(**json.loads(raw)))
+                    except (ValueError, TypeError):
+                        continue  # a line cut short by a crash: skip it
+        return ring
+
+    def _persist(self, line: LogLine) -> None:
+        assert self._directory is not None
+        handle = self._files.get(line.name)
+        if handle is None:
+            handle = (self._directory / f"{line.name}.log").open("a", encoding="utf-8")
+            self._files[line.name] = handle
+        handle.write(json.dumps(line.as_dict()) + "\n")
+        handle.flush()
+        if handle.tell() > MAX_FILE_BYTES:
+            handle.close()
+            del self._files[line.name]
+            path = self._directory / f"{line.name}.log"
+            path.replace(path.with_suffix(".log.1"))
 
     def write(self, name: str, instance: str, stream: str, text: str) -> None:
         line = LogLine(name, instance, stream, time.time(), text)
@@ -36,6 +78,11 @@ class LogBook:
         if ring is None:
             ring = self._lines[name] = deque(maxlen=self._per_function)
         ring.append(line)
+        if self._directory is not None:
+            try:
+                self._persist(line)
+            except OSError:  # a full disk must not stop the function; memory still has it
+                self._directory = None
         for queue in self._subscribers.get(name, ()):
             if queue.qsize() < 10_000:  # a stalled reader must not hold the gateway's memory
                 queue.put_nowait(line)
@@ -65,6 +112,13 @@ class LogBook:
     def close(self) -> None:
         """End every follower, so a shutdown is not held open by a log stream."""
         self._closed = True
+
+    def close_files(self) -> None:
+        """Stop writing log files (lines still reach memory); the last step of a shutdown."""
+        self._directory = None
+        for handle in self._files.values():
+            handle.close()
+        self._files.clear()
         for queues in self._subscribers.values():
             for queue in queues:
                 queue.put_nowait(None)

@@ -1,0 +1,48 @@
+"""`nuvem init`: a stack file and a handler module to start from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nuvem.cli.client import ClientError
+
+STACK = """\
+# A nuvem stack: `nuvem up -f nuvem.yaml`, then `nuvem deploy -f nuvem.yaml` after changes.
+functions:
+  echo:
+    handler: functions:echo        # module:callable, resolved from this file's folder
+  hello:
+    handler: functions:hello
+    scaling: {min: 1, max: 4}
+    timeout: 10s
+"""
+
+FUNCTIONS = '''\
+"""Handlers for nuvem.yaml."""
+
+from nuvem import Request
+
+
+def echo(req: Request) -> bytes:
+    return req.body
+
+
+def hello(req: Request) -> dict[str, str]:
+    return {"message": f"hello, {req.query.get('name', 'world')}"}
+'''
+
+
+def init(folder: Path) -> list[Path]:
+    """Write nuvem.yaml and functions.py into `folder`; never overwrite either."""
+    folder.mkdir(parents=True, exist_ok=True)
+    targets = {folder / "nuvem.yaml": STACK, folder / "functions.py": FUNCTIONS}
+    existing = [str(path) for path in targets if path.exists()]
+    if existing:
+        raise ClientError(
+            f"{', '.join(existing)} already exist(s); nothing was written "
+            "(choose another folder: nuvem init FOLDER)",
+            exit_code=5,
+        )
+    for path, text in targets.items():
+        path.write_text(text)
+    return list(targets)

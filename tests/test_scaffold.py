@@ -1,0 +1,41 @@
+"""`nuvem init` writes a stack that loads and handlers that answer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nuvem.cli.client import ClientError
+from nuvem.cli.scaffold import init
+from nuvem.spec.loader import load_stack
+
+
+def test_init_writes_a_valid_stack_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    written = init(tmp_path / "app")
+    assert sorted(p.name for p in written) == ["functions.py", "nuvem.yaml"]
+    stack = load_stack(tmp_path / "app" / "nuvem.yaml")
+    assert set(stack.functions) == {"echo", "hello"}
+    with pytest.raises(ClientError, match="already exist"):
+        init(tmp_path / "app")
+
+
+def test_init_command(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "nuvem.cli.main", "init", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "functions.py").exists()
+    again = subprocess.run(
+        [sys.executable, "-m", "nuvem.cli.main", "init", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert again.returncode == 5
+    assert "already exist" in again.stderr
