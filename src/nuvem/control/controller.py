@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from nuvem.control.autoscaler import decide
 from nuvem.control.deployment import Deployment
 from nuvem.errors import BadRequest, NotFound, NuvemError
 from nuvem.metrics.registry import Metrics
@@ -104,6 +106,10 @@ class Controller:
         await asyncio.gather(*starting, return_exceptions=True)
         replicas = [r for d in self.deployments.values() for r in d.replicas]
         await asyncio.gather(*(r.drain_and_stop(grace) for r in replicas), return_exceptions=True)
+        # A runtime may hold processes of its own (the local one: pre-started workers).
+        close = getattr(self.runtime, "close", None)
+        if close is not None:
+            await close()
 
     # -- commands --------------------------------------------------------------------------
 
@@ -121,7 +127,10 @@ class Controller:
         """Create or update a function. A changed spec rolls replicas over without downtime."""
         existing = self.deployments.get(spec.name)
         if existing is None:
-            replicas = spec.scaling.min
+            # An autoscaled function starts one replica even with min 0, so a deploy proves
+            # its handler loads; it goes to zero once idle for zero_after_s.
+            autoscaled = spec.scaling.mode is not None
+            replicas = max(spec.scaling.min, 1) if autoscaled else spec.scaling.min
         else:
             replicas = min(max(existing.desired, spec.scaling.min), spec.scaling.max)
         self.records.put_function(spec, replicas)
@@ -138,6 +147,9 @@ class Controller:
         if deployment is None:
             router = Router(spec.name, spec.max_inflight, spec.max_queue, self.clock)
             deployment = Deployment(spec=spec, desired=replicas, router=router)
+            deployment.changed_at = self.clock()
+            router.on_starved = functools.partial(self._starved, deployment)
+            router.on_cold_call = self.metrics.cold_start.labels(spec.name).observe
             self.deployments[spec.name] = deployment
         else:
             if deployment.spec.fingerprint() != spec.fingerprint():
@@ -171,14 +183,35 @@ class Controller:
                 "choose a count within the bounds, or change scaling in the stack file",
             )
         previous = deployment.desired
-        deployment.desired = replicas
-        self.records.set_replicas(name, replicas)
-        self.event("scaled", name, f"scaled {name} from {previous} to {replicas} replicas (manual)")
-        self.wake()
+        self.set_desired(
+            deployment,
+            replicas,
+            "scaled",
+            f"scaled from {previous} to {replicas} replicas (manual)",
+        )
         return deployment
 
-    def event(self, kind: str, function: str | None, message: str) -> None:
-        self.records.add_event(kind, function, message)
+    def set_desired(self, deployment: Deployment, replicas: int, kind: str, reason: str) -> None:
+        """Change a function's desired count (autoscaler, `nuvem scale`, alerts) and say why."""
+        previous = deployment.desired
+        deployment.desired = replicas
+        deployment.changed_at = self.clock()
+        self.records.set_replicas(deployment.name, replicas)
+        direction = "up" if replicas > previous else "down" if replicas < previous else "same"
+        self.metrics.scaling_decisions.labels(deployment.name, kind, direction).inc()
+        data = {"from": previous, "to": replicas, "reason": reason}
+        self.event(kind, deployment.name, f"{deployment.name}: {reason}", data)
+        self.wake()
+
+    def _starved(self, deployment: Deployment) -> None:
+        # A call waits and no replica is ready: an autoscaled function at zero wakes now.
+        if deployment.spec.scaling.mode is not None and not deployment.removed:
+            self.wake()
+
+    def event(
+        self, kind: str, function: str | None, message: str, data: dict[str, Any] | None = None
+    ) -> None:
+        self.records.add_event(kind, function, message, data)
         if function is not None:
             self.logbook.write(function, "controller", "system", message)
         log.info("%s", message)
@@ -190,12 +223,26 @@ class Controller:
         began = time.perf_counter()
         for deployment in list(self.deployments.values()):
             try:
+                self._autoscale(deployment)
                 self._reconcile(deployment)
                 self._watch(deployment)
             except Exception:  # isolate: one function's failure must not stall the rest
                 log.exception("reconciling %s failed", deployment.name)
             self._export(deployment)
         self.metrics.reconcile_seconds.observe(time.perf_counter() - began)
+
+    def _autoscale(self, deployment: Deployment) -> None:
+        now = self.clock()
+        deployment.sample_load(now)
+        scaling = deployment.spec.scaling
+        if scaling.mode is None:
+            return
+        decision = decide(deployment.scaling_context(now), scaling)
+        deployment.decision = decision
+        if decision.needed is None or decision.needed >= deployment.desired:
+            deployment.needed_at = now
+        if decision.desired != deployment.desired:
+            self.set_desired(deployment, decision.desired, "autoscaled", decision.reason)
 
     def _reconcile(self, deployment: Deployment) -> None:
         current = deployment.current()
@@ -240,7 +287,10 @@ class Controller:
         deployment.starting += 1
         try:
             env = await self.environments.ensure(spec)
+            began = time.perf_counter()
             replica = await self.runtime.start(spec, env, replica_id)
+            elapsed = time.perf_counter() - began
+            self.metrics.replica_start_seconds.labels(spec.name).observe(elapsed)
         except NuvemError as exc:
             deployment.failures += 1
             deployment.retry_at = self.clock() + backoff(deployment.failures)
@@ -298,9 +348,10 @@ class Controller:
     def _forget_metrics(self, name: str) -> None:
         m = self.metrics
         m.forget_function(name)
-        for gauge in (m.service_count, m.desired, m.inflight, m.queued):
+        per_function = (m.service_count, m.desired, m.inflight, m.queued)
+        for metric in (*per_function, m.cold_start, m.replica_start_seconds):
             with contextlib.suppress(KeyError):
-                gauge.remove(name)
+                metric.remove(name)
         for state in ReplicaState:
             with contextlib.suppress(KeyError):
                 m.replicas.remove(name, state.value)

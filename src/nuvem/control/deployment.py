@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from nuvem.control.autoscaler import Decision, ScalingContext
+from nuvem.control.load_window import LoadWindow, Sample
 from nuvem.routing.router import Router
 from nuvem.runtime.replica import Replica
 from nuvem.spec.function import FunctionSpec
@@ -23,6 +25,10 @@ class Deployment:
     invocations: int = 0
     progress: str | None = None  # what a start in progress is doing (environment build)
     removed: bool = False
+    load: LoadWindow = field(default_factory=LoadWindow)
+    changed_at: float = 0.0  # when `desired` last changed, by whatever means
+    needed_at: float = 0.0  # when the load last needed `desired` replicas (or more)
+    decision: Decision | None = None  # the autoscaler's latest, shown by `nuvem top`
 
     @property
     def name(self) -> str:
@@ -66,9 +72,44 @@ class Deployment:
             return None
         if self.last_error is not None:
             return self.last_error
-        if self.desired == 0:
-            return f"function {self.name!r} is scaled to zero replicas"
+        if self.desired == 0 and self.spec.scaling.mode is None:
+            # Autoscaled functions wake from zero for the call instead (it waits meanwhile).
+            return (
+                f"function {self.name!r} is scaled to zero replicas and autoscaling is off; "
+                f"scale it up with `nuvem scale {self.name} 1`, or set scaling.mode"
+            )
         return None
+
+    def sample_load(self, now: float) -> None:
+        """Read the router's meter into the load window (once per controller tick)."""
+        router = self.router
+        router.meter()
+        self.load.keep = self.spec.scaling.stable_window_s + 2.0
+        self.load.add(
+            Sample(
+                at=now,
+                arrivals=router.arrivals,
+                inflight_seconds=router.inflight_seconds,
+                queued_seconds=router.queued_seconds,
+                completed=router.completed,
+                service_seconds=router.service_seconds,
+                inflight=router.busy,
+                queued=router.queued,
+            )
+        )
+
+    def scaling_context(self, now: float) -> ScalingContext:
+        scaling = self.spec.scaling
+        return ScalingContext(
+            desired=self.desired,
+            ready=len(self.ready()),
+            slots=self.spec.max_inflight,
+            panic=self.load.peak(scaling.panic_window_s),
+            stable=self.load.average(scaling.stable_window_s),
+            pending=self.router.queued,
+            idle_s=self.load.idle_for(now),
+            below_for_s=now - max(self.changed_at, self.needed_at),
+        )
 
     def state_counts(self) -> dict[str, int]:
         counts = {state.value: 0 for state in ReplicaState}

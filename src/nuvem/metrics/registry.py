@@ -64,6 +64,27 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.scaling_decisions = Counter(
+            "nuvem_scaling_decisions",
+            "Changes of a function's desired replicas, by who made them (autoscaled, scaled, "
+            "alert) and direction",
+            ["function_name", "kind", "direction"],
+            registry=r,
+        )
+        self.cold_start = Histogram(
+            "nuvem_cold_start_seconds",
+            "Time from a call that found no replica ready (e.g. at zero) to its answer",
+            ["function_name"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.replica_start_seconds = Histogram(
+            "nuvem_replica_start_seconds",
+            "Time from starting a replica's process (its environment ready) until it serves",
+            ["function_name"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         # Label lookups cost more than the increment itself; keep the children per call kind.
         self._call_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.environment_build_seconds = Histogram(

@@ -43,9 +43,12 @@ async def dispatch(
     then the call runs again on another replica, up to MAX_FAILOVERS times.
     """
     router = target.router
+    arrived = clock()
     if deadline is None:
-        deadline = clock() + target.timeout
+        deadline = arrived + target.timeout
+    router.arrivals += 1
     failovers = 0
+    cold = False
     while True:
         replica = router.try_acquire()
         if replica is None:
@@ -54,6 +57,8 @@ async def dispatch(
                 raise Unavailable(
                     reason, f"fix the function and deploy it again; see nuvem logs {target.name}"
                 )
+            # No replica ready at all (e.g. scaled to zero): the call waits for a cold start.
+            cold = cold or not router.has_ready()
             replica = await router.acquire(deadline)
         began = clock()
         future = replica.submit(meta, body)
@@ -71,7 +76,10 @@ async def dispatch(
             router.release(replica)
             raise
         router.release(replica)
-        router.observe_service_time(clock() - began)
+        finished = clock()
+        router.observe_service_time(finished - began)
+        if cold and router.on_cold_call is not None:
+            router.on_cold_call(finished - arrived)
         return result
 
 

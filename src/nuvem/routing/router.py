@@ -47,6 +47,19 @@ class Router:
         self._waiters: deque[_Waiter] = deque()
         self._clock = clock
         self.recent_service_time = 0.1  # seconds, smoothed; sizes the Retry-After hint
+        # The meter the autoscaler samples: running totals, so no burst between two samples
+        # is lost. `busy` is the slots taken, kept here because summing replicas costs more.
+        self.busy = 0
+        self.arrivals = 0
+        self.completed = 0
+        self.service_seconds = 0.0
+        self.inflight_seconds = 0.0
+        self.queued_seconds = 0.0
+        self._metered_at = clock()
+        # Called when a call starts waiting while no replica is ready (e.g. at zero replicas):
+        # the controller scales up at once instead of at its next tick.
+        self.on_starved: Callable[[], None] | None = None
+        self.on_cold_call: Callable[[float], None] | None = None  # seconds a cold call took
 
     @property
     def queued(self) -> int:
@@ -60,6 +73,19 @@ class Router:
         self.max_inflight = max_inflight
         self.max_queue = max_queue
         self._hand_out()
+
+    def meter(self) -> None:
+        """Bring the time-integrals up to now; call before the load changes or is read."""
+        now = self._clock()
+        elapsed = now - self._metered_at
+        if elapsed > 0:
+            queued = len(self._waiters)
+            self.inflight_seconds += self.busy * elapsed
+            self.queued_seconds += queued * elapsed
+            self._metered_at = now
+
+    def has_ready(self) -> bool:
+        return any(r.state is ReplicaState.READY for r in self.replicas)
 
     def _pick(self) -> Routable | None:
         best: Routable | None = None
@@ -80,6 +106,8 @@ class Router:
             return None
         replica = self._pick()
         if replica is not None:
+            self.meter()
+            self.busy += 1
             replica.inflight += 1
         return replica
 
@@ -97,7 +125,10 @@ class Router:
                 retry_after=self.retry_after(),
             )
         waiter = _Waiter(asyncio.get_running_loop().create_future(), self._clock())
+        self.meter()
         self._waiters.append(waiter)
+        if self.on_starved is not None and not self.has_ready():
+            self.on_starved()
         remaining = deadline - self._clock()
         try:
             # asyncio.timeout rather than wait_for: wait_for in 3.11 can swallow a
@@ -109,6 +140,7 @@ class Router:
                 # The slot arrived in the same instant the deadline passed: give it back.
                 self.release(waiter.future.result())
             waiter.future.cancel()
+            self._forget(waiter)
             raise DeadlineExceeded(
                 f"function {self.function!r}: no replica became free within the deadline "
                 f"({self._clock() - waiter.enqueued_at:.2f}s waited in the queue)",
@@ -118,9 +150,18 @@ class Router:
             if waiter.future.done() and not waiter.future.cancelled():
                 self.release(waiter.future.result())
             waiter.future.cancel()
+            self._forget(waiter)
             raise
 
+    def _forget(self, waiter: _Waiter) -> None:
+        # A waiter that gave up leaves the queue now, so the queue depth stays true.
+        if waiter in self._waiters:
+            self.meter()
+            self._waiters.remove(waiter)
+
     def release(self, replica: Routable) -> None:
+        self.meter()
+        self.busy -= 1
         replica.inflight -= 1
         self._hand_out()
 
@@ -131,17 +172,22 @@ class Router:
 
     def observe_service_time(self, seconds: float) -> None:
         self.recent_service_time += 0.1 * (seconds - self.recent_service_time)
+        self.completed += 1
+        self.service_seconds += seconds
 
     def _hand_out(self) -> None:
         while self._waiters:
             head = self._waiters[0]
             if head.future.done():  # timed out or cancelled while queued
+                self.meter()
                 self._waiters.popleft()
                 continue
             replica = self._pick()
             if replica is None:
                 return
+            self.meter()
             self._waiters.popleft()
+            self.busy += 1
             replica.inflight += 1
             head.future.set_result(replica)
 
@@ -159,6 +205,7 @@ class Router:
 
     def fail_waiters(self, error: Exception) -> None:
         """Nothing can serve this function: answer every queued call with `error` at once."""
+        self.meter()
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.future.done():

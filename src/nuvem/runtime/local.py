@@ -13,9 +13,9 @@ from nuvem.errors import Unavailable
 from nuvem.runtime import protocol
 from nuvem.runtime.environment import Environment
 from nuvem.runtime.logbook import LogBook
-from nuvem.runtime.model_env import batching_args, model_environ
 from nuvem.runtime.protocol import ErrorMeta, HelloMeta, Kind
 from nuvem.runtime.replica import Replica, exit_cause
+from nuvem.runtime.warm_pool import WarmPool
 from nuvem.spec.function import FunctionSpec
 from nuvem.types import ReplicaState
 
@@ -28,15 +28,17 @@ class SetupFailed(Unavailable):
 
 class LocalRuntime:
     def __init__(
-        self,
-        logbook: LogBook,
-        setup_timeout: float = SETUP_TIMEOUT,
-        model_cache: Path | None = None,
+        self, logbook: LogBook, setup_timeout: float = SETUP_TIMEOUT, warm_workers: int = 1
     ) -> None:
         self.logbook = logbook
-        self.model_cache = model_cache  # where models' downloaded weights are kept
         self.setup_timeout = setup_timeout
         self._pumps: set[asyncio.Task[None]] = set()  # held so the loop does not drop them
+        # Pre-started workers for fast cold starts; spawns the usual way when none matches.
+        self.pool = WarmPool(warm_workers)
+
+    async def close(self) -> None:
+        """End the pre-started workers (replicas are the controller's to stop)."""
+        await self.pool.close()
 
     def _environ(self, spec: FunctionSpec, env: Environment, replica_id: str) -> dict[str, str]:
         environ = {k: v for k, v in os.environ.items() if not k.startswith("NUVEM_")}
@@ -62,7 +64,6 @@ class LocalRuntime:
             environ["PYTHONPATH"] = os.pathsep.join(
                 p for p in (package_root, environ.get("PYTHONPATH", "")) if p
             )
-        environ.update(model_environ(spec, self.model_cache))
         environ.update(spec.env)
         return environ
 
@@ -70,7 +71,7 @@ class LocalRuntime:
         """Spawn a worker and wait until its handler is loaded; raise SetupFailed if not."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            process = await asyncio.create_subprocess_exec(
+            process = await self.pool.spawn(
                 str(env.python),
                 "-m",
                 "nuvem.runtime.worker",
@@ -82,7 +83,6 @@ class LocalRuntime:
                 spec.root,
                 "--threads",
                 str(spec.threads),
-                *batching_args(spec),
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -19,7 +19,6 @@ from pydantic import (
 )
 
 from nuvem.spec.jobs import AsyncJobs
-from nuvem.spec.model import Batching, ModelSpec, serving_defaults
 from nuvem.spec.units import parse_duration, parse_memory
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
@@ -38,7 +37,15 @@ def _scalar_text(value: Any) -> Any:
     return value
 
 
+def _duration_or_zero(value: Any) -> Any:
+    if value in (0, "0", "0s"):
+        return 0.0
+    return parse_duration(value)
+
+
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
+SecondsOrZero = Annotated[float, BeforeValidator(_duration_or_zero)]
+ScalingMode = Literal["concurrency", "rps", "queue"]
 Bytes = Annotated[int, BeforeValidator(parse_memory), PlainSerializer(int)]
 
 
@@ -53,13 +60,48 @@ class Resources(Strict):
 
 
 class Scaling(Strict):
+    """Replica bounds and the autoscaler's settings (docs/autoscaling.md).
+
+    Without `mode` replicas change only by `nuvem scale` or an alert; with it the controller
+    sizes the function to its load every tick, and `nuvem scale` is a one-off nudge.
+    """
+
     min: int = Field(default=1, ge=0, description="replicas kept at least")
     max: int = Field(default=8, ge=1, description="replicas allowed at most")
+    mode: ScalingMode | None = Field(
+        default=None,
+        description="load the autoscaler follows: concurrency (calls in flight and queued), "
+        "rps (requests per second) or queue (calls waiting); unset: no autoscaling",
+    )
+    target: float | None = Field(
+        default=None,
+        gt=0,
+        description="load one replica should carry; defaults: concurrency max_inflight, "
+        "queue 1; rps needs it",
+    )
+    panic_window_s: Seconds = Field(default=2.0, description="a burst is acted on within this")
+    stable_window_s: Seconds = Field(default=60.0, description="scale-down follows this average")
+    scale_down_delay_s: SecondsOrZero = Field(
+        default=30.0, description="scale down once the load has needed fewer for this long"
+    )
+    zero_after_s: Seconds = Field(
+        default=300.0, description="idle this long and min is 0: go to zero replicas"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Scaling:
         if self.min > self.max:
             raise ValueError(f"min ({self.min}) is larger than max ({self.max}); set min <= max")
+        if self.mode == "rps" and self.target is None:
+            raise ValueError(
+                "mode rps needs a target: the requests per second one replica serves, "
+                "e.g. target: 20"
+            )
+        if self.panic_window_s > self.stable_window_s:
+            raise ValueError(
+                f"panic_window_s ({self.panic_window_s:g}s) is longer than stable_window_s "
+                f"({self.stable_window_s:g}s); the panic window is the short one"
+            )
         return self
 
 
@@ -85,8 +127,6 @@ class FunctionSpec(Strict):
     max_queue: int = Field(default=256, ge=0, description="calls waiting per function")
     idempotent: bool = Field(default=False, description="safe to retry on another replica")
     labels: dict[str, str] = Field(default_factory=dict)
-    model: ModelSpec | None = Field(default=None, description="serve a model (docs/models.md)")
-    batching: Batching | None = Field(default=None, description="group calls into batches")
     jobs: AsyncJobs = Field(default_factory=AsyncJobs, description="how async jobs run")
 
     @field_validator("name")
@@ -98,11 +138,6 @@ class FunctionSpec(Strict):
                 "starting with a letter (at most 63 characters)"
             )
         return value
-
-    @model_validator(mode="before")
-    @classmethod
-    def _serving(cls, data: Any) -> Any:
-        return serving_defaults(data)
 
     @field_validator("handler")
     @classmethod
