@@ -13,6 +13,7 @@ from nuvem.errors import Unavailable
 from nuvem.runtime import protocol
 from nuvem.runtime.environment import Environment
 from nuvem.runtime.logbook import LogBook
+from nuvem.runtime.model_env import batching_args, model_environ
 from nuvem.runtime.protocol import ErrorMeta, HelloMeta, Kind
 from nuvem.runtime.replica import Replica, exit_cause
 from nuvem.runtime.warm_pool import WarmPool
@@ -28,9 +29,14 @@ class SetupFailed(Unavailable):
 
 class LocalRuntime:
     def __init__(
-        self, logbook: LogBook, setup_timeout: float = SETUP_TIMEOUT, warm_workers: int = 1
+        self,
+        logbook: LogBook,
+        setup_timeout: float = SETUP_TIMEOUT,
+        model_cache: Path | None = None,
+        warm_workers: int = 1,
     ) -> None:
         self.logbook = logbook
+        self.model_cache = model_cache  # where models' downloaded weights are kept
         self.setup_timeout = setup_timeout
         self._pumps: set[asyncio.Task[None]] = set()  # held so the loop does not drop them
         # Pre-started workers for fast cold starts; spawns the usual way when none matches.
@@ -64,6 +70,7 @@ class LocalRuntime:
             environ["PYTHONPATH"] = os.pathsep.join(
                 p for p in (package_root, environ.get("PYTHONPATH", "")) if p
             )
+        environ.update(model_environ(spec, self.model_cache))
         environ.update(spec.env)
         return environ
 
@@ -83,6 +90,7 @@ class LocalRuntime:
                 spec.root,
                 "--threads",
                 str(spec.threads),
+                *batching_args(spec),
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,

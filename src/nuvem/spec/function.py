@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from nuvem.spec.jobs import AsyncJobs
+from nuvem.spec.model import Batching, ModelSpec, serving_defaults
 from nuvem.spec.units import parse_duration, parse_memory
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
@@ -127,6 +128,8 @@ class FunctionSpec(Strict):
     max_queue: int = Field(default=256, ge=0, description="calls waiting per function")
     idempotent: bool = Field(default=False, description="safe to retry on another replica")
     labels: dict[str, str] = Field(default_factory=dict)
+    model: ModelSpec | None = Field(default=None, description="serve a model (docs/models.md)")
+    batching: Batching | None = Field(default=None, description="group calls into batches")
     jobs: AsyncJobs = Field(default_factory=AsyncJobs, description="how async jobs run")
 
     @field_validator("name")
@@ -138,6 +141,11 @@ class FunctionSpec(Strict):
                 "starting with a letter (at most 63 characters)"
             )
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _serving(cls, data: Any) -> Any:
+        return serving_defaults(data)
 
     @field_validator("handler")
     @classmethod
