@@ -36,8 +36,7 @@ def _wait_for(check: object, process: subprocess.Popen[bytes], what: str) -> Non
     deadline = time.monotonic() + START_SECONDS
     while True:
         if process.poll() is not None:
-            out = process.stdout.read().decode(errors="replace") if process.stdout else ""
-            raise RuntimeError(f"{what} exited with {process.returncode}:\n{out[-2000:]}")
+            raise RuntimeError(f"{what} exited with {process.returncode}; see its log above")
         try:
             if check():  # type: ignore[operator]
                 return
@@ -48,7 +47,12 @@ def _wait_for(check: object, process: subprocess.Popen[bytes], what: str) -> Non
         time.sleep(0.05)  # a server process starting: nothing to await on here
 
 
-def _stop(process: subprocess.Popen[bytes], signal_number: int) -> None:
+def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _stop(process: subprocess.Popen[bytes], signal_number: int, log: Path) -> None:
     if process.poll() is None:
         process.send_signal(signal_number)
         try:
@@ -56,6 +60,8 @@ def _stop(process: subprocess.Popen[bytes], signal_number: int) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    if process.returncode not in (0, -signal_number):
+        print(log.read_text(errors="replace")[-3000:])
 
 
 @contextlib.contextmanager
@@ -67,7 +73,8 @@ def redis_server() -> Iterator[str]:
 
     port = free_port()
     folder = tempfile.mkdtemp(prefix="nuvem-redis-")
-    process = subprocess.Popen(
+    log = Path(folder) / "redis.log"
+    process = _spawn(
         [
             binary,
             "--port",
@@ -81,8 +88,7 @@ def redis_server() -> Iterator[str]:
             "--dir",
             folder,
         ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        log,
     )
     url = f"redis://127.0.0.1:{port}/0"
     try:
@@ -91,7 +97,7 @@ def redis_server() -> Iterator[str]:
         client.close()
         yield url
     finally:
-        _stop(process, 15)
+        _stop(process, 15, log)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -128,7 +134,8 @@ def postgres_server() -> Iterator[str]:
         capture_output=True,
     )
     port = free_port()
-    process = subprocess.Popen(
+    log = folder / "postgres.log"
+    process = _spawn(
         [
             *prefix,
             str(PG_BIN / "postgres"),
@@ -147,8 +154,7 @@ def postgres_server() -> Iterator[str]:
             "-c",
             "max_connections=200",
         ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        log,
     )
     url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     try:
@@ -157,7 +163,7 @@ def postgres_server() -> Iterator[str]:
         )
         yield url
     finally:
-        _stop(process, 2)  # SIGINT: fast shutdown
+        _stop(process, 2, log)  # SIGINT: fast shutdown
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -159,8 +159,9 @@ class JobRunner:
         free = self.options.callback_concurrency - len(self._callbacks)
         if free <= 0 or self._stopping:
             return
-        # The lease outlives one delivery attempt (its timeout), so only one gateway sends.
-        for job in self.store.claim_callbacks(self.owner, free, lease=60.0):
+        # The lease outlives one delivery attempt (the sender's timeout is shorter), so only
+        # one gateway sends at a time; a crashed gateway's deliveries resume after it.
+        for job in self.store.claim_callbacks(self.owner, free, lease=self.options.lease):
             task = asyncio.create_task(self._deliver(job), name=f"callback-{job.id}")
             self._callbacks.add(task)
             task.add_done_callback(self._callbacks.discard)

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Mapping
 
 from nuvem.config import Settings
-from nuvem.jobs.callback import CallbackSender, HttpCallbackSender
+from nuvem.jobs.callback import CALLBACK_TIMEOUT, CallbackSender, HttpCallbackSender
 from nuvem.jobs.callback_url import check_callback_url
 from nuvem.jobs.runner import JobRunner, JobTarget, RunnerOptions
 from nuvem.spec.function import FunctionSpec
@@ -48,7 +48,8 @@ class JobService:
         options = options or RunnerOptions(
             lease=settings.job_lease, allow_hosts=settings.callback_allow_hosts
         )
-        runner = JobRunner(store, targets, sender or HttpCallbackSender(), owner, options)
+        sender = sender or HttpCallbackSender(timeout=min(CALLBACK_TIMEOUT, options.lease * 0.8))
+        runner = JobRunner(store, targets, sender, owner, options)
         return cls(store, runner, settings.callback_allow_hosts)
 
     def submit(
