@@ -1,0 +1,58 @@
+"""Which function serves a model's version, and which version is the default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from nuvem.control.deployment import Deployment
+from nuvem.errors import NotFound
+from nuvem.gateway.model_index import ModelIndex
+from nuvem.routing.router import Router
+from nuvem.spec.function import FunctionSpec
+
+
+class Deployed:
+    """Just what ModelIndex reads of a controller."""
+
+    def __init__(self, *specs: dict[str, Any]) -> None:
+        self.deployments = {}
+        for raw in specs:
+            spec = FunctionSpec.model_validate(raw)
+            self.deployments[spec.name] = Deployment(spec, 1, Router(spec.name, 4, 4))
+
+
+def model(name: str, version: str, default: bool = False) -> dict[str, Any]:
+    return {"path": "/m.onnx", "name": name, "version": version, "default": default}
+
+
+def test_the_highest_version_is_the_default_numerically() -> None:
+    index = ModelIndex(
+        Deployed(  # type: ignore[arg-type]
+            {"name": "a", "model": model("clf", "9")},
+            {"name": "b", "model": model("clf", "10")},
+            {"name": "c", "model": {"path": "/m.onnx"}},
+        )
+    )
+    assert index.resolve("clf") == ("10", index.versions("clf")["10"])
+    assert index.resolve("clf", "9")[1].name == "a"
+    assert index.resolve("c")[0] == "1"  # a model is named after its function by default
+
+
+def test_a_version_marked_default_wins() -> None:
+    index = ModelIndex(
+        Deployed(  # type: ignore[arg-type]
+            {"name": "a", "model": model("clf", "1", default=True)},
+            {"name": "b", "model": model("clf", "2")},
+        )
+    )
+    assert index.resolve("clf")[0] == "1"
+
+
+def test_unknown_models_and_versions_say_what_exists() -> None:
+    index = ModelIndex(Deployed({"name": "a", "model": model("clf", "1")}))  # type: ignore[arg-type]
+    with pytest.raises(NotFound, match=r"model 'x' is not deployed \(models: clf\)"):
+        index.resolve("x")
+    with pytest.raises(NotFound, match=r"no version '3' \(versions: 1\)"):
+        index.resolve("clf", "3")
