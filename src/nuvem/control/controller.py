@@ -183,16 +183,20 @@ class Controller:
                 "choose a count within the bounds, or change scaling in the stack file",
             )
         previous = deployment.desired
-        self.set_desired(
-            deployment,
-            replicas,
-            "scaled",
-            f"scaled from {previous} to {replicas} replicas (manual)",
-        )
+        message = f"scaled {name} from {previous} to {replicas} replicas (manual)"
+        self.set_desired(deployment, replicas, "scaled", "manual (nuvem scale)", message)
         return deployment
 
-    def set_desired(self, deployment: Deployment, replicas: int, kind: str, reason: str) -> None:
-        """Change a function's desired count (autoscaler, `nuvem scale`, alerts) and say why."""
+    def set_desired(
+        self,
+        deployment: Deployment,
+        replicas: int,
+        kind: str,
+        reason: str,
+        message: str | None = None,
+    ) -> None:
+        """Change a function's desired count (autoscaler, `nuvem scale`, alerts) and say why:
+        an event of `kind` whose data holds from, to and the reason."""
         previous = deployment.desired
         deployment.desired = replicas
         deployment.changed_at = self.clock()
@@ -200,7 +204,7 @@ class Controller:
         direction = "up" if replicas > previous else "down" if replicas < previous else "same"
         self.metrics.scaling_decisions.labels(deployment.name, kind, direction).inc()
         data = {"from": previous, "to": replicas, "reason": reason}
-        self.event(kind, deployment.name, f"{deployment.name}: {reason}", data)
+        self.event(kind, deployment.name, message or f"{deployment.name}: {reason}", data)
         self.wake()
 
     def _starved(self, deployment: Deployment) -> None:

@@ -1,0 +1,38 @@
+"""The real CLI: an autoscaled function idles to zero, `nuvem top` shows why, a call wakes it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from e2e.test_cli import Nuvem, nuvem, wait_for  # type: ignore[import-not-found]
+
+pytestmark = pytest.mark.e2e
+__all__ = ["nuvem"]  # the fixture, used by name
+
+STACK = """\
+functions:
+  hello:
+    handler: functions:hello
+    scaling: {min: 0, max: 3, mode: concurrency, zero_after_s: 1s, panic_window_s: 1s,
+              stable_window_s: 2s}
+"""
+
+
+def test_idle_to_zero_shown_by_top_and_woken_by_a_call(nuvem: Nuvem) -> None:
+    nuvem.write("nuvem.yaml", STACK)
+    nuvem.up("-f", "nuvem.yaml")
+    wait_for(lambda: nuvem.function("hello")["replicas"] == 0, 30, "hello at zero replicas")
+
+    frame = nuvem.run("top", "--once").stdout
+    assert "hello" in frame
+    assert "concurrency" in frame
+    assert "0/0" in frame
+    assert "scale to zero from 1: idle for" in frame
+
+    answer = nuvem.run("invoke", "hello", "-d", "").stdout  # held until a replica is ready
+    assert json.loads(answer)["message"] == "hello, world"
+    assert nuvem.function("hello")["availableReplicas"] == 1
+    events = nuvem.run("events", "--function", "hello").stdout
+    assert "scale up 0 -> 1" in events
