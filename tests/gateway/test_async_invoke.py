@@ -218,3 +218,12 @@ async def test_unknown_function_is_404(gateway: Running) -> None:
     response = await gateway.admin.post("/async-function/nope")
     assert response.status_code == 404
     assert "not deployed" in response.json()["error"]
+
+
+async def test_openapi_describes_async_routes_and_jobs_api(gateway: Running) -> None:
+    schema = (await gateway.admin.get("/openapi.json")).json()
+    submit = schema["paths"]["/async-function/{name}"]["post"]
+    assert "202" in submit["responses"]
+    assert {p["name"] for p in submit["parameters"]} >= {"X-Callback-Url", "Idempotency-Key"}
+    assert "/system/jobs/{job_id}/result" in schema["paths"]
+    assert "/system/jobs/{job_id}/cancel" in schema["paths"]

@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from nuvem.cli import functions, keys
+from nuvem.cli import functions, jobs, keys
 from nuvem.cli.client import ClientError
 from nuvem.errors import NuvemError
 
@@ -221,6 +221,81 @@ def keys_ls(
 def keys_revoke(key_id: str, state_dir: StateDir = None) -> None:
     """Revoke an API key by its id."""
     keys.revoke(key_id, state_dir)
+
+
+jobs_app = typer.Typer(help="Async jobs: submit, follow and collect.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+@jobs_app.command("submit")
+@handle_errors
+def jobs_submit(
+    name: str,
+    data: Annotated[
+        str | None, typer.Option("-d", "--data", help="body; '-' or absent reads stdin")
+    ] = None,
+    path: Annotated[str, typer.Option(help="extra path after the function name")] = "",
+    header: Annotated[
+        list[str] | None, typer.Option("-H", "--header", help="'Name: value'")
+    ] = None,
+    callback_url: Annotated[
+        str | None, typer.Option("--callback-url", help="POST the result here when done")
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option("--idempotency-key", help="submitting again with it gives the same job"),
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="wait for the result and print it")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds --wait waits")] = 3600.0,
+    state_dir: StateDir = None,
+) -> None:
+    """Queue a call; print its job id (or, with --wait, its result)."""
+    jobs.submit(
+        name, data, path, header or [], callback_url, idempotency_key, wait, timeout, state_dir
+    )
+
+
+@jobs_app.command("status")
+@handle_errors
+def jobs_status(
+    job_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Show a job's state, attempts and callback."""
+    jobs.status(job_id, as_json, state_dir)
+
+
+@jobs_app.command("result")
+@handle_errors
+def jobs_result(
+    job_id: str,
+    wait: Annotated[bool, typer.Option(help="wait until the job has finished")] = True,
+    timeout: Annotated[float, typer.Option(help="seconds to wait")] = 3600.0,
+    state_dir: StateDir = None,
+) -> None:
+    """Print a finished job's answer (exit 7 when the function answered an error)."""
+    jobs.result(job_id, wait, timeout, state_dir)
+
+
+@jobs_app.command("ls")
+@handle_errors
+def jobs_ls(
+    function: Annotated[str | None, typer.Option(help="only this function's jobs")] = None,
+    state: Annotated[str | None, typer.Option(help="queued, running, succeeded, ...")] = None,
+    limit: int = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """List jobs, newest first."""
+    jobs.show_list(function, state, limit, as_json, state_dir)
+
+
+@jobs_app.command("cancel")
+@handle_errors
+def jobs_cancel(job_id: str, state_dir: StateDir = None) -> None:
+    """Cancel a queued or running job."""
+    jobs.cancel(job_id, state_dir)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from nuvem.errors import BadRequest, NotFound, NuvemError
+from nuvem.errors import BadRequest, Conflict, NotFound, NuvemError
 from nuvem.gateway.platform import Platform
 from nuvem.jobs.service import JobService
 from nuvem.stores.job import Job, JobState
@@ -148,8 +148,13 @@ def job_result(request: Request, job_id: str) -> Response:
 
 @router.post("/{job_id}/cancel", response_model=JobInfo)
 def cancel_job(request: Request, job_id: str) -> JobInfo:
-    """Cancel a queued or running job; a finished job is answered as it is."""
+    """Cancel a queued or running job; 409 when it has already finished."""
     job = _job(request, job_id)
+    if job.state.finished:
+        raise Conflict(
+            f"job {job.id} is already {job.state.value}; there is nothing to cancel",
+            f"collect its result with GET /system/jobs/{job.id}/result",
+        )
     _, jobs = _service(request)
     cancelled = jobs.cancel(job.id)
     return JobInfo.of(cancelled or job)

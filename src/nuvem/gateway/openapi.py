@@ -7,6 +7,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from nuvem.gateway.async_openapi import async_paths
+
 _METHODS = ("get", "post", "put", "patch", "delete")
 
 _RESPONSES = {
@@ -59,6 +61,7 @@ def add_function_routes(api: FastAPI) -> None:
         paths = schema.setdefault("paths", {})
         for template, with_path in (("/function/{name}", False), ("/function/{name}/{path}", True)):
             paths[template] = {m: _operation(m, with_path) for m in _METHODS}
+        paths.update(async_paths())
         components = schema.setdefault("components", {})
         components["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer"},
