@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -76,9 +77,11 @@ def test_url_weights_are_not_checked_on_disk() -> None:
     assert model.local_files() == {}
 
 
-def test_threads_default_to_every_core_unless_cpu_or_threads_is_set() -> None:
+def test_threads_default_to_the_cores_shared_among_the_replicas() -> None:
     model = ModelSpec(path="/m.onnx")
-    assert intra_op_threads(model, 1.0, cpu_given=False) >= 1
+    cores = os.cpu_count() or 1
+    assert intra_op_threads(model, 1.0, cpu_given=False) == cores
+    assert intra_op_threads(model, 1.0, cpu_given=False, replicas=cores) == 1
     assert intra_op_threads(model, 1.5, cpu_given=True) == 2
     assert intra_op_threads(model.model_copy(update={"threads": 3}), 1.0, cpu_given=True) == 3
 

@@ -18,7 +18,10 @@ def model_environ(spec: FunctionSpec, cache: Path | None) -> dict[str, str]:
     if spec.model is None:
         return {}
     threads = intra_op_threads(
-        spec.model, spec.resources.cpu, "cpu" in spec.resources.model_fields_set
+        spec.model,
+        spec.resources.cpu,
+        "cpu" in spec.resources.model_fields_set,
+        spec.scaling.min,
     )
     config = {
         "function": spec.name,

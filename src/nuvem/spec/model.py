@@ -174,14 +174,15 @@ class Batching(_Strict):
     )
 
 
-def intra_op_threads(model: ModelSpec, cpu: float, cpu_given: bool) -> int:
+def intra_op_threads(model: ModelSpec, cpu: float, cpu_given: bool, replicas: int = 1) -> int:
     """Threads one replica's inference uses: `model.threads`, else `resources.cpu` when the
-    stack sets it, else every core, since one replica per machine is the common case."""
+    stack sets it, else the machine's cores shared among the replicas it keeps (`replicas`,
+    scaling.min), so that replicas do not fight over cores."""
     if model.threads is not None:
         return model.threads
     if cpu_given:
         return max(1, math.ceil(cpu))
-    return os.cpu_count() or 1
+    return max(1, (os.cpu_count() or 1) // max(1, replicas))
 
 
 def serving_defaults(data: Any) -> Any:

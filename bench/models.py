@@ -1,0 +1,424 @@
+"""ResNet-18 served by nuvem against the same model run raw, in-process, in the same run.
+
+    .venv/bin/python bench/models.py [--arch resnet18] [--duration 10] [--json results.json]
+
+1. Raw: the model alone on ready-made input tensors, eager PyTorch (and ONNX Runtime for
+   reference), for each batch size and thread layout (one process with every core, or one
+   single-threaded process per core running side by side). The best is the raw limit.
+2. Served: `nuvem up` with the model (random weights saved to a temporary file: nothing is
+   downloaded), laid out as the best raw run, with dynamic batching; wrk POSTs one JPEG to
+   TorchServe's /predictions at concurrency 1, 8 and 32 (a warm-up, then the measured run).
+   The replica decodes and preprocesses every image, which the raw run does not.
+
+Goals: at concurrency 32, nuvem serves at least 90% of the raw eager limit, and with
+`engine: onnxruntime` more than the raw eager limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+# The sibling benchmark's server and wrk plumbing (bench/ is on the path as the script's folder).
+from echo import (
+    BenchError,
+    Measurement,
+    Server,
+    free_port,
+    parse_wrk,
+)
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+HOST = "127.0.0.1"
+CORES = os.cpu_count() or 1
+BATCHES = (1, 4, 8, 16)
+CONCURRENCY = (1, 8, 32)
+SERVED_GOAL = 0.9  # eager served / raw eager limit at concurrency 32
+START_TIMEOUT = 300.0
+
+out = Console()
+err = Console(stderr=True)
+
+
+# -- raw -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RawRun:
+    engine: str
+    processes: int
+    threads: int
+    batch: int
+    images_per_s: float
+
+    @property
+    def layout(self) -> str:
+        return f"{self.processes}x{self.threads}"
+
+
+def raw_worker(
+    arch: str, weights: str, engine: str, threads: int, batch: int, seconds: float, onnx: str | None
+) -> float:
+    """Images per second of one process running the model back to back (a subprocess)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    pixels = np.random.default_rng(0).standard_normal((batch, 3, 224, 224), dtype=np.float32)
+    if engine == "onnxruntime":
+        from nuvem.models.engine import OnnxEngine
+
+        assert onnx is not None
+        session = OnnxEngine(Path(onnx), threads)
+
+        def run() -> None:
+            session.run({"input": pixels})
+    else:
+        from nuvem.models import architectures
+        from nuvem.models.weights import load_weights
+
+        model = load_weights(architectures.build(arch), weights).eval()
+        tensor = torch.from_numpy(pixels)
+
+        def run() -> None:
+            with torch.inference_mode():
+                model(tensor)
+
+    run()  # warm-up: lazy initialisation and allocator growth are not throughput
+    run()
+    done, began = 0, time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        run()
+        done += batch
+    return done / (time.perf_counter() - began)
+
+
+def measure_raw(
+    arch: str,
+    weights: Path,
+    onnx: Path,
+    engine: str,
+    processes: int,
+    threads: int,
+    batch: int,
+    seconds: float,
+) -> RawRun:
+    """`processes` copies side by side, each its own interpreter; their rates add up."""
+    argv = [
+        sys.executable,
+        __file__,
+        "--raw-worker",
+        arch,
+        str(weights),
+        engine,
+        str(threads),
+        str(batch),
+        str(seconds),
+        str(onnx),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    running = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        for _ in range(processes)
+    ]
+    total = 0.0
+    for process in running:
+        stdout, stderr = process.communicate(timeout=seconds * 4 + 120)
+        if process.returncode != 0:
+            raise BenchError(f"raw run failed: {stderr.decode()[-2000:]}")
+        total += float(stdout.decode().strip().splitlines()[-1])
+    return RawRun(engine, processes, threads, batch, total)
+
+
+def layouts() -> list[tuple[int, int]]:
+    """One process with every core, and one single-threaded process per core."""
+    return sorted({(1, CORES), (CORES, 1)})
+
+
+# -- served ----------------------------------------------------------------------------------
+
+
+_LUA = """\
+wrk.method = "POST"
+local file = assert(io.open({path}, "rb"))
+wrk.body = file:read("*a")
+file:close()
+wrk.headers["Content-Type"] = "image/jpeg"
+wrk.headers["Authorization"] = "Bearer {key}"
+"""
+
+
+def run_wrk(url: str, script: Path, concurrency: int, seconds: int) -> Measurement:
+    argv = ["wrk", f"-t{min(concurrency, 2)}", f"-c{concurrency}", f"-d{seconds}s", "--latency"]
+    argv += ["--timeout", "60s", "-s", str(script), url]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
+    if done.returncode != 0:
+        raise BenchError(f"wrk failed with code {done.returncode}:\n{done.stdout}{done.stderr}")
+    result = parse_wrk(done.stdout)
+    failed = {kind: n for kind, n in result.socket_errors.items() if n}
+    if result.non_2xx or failed:
+        raise BenchError(
+            f"{url} at concurrency {concurrency}: {result.non_2xx} non-2xx answers, socket "
+            f"errors {failed or 'none'} in {result.requests} requests\n{done.stdout}"
+        )
+    return result
+
+
+@contextlib.contextmanager
+def nuvem(workdir: Path, stack: str, function: str) -> Iterator[tuple[str, str]]:
+    """`nuvem up` with the stack; yields the gateway URL and an API key for `function`."""
+    port = free_port()
+    base = f"http://{HOST}:{port}"
+    state = Path(tempfile.mkdtemp(prefix="state-", dir=workdir))
+    password = secrets.token_urlsafe(18)
+    (workdir / "nuvem.yaml").write_text(stack)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUVEM_")}
+    env |= {"NUVEM_ADMIN_PASSWORD": password, "NUVEM_URL": base}
+    argv = [sys.executable, "-m", "nuvem.cli.main", "up", "-f", str(workdir / "nuvem.yaml")]
+    argv += ["--host", HOST, "--port", str(port), "--state-dir", str(state)]
+    argv += ["--log-level", "warning"]
+    server = Server("nuvem", argv, env, workdir / f"nuvem-{function}.log")
+    try:
+        with httpx.Client(base_url=base, timeout=30.0, auth=("admin", password)) as client:
+            server.wait_until(
+                "health", lambda: client.get("/healthz").status_code == 200, START_TIMEOUT
+            )
+            created = client.post("/system/keys", json={"name": "bench", "functions": [function]})
+            if created.status_code != 201:
+                raise BenchError(f"creating an API key: {created.status_code} {created.text}")
+
+            def ready() -> bool:
+                status = client.get(f"/system/function/{function}").json()
+                if status["status"] == "error":
+                    raise BenchError(f"{function} cannot start: {status['error']}")
+                return bool(status["status"] == "ready")
+
+            server.wait_until(f"{function} ready", ready, START_TIMEOUT)
+        yield base, created.json()["key"]
+    finally:
+        server.stop(timeout=60)
+
+
+def served_stack(arch: str, weights: Path, engine: str, run: RawRun) -> str:
+    batch = max(run.batch, 4)
+    return (
+        "functions:\n"
+        f"  {arch}:\n"
+        f"    model: {{arch: {arch}, weights: {json.dumps(str(weights))}, engine: {engine},"
+        f" threads: {run.threads}}}\n"
+        f"    batching: {{max_batch_size: {batch}, max_delay_ms: 5}}\n"
+        f"    scaling: {{min: {run.processes}, max: {run.processes}}}\n"
+        "    max_inflight: 64\n"
+        "    timeout: 120s\n"
+    )
+
+
+def measure_served(
+    workdir: Path,
+    arch: str,
+    weights: Path,
+    engine: str,
+    run: RawRun,
+    image: Path,
+    seconds: int,
+) -> dict[int, Measurement]:
+    results = {}
+    with nuvem(workdir, served_stack(arch, weights, engine, run), arch) as (base, key):
+        url = f"{base}/predictions/{arch}"
+        answer = httpx.post(
+            url, content=image.read_bytes(), headers={"authorization": f"Bearer {key}"}, timeout=60
+        )
+        if answer.status_code != 200 or len(answer.json()) != 5:
+            raise BenchError(f"{url} answered {answer.status_code}: {answer.text}")
+        script = workdir / "jpeg.lua"
+        script.write_text(_LUA.replace("{path}", json.dumps(str(image))).replace("{key}", key))
+        for concurrency in CONCURRENCY:
+            run_wrk(url, script, concurrency, max(2, seconds // 3))  # warm-up
+            results[concurrency] = run_wrk(url, script, concurrency, seconds)
+            m = results[concurrency]
+            err.print(f"  {engine} c={concurrency}: {m.requests_per_s:.1f} images/s")
+    return results
+
+
+# -- material --------------------------------------------------------------------------------
+
+
+def make_weights(arch: str, folder: Path) -> Path:
+    import torch
+
+    from nuvem.models import architectures
+    from nuvem.models.weights import save_weights
+
+    torch.manual_seed(0)
+    return save_weights(architectures.build(arch), folder / f"{arch}.safetensors")
+
+
+def make_jpeg(folder: Path) -> Path:
+    """A 500x375 photo-like JPEG (ImageNet's typical size): a gradient with grain, so it
+    costs what a real photo costs to decode."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    ys, xs = np.mgrid[0:375, 0:500].astype(np.float32)
+    base = np.stack([xs / 500 * 255, ys / 375 * 255, (xs + ys) / 875 * 255], axis=-1)
+    pixels = np.clip(base + rng.normal(0, 24, base.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buffer, "JPEG", quality=90)
+    path = folder / "image.jpg"
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def render(raw: list[RawRun], served: dict[str, dict[int, Measurement]], limit: float) -> None:
+    table = Table(title="raw, in-process (images/s)", box=box.SIMPLE)
+    table.add_column("engine")
+    table.add_column("layout (processes x threads)")
+    for batch in BATCHES:
+        table.add_column(f"batch {batch}", justify="right")
+    for engine in sorted({r.engine for r in raw}):
+        for layout in sorted({r.layout for r in raw if r.engine == engine}):
+            cells = {
+                r.batch: f"{r.images_per_s:.1f}"
+                for r in raw
+                if r.engine == engine and r.layout == layout
+            }
+            table.add_row(engine, layout, *(cells.get(b, "-") for b in BATCHES))
+    out.print(table)
+    table = Table(title="served by nuvem: JPEG over HTTP to /predictions", box=box.SIMPLE)
+    for column in ("engine", "concurrency", "images/s", "p50 ms", "p99 ms", "served/raw eager"):
+        table.add_column(column, justify="right")
+    for engine, runs in served.items():
+        for concurrency, m in runs.items():
+            table.add_row(
+                engine,
+                str(concurrency),
+                f"{m.requests_per_s:.1f}",
+                f"{m.p50_ms:.1f}",
+                f"{m.p99_ms:.1f}",
+                f"{m.requests_per_s / limit:.2f}",
+            )
+    out.print(table)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", default="resnet18", choices=["resnet18", "densenet161"])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per served run")
+    parser.add_argument("--raw-seconds", type=float, default=4.0, help="seconds per raw run")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--raw-worker":
+        arch, weights, engine, threads, batch, seconds, onnx = sys.argv[2:9]
+        print(raw_worker(arch, weights, engine, int(threads), int(batch), float(seconds), onnx))
+        return 0
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="nuvem-bench-models-") as folder:
+        workdir = Path(folder)
+        weights = make_weights(args.arch, workdir)
+        from nuvem.models.onnx_export import cached_onnx
+
+        onnx = cached_onnx(args.arch, weights, workdir)
+        image = make_jpeg(workdir)
+        err.print(f"{CORES} cores; image {image.stat().st_size // 1024} KiB; measuring raw runs")
+        raw = []
+        for engine in ("torch", "onnxruntime"):
+            for processes, threads in layouts():
+                for batch in BATCHES:
+                    run = measure_raw(
+                        args.arch,
+                        weights,
+                        onnx,
+                        engine,
+                        processes,
+                        threads,
+                        batch,
+                        args.raw_seconds,
+                    )
+                    err.print(
+                        f"  raw {engine} {run.layout} batch {batch}: "
+                        f"{run.images_per_s:.1f} images/s"
+                    )
+                    raw.append(run)
+        best = {
+            engine: max((r for r in raw if r.engine == engine), key=lambda r: r.images_per_s)
+            for engine in ("torch", "onnxruntime")
+        }
+        limit = best["torch"].images_per_s
+        served = {}
+        for engine in ("torch", "onnxruntime"):
+            # Served, one single-threaded replica per core: while one replica decodes its
+            # images (one thread), the others keep their cores on the model; with one
+            # replica on every core, decoding would leave all but one core idle.
+            layout = max(
+                (r for r in raw if r.engine == engine and r.layout == f"{CORES}x1"),
+                key=lambda r: r.images_per_s,
+            )
+            err.print(
+                f"serving with {engine}, laid out as {layout.layout}, "
+                f"batches up to {max(layout.batch, 4)}"
+            )
+            served[engine] = measure_served(
+                workdir, args.arch, weights, engine, layout, image, args.duration
+            )
+    render(raw, served, limit)
+    eager = served["torch"][32].requests_per_s
+    fast = served["onnxruntime"][32].requests_per_s
+    out.print(
+        f"raw eager limit: {limit:.1f} images/s ({best['torch'].layout}, "
+        f"batch {best['torch'].batch}); raw ONNX Runtime: "
+        f"{best['onnxruntime'].images_per_s:.1f}"
+    )
+    goals = [
+        (
+            f"eager served at c=32 is {eager / limit:.0%} of the raw eager limit "
+            f"(goal {SERVED_GOAL:.0%})",
+            eager >= SERVED_GOAL * limit,
+        ),
+        (
+            f"onnxruntime served at c=32 is {fast / limit:.0%} of the raw eager limit "
+            "(goal > 100%)",
+            fast > limit,
+        ),
+    ]
+    for text, ok in goals:
+        out.print(("[green]met[/green]: " if ok else "[red]missed[/red]: ") + text)
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "raw": [dataclasses.asdict(r) for r in raw],
+                    "served": {
+                        e: {c: dataclasses.asdict(m) for c, m in runs.items()}
+                        for e, runs in served.items()
+                    },
+                    "raw_eager_limit": limit,
+                },
+                indent=2,
+            )
+        )
+    return 0 if all(ok for _, ok in goals) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
