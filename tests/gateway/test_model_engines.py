@@ -1,6 +1,6 @@
 """Engines other than eager PyTorch, and models other than the built-ins: ResNet-18 on ONNX
-Runtime (exported once, cached by the weights' digest), an ONNX file and a TorchScript file
-of our own, and DenseNet-161; all through the real gateway and tritonclient."""
+Runtime (exported once, cached by the weights' digest), ONNX, torch.export and TorchScript
+files of our own, and DenseNet-161; all through the real gateway and tritonclient."""
 
 from __future__ import annotations
 
@@ -53,6 +53,9 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # TorchScript and its ONNX exporter are deprecated, and still what many have.
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.trace(model, example), str(root / "affine.pt"))
+        batch = torch.export.Dim("batch")
+        exported = torch.export.export(model, (example,), dynamic_shapes={"x": {0: batch}})
+        torch.export.save(exported, str(root / "affine.pt2"))
         torch.onnx.export(
             model,
             (example,),
@@ -79,6 +82,13 @@ async def served(folder: Path) -> AsyncIterator[ModelGateway]:
               affine-script:
                 model:
                   path: affine.pt
+                  inputs: [{{name: x, datatype: FP32, shape: [-1, 4]}}]
+                  outputs:
+                    - {{name: y, datatype: FP32, shape: [-1, 3]}}
+                    - {{name: total, datatype: FP32, shape: [-1]}}
+              affine-export:
+                model:
+                  path: affine.pt2
                   inputs: [{{name: x, datatype: FP32, shape: [-1, 4]}}]
                   outputs:
                     - {{name: y, datatype: FP32, shape: [-1, 3]}}
@@ -146,6 +156,7 @@ async def test_own_onnx_and_torchscript_models_describe_and_run(served: ModelGat
     for name, platform in (
         ("affine-onnx", "onnxruntime_onnx"),
         ("affine-script", "pytorch_libtorch"),
+        ("affine-export", "pytorch_export"),
     ):
         metadata = await triton_call(
             served, lambda c, n=name: c.get_model_metadata(n, headers=admin_headers())

@@ -62,7 +62,8 @@ def test_a_builtin_without_weights_is_an_error_never_a_random_model(tmp_path: Pa
         ({"arch": "vgg16", "weights": "w.pth"}, "unknown architecture 'vgg16'"),
         ({"weights": "w.pth"}, "set either `arch`"),
         ({"arch": "resnet18", "weights": "w.pth", "path": "m.onnx"}, "set either `arch`"),
-        ({"path": "m.pt"}, "TorchScript model needs `inputs` and `outputs`"),
+        ({"path": "m.pt"}, "model needs `inputs` and `outputs`"),
+        ({"path": "m.pt2"}, "torch.export (.pt2) model needs `inputs`"),
         ({"path": "m.onnx", "version": "two words"}, "model version 'two words' is invalid"),
     ],
 )

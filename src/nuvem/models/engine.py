@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,7 +66,10 @@ class TorchEngine:
         outputs: Sequence[TensorSpec],
         platform: str = "pytorch_libtorch",
     ) -> None:
-        self.module = module.eval()
+        # A torch.export module keeps the mode it was exported in and refuses eval().
+        with contextlib.suppress(NotImplementedError):
+            module = module.eval()
+        self.module = module
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
         self.platform = platform

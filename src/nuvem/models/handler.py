@@ -72,6 +72,17 @@ class ModelHandler:
         assert spec.path is not None
         if spec.resolved_engine() == "onnxruntime":
             return engine.OnnxEngine(Path(spec.path), self.threads)
+        if spec.model_format() == "exported":
+            try:
+                program = torch.export.load(spec.path)
+            except (RuntimeError, ValueError, OSError) as exc:
+                raise ModelError(
+                    f"cannot load torch.export model {spec.path}: {exc}",
+                    "save it with torch.export.save(torch.export.export(model, args), path)",
+                ) from exc
+            return engine.TorchEngine(
+                program.module(), spec.inputs, spec.outputs, platform="pytorch_export"
+            )
         try:
             module = torch.jit.load(spec.path, map_location="cpu")  # type: ignore[no-untyped-call]
         except (RuntimeError, ValueError) as exc:

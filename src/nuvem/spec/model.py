@@ -53,7 +53,8 @@ class ModelSpec(_Strict):
     weights: str | None = Field(default=None, description="path or http(s) URL of the weights")
     sha256: str | None = Field(default=None, description="expected sha256 (or a prefix) of URL")
     path: str | None = Field(
-        default=None, description="your own model: an .onnx file or a TorchScript .pt file"
+        default=None,
+        description="your own model: .onnx, torch.export .pt2 or TorchScript .pt",
     )
     name: str | None = Field(default=None, description="model name; defaults to the function's")
     version: str = Field(default="1", description="model version, e.g. '2'")
@@ -117,21 +118,22 @@ class ModelSpec(_Strict):
                 )
         elif self.weights is not None:
             raise ValueError("`weights` is for built-in architectures; a model file is `path`")
-        if self.path is not None and self.model_format() == "torchscript":
+        if self.path is not None and self.model_format() in ("torchscript", "exported"):
             if not self.inputs or not self.outputs:
                 raise ValueError(
-                    "a TorchScript model needs `inputs` and `outputs` (name, datatype, shape), "
-                    "since the file does not record them"
+                    "a TorchScript (.pt) or torch.export (.pt2) model needs `inputs` and "
+                    "`outputs` (name, datatype, shape), since nuvem cannot read them from it"
                 )
             if self.engine == "onnxruntime":
-                raise ValueError("engine onnxruntime needs an .onnx file, not TorchScript")
+                raise ValueError("engine onnxruntime needs an .onnx file")
         return self
 
-    def model_format(self) -> Literal["builtin", "onnx", "torchscript"]:
+    def model_format(self) -> Literal["builtin", "onnx", "exported", "torchscript"]:
         if self.arch is not None:
             return "builtin"
         assert self.path is not None
-        return "onnx" if self.path.lower().endswith(".onnx") else "torchscript"
+        suffix = self.path.lower().rsplit(".", 1)[-1]
+        return {"onnx": "onnx", "pt2": "exported"}.get(suffix, "torchscript")  # type: ignore[return-value]
 
     def resolved_engine(self) -> str:
         if self.engine is not None:
