@@ -164,3 +164,18 @@ async def test_without_a_mode_nothing_is_autoscaled(parts: Any) -> None:
         await step(controller, clock)
     assert deployment.desired == 1
     assert deployment.decision is None
+
+
+async def test_back_to_back_ticks_start_each_missing_replica_once(parts: Any) -> None:
+    controller, clock, _, _ = parts
+    runtime = controller.runtime
+    deployment = controller.deploy(spec(scaling={"min": 1, "max": 6}))
+    await step(controller, clock)
+    controller.scale("f", 5)
+    # A woken loop ticks again before the start tasks of the first tick have run.
+    await controller.tick()
+    await controller.tick()
+    await settle(controller)
+    assert len(runtime.started) == 5
+    assert len(deployment.ready()) == 5
+    assert all(not r.retired for r in runtime.started)

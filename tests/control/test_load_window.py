@@ -86,3 +86,11 @@ def test_the_router_meters_time_in_flight_and_queued() -> None:
     router.meter()
     assert router.inflight_seconds == 2.0
     assert router.busy == 0
+
+
+def test_a_woken_tick_moments_after_the_last_does_not_count_as_a_burst() -> None:
+    window = LoadWindow()
+    window.add(sample(0.0))
+    window.add(sample(1.0, inflight_s=0.5))  # half a call in flight on average
+    window.add(sample(1.01, inflight_s=0.51, inflight=1))  # woken: one call, just now
+    assert window.peak(2.0).inflight == pytest.approx(0.51 / 1.01)

@@ -253,6 +253,9 @@ class Controller:
         missing = deployment.desired - len(current) - deployment.starting
         if missing > 0 and self.clock() >= deployment.retry_at:
             for _ in range(missing):
+                # Counted now, not when the task first runs: a tick right after this one
+                # (a woken loop does not yield in between) must not start them again.
+                deployment.starting += 1
                 self._spawn(self._start_replica(deployment))
         elif missing < 0:
             surplus = sorted(current, key=lambda r: r.inflight)[:-missing]
@@ -286,9 +289,9 @@ class Controller:
         task.add_done_callback(self._tasks.discard)
 
     async def _start_replica(self, deployment: Deployment) -> None:
+        """Start one replica; the caller has counted it in `deployment.starting`."""
         spec = deployment.spec
         replica_id = f"{spec.name}-{next(self._ids)}"
-        deployment.starting += 1
         try:
             env = await self.environments.ensure(spec)
             began = time.perf_counter()

@@ -87,11 +87,12 @@ class LoadWindow:
                 break
         return between(first, last)
 
-    def peak(self, span: float) -> Load:
-        """The busiest interval between samples in the last `span` seconds: what a burst
-        looks like before an average dilutes it. Calls in flight and queued come from the
-        interval with the most of both together; arrivals and latency are each their own
-        highest."""
+    def peak(self, span: float, resolution: float = 1.0) -> Load:
+        """The busiest stretch of about `resolution` seconds in the last `span` seconds: what
+        a burst looks like before an average dilutes it. Calls in flight and queued come from
+        the stretch with the most of both together; arrivals and latency are each their own
+        highest. Stretches join consecutive samples until they last `resolution`, so the
+        short intervals of a woken tick do not pass a single call's moment off as a load."""
         if len(self.samples) < 2:
             return self.latest()
         last = self.samples[-1]
@@ -99,12 +100,19 @@ class LoadWindow:
         rps = latency = 0.0
         newer = last
         for older in list(reversed(self.samples))[1:]:
+            reached_start = older.at <= last.at - span
+            if (
+                newer.at - older.at < resolution
+                and not reached_start
+                and older is not self.samples[0]
+            ):
+                continue
             load = between(older, newer)
             if load.concurrency > busiest.concurrency:
                 busiest = load
             rps = max(rps, load.rps)
             latency = max(latency, load.latency)
-            if older.at <= last.at - span:
+            if reached_start:
                 break
             newer = older
         return Load(busiest.inflight, busiest.queued, rps, latency)

@@ -65,7 +65,10 @@ class Platform:
 
         controller = Controller(
             records=records,
-            runtime=runtime or LocalRuntime(logbook, model_cache=state / "models"),
+            runtime=runtime
+            or LocalRuntime(
+                logbook, model_cache=state / "models", warm_workers=settings.warm_workers
+            ),
             environments=environments or EnvironmentBuilder(state, on_progress=progress),
             logbook=logbook,
             metrics=metrics,
