@@ -18,12 +18,14 @@ ADMIN_PASSWORD = "jobs-admin-password"
 
 
 class GatewayProcess:
-    def __init__(self, root: Path, stack: Path, env: dict[str, str], port: int = 0) -> None:
+    def __init__(
+        self, root: Path, stack: Path, env: dict[str, str], port: int = 0, state: str = "state"
+    ) -> None:
         self.root = root
         self.stack = stack
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.state = root / "state"
+        self.state = root / state
         self.env = {
             **os.environ,
             "NUVEM_ADMIN_PASSWORD": ADMIN_PASSWORD,

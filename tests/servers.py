@@ -3,6 +3,8 @@
 When a server's binaries are missing the tests that need it skip with the reason, except
 when the environment variable CI is set: then they fail, so CI never passes by skipping.
 PostgreSQL refuses to run as root; as root the server runs as `nobody` (via runuser).
+Loaded as a pytest plugin (`-p servers` in pyproject.toml), so every test may ask for
+`redis_url`, `clean_redis`, `postgres_server_url` and `postgres_url`.
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ import pytest
 
 from callback_receiver import callback_receiver
 from gateway_process import ADMIN_PASSWORD, GatewayProcess, kill_workers, worker_pids
-from servers import clean_redis, postgres_server_url, postgres_url, redis_url  # noqa: F401
 from support import wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

@@ -18,7 +18,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from nuvem.errors import BadRequest, NotFound, NuvemError
 from nuvem.spec.function import FunctionSpec
 from nuvem.stores.memory import MemoryRecordStore
-from nuvem.stores.sqlite import SqliteRecordStore
+from nuvem.stores.postgres import PostgresRecordStore
+from nuvem.stores.sqlite import SCHEMA_VERSION, SqliteRecordStore
 from nuvem.types import ApiKeyRecord, EventRecord, RecordStore
 
 
@@ -53,13 +54,15 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> Iterator[RecordStore]:
     made: RecordStore
     if request.param == "sqlite":
         made = SqliteRecordStore(tmp_path / "state" / "records.db", clock=clock)
+    elif request.param == "postgres":
+        made = PostgresRecordStore(request.getfixturevalue("postgres_url"), clock=clock)
     else:
         made = MemoryRecordStore(clock=clock)
     yield made
@@ -234,7 +237,7 @@ def test_settings(store: RecordStore) -> None:
 
 
 def test_schema_version_is_recorded(store: RecordStore) -> None:
-    assert store.get_setting("schema_version") == "1"
+    assert store.get_setting("schema_version") == str(SCHEMA_VERSION)
 
 
 def test_close_twice_is_harmless(store: RecordStore) -> None:
@@ -262,7 +265,7 @@ def test_sqlite_records_survive_reopen(tmp_path: Path) -> None:
         assert again.list_keys() == [key(functions=("echo",), revoked_at=9.0)]
         assert again.list_events() == events
         assert again.get_setting("admin_password") == "hash"
-        assert again.get_setting("schema_version") == "1"
+        assert again.get_setting("schema_version") == str(SCHEMA_VERSION)
         assert again.add_event("scaled", "echo", "next").id == 2
     finally:
         again.close()
@@ -278,9 +281,9 @@ def test_sqlite_file_is_in_wal_mode(tmp_path: Path) -> None:
 def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "records.db"
     store = SqliteRecordStore(path)
-    store.set_setting("schema_version", "2")
+    store.set_setting("schema_version", "99")
     store.close()
-    with pytest.raises(NuvemError, match="schema version '2'") as caught:
+    with pytest.raises(NuvemError, match="schema version '99'") as caught:
         SqliteRecordStore(path)
     assert "upgrade nuvem" in str(caught.value)
 

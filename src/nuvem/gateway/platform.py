@@ -17,7 +17,8 @@ from nuvem.runtime.environment import EnvironmentBuilder, ProgressEvent
 from nuvem.runtime.local import LocalRuntime
 from nuvem.runtime.logbook import LogBook
 from nuvem.spec.stack import Stack
-from nuvem.stores.sqlite import SqliteRecordStore
+from nuvem.spec.stores import apply_stores
+from nuvem.stores.record_stores import open_record_store
 from nuvem.types import RecordStore
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,10 @@ class Platform:
         on_progress: Callable[[ProgressEvent], None] | None = None,
         tick_interval: float = 1.0,
     ) -> Platform:
+        settings = apply_stores(settings, stack.stores if stack is not None else None)
         state = settings.state_dir
         state.mkdir(parents=True, exist_ok=True)
-        records = records or SqliteRecordStore(state / "nuvem.db")
+        records = records or open_record_store(settings)
         logbook = LogBook(directory=state / "logs")
         metrics = Metrics()
         deployments: dict[str, Deployment] = {}

@@ -7,11 +7,13 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from nuvem.spec.function import FunctionSpec, Strict
+from nuvem.spec.stores import Stores
 
 
 class Stack(Strict):
     version: str = Field(default="1", description="stack file format version")
     functions: dict[str, FunctionSpec] = Field(default_factory=dict)
+    stores: Stores = Field(default_factory=Stores, description="job queue and records")
 
     @field_validator("version", mode="before")
     @classmethod

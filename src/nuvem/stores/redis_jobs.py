@@ -149,8 +149,17 @@ class RedisJobStore:
     # -- the reaper ---------------------------------------------------------------------------
 
     def _reap(self, owner: str, lease: float) -> None:
-        if not self.redis.set(REAPER_LOCK, owner, nx=True, px=int(REAP_INTERVAL * 1000)):
+        # The lock keeps two gateways from reaping at once; it expires by itself should its
+        # holder die mid-step.
+        if not self.redis.set(REAPER_LOCK, owner, nx=True, px=int(lease * 1000)):
             return
+        try:
+            self._reap_step(lease)
+        finally:
+            if self.redis.get(REAPER_LOCK) == owner.encode():
+                self.redis.delete(REAPER_LOCK)
+
+    def _reap_step(self, lease: float) -> None:
         now = self._clock()
         for member in self.redis.zrangebyscore(DELAYED, "-inf", now, start=0, num=500):
             # ZREM first: only the gateway whose ZREM removed it enqueues it.

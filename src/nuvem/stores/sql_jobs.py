@@ -27,6 +27,7 @@ from nuvem.stores.job import (
     JobState,
     NewJob,
 )
+from nuvem.stores.migrations import Migration, upgrade
 
 metadata = sa.MetaData()
 
@@ -67,6 +68,26 @@ jobs = sa.Table(
     sa.Index("jobs_created", "created_at"),
 )
 
+# One row: the version of the jobs schema, which upgrades on its own (see migrations.py).
+jobs_schema = sa.Table("jobs_schema", metadata, sa.Column("version", sa.Integer, nullable=False))
+
+MIGRATIONS = [
+    Migration(1, "jobs table", lambda conn: metadata.create_all(conn, tables=[jobs, jobs_schema])),
+]
+
+
+def _read_version(conn: sa.Connection) -> int:
+    if not sa.inspect(conn).has_table("jobs_schema"):
+        return 0
+    found = conn.execute(sa.select(jobs_schema.c.version)).scalar_one_or_none()
+    return int(found or 0)
+
+
+def _write_version(conn: sa.Connection, version: int) -> None:
+    conn.execute(sa.delete(jobs_schema))
+    conn.execute(sa.insert(jobs_schema).values(version=version))
+
+
 _SUMMARY = [c for c in jobs.c if c.name not in ("body", "result_body")]
 _ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
 
@@ -86,7 +107,7 @@ class SqlJobStore:
         self._clock = clock
         self._postgres = engine.dialect.name == "postgresql"
         with self._writer.begin() as conn:
-            metadata.create_all(conn)
+            upgrade(conn, MIGRATIONS, _read_version, _write_version, "job store")
 
     @classmethod
     def sqlite(cls, path: Path, *, clock: Callable[[], float] = time.time) -> SqlJobStore:

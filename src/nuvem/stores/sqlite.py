@@ -1,4 +1,5 @@
-"""`SqliteRecordStore`: the embedded, durable `RecordStore` in one SQLite file (WAL)."""
+"""`SqlRecordStore`: the `RecordStore` on SQL, and `SqliteRecordStore`, the embedded one in
+one SQLite file (WAL). PostgreSQL's is in postgres.py."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from nuvem.errors import BadRequest, NotFound, NuvemError
+from nuvem.errors import BadRequest, NotFound
 from nuvem.spec.function import FunctionSpec
 from nuvem.stores.engines import sqlite_engine
+from nuvem.stores.migrations import Migration, upgrade
 from nuvem.types import ApiKeyRecord, EventRecord, FunctionRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_VERSION_SETTING = "schema_version"
 
 _metadata = sa.MetaData()
@@ -64,43 +66,63 @@ _settings = sa.Table(
 )
 
 
-class SqliteRecordStore:
-    """Functions, API keys, events and settings in one SQLite file.
+def _create_v1(conn: Connection) -> None:
+    # checkfirst: files made before migrations existed are at version 1 with these tables.
+    _metadata.create_all(conn, tables=[_functions, _api_keys, _events, _settings])
+
+
+def _index_events_by_time(conn: Connection) -> None:
+    # Plain DDL: an sa.Index built here would attach itself to the shared table object.
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS events_by_time ON events (time)")
+
+
+MIGRATIONS = [
+    Migration(1, "functions, api_keys, events and settings", _create_v1),
+    Migration(2, "index events by time, for pruning old events", _index_events_by_time),
+]
+
+
+def _read_version(conn: Connection) -> int:
+    if not sa.inspect(conn).has_table("settings"):
+        return 0
+    found = conn.execute(
+        sa.select(_settings.c.value).where(_settings.c.name == SCHEMA_VERSION_SETTING)
+    ).scalar_one_or_none()
+    if found is None:
+        return 0
+    return int(found) if found.isdigit() else 10**9  # unreadable: refuse, as if newer
+
+
+def _write_version(conn: Connection, version: int) -> None:
+    updated = conn.execute(
+        sa.update(_settings)
+        .where(_settings.c.name == SCHEMA_VERSION_SETTING)
+        .values(value=str(version))
+    )
+    if updated.rowcount == 0:
+        conn.execute(sa.insert(_settings).values(name=SCHEMA_VERSION_SETTING, value=str(version)))
+
+
+class SqlRecordStore:
+    """Functions, API keys, events and settings in an SQL database.
 
     Safe to share between threads: each call checks a connection out of the engine's pool
-    and runs in its own transaction. The file is opened in WAL mode, so readers never wait
-    for the writer.
+    and runs in its own transaction. The schema is upgraded on open (see migrations.py).
     """
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
-        self.path = path
+    def __init__(
+        self, engine: Engine, writer: Engine, where: str, clock: Callable[[], float]
+    ) -> None:
+        self.where = where
         self._clock = clock
-        self._engine: Engine
-        self._engine, self._writer = sqlite_engine(path)
+        self._engine = engine
+        self._writer = writer
         try:
-            self._open()
+            with self._writer.begin() as conn:
+                upgrade(conn, MIGRATIONS, _read_version, _write_version, where)
         except BaseException:
             self._engine.dispose()
             raise
-
-    def _open(self) -> None:
-        with self._writer.begin() as conn:
-            _metadata.create_all(conn)
-            found = conn.execute(
-                sa.select(_settings.c.value).where(_settings.c.name == SCHEMA_VERSION_SETTING)
-            ).scalar_one_or_none()
-            if found is None:
-                conn.execute(
-                    sa.insert(_settings).values(
-                        name=SCHEMA_VERSION_SETTING, value=str(SCHEMA_VERSION)
-                    )
-                )
-            elif not found.isdigit() or int(found) > SCHEMA_VERSION:
-                raise NuvemError(
-                    f"records file {self.path} has schema version {found!r}; "
-                    f"this nuvem knows versions up to {SCHEMA_VERSION}",
-                    hint="upgrade nuvem, or point it at another state directory",
-                )
 
     # functions
 
@@ -268,6 +290,16 @@ class SqliteRecordStore:
     def close(self) -> None:
         """Closes every pooled connection; calling it again is harmless."""
         self._engine.dispose()
+
+
+class SqliteRecordStore(SqlRecordStore):
+    """The records in one SQLite file, opened in WAL mode so readers never wait for the
+    writer."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        engine, writer = sqlite_engine(path)
+        super().__init__(engine, writer, f"records file {path}", clock)
 
 
 def check_replicas(replicas: int) -> None:

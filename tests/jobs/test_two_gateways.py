@@ -1,0 +1,91 @@
+"""Two gateways sharing Redis and PostgreSQL both accept and complete jobs; when one dies
+(SIGKILL) the other finishes its jobs, and nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway_process import ADMIN_PASSWORD, GatewayProcess, kill_workers
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+JOBS = 100
+HANDLER = """
+import os
+import time
+
+
+def work(req):
+    time.sleep(0.05)
+    return req.body + b" by " + str(os.getppid()).encode()
+"""
+STACK = """
+functions:
+  work:
+    handler: functions:work
+    jobs: {concurrency: 4, retries: 5, backoff: 50ms, max_backoff: 200ms}
+"""
+
+
+@pytest.fixture
+def app_root(tmp_path: Path) -> Iterator[Path]:
+    (tmp_path / "functions.py").write_text(textwrap.dedent(HANDLER))
+    (tmp_path / "nuvem.yaml").write_text(textwrap.dedent(STACK))
+    yield tmp_path
+    kill_workers(tmp_path)
+
+
+async def test_two_gateways_share_jobs_and_survive_one_dying(
+    app_root: Path, clean_redis: str, postgres_url: str
+) -> None:
+    env = {"NUVEM_QUEUE_URL": clean_redis, "NUVEM_RECORDS_URL": postgres_url}
+    env["NUVEM_JOB_LEASE"] = "2"
+    a = GatewayProcess(app_root, app_root / "nuvem.yaml", env, state="state-a")
+    b = GatewayProcess(app_root, app_root / "nuvem.yaml", env, state="state-b")
+    a.start()
+    await a.ready("work", 1)  # the first one creates the schema and the admin
+    b.start()
+    await b.ready("work", 1)
+    try:
+        ids: list[str] = []
+        async with (
+            httpx.AsyncClient(base_url=a.url, auth=("admin", ADMIN_PASSWORD)) as on_a,
+            httpx.AsyncClient(base_url=b.url, auth=("admin", ADMIN_PASSWORD)) as on_b,
+        ):
+            for i in range(JOBS):
+                client = on_a if i % 2 else on_b
+                response = await client.post("/async-function/work", content=f"job-{i}".encode())
+                assert response.status_code == 202
+                ids.append(response.headers["x-call-id"])
+                if i == JOBS // 2:
+                    assert a.process is not None
+                    a.kill()  # mid-run, with jobs claimed by it
+                    on_a = on_b  # its clients fail over to the survivor
+            assert a.process is not None
+            pids = {str(a.process.pid), str(b.process.pid if b.process else "")}
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while True:
+                listing = (await on_b.get("/system/jobs?limit=1000")).json()
+                done = [j for j in listing if j["state"] == "succeeded"]
+                if len(done) == JOBS:
+                    break
+                assert loop.time() < deadline, sorted({j["state"] for j in listing})
+                await asyncio.sleep(0.2)
+            assert {j["id"] for j in listing} == set(ids)
+            ran_by = set()
+            for i, job_id in enumerate(ids):
+                result = await on_b.get(f"/system/jobs/{job_id}/result")
+                body = result.content.decode()
+                assert body.startswith(f"job-{i} by ")
+                ran_by.add(body.rsplit(" ", 1)[1])
+            assert ran_by == pids  # both gateways completed jobs
+    finally:
+        b.stop()
+        a.stop()

@@ -1,0 +1,87 @@
+"""Upgrading keeps data: a records file from before migrations opens at the new version."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from nuvem.errors import NuvemError
+from nuvem.stores.migrations import Migration, upgrade
+from nuvem.stores.postgres import PostgresRecordStore
+from nuvem.stores.sql_jobs import SqlJobStore
+from nuvem.stores.sqlite import SCHEMA_VERSION, SqliteRecordStore
+
+# The schema nuvem 0.1.0 wrote, before versioned migrations: version 1 in settings.
+V1 = """
+CREATE TABLE functions (name VARCHAR PRIMARY KEY, spec TEXT NOT NULL, replicas INTEGER NOT NULL,
+    created_at FLOAT NOT NULL, updated_at FLOAT NOT NULL);
+CREATE TABLE api_keys (id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL,
+    secret_hash VARCHAR NOT NULL, functions TEXT, created_at FLOAT NOT NULL, revoked_at FLOAT);
+CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, time FLOAT NOT NULL,
+    kind VARCHAR NOT NULL, function VARCHAR, message TEXT NOT NULL, data TEXT NOT NULL);
+CREATE INDEX events_by_function ON events (function, id);
+CREATE TABLE settings (name VARCHAR PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO settings VALUES ('schema_version', '1'), ('admin_password_hash', 'kept');
+INSERT INTO functions VALUES ('echo',
+    '{"name": "echo", "handler": "functions:echo"}', 2, 1.0, 2.0);
+INSERT INTO events (time, kind, function, message, data)
+    VALUES (3.0, 'deployed', 'echo', 'deployed echo', '{}');
+"""
+
+
+def test_sqlite_v1_file_upgrades_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "nuvem.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(V1)
+        conn.commit()
+    store = SqliteRecordStore(path)
+    try:
+        assert store.get_setting("schema_version") == str(SCHEMA_VERSION)
+        assert store.get_setting("admin_password_hash") == "kept"
+        (function,) = store.list_functions()
+        assert function.spec.name == "echo"
+        assert function.replicas == 2
+        assert [e.message for e in store.list_events()] == ["deployed echo"]
+    finally:
+        store.close()
+    with closing(sqlite3.connect(path)) as conn:
+        indexes = {row[1] for row in conn.execute("PRAGMA index_list(events)")}
+    assert "events_by_time" in indexes
+
+
+def test_upgrading_twice_applies_nothing(tmp_path: Path) -> None:
+    SqliteRecordStore(tmp_path / "nuvem.db").close()
+    applied: list[int] = []
+    steps = [Migration(1, "one", lambda conn: applied.append(1))]
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    version = {"v": 0}
+    with engine.begin() as conn:
+        upgrade(conn, steps, lambda c: version["v"], lambda c, v: version.update(v=v), "db")
+        upgrade(conn, steps, lambda c: version["v"], lambda c, v: version.update(v=v), "db")
+    engine.dispose()
+    assert applied == [1]
+    assert version["v"] == 1
+
+
+def test_newer_database_is_refused_untouched(tmp_path: Path) -> None:
+    steps = [Migration(1, "one", lambda conn: None)]
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'db'}")
+    with engine.begin() as conn, pytest.raises(NuvemError, match="schema version '7'"):
+        upgrade(conn, steps, lambda c: 7, lambda c, v: None, "db")
+    engine.dispose()
+
+
+def test_postgres_gateways_starting_together_upgrade_once(postgres_url: str) -> None:
+    stores = [PostgresRecordStore(postgres_url) for _ in range(3)]
+    jobs = [SqlJobStore.postgres(postgres_url) for _ in range(2)]
+    try:
+        assert {s.get_setting("schema_version") for s in stores} == {str(SCHEMA_VERSION)}
+    finally:
+        for store in stores:
+            store.close()
+        for job_store in jobs:
+            job_store.close()

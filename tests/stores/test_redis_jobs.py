@@ -1,0 +1,101 @@
+"""What only the Redis Streams queue does: take over from dead consumers, keep live ones'
+entries, re-enqueue jobs a crash left out of the stream, share work between gateways."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from nuvem.stores.job import Finish, JobRequest, JobResult, JobState, NewJob
+from nuvem.stores.redis_jobs import RedisJobStore
+from nuvem.stores.sql_jobs import SqlJobStore
+from support import wait_until
+
+pytestmark = pytest.mark.anyio
+RESULT = JobResult(200, (), b"ok", 0.1)
+
+
+def new(job_id: str) -> NewJob:
+    return NewJob(job_id, "f", JobRequest("POST", "/", "", (), b""), max_attempts=5)
+
+
+@pytest.fixture
+def gateways(postgres_url: str, clean_redis: str) -> Iterator[tuple[RedisJobStore, RedisJobStore]]:
+    a = RedisJobStore(SqlJobStore.postgres(postgres_url), clean_redis)
+    b = RedisJobStore(SqlJobStore.postgres(postgres_url), clean_redis)
+    yield a, b
+    a.close()
+    b.close()
+
+
+async def test_dead_consumers_entries_are_taken_over(
+    gateways: tuple[RedisJobStore, RedisJobStore],
+) -> None:
+    a, b = gateways
+    a.submit(new("j1"))
+    assert [j.id for j in a.claim("a", {"f": 1}, lease=0.3)] == ["j1"]
+    # "a" dies here: it never renews. "b" takes the entry once it is idle past the lease.
+    taken: list[str] = []
+
+    def b_claims() -> bool:
+        taken.extend(j.id for j in b.claim("b", {"f": 1}, lease=0.3))
+        return bool(taken)
+
+    await wait_until(b_claims, within=10, what="b takes over j1")
+    job = b.get("j1")
+    assert job is not None
+    assert job.attempts == 2
+    assert not a.finish("a", "j1", Finish(JobState.SUCCEEDED, RESULT))
+    assert b.finish("b", "j1", Finish(JobState.SUCCEEDED, RESULT, expires_at=1e12))
+    pending = b.redis.xpending("nuvem:jobs:f", "nuvem")
+    assert pending["pending"] == 0
+
+
+async def test_a_live_consumer_keeps_its_job(
+    gateways: tuple[RedisJobStore, RedisJobStore],
+) -> None:
+    a, b = gateways
+    a.submit(new("j1"))
+    a.claim("a", {"f": 1}, lease=0.3)
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 1.2
+    while loop.time() < until:  # four leases long: "a" renews, "b" must never get it
+        assert a.renew("a", ["j1"], lease=0.3) == set()
+        assert b.claim("b", {"f": 1}, lease=0.3) == []
+        await asyncio.sleep(0.1)
+    assert a.finish("a", "j1", Finish(JobState.SUCCEEDED, RESULT, expires_at=1e12))
+
+
+def test_job_missing_from_the_stream_is_enqueued_again(postgres_url: str, clean_redis: str) -> None:
+    now = [1000.0]
+    records = SqlJobStore.postgres(postgres_url, clock=lambda: now[0])
+    store = RedisJobStore(records, clean_redis, clock=lambda: now[0])
+    try:
+        records.submit(new("lost"))  # as if the gateway died between the SQL write and XADD
+        assert store.claim("g", {"f": 1}, lease=1.0) == []
+        now[0] += 5
+        assert [j.id for j in store.claim("g", {"f": 1}, lease=1.0)] == ["lost"]
+        # A job the stream still holds is not added twice.
+        store.submit(new("held"))
+        now[0] += 5
+        store.claim("g", {"f": 0}, lease=1.0)
+        assert store.redis.xlen("nuvem:jobs:f") == 2
+    finally:
+        store.close()
+
+
+def test_two_gateways_share_the_work_without_overlap(
+    gateways: tuple[RedisJobStore, RedisJobStore],
+) -> None:
+    a, b = gateways
+    for i in range(40):
+        (a if i % 2 else b).submit(new(f"j{i}"))
+    seen: list[str] = []
+    for _ in range(10):
+        for owner, store in (("a", a), ("b", b)):
+            for job in store.claim(owner, {"f": 3}, lease=30):
+                seen.append(job.id)
+                assert store.finish(owner, job.id, Finish(JobState.SUCCEEDED, RESULT))
+    assert sorted(seen) == sorted(f"j{i}" for i in range(40))
