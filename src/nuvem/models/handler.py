@@ -68,6 +68,7 @@ class ModelHandler:
                 model,
                 [TensorSpec(name=onnx_export.INPUT, datatype="FP32", shape=(-1, 3, 224, 224))],
                 [TensorSpec(name=onnx_export.OUTPUT, datatype="FP32", shape=(-1, 1000))],
+                channels_last=True,
             )
         assert spec.path is not None
         if spec.resolved_engine() == "onnxruntime":
