@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from nuvem.control.deployment import Deployment
-from nuvem.errors import NotFound
-from nuvem.gateway.model_index import ModelIndex
+from nuvem.errors import Conflict, NotFound
+from nuvem.gateway.model_index import ModelIndex, check_version_free
 from nuvem.routing.router import Router
 from nuvem.spec.function import FunctionSpec
 
@@ -56,3 +56,11 @@ def test_unknown_models_and_versions_say_what_exists() -> None:
         index.resolve("x")
     with pytest.raises(NotFound, match=r"no version '3' \(versions: 1\)"):
         index.resolve("clf", "3")
+
+
+def test_a_model_version_served_twice_is_a_conflict() -> None:
+    deployed = Deployed({"name": "a", "model": model("clf", "1")})
+    again = FunctionSpec.model_validate({"name": "b", "model": model("clf", "1")})
+    with pytest.raises(Conflict, match="version '1' is already served by function 'a'"):
+        check_version_free(again, deployed.deployments)
+    check_version_free(again.model_copy(update={"name": "a"}), deployed.deployments)  # update

@@ -91,3 +91,16 @@ def test_batching_and_model_change_the_fingerprint() -> None:
     base = FunctionSpec(name="m", model={"path": "/m.onnx"})
     batched = FunctionSpec(name="m", model={"path": "/m.onnx"}, batching={"max_batch_size": 4})
     assert base.fingerprint() != batched.fingerprint()
+
+
+def test_two_functions_serving_one_model_version_is_an_error(tmp_path: Path) -> None:
+    text = (
+        "functions:\n"
+        "  a:\n"
+        "    model: {path: m.onnx, name: clf, version: 1}\n"
+        "  b:\n"
+        "    model: {path: m.onnx, name: clf, version: 1}\n"
+    )
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    with pytest.raises(SpecError, match=r"nuvem.yaml:5: functions.b.model: model 'clf' version"):
+        load_stack_text(text, "nuvem.yaml", tmp_path)

@@ -7,9 +7,12 @@ none is given); each declares one version. The default version is the one marked
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from nuvem.control.controller import Controller
 from nuvem.control.deployment import Deployment
-from nuvem.errors import NotFound
+from nuvem.errors import Conflict, NotFound
+from nuvem.spec.function import FunctionSpec
 
 
 def model_name(deployment: Deployment) -> str | None:
@@ -68,3 +71,23 @@ class ModelIndex:
         if marked:
             return max(marked, key=_version_key)
         return max(versions, key=_version_key)
+
+
+def check_version_free(spec: FunctionSpec, deployments: Mapping[str, Deployment]) -> None:
+    """Refuse a function whose model name and version another function already serves."""
+    if spec.model is None:
+        return
+    name = spec.model.name or spec.name
+    for other in deployments.values():
+        theirs = other.spec.model
+        if (
+            other.name != spec.name
+            and theirs is not None
+            and model_name(other) == name
+            and theirs.version == spec.model.version
+        ):
+            raise Conflict(
+                f"model {name!r} version {spec.model.version!r} is already served by "
+                f"function {other.name!r}",
+                "give this function's model another version, or remove that function",
+            )

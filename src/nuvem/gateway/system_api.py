@@ -13,6 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 
 import nuvem
 from nuvem.errors import BadRequest, Conflict, NotFound
+from nuvem.gateway.model_index import check_version_free
 from nuvem.gateway.platform import Platform
 from nuvem.gateway.schemas import (
     DeleteRequest,
@@ -83,6 +84,7 @@ def create_function(platform: Admin, spec: FunctionSpec) -> FunctionStatus:
             f"function {spec.name!r} already exists", "update it with PUT /system/functions"
         )
     _validate_placement(spec)
+    check_version_free(spec, platform.controller.deployments)
     return FunctionStatus.of(platform.controller.deploy(spec))
 
 
@@ -91,6 +93,7 @@ def update_function(platform: Admin, spec: FunctionSpec) -> FunctionStatus:
     """Update a deployed function; replicas roll over to the new spec without downtime."""
     platform.controller.get(spec.name)
     _validate_placement(spec)
+    check_version_free(spec, platform.controller.deployments)
     return FunctionStatus.of(platform.controller.deploy(spec))
 
 

@@ -132,7 +132,21 @@ def _resolve_roots(stack: Stack, root: Path) -> Stack:
 def _check_model_files(stack: Stack, name: str, spots: dict[Loc, _Spot]) -> None:
     """A model whose file is missing fails here, at deploy time, not in a replica later."""
     problems = []
+    served: dict[tuple[str, str], str] = {}
     for key, spec in stack.functions.items():
+        if spec.model is not None:
+            version = (spec.model.name or key, spec.model.version)
+            if version in served:
+                where: Loc = ("functions", key, "model")
+                problems.append(
+                    _Problem(
+                        _line_for(where, "value_error", spots),
+                        _dotted(where),
+                        f"model {version[0]!r} version {version[1]!r} is also served by "
+                        f"function {served[version]!r}; give each function its own version",
+                    )
+                )
+            served.setdefault(version, key)
         missing = spec.model.missing_file() if spec.model is not None else None
         if missing is None:
             continue
