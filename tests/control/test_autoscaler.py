@@ -94,6 +94,27 @@ def test_a_waiting_call_wakes_a_function_at_zero() -> None:
     assert decision.desired == 1
 
 
+def test_an_open_loop_burst_is_sized_by_arrivals_not_by_its_growing_queue() -> None:
+    # 60 calls/s of 50 ms calls on one 1-slot replica: the queue grows by 40/s, but three
+    # replicas' worth of calls arrive, and half a replica more clears the 20 waiting within
+    # the panic window (2 s). Counting the queue as load would ask for 21.
+    burst = Load(inflight=1, queued=20, rps=60, latency=0.05, growth=40)
+    decision = decide(context(1, burst), config(max=30))
+    assert decision.desired == 4
+    assert "(+40/s)" in decision.reason
+
+
+def test_a_standing_queue_of_waiting_callers_is_all_load() -> None:
+    # 20 closed-loop clients on one replica: 19 always wait, arrivals equal its capacity.
+    standing = Load(inflight=1, queued=19, rps=20, latency=0.05, growth=0.5)
+    assert decide(context(1, standing), config(max=30)).desired == 20
+
+
+def test_a_draining_queue_asks_for_no_more_replicas() -> None:
+    draining = Load(inflight=4, queued=12, rps=60, latency=0.05, growth=-20)
+    assert decide(context(4, draining), config()).desired == 4
+
+
 def test_rps_mode_divides_the_request_rate_by_the_target() -> None:
     decision = decide(context(1, Load(rps=95)), config(mode="rps", target=20))
     assert decision.desired == 5
@@ -135,7 +156,14 @@ def test_rps_without_a_target_is_refused_with_the_fix() -> None:
 # -- invariants -------------------------------------------------------------------------------
 
 amounts = st.floats(min_value=0, max_value=500, allow_nan=False)
-loads = st.builds(Load, inflight=amounts, queued=amounts, rps=amounts, latency=amounts)
+loads = st.builds(
+    Load,
+    inflight=amounts,
+    queued=amounts,
+    rps=amounts,
+    latency=st.floats(min_value=0, max_value=5),
+    growth=st.floats(min_value=-200, max_value=200),
+)
 modes = st.sampled_from(["concurrency", "rps", "queue"])
 
 
@@ -213,7 +241,8 @@ def test_more_load_never_asks_for_fewer_replicas(
         low.inflight + extra.inflight,
         low.queued + extra.queued,
         low.rps + extra.rps,
-        low.latency,
+        low.latency,  # with the queue's trend, what the amounts mean, not an amount
+        low.growth,
     )
     lighter = decide(context(desired, low, slots=slots), scaling).desired
     heavier = decide(context(desired, high, slots=slots), scaling).desired

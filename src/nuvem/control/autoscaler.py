@@ -33,15 +33,36 @@ class Load:
     queued: float = 0.0  # calls waiting for a free slot, time-averaged
     rps: float = 0.0  # calls arriving per second
     latency: float = 0.0  # mean service time of the calls that completed, in seconds
+    growth: float = 0.0  # calls per second by which the queue grew (negative: it drained)
 
     @property
     def concurrency(self) -> float:
         return self.inflight + self.queued
 
+    def queue_standing(self) -> bool:
+        """The queue holds steady: the same callers keep waiting (closed-loop clients), so
+        every queued call is load. A growing queue measures how long a burst has lasted and
+        a draining one a burst already met; neither says how much load there is."""
+        return abs(self.growth) <= max(1.0, 0.25 * self.queued)
+
+    def demand(self, drain_s: float) -> float:
+        """Calls the function would have in flight if nothing had to wait: those running and
+        those in a standing queue; while the queue grows or drains instead, arrivals times
+        service time (Little's law without the queue's wait) plus what clears the backlog
+        within `drain_s`. That sizes an open-loop burst by its rate, not by its queue, which
+        grows for as long as the burst has lasted."""
+        if self.latency <= 0:
+            return self.concurrency  # nothing completed yet: no service time to go by
+        if self.queue_standing():
+            return max(self.concurrency, self.rps * self.latency)
+        backlog = min(self.queued, self.queued * self.latency / drain_s)
+        return max(self.inflight, self.rps * self.latency + backlog)
+
     def describe(self) -> str:
+        trend = "" if self.queue_standing() else f" ({self.growth:+.0f}/s)"
         return (
-            f"{self.inflight:.1f} in flight, {self.queued:.1f} queued, {self.rps:.1f} req/s, "
-            f"{self.latency * 1000:.0f} ms"
+            f"{self.inflight:.1f} in flight, {self.queued:.1f} queued{trend}, "
+            f"{self.rps:.1f} req/s, {self.latency * 1000:.0f} ms"
         )
 
 
@@ -86,7 +107,7 @@ def replicas_for(load: Load, config: Scaling, slots: int) -> float:
         # Running calls fill replicas at their slot count; every `target` waiting calls
         # ask for one replica more.
         return load.inflight / slots + load.queued / target
-    return load.concurrency / target
+    return load.demand(config.panic_window_s) / target
 
 
 def _whole(replicas: float) -> int:

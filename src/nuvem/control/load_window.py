@@ -37,6 +37,7 @@ def between(a: Sample, b: Sample) -> Load:
         queued=(b.queued_seconds - a.queued_seconds) / elapsed,
         rps=(b.arrivals - a.arrivals) / elapsed,
         latency=(b.service_seconds - a.service_seconds) / done if done > 0 else 0.0,
+        growth=(b.queued - a.queued) / elapsed,
     )
 
 
@@ -115,7 +116,7 @@ class LoadWindow:
             if reached_start:
                 break
             newer = older
-        return Load(busiest.inflight, busiest.queued, rps, latency)
+        return Load(busiest.inflight, busiest.queued, rps, latency, busiest.growth)
 
     def idle_for(self, now: float) -> float:
         return 0.0 if self.last_active is None else max(0.0, now - self.last_active)
