@@ -1,0 +1,59 @@
+"""The warm pool with real processes: who gets a pre-started worker, and what it carries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import Running
+from nuvem.runtime.local import LocalRuntime
+from support import wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+def pool_of(gateway: Running) -> LocalRuntime:
+    runtime = gateway.platform.controller.runtime
+    assert isinstance(runtime, LocalRuntime)
+    return runtime
+
+
+def environ_of(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/environ").read_bytes()
+
+
+async def test_an_idle_worker_carries_no_function_variables(gateway: Running) -> None:
+    runtime = pool_of(gateway)
+    await gateway.deploy(
+        "functions: {secretive: {handler: 'handlers:describe', env: {API_TOKEN: s3cr3t-v4lue}}}"
+    )
+    await wait_until(lambda: runtime.pool.idle_count() == 1, within=20, what="pool filled")
+    (idle,) = [i for group in runtime.pool._idle.values() for i in group]
+    environ = environ_of(idle.process.pid)
+    assert b"s3cr3t-v4lue" not in environ
+    assert b"NUVEM_FUNCTION" not in environ
+
+
+async def test_start_time_variables_of_its_own_mean_a_spawned_worker(gateway: Running) -> None:
+    runtime = pool_of(gateway)
+    await gateway.deploy("functions: {plain: {handler: 'handlers:echo'}}")
+    await wait_until(lambda: runtime.pool.idle_count() == 1, within=20, what="pool filled")
+    hits = runtime.pool.hits
+    await gateway.deploy(
+        "functions: {seeded: {handler: 'handlers:describe', env: {PYTHONHASHSEED: '7'}}}"
+    )
+    assert runtime.pool.hits == hits  # the idle worker started with another hash seed
+    answer = (await gateway.invoke("seeded")).json()
+    assert answer["replica"] == gateway.platform.controller.get("seeded").ready()[0].id
+
+
+async def test_closing_the_pool_ends_its_idle_workers(gateway: Running) -> None:
+    runtime = pool_of(gateway)
+    await gateway.deploy("functions: {plain: {handler: 'handlers:echo'}}")
+    await wait_until(lambda: runtime.pool.idle_count() == 1, within=20, what="pool filled")
+    (idle,) = [i for group in runtime.pool._idle.values() for i in group]
+    await runtime.close()
+    assert idle.process.returncode is not None
+    assert runtime.pool.idle_count() == 0
+    assert (await gateway.invoke("plain", b"still")).text == "still"
