@@ -24,6 +24,7 @@ class Settings:
     open_metrics: bool = True
     open_health: bool = True
     warm_workers: int = 1  # pre-started workers per Python environment, for fast cold starts
+    tick_interval: float = 1.0  # seconds between the controller's reconcile steps
     # Async jobs: where the queue and records live (empty: SQLite under state_dir), how long a
     # crashed gateway's jobs wait before running again, and callback hosts allowed even when
     # link-local or metadata addresses.
@@ -44,6 +45,7 @@ class Settings:
             open_metrics=_flag(env.get("NUVEM_OPEN_METRICS"), default=True),
             open_health=_flag(env.get("NUVEM_OPEN_HEALTH"), default=True),
             warm_workers=int(env.get("NUVEM_WARM_WORKERS") or 1),
+            tick_interval=float(env.get("NUVEM_TICK_INTERVAL") or 1.0),
             queue_url=env.get("NUVEM_QUEUE_URL", ""),
             records_url=env.get("NUVEM_RECORDS_URL", ""),
             job_lease=float(env.get("NUVEM_JOB_LEASE") or 15.0),

@@ -47,7 +47,7 @@ class Platform:
         runtime: Runtime | None = None,
         environments: Environments | None = None,
         on_progress: Callable[[ProgressEvent], None] | None = None,
-        tick_interval: float = 1.0,
+        tick_interval: float | None = None,  # default: settings.tick_interval
     ) -> Platform:
         settings = apply_stores(settings, stack.stores if stack is not None else None)
         state = settings.state_dir
@@ -74,7 +74,7 @@ class Platform:
             environments=environments or EnvironmentBuilder(state, on_progress=progress),
             logbook=logbook,
             metrics=metrics,
-            tick_interval=tick_interval,
+            tick_interval=tick_interval or settings.tick_interval,
         )
         deployments = controller.deployments
         password_file = ensure_admin(records, state, settings.admin_password)
