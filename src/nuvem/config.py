@@ -32,6 +32,10 @@ class Settings:
     records_url: str = ""
     job_lease: float = 15.0
     callback_allow_hosts: frozenset[str] = frozenset()
+    # Calls per second per API key (0: unlimited), and how many may come at once; shared
+    # by every gateway through Redis when the queue is Redis.
+    rate_limit: float = 0.0
+    rate_burst: int = 0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -54,6 +58,8 @@ class Settings:
                 for h in env.get("NUVEM_CALLBACK_ALLOW_HOSTS", "").split(",")
                 if h.strip()
             ),
+            rate_limit=float(env.get("NUVEM_RATE_LIMIT") or 0.0),
+            rate_burst=int(env.get("NUVEM_RATE_BURST") or 0),
         )
 
 

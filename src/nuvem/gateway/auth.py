@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from nuvem import security
-from nuvem.errors import Forbidden, Unauthorized
+from nuvem.errors import Forbidden, Overloaded, Unauthorized
+from nuvem.gateway.rate_limit import RateLimiter
 from nuvem.types import ApiKeyRecord, RecordStore
 
 ADMIN_USER = "admin"
@@ -45,9 +46,15 @@ def ensure_admin(records: RecordStore, state_dir: Path, given_password: str | No
 
 
 class Authenticator:
-    def __init__(self, records: RecordStore, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        records: RecordStore,
+        clock: Callable[[], float] = time.monotonic,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self.records = records
         self.clock = clock
+        self.limiter = limiter  # calls per second per API key; the admin is not limited
         # Verified admin passwords, as keyed digests, so scrypt runs once per password and
         # process rather than on every call; the key never leaves this process.
         self._pepper = secrets.token_bytes(32)
@@ -120,6 +127,14 @@ class Authenticator:
                 f"API key {record.id} may not invoke {function!r} (it may invoke: {allowed})",
                 f"create a key for it: nuvem keys create --functions {function}",
             )
+        if self.limiter is not None:
+            wait = self.limiter.take(record.id)
+            if wait > 0:
+                raise Overloaded(
+                    f"API key {record.id} is over its rate limit",
+                    "retry after the time in Retry-After, or raise NUVEM_RATE_LIMIT",
+                    retry_after=wait,
+                )
 
     def _key_for(self, token: str) -> ApiKeyRecord | None:
         parsed = security.parse_api_key(token)

@@ -11,6 +11,7 @@ from nuvem.config import Settings
 from nuvem.control.controller import Controller, Environments, Runtime
 from nuvem.control.deployment import Deployment
 from nuvem.gateway.auth import Authenticator, ensure_admin
+from nuvem.gateway.rate_limit import open_rate_limiter
 from nuvem.jobs.service import JobService
 from nuvem.metrics.registry import Metrics
 from nuvem.runtime.environment import EnvironmentBuilder, ProgressEvent
@@ -82,7 +83,7 @@ class Platform:
             settings=settings,
             records=records,
             controller=controller,
-            auth=Authenticator(records),
+            auth=Authenticator(records, limiter=open_rate_limiter(settings)),
             logbook=logbook,
             metrics=metrics,
             admin_password_file=password_file,

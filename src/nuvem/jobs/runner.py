@@ -67,6 +67,8 @@ class JobRunner:
         self._callbacks: set[asyncio.Task[None]] = set()
         self._renewed_at = 0.0
         self._purged_at = 0.0
+        self._callbacks_at = 0.0
+        self._finished_here = False
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -119,7 +121,12 @@ class JobRunner:
         if now - self._renewed_at >= self.options.lease / 3:
             self._renewed_at = now
             self._renew()
-        self._claim_callbacks()
+        # Callbacks are looked for when a job finished here, and every poll interval for
+        # retries and other gateways' jobs: not on every submit's wake-up.
+        if self._finished_here or now - self._callbacks_at >= self.options.poll_interval:
+            self._finished_here = False
+            self._callbacks_at = now
+            self._claim_callbacks()
         if now - self._purged_at >= self.options.purge_interval:
             self._purged_at = now
             purged = self.store.purge(now)
@@ -211,6 +218,7 @@ class JobRunner:
             )
         if not self.store.finish(self.owner, job.id, finish):
             log.info("job %s ended here after its lease was lost; result dropped", job.id)
+        self._finished_here = True
         self.wake()
 
     async def _deliver(self, job: Job) -> None:

@@ -159,8 +159,20 @@ class SqlJobStore:
             if existing is None:
                 raise
             return existing, False
-        stored = self.get(job.id)
-        assert stored is not None
+        # Built here rather than read back: a submit is on the accept path, one write only.
+        stored = Job(
+            id=job.id,
+            function=job.function,
+            state=JobState.QUEUED,
+            request=job.request,
+            attempts=0,
+            max_attempts=job.max_attempts,
+            created_at=now,
+            updated_at=now,
+            available_at=now,
+            callback_url=job.callback_url,
+            callback_state=CallbackState(values["callback_state"]),
+        )
         return stored, True
 
     def _by_idempotency_key(self, key: str) -> Job | None:

@@ -1,0 +1,81 @@
+"""Rate limits per API key: a token bucket, in this process or shared through Redis.
+
+Every key may make `rate` calls per second on average and `burst` at once. With a Redis
+queue configured, the bucket lives in Redis, updated by one atomic script that reads
+Redis's own clock, so every gateway draws from the same bucket.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from nuvem.config import Settings
+
+KEY_PREFIX = "nuvem:rate:"
+
+
+class RateLimiter(Protocol):
+    def take(self, key: str) -> float:
+        """Take one token; 0.0 when allowed, else the seconds until a token is free."""
+        ...
+
+
+class MemoryRateLimiter:
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+
+    def take(self, key: str) -> float:
+        now = self.clock()
+        tokens, at = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[key] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+
+_SCRIPT = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return tostring(wait)
+"""
+
+
+class RedisRateLimiter:
+    def __init__(self, url: str, rate: float, burst: int, client: Any = None) -> None:
+        import redis  # loads only when a Redis queue is configured
+
+        self.rate = rate
+        self.burst = burst
+        self.redis: Any = client or redis.Redis.from_url(url)
+        self._script = self.redis.register_script(_SCRIPT)
+
+    def take(self, key: str) -> float:
+        return float(self._script(keys=[KEY_PREFIX + key], args=[self.rate, self.burst]))
+
+
+def open_rate_limiter(settings: Settings) -> RateLimiter | None:
+    if settings.rate_limit <= 0:
+        return None
+    burst = settings.rate_burst or max(1, round(settings.rate_limit))
+    if settings.queue_url.startswith(("redis://", "rediss://")):
+        return RedisRateLimiter(settings.queue_url, settings.rate_limit, burst)
+    return MemoryRateLimiter(settings.rate_limit, burst)
