@@ -69,6 +69,7 @@ class RawRun:
     threads: int
     batch: int
     images_per_s: float
+    cores: float  # CPU the processes got, in cores: less than asked means a busy machine
 
     @property
     def layout(self) -> str:
@@ -77,8 +78,9 @@ class RawRun:
 
 def raw_worker(
     arch: str, weights: str, engine: str, threads: int, batch: int, seconds: float, onnx: str | None
-) -> float:
-    """Images per second of one process running the model back to back (a subprocess)."""
+) -> tuple[float, float]:
+    """Images per second of one process running the model back to back (a subprocess), and
+    the CPU it got, in cores."""
     import torch
 
     torch.set_num_threads(threads)
@@ -107,11 +109,12 @@ def raw_worker(
 
     run()  # warm-up: lazy initialisation and allocator growth are not throughput
     run()
-    done, began = 0, time.perf_counter()
+    done, began, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - began < seconds:
         run()
         done += batch
-    return done / (time.perf_counter() - began)
+    wall = time.perf_counter() - began
+    return done / wall, (time.process_time() - cpu) / wall
 
 
 def measure_raw(
@@ -142,13 +145,15 @@ def measure_raw(
         subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         for _ in range(processes)
     ]
-    total = 0.0
+    total = used = 0.0
     for process in running:
         stdout, stderr = process.communicate(timeout=seconds * 4 + 120)
         if process.returncode != 0:
             raise BenchError(f"raw run failed: {stderr.decode()[-2000:]}")
-        total += float(stdout.decode().strip().splitlines()[-1])
-    return RawRun(engine, processes, threads, batch, total)
+        rate, cores = stdout.decode().strip().splitlines()[-1].split()
+        total += float(rate)
+        used += float(cores)
+    return RawRun(engine, processes, threads, batch, total, used)
 
 
 def layouts() -> list[tuple[int, int]]:
@@ -157,6 +162,41 @@ def layouts() -> list[tuple[int, int]]:
 
 
 # -- served ----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Served:
+    load: Measurement
+    cores: float  # CPU nuvem's processes (gateway and replicas) got, in cores
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.load.requests_per_s
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time so far of a process and all its descendants (Linux /proc)."""
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, CPU seconds)
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                stats[int(entry.name)] = (
+                    int(fields[1]),
+                    (int(fields[11]) + int(fields[12])) / tick,
+                )
+    family, total = {pid}, 0.0
+    grew = True
+    while grew:
+        grew = False
+        for child, (parent, _) in stats.items():
+            if parent in family and child not in family:
+                family.add(child)
+                grew = True
+    for member in family:
+        total += stats.get(member, (0, 0.0))[1]
+    return total
 
 
 _LUA = """\
@@ -215,7 +255,7 @@ def nuvem(workdir: Path, stack: str, function: str) -> Iterator[tuple[str, str]]
                 return bool(status["status"] == "ready")
 
             server.wait_until(f"{function} ready", ready, START_TIMEOUT)
-        yield base, created.json()["key"]
+        yield base, created.json()["key"], server.process.pid
     finally:
         server.stop(timeout=60)
 
@@ -242,9 +282,9 @@ def measure_served(
     run: RawRun,
     image: Path,
     seconds: int,
-) -> dict[int, Measurement]:
+) -> dict[int, Served]:
     results = {}
-    with nuvem(workdir, served_stack(arch, weights, engine, run), arch) as (base, key):
+    with nuvem(workdir, served_stack(arch, weights, engine, run), arch) as (base, key, pid):
         url = f"{base}/predictions/{arch}"
         answer = httpx.post(
             url, content=image.read_bytes(), headers={"authorization": f"Bearer {key}"}, timeout=60
@@ -255,7 +295,10 @@ def measure_served(
         script.write_text(_LUA.replace("{path}", json.dumps(str(image))).replace("{key}", key))
         for concurrency in CONCURRENCY:
             run_wrk(url, script, concurrency, max(2, seconds // 3))  # warm-up
-            results[concurrency] = run_wrk(url, script, concurrency, seconds)
+            before, began = cpu_seconds(pid), time.perf_counter()
+            measured = run_wrk(url, script, concurrency, seconds)
+            cores = (cpu_seconds(pid) - before) / (time.perf_counter() - began)
+            results[concurrency] = Served(measured, cores)
             m = results[concurrency]
             err.print(f"  {engine} c={concurrency}: {m.requests_per_s:.1f} images/s")
     return results
@@ -293,8 +336,8 @@ def make_jpeg(folder: Path) -> Path:
 # -- report ----------------------------------------------------------------------------------
 
 
-def render(raw: list[RawRun], served: dict[str, dict[int, Measurement]], limit: float) -> None:
-    table = Table(title="raw, in-process (images/s)", box=box.SIMPLE)
+def render(raw: list[RawRun], served: dict[str, dict[int, Served]], limit: float) -> None:
+    table = Table(title="raw, in-process: images/s (cores the processes got)", box=box.SIMPLE)
     table.add_column("engine")
     table.add_column("layout (processes x threads)")
     for batch in BATCHES:
@@ -302,14 +345,15 @@ def render(raw: list[RawRun], served: dict[str, dict[int, Measurement]], limit: 
     for engine in sorted({r.engine for r in raw}):
         for layout in sorted({r.layout for r in raw if r.engine == engine}):
             cells = {
-                r.batch: f"{r.images_per_s:.1f}"
+                r.batch: f"{r.images_per_s:.1f} ({r.cores:.1f})"
                 for r in raw
                 if r.engine == engine and r.layout == layout
             }
             table.add_row(engine, layout, *(cells.get(b, "-") for b in BATCHES))
     out.print(table)
     table = Table(title="served by nuvem: JPEG over HTTP to /predictions", box=box.SIMPLE)
-    for column in ("engine", "concurrency", "images/s", "p50 ms", "p99 ms", "served/raw eager"):
+    columns = ("engine", "concurrency", "images/s", "p50 ms", "p99 ms", "cores", "served/raw")
+    for column in columns:
         table.add_column(column, justify="right")
     for engine, runs in served.items():
         for concurrency, m in runs.items():
@@ -317,8 +361,9 @@ def render(raw: list[RawRun], served: dict[str, dict[int, Measurement]], limit: 
                 engine,
                 str(concurrency),
                 f"{m.requests_per_s:.1f}",
-                f"{m.p50_ms:.1f}",
-                f"{m.p99_ms:.1f}",
+                f"{m.load.p50_ms:.1f}",
+                f"{m.load.p99_ms:.1f}",
+                f"{m.cores:.2f}",
                 f"{m.requests_per_s / limit:.2f}",
             )
     out.print(table)
@@ -336,7 +381,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--raw-worker":
         arch, weights, engine, threads, batch, seconds, onnx = sys.argv[2:9]
-        print(raw_worker(arch, weights, engine, int(threads), int(batch), float(seconds), onnx))
+        rate, cores = raw_worker(
+            arch, weights, engine, int(threads), int(batch), float(seconds), onnx
+        )
+        print(rate, cores)
         return 0
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="nuvem-bench-models-") as folder:
@@ -413,6 +461,17 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for text, ok in goals:
         out.print(("[green]met[/green]: " if ok else "[red]missed[/red]: ") + text)
+    # On a shared machine the rates follow what the neighbours leave; per core-second of CPU
+    # actually received, served and raw compare fairly even then.
+    per_core = {e: served[e][32].requests_per_s / max(served[e][32].cores, 1e-9) for e in served}
+    raw_per_core = eager_best.images_per_s / max(eager_best.cores, 1e-9)
+    out.print(
+        f"per core-second received at c=32: eager served {per_core['torch']:.1f} images, "
+        f"onnxruntime served {per_core['onnxruntime']:.1f}, raw eager best "
+        f"{raw_per_core:.1f} (served/raw {per_core['torch'] / raw_per_core:.0%} and "
+        f"{per_core['onnxruntime'] / raw_per_core:.0%}); machine load "
+        f"{os.getloadavg()[0]:.1f}"
+    )
     if args.json is not None:
         args.json.write_text(
             json.dumps(
