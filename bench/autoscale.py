@@ -30,6 +30,7 @@ import json
 import os
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -99,14 +100,16 @@ class Platform:
 
 
 @contextlib.contextmanager
-def platform(workdir: Path, name: str, extra_env: dict[str, str]) -> Iterator[Platform]:
+def platform(
+    workdir: Path, name: str, extra_env: dict[str, str], extra_stack: str = ""
+) -> Iterator[Platform]:
     port = free_port()
     base = f"http://{HOST}:{port}"
     password = secrets.token_urlsafe(18)
     folder = workdir / name
     folder.mkdir()
     (folder / "handlers.py").write_text(HANDLERS)
-    (folder / "nuvem.yaml").write_text(STACK)
+    (folder / "nuvem.yaml").write_text(STACK + extra_stack)
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUVEM_")}
     env |= {"NUVEM_ADMIN_PASSWORD": password, "NUVEM_URL": base, **extra_env}
     argv = [sys.executable, "-m", "nuvem.cli.main", "up", "-f", str(folder / "nuvem.yaml")]
@@ -239,14 +242,7 @@ def cold_starts(platform: Platform, count: int) -> list[float]:
     seconds: list[float] = []
     with platform.admin() as admin:
         for _ in range(count):
-            deadline = time.monotonic() + 60
-            while True:
-                status = admin.get("/system/function/cold").json()
-                if status["replicas"] == 0 and sum(status["replicaStates"].values()) == 0:
-                    break
-                if time.monotonic() > deadline:
-                    raise BenchError(f"cold did not go to zero replicas: {status}")
-                time.sleep(0.1)
+            wait_for_zero(admin, "cold")
             began = time.perf_counter()
             response = admin.post("/function/cold")
             elapsed = time.perf_counter() - began
@@ -254,6 +250,93 @@ def cold_starts(platform: Platform, count: int) -> list[float]:
                 raise BenchError(f"a cold call failed: {response.status_code} {response.text}")
             seconds.append(elapsed)
     return seconds
+
+
+MODEL_STACK = """
+  model:
+    model: {{arch: resnet18, weights: {weights}}}
+    timeout: 120s
+    scaling: {{min: 0, max: 1, mode: concurrency, zero_after_s: 5s, panic_window_s: 1s,
+              stable_window_s: 1s, scale_down_delay_s: 0}}
+"""
+# zero_after_s 5s, not 1s: long enough for the pool to have pre-started the next worker
+# (importing torch takes seconds); real functions idle for minutes before going to zero.
+
+# What a model replica does in a fresh process, step by step (run with the bench's Python).
+MODEL_STEPS = """
+import sys, time
+t0 = time.perf_counter()
+import torch
+t1 = time.perf_counter()
+from nuvem.models import architectures, weights
+model = architectures.build("resnet18")
+t2 = time.perf_counter()
+weights.load_weights(model, sys.argv[1]).eval()
+t3 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2)
+"""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ModelResult:
+    cold_s: list[float]  # call to a model function at zero -> its answer
+    import_torch_s: float
+    build_s: float
+    load_weights_s: float
+
+
+def model_weights(workdir: Path) -> Path | None:
+    """A resnet18 weights file (randomly initialised: nothing is downloaded), or None
+    without torch."""
+    try:
+        from nuvem.models import architectures, weights
+    except ImportError:
+        return None
+    return weights.save_weights(architectures.build("resnet18"), workdir / "resnet18.safetensors")
+
+
+def jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 240), (120, 60, 200)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def model_cold_starts(platform: Platform, count: int, weights: Path) -> ModelResult:
+    seconds: list[float] = []
+    image = jpeg()
+    with platform.admin() as admin:
+        for _ in range(count):
+            wait_for_zero(admin, "model")
+            began = time.perf_counter()
+            response = admin.post("/predictions/model", content=image, timeout=180)
+            elapsed = time.perf_counter() - began
+            if response.status_code != 200:
+                raise BenchError(f"a model call failed: {response.status_code} {response.text}")
+            seconds.append(elapsed)
+    steps = subprocess.run(
+        [sys.executable, "-c", MODEL_STEPS, str(weights)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    import_torch, build, load = (float(x) for x in steps.stdout.split())
+    return ModelResult(seconds, import_torch, build, load)
+
+
+def wait_for_zero(admin: httpx.Client, function: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        status = admin.get(f"/system/function/{function}").json()
+        if status["replicas"] == 0 and sum(status["replicaStates"].values()) == 0:
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"{function} did not go to zero replicas: {status}")
+        time.sleep(0.1)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -324,12 +407,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=60.0, help="calls/s after the step")
     parser.add_argument("--step-seconds", type=float, default=20.0)
     parser.add_argument("--cold-starts", type=int, default=15)
+    parser.add_argument("--model-cold-starts", type=int, default=3, help="0: skip the model")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="nuvem-autoscale-") as tmp:
         workdir = Path(tmp)
+        weights = model_weights(workdir) if args.model_cold_starts > 0 else None
+        extra = MODEL_STACK.format(weights=json.dumps(str(weights))) if weights else ""
+        model: ModelResult | None = None
         try:
-            with platform(workdir, "pooled", {}) as pooled:
+            with platform(workdir, "pooled", {}, extra) as pooled:
                 err.print(f"step load on the autoscaled function ({args.rate:g} calls/s)")
                 auto = analyse(asyncio.run(step_load(pooled, "work", args.rate, args.step_seconds)))
                 err.print("the same load with autoscaling off")
@@ -338,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 err.print(f"{args.cold_starts} cold starts with the warm pool")
                 warm = cold_starts(pooled, args.cold_starts)
+                if weights is not None:
+                    err.print(f"{args.model_cold_starts} cold starts of a resnet18 model")
+                    model = model_cold_starts(pooled, args.model_cold_starts, weights)
                 with pooled.admin() as admin:
                     events = admin.get("/system/events", params={"limit": 400}).json()
             with platform(workdir, "spawned", {"NUVEM_WARM_WORKERS": "0"}) as spawned_platform:
@@ -347,6 +437,13 @@ def main(argv: list[str] | None = None) -> int:
             err.print(f"[red]benchmark failed:[/red] {exc}")
             return 2
     out.print(render(auto, fixed, warm, spawned, args.rate))
+    if model is not None:
+        out.print(
+            f"model (resnet18) cold start: p50 {percentile(model.cold_s, 0.5):.2f} s; in a "
+            f"fresh process: import torch {model.import_torch_s:.2f} s, build "
+            f"{model.build_s:.2f} s, load weights {model.load_weights_s:.2f} s",
+            highlight=False,
+        )
     decisions = [e for e in events if e["kind"] == "autoscaled" and e["function"] == "work"]
     for event in decisions[:12]:
         out.print(f"  {event['message']}", highlight=False, soft_wrap=True)
@@ -360,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
                     "cold_spawned_s": spawned,
                     "cold_warm_p50_s": statistics.median(warm),
                     "cold_spawned_p50_s": statistics.median(spawned),
+                    "model": dataclasses.asdict(model) if model else None,
                 },
                 indent=2,
             )

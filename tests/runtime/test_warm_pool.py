@@ -57,3 +57,40 @@ async def test_closing_the_pool_ends_its_idle_workers(gateway: Running) -> None:
     assert idle.process.returncode is not None
     assert runtime.pool.idle_count() == 0
     assert (await gateway.invoke("plain", b"still")).text == "still"
+
+
+def maps_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+@pytest.mark.slow
+async def test_model_replicas_get_workers_with_torch_already_imported(gateway: Running) -> None:
+    pytest.importorskip("torch")
+    from model_support import jpeg, weights_file
+
+    runtime = pool_of(gateway)
+    weights = weights_file("resnet18")
+    await gateway.deploy(
+        f"""
+        functions:
+          echo: {{handler: 'handlers:echo'}}
+          resnet: {{model: {{arch: resnet18, weights: '{weights}'}}, scaling: {{max: 2}}}}
+        """
+    )
+    await wait_until(lambda: runtime.pool.idle_count() == 2, within=120, what="pools filled")
+    idle = {key[2]: group[0] for key, group in runtime.pool._idle.items()}
+    assert set(idle) == {(), ("nuvem.models.handler",)}
+    assert "libtorch" in maps_of(idle[("nuvem.models.handler",)].process.pid)
+    assert "libtorch" not in maps_of(idle[()].process.pid)  # plain functions stay small
+
+    hits = runtime.pool.hits
+    await gateway.admin.post("/system/scale-function/resnet", json={"replicas": 2})
+    deployment = gateway.platform.controller.get("resnet")
+    await wait_until(lambda: len(deployment.ready()) == 2, within=120, what="second replica")
+    assert runtime.pool.hits == hits + 1
+    # The replica from the pool classifies like the spawned one: stop that one, then call.
+    first = min(deployment.ready(), key=lambda r: r.started_at)
+    await first.drain_and_stop(10)
+    answer = await gateway.admin.post("/predictions/resnet", content=jpeg())
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()) == 5

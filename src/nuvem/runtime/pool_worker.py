@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import socket
@@ -46,7 +47,13 @@ def _receive(control: socket.socket) -> tuple[dict[str, object], int] | None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="nuvem-pool-worker")
     parser.add_argument("--control", type=int, required=True)
+    parser.add_argument("--preload", action="append", default=[], help="module to import now")
     args = parser.parse_args(argv)
+    for module in args.preload:
+        # Platform code only (a model handler: torch and friends). A failure here is the
+        # handler's to report when it loads for real, with its traceback in the logs.
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
     control = socket.socket(fileno=args.control)
     received = _receive(control)
     control.close()

@@ -9,9 +9,14 @@ folder, and the worker's socket as SCM_RIGHTS) to an idle process when one match
 spawns a fresh one otherwise. Either way the caller gets a `Process` that becomes the same
 worker, so everything after the spawn (handshake, logs, drain) is unchanged.
 
-Variables read only while a process starts (PYTHON*, LD_*, ...) cannot be changed afterwards:
-idle workers are kept per set of those values, and a function whose own values differ from
-every pooled set is spawned cold.
+Variables read only while a process starts (PYTHON*, LD_*, ...) or a library loads (OMP_*,
+...) cannot be changed afterwards: idle workers are kept per set of those values, and a
+function whose own values differ is spawned cold until the pool has one for its set too.
+
+A handler that is platform code (`nuvem.models.handler` for models) has its module
+imported by its idle workers too: for a model that is `import torch`, most of a model
+replica's start after its weights. User modules are never imported ahead: their import-time
+code must see the function's own environment.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nuvem.runtime.loader import split_reference
 from nuvem.runtime.pool_worker import HEADER
 
 log = logging.getLogger(__name__)
@@ -33,18 +39,29 @@ log = logging.getLogger(__name__)
 WORKER_MODULE = "nuvem.runtime.worker"
 POOL_MODULE = "nuvem.runtime.pool_worker"
 # Read by the interpreter or the dynamic loader at process start only.
-STARTUP_PREFIXES = ("PYTHON", "LD_", "GLIBC_", "MALLOC_", "LC_", "LANG")
+STARTUP_PREFIXES = (
+    "PYTHON", "LD_", "GLIBC_", "MALLOC_", "LC_", "LANG", "OMP_", "MKL_", "OPENBLAS_",
+)  # fmt: skip
+PRELOADABLE = "nuvem."  # handler modules an idle worker may import ahead
 # Passed to idle workers as well, but harmless to change later. Nothing else is: an idle
 # worker must not carry one function's variables (its secrets) into another's process.
 CARRIED = ("PATH", "HOME")
 # Where idle workers wait; the order moves them into the function's folder.
 POOL_CWD = "/"
 
-PoolKey = tuple[str, frozenset[tuple[str, str]]]
+# The interpreter, the start-time variables, and the modules imported ahead.
+PoolKey = tuple[str, frozenset[tuple[str, str]], tuple[str, ...]]
 
 
 def startup_environ(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k.startswith(STARTUP_PREFIXES)}
+
+
+def _preload(argv: Sequence[str]) -> tuple[str, ...]:
+    if "--handler" not in argv:
+        return ()
+    module, _ = split_reference(argv[argv.index("--handler") + 1])
+    return (module,) if module.startswith(PRELOADABLE) and "/" not in module else ()
 
 
 @dataclass(eq=False)
@@ -97,7 +114,7 @@ class WarmPool:
         environ = kwargs.get("env")
         if len(pass_fds) != 1 or environ is None or kwargs.get("start_new_session") is not True:
             return None
-        return argv[0], frozenset(startup_environ(environ).items())
+        return argv[0], frozenset(startup_environ(environ).items()), _preload(argv)
 
     def _pop(self, key: PoolKey) -> Idle | None:
         idle = self._idle.get(key, [])
@@ -136,7 +153,7 @@ class WarmPool:
         self._filling[key] = task
 
     async def _top_up(self, key: PoolKey, kwargs: Mapping[str, Any]) -> None:
-        python, startup = key
+        python, startup, preload = key
         environ = dict(startup)
         environ.update({k: kwargs["env"][k] for k in CARRIED if k in kwargs["env"]})
         idle = self._idle.setdefault(key, [])
@@ -149,6 +166,7 @@ class WarmPool:
                     POOL_MODULE,
                     "--control",
                     str(theirs.fileno()),
+                    *(f"--preload={module}" for module in preload),
                     pass_fds=(theirs.fileno(),),
                     stdin=kwargs.get("stdin"),
                     stdout=kwargs.get("stdout"),
