@@ -227,3 +227,13 @@ async def test_openapi_describes_async_routes_and_jobs_api(gateway: Running) -> 
     assert {p["name"] for p in submit["parameters"]} >= {"X-Callback-Url", "Idempotency-Key"}
     assert "/system/jobs/{job_id}/result" in schema["paths"]
     assert "/system/jobs/{job_id}/cancel" in schema["paths"]
+
+
+async def test_jobs_timeout_outlasts_the_call_timeout(gateway: Running) -> None:
+    await gateway.deploy(
+        "functions: {sleep: {handler: 'handlers:sleep', timeout: 0.5s, jobs: {timeout: 10s}}}"
+    )
+    assert (await gateway.admin.post("/function/sleep?seconds=1.5")).status_code == 504
+    response = await gateway.admin.post("/async-function/sleep?seconds=1.5")
+    status = await wait_state(gateway, response.headers["x-call-id"], "succeeded", "failed")
+    assert status["state"] == "succeeded"

@@ -268,7 +268,9 @@ class Controller:
 
     def _watch(self, deployment: Deployment) -> None:
         limit = deployment.spec.resources.memory
-        stuck_after = deployment.spec.timeout * 2 + 5.0
+        # Async jobs may declare a longer deadline than calls (jobs.timeout): not stuck then.
+        longest = max(deployment.spec.timeout, deployment.spec.jobs.timeout or 0.0)
+        stuck_after = longest * 2 + 5.0
         for replica in deployment.replicas:
             if replica.state is ReplicaState.DEAD:
                 continue

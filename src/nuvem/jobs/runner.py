@@ -188,7 +188,10 @@ class JobRunner:
         error = None
         try:
             answer = await dispatch(
-                target, meta, job.request.body, deadline=time.monotonic() + settings.timeout
+                target,
+                meta,
+                job.request.body,
+                deadline=time.monotonic() + (settings.timeout or target.timeout),
             )
             status, answer_headers, body = answer.status, tuple(answer.headers), answer.body
         except NuvemError as exc:

@@ -22,8 +22,13 @@ class AsyncJobs(BaseModel):
     concurrency: int = Field(
         default=8, ge=1, le=10_000, description="async jobs of this function running at once"
     )
-    timeout: Seconds = Field(
-        default=3600.0, gt=0, le=7 * 86400, description="deadline of one attempt, e.g. 30m or 2h"
+    # None: the function's own timeout. A longer one is declared here, on purpose, since it
+    # also tells the controller how long a call may run before the replica counts as stuck.
+    timeout: Seconds | None = Field(
+        default=None,
+        gt=0,
+        le=7 * 86400,
+        description="deadline of one attempt, e.g. 30m or 2h; default: the function's timeout",
     )
     retries: int = Field(default=3, ge=0, le=100, description="attempts after the first")
     retry_on: tuple[int, ...] = Field(
