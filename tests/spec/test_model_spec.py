@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from nuvem.errors import SpecError
 from nuvem.models import architectures
 from nuvem.spec.function import FunctionSpec
-from nuvem.spec.loader import load_stack_text
+from nuvem.spec.loader import load_stack, load_stack_text
 from nuvem.spec.model import BUILTIN_ARCHS, MODEL_HANDLER, ModelSpec, intra_op_threads
 
 
@@ -104,3 +104,11 @@ def test_two_functions_serving_one_model_version_is_an_error(tmp_path: Path) -> 
     (tmp_path / "m.onnx").write_bytes(b"x")
     with pytest.raises(SpecError, match=r"nuvem.yaml:5: functions.b.model: model 'clf' version"):
         load_stack_text(text, "nuvem.yaml", tmp_path)
+
+
+def test_the_models_example_stack_is_valid() -> None:
+    stack = load_stack(Path(__file__).parents[2] / "examples" / "models.yaml")
+    assert {name for name, spec in stack.functions.items() if spec.model is not None} == {
+        "resnet18",
+        "densenet161",
+    }
