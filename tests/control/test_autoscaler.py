@@ -88,6 +88,11 @@ def test_never_to_zero_when_min_is_above_zero() -> None:
     assert decide(context(2, Load(), idle_s=10_000), config(min=1)).desired == 1
 
 
+def test_at_zero_without_calls_it_stays_at_zero() -> None:
+    decision = decide(context(0, Load(), ready=0, idle_s=5), config(min=0))
+    assert decision == Decision(0, "at zero until a call arrives", 0)
+
+
 def test_a_waiting_call_wakes_a_function_at_zero() -> None:
     # The clock did not move between samples: no rate yet, but a call is waiting.
     decision = decide(context(0, Load(), pending=1, ready=0), config(min=0, mode="rps", target=5))

@@ -141,6 +141,8 @@ def decide(ctx: ScalingContext, config: Scaling) -> Decision:
     idle_long = low == 0 and ctx.idle_s >= config.zero_after_s and ctx.pending == 0
     floor = 0 if idle_long else max(low, 1)
     needed = max(burst, steady, floor)
+    if current == 0:
+        return Decision(0, "at zero until a call arrives", burst)
     if needed >= current:
         return Decision(current, f"hold at {current}: {ctx.stable.describe()} on average", needed)
     if needed == 0:
