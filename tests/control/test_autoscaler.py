@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nuvem.control.autoscaler import (
+    Decision,
     Load,
     ScalingContext,
     alert_target,
