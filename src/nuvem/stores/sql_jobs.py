@@ -88,6 +88,72 @@ def _write_version(conn: sa.Connection, version: int) -> None:
     conn.execute(sa.insert(jobs_schema).values(version=version))
 
 
+# Built once: statements on the accept and finish paths are the hottest, and building
+# them per call (coercing every column) costs more than running them.
+_INSERT = sa.insert(jobs)
+_HELD = (
+    jobs.c.id == sa.bindparam("p_id"),
+    jobs.c.owner == sa.bindparam("p_owner"),
+    jobs.c.state == JobState.RUNNING.value,
+)
+_ATTEMPT_ENDED = {
+    "state": sa.bindparam("p_state"),
+    "owner": None,
+    "lease_until": None,
+    "updated_at": sa.bindparam("p_now"),
+    "error": sa.bindparam("p_error"),
+    "result_status": sa.bindparam("p_status"),
+    "result_headers": sa.bindparam("p_headers"),
+    "result_body": sa.bindparam("p_body", type_=sa.LargeBinary),
+    "duration": sa.bindparam("p_duration"),
+}
+_REQUEUE = (
+    sa.update(jobs).where(*_HELD).values(**_ATTEMPT_ENDED, available_at=sa.bindparam("p_available"))
+)
+_FINISH = (
+    sa.update(jobs)
+    .where(*_HELD)
+    .values(
+        **_ATTEMPT_ENDED,
+        finished_at=sa.bindparam("p_now"),
+        expires_at=sa.bindparam("p_expires"),
+        callback_at=sa.bindparam("p_now"),
+        # A callback waiting for the end is due now; a job without one stays without.
+        callback_state=sa.case(
+            (jobs.c.callback_state == CallbackState.WAITING.value, CallbackState.PENDING.value),
+            else_=jobs.c.callback_state,
+        ),
+    )
+)
+
+_NOW = sa.bindparam("p_now", type_=sa.Float)
+_CLAIM = (
+    sa.select(jobs.c.id)
+    .where(
+        jobs.c.function == sa.bindparam("p_function"),
+        sa.or_(
+            sa.and_(jobs.c.state == JobState.QUEUED.value, jobs.c.available_at <= _NOW),
+            sa.and_(jobs.c.state == JobState.RUNNING.value, jobs.c.lease_until < _NOW),
+        ),
+    )
+    .order_by(jobs.c.available_at)
+    .limit(sa.bindparam("p_free"))
+)
+_CLAIM_PG = _CLAIM.with_for_update(skip_locked=True)
+_LEASE = (
+    sa.update(jobs)
+    .where(jobs.c.id.in_(sa.bindparam("p_ids", expanding=True)))
+    .values(
+        state=JobState.RUNNING.value,
+        owner=sa.bindparam("p_owner"),
+        lease_until=sa.bindparam("p_until"),
+        attempts=jobs.c.attempts + 1,
+        started_at=sa.func.coalesce(jobs.c.started_at, _NOW),
+        updated_at=_NOW,
+    )
+)
+_MANY = sa.select(jobs).where(jobs.c.id.in_(sa.bindparam("p_ids", expanding=True)))
+
 _SUMMARY = [c for c in jobs.c if c.name not in ("body", "result_body")]
 _ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
 
@@ -150,7 +216,7 @@ class SqlJobStore:
                 return existing, False
         try:
             with self._writer.begin() as conn:
-                conn.execute(sa.insert(jobs).values(**values))
+                conn.execute(_INSERT, values)
         except IntegrityError:
             # Another gateway stored the same idempotency key between our look and our insert.
             if job.idempotency_key is None:
@@ -225,15 +291,9 @@ class SqlJobStore:
             for function, free in capacity.items():
                 if free <= 0:
                     continue
-                query = (
-                    sa.select(jobs.c.id)
-                    .where(jobs.c.function == function, _due(now))
-                    .order_by(jobs.c.available_at)
-                    .limit(free)
-                )
-                if self._postgres:
-                    query = query.with_for_update(skip_locked=True)
-                ids = list(conn.execute(query).scalars())
+                query = _CLAIM_PG if self._postgres else _CLAIM
+                found = conn.execute(query, {"p_function": function, "p_now": now, "p_free": free})
+                ids = list(found.scalars())
                 if ids:
                     self._lease(conn, owner, ids, now, lease)
                     claimed.extend(ids)
@@ -279,22 +339,11 @@ class SqlJobStore:
     def _lease(
         self, conn: sa.Connection, owner: str, ids: list[str], now: float, lease: float
     ) -> None:
-        conn.execute(
-            sa.update(jobs)
-            .where(jobs.c.id.in_(ids))
-            .values(
-                state=JobState.RUNNING.value,
-                owner=owner,
-                lease_until=now + lease,
-                attempts=jobs.c.attempts + 1,
-                started_at=sa.func.coalesce(jobs.c.started_at, now),
-                updated_at=now,
-            )
-        )
+        conn.execute(_LEASE, {"p_ids": ids, "p_owner": owner, "p_until": now + lease, "p_now": now})
 
     def _many(self, ids: list[str]) -> list[Job]:
         with self._engine.begin() as conn:
-            rows = conn.execute(sa.select(jobs).where(jobs.c.id.in_(ids))).all()
+            rows = conn.execute(_MANY, {"p_ids": ids}).all()
         found = {row.id: _job(row, with_body=True) for row in rows}
         return [found[i] for i in ids if i in found]
 
@@ -314,44 +363,27 @@ class SqlJobStore:
 
     def finish(self, owner: str, job_id: str, finish: Finish) -> bool:
         now = self._clock()
-        values: dict[str, Any] = {
-            "state": finish.state.value,
-            "owner": None,
-            "lease_until": None,
-            "updated_at": now,
-            "error": finish.error,
+        result = finish.result
+        params: dict[str, Any] = {
+            "p_id": job_id,
+            "p_owner": owner,
+            "p_state": finish.state.value,
+            "p_now": now,
+            "p_error": finish.error,
+            "p_status": None if result is None else result.status,
+            "p_headers": None if result is None else json.dumps(result.headers),
+            "p_body": None if result is None else result.body,
+            "p_duration": None if result is None else result.duration,
         }
-        if finish.result is not None:
-            values |= {
-                "result_status": finish.result.status,
-                "result_headers": json.dumps(finish.result.headers),
-                "result_body": finish.result.body,
-                "duration": finish.result.duration,
-            }
         if finish.state is JobState.QUEUED:
-            values["available_at"] = now if finish.retry_at is None else finish.retry_at
+            params["p_available"] = now if finish.retry_at is None else finish.retry_at
+            statement = _REQUEUE
         else:
-            values |= {"finished_at": now, "expires_at": finish.expires_at, "callback_at": now}
+            params["p_expires"] = finish.expires_at
+            statement = _FINISH
         with self._writer.begin() as conn:
-            result = conn.execute(
-                sa.update(jobs)
-                .where(
-                    jobs.c.id == job_id,
-                    jobs.c.owner == owner,
-                    jobs.c.state == JobState.RUNNING.value,
-                )
-                .values(**values)
-            )
-            if result.rowcount and finish.state.finished:
-                conn.execute(
-                    sa.update(jobs)
-                    .where(
-                        jobs.c.id == job_id,
-                        jobs.c.callback_state == CallbackState.WAITING.value,
-                    )
-                    .values(callback_state=CallbackState.PENDING.value)
-                )
-        return bool(result.rowcount)
+            result_proxy = conn.execute(statement, params)
+        return bool(result_proxy.rowcount)
 
     def claim_callbacks(self, owner: str, limit: int, lease: float) -> list[Job]:
         now = self._clock()
