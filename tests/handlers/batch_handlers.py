@@ -1,0 +1,25 @@
+"""A user's batched handler: setup() once, predict(batch) -> list of the same length."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from nuvem import Request, Response
+
+
+class Doubler:
+    def setup(self) -> None:
+        self.pid = os.getpid()
+
+    def predict(self, batch: list[Request]) -> list[Any]:
+        results: list[Any] = []
+        for request in batch:
+            text = request.text()
+            if text == "boom":
+                results.append(ValueError("boom is not a number"))
+            elif not text.lstrip("-").isdigit():
+                results.append(Response(400, {"error": f"{text!r} is not a number"}))
+            else:
+                results.append({"double": int(text) * 2, "batch": len(batch), "pid": self.pid})
+        return results
