@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -210,3 +213,12 @@ def test_sqlite_jobs_survive_reopening(tmp_path: Path, clock: Clock) -> None:
     second = SqlJobStore.sqlite(tmp_path / "jobs.db", clock=clock)
     assert [j.id for j in second.claim("me", {"f": 1}, lease=10)] == ["a"]
     second.close()
+
+
+def test_sqlite_checkpoints_run_in_their_own_thread(tmp_path: Path) -> None:
+    store = SqlJobStore.sqlite(tmp_path / "own-thread.db")
+    with contextlib.closing(sqlite3.connect(tmp_path / "own-thread.db")) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert "checkpoint own-thread.db" in {t.name for t in threading.enumerate()}
+    store.close()
+    assert "checkpoint own-thread.db" not in {t.name for t in threading.enumerate()}

@@ -19,11 +19,17 @@ BUSY_TIMEOUT_MS = 10_000
 BEGIN_OPTION = "nuvem_sqlite_begin"
 
 
-def sqlite_engine(path: Path) -> tuple[Engine, Engine]:
-    """The engine for reads and one whose transactions take the write lock at BEGIN."""
+def sqlite_engine(path: Path, *, autocheckpoint: bool = True) -> tuple[Engine, Engine]:
+    """The engine for reads and one whose transactions take the write lock at BEGIN.
+
+    Without `autocheckpoint`, commits never checkpoint the WAL: the caller runs a
+    WalCheckpointer (checkpointer.py).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(sa.URL.create("sqlite", database=str(path)))
     sa.event.listen(engine, "connect", _on_connect)
+    if not autocheckpoint:
+        sa.event.listen(engine, "connect", _no_autocheckpoint)
     sa.event.listen(engine, "begin", _on_begin)
     return engine, engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
 
@@ -55,6 +61,10 @@ def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
+
+
+def _no_autocheckpoint(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
 
 
 def _on_begin(conn: Connection) -> None:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from nuvem.stores.checkpointer import WalCheckpointer
 from nuvem.stores.engines import postgres_engine, sqlite_engine
 from nuvem.stores.job import (
     CallbackState,
@@ -172,13 +173,16 @@ class SqlJobStore:
         self._writer = writer or engine
         self._clock = clock
         self._postgres = engine.dialect.name == "postgresql"
+        self._checkpointer: WalCheckpointer | None = None
         with self._writer.begin() as conn:
             upgrade(conn, MIGRATIONS, _read_version, _write_version, "job store")
 
     @classmethod
     def sqlite(cls, path: Path, *, clock: Callable[[], float] = time.time) -> SqlJobStore:
-        engine, writer = sqlite_engine(path)
-        return cls(engine, writer, clock=clock)
+        engine, writer = sqlite_engine(path, autocheckpoint=False)
+        store = cls(engine, writer, clock=clock)
+        store._checkpointer = WalCheckpointer(path)
+        return store
 
     @classmethod
     def postgres(cls, url: str, *, clock: Callable[[], float] = time.time) -> SqlJobStore:
@@ -431,6 +435,9 @@ class SqlJobStore:
         return int(result.rowcount)
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         self._engine.dispose()
 
 
