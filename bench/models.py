@@ -267,7 +267,7 @@ def served_stack(arch: str, weights: Path, engine: str, run: RawRun) -> str:
         f"  {arch}:\n"
         f"    model: {{arch: {arch}, weights: {json.dumps(str(weights))}, engine: {engine},"
         f" threads: {run.threads}}}\n"
-        f"    batching: {{max_batch_size: {batch}, max_delay_ms: 5}}\n"
+        f"    batching: {{max_batch_size: {batch}}}\n"
         f"    scaling: {{min: {run.processes}, max: {run.processes}}}\n"
         "    max_inflight: 64\n"
         "    timeout: 120s\n"
