@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
@@ -205,6 +206,7 @@ class StepResult:
     failed: int
     calls: int
     p99_after_step_s: float
+    failures: dict[str, int]  # by HTTP status, or the client's error
     max_replicas_seen: int
 
 
@@ -223,13 +225,20 @@ def analyse(calls: list[Call]) -> StepResult:
             break
         recovered = float(second)
     failed = sum(1 for c in calls if c.status != 200)
-    latencies = [c.latency if c.status == 200 else float("inf") for c in after]
+    latencies = [c.latency for c in after if c.status == 200]  # failures are counted apart
     return StepResult(
         first_added_s=first_added,
         recovered_s=recovered,
         failed=failed,
         calls=len(calls),
         p99_after_step_s=p99(latencies),
+        failures=dict(
+            collections.Counter(
+                str(c.status) if c.status else c.error.split(":")[0]
+                for c in calls
+                if c.status != 200
+            )
+        ),
         max_replicas_seen=len({c.replica for c in calls if c.replica}),
     )
 
@@ -371,7 +380,11 @@ def render(
         _s(auto.recovered_s),
         _s(fixed.recovered_s),
     )
-    table.add_row("p99 after the step", _s(auto.p99_after_step_s), _s(fixed.p99_after_step_s))
+    table.add_row(
+        "p99 after the step (answered calls)",
+        _s(auto.p99_after_step_s),
+        _s(fixed.p99_after_step_s),
+    )
     table.add_row(
         "calls failed", f"{auto.failed} of {auto.calls}", f"{fixed.failed} of {fixed.calls}"
     )
@@ -437,6 +450,9 @@ def main(argv: list[str] | None = None) -> int:
             err.print(f"[red]benchmark failed:[/red] {exc}")
             return 2
     out.print(render(auto, fixed, warm, spawned, args.rate))
+    for name, result in (("autoscaled", auto), ("autoscaling off", fixed)):
+        if result.failures:
+            out.print(f"failed calls {name}, by status: {result.failures}", highlight=False)
     if model is not None:
         out.print(
             f"model (resnet18) cold start: p50 {percentile(model.cold_s, 0.5):.2f} s; in a "
