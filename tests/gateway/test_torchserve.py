@@ -30,7 +30,7 @@ async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mode
             functions:
               resnet:
                 model: {{arch: resnet18, weights: {weights_file()}}}
-                batching: {{max_batch_size: 8, max_delay_ms: 300}}
+                batching: {{max_batch_size: 8, max_delay_ms: 1000}}
             """
         )
         yield gateway

@@ -17,7 +17,7 @@ async def test_calls_arriving_together_share_one_predict(gateway: Running) -> No
         functions:
           doubler:
             handler: batch_handlers:Doubler
-            batching: {max_batch_size: 8, max_delay_ms: 500}
+            batching: {max_batch_size: 8, max_delay_ms: 1000}
         """
     )
     responses = await asyncio.gather(
@@ -34,7 +34,7 @@ async def test_a_failing_item_fails_only_its_own_call(gateway: Running) -> None:
         functions:
           doubler:
             handler: batch_handlers:Doubler
-            batching: {max_batch_size: 4, max_delay_ms: 500}
+            batching: {max_batch_size: 4, max_delay_ms: 1000}
         """
     )
     ok, boom, bad, fine = await asyncio.gather(
