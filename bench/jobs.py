@@ -70,6 +70,11 @@ def backend_env(name: str) -> Iterator[dict[str, str]]:
         return
     import servers
 
+    if shutil.which("redis-server") is None or not (servers.PG_BIN / "postgres").exists():
+        raise SystemExit(
+            "the servers backend needs redis-server and PostgreSQL 15 (run `make system-deps`, "
+            "set NUVEM_PG_BIN), or pass --backend embedded"
+        )
     with servers.redis_server() as redis_url, servers.postgres_server() as pg_server:
         yield {
             "NUVEM_QUEUE_URL": redis_url,

@@ -178,6 +178,27 @@ _LEASE = (
         updated_at=_NOW,
     )
 )
+# One statement: pick the due jobs and lease them, answering their rows.
+_LEASED = {
+    "state": JobState.RUNNING.value,
+    "owner": sa.bindparam("p_owner"),
+    "lease_until": sa.bindparam("p_until"),
+    "attempts": jobs.c.attempts + 1,
+    "started_at": sa.func.coalesce(jobs.c.started_at, _NOW),
+    "updated_at": _NOW,
+}
+_TAKE = (
+    sa.update(jobs)
+    .where(jobs.c.id.in_(_CLAIM.scalar_subquery()))
+    .values(**_LEASED)
+    .returning(*jobs.c)
+)
+_TAKE_PG = (
+    sa.update(jobs)
+    .where(jobs.c.id.in_(_CLAIM_PG.scalar_subquery()))
+    .values(**_LEASED)
+    .returning(*jobs.c)
+)
 _MANY = sa.select(jobs).where(jobs.c.id.in_(sa.bindparam("p_ids", expanding=True)))
 
 _SUMMARY = [c for c in jobs.c if c.name not in ("body", "result_body")]
@@ -315,18 +336,25 @@ class SqlJobStore:
 
     def claim(self, owner: str, capacity: dict[str, int], lease: float) -> list[Job]:
         now = self._clock()
-        claimed: list[str] = []
+        claimed: list[Job] = []
+        statement = _TAKE_PG if self._postgres else _TAKE
         with self._writer.begin() as conn:
             for function, free in capacity.items():
                 if free <= 0:
                     continue
-                query = _CLAIM_PG if self._postgres else _CLAIM
-                found = conn.execute(query, {"p_function": function, "p_now": now, "p_free": free})
-                ids = list(found.scalars())
-                if ids:
-                    self._lease(conn, owner, ids, now, lease)
-                    claimed.extend(ids)
-        return self._many(claimed) if claimed else []
+                params = {
+                    "p_function": function,
+                    "p_now": now,
+                    "p_free": free,
+                    "p_owner": owner,
+                    "p_until": now + lease,
+                }
+                rows = conn.execute(statement, params).all()
+                claimed += sorted(
+                    (_job(row, with_body=True) for row in rows),
+                    key=lambda j: (j.available_at, j.created_at, j.id),
+                )
+        return claimed
 
     def claim_ids(self, owner: str, job_ids: list[str], lease: float) -> list[Job]:
         """Those of `job_ids` that are due, now RUNNING under owner's lease (a queue in
