@@ -24,6 +24,8 @@ def test_idle_to_zero_shown_by_top_and_woken_by_a_call(nuvem: Nuvem) -> None:
     nuvem.write("nuvem.yaml", STACK)
     nuvem.up("-f", "nuvem.yaml")
     wait_for(lambda: nuvem.function("hello")["replicas"] == 0, 30, "hello at zero replicas")
+    assert nuvem.function("hello")["status"] == "idle"  # not "stopped": a call wakes it
+    nuvem.run("deploy", "-f", "nuvem.yaml")  # waiting for an idle function returns at once
 
     frame = nuvem.run("top", "--once").stdout
     assert "hello" in frame

@@ -47,7 +47,7 @@ def _wait_ready(client: Client, names: list[str], timeout: float) -> None:
         while pending:
             for name in sorted(pending):
                 info = client.call("GET", f"/system/function/{name}")
-                if info["status"] in ("ready", "stopped"):
+                if info["status"] in ("ready", "stopped", "idle"):
                     pending.discard(name)
                     err.print(
                         f"[green]✓[/green] {name}: {info['availableReplicas']}/{info['replicas']}"

@@ -16,7 +16,10 @@ class FunctionStatus(BaseModel):
     replicas: int = Field(description="desired replicas")
     availableReplicas: int = Field(description="replicas ready to serve")  # noqa: N815
     invocationCount: int  # noqa: N815
-    status: str = Field(description="ready | starting | degraded | error | stopped")
+    status: str = Field(
+        description="ready | starting | degraded | error | stopped | idle (autoscaled to zero: "
+        "a call wakes it)"
+    )
     error: str | None = None
     progress: str | None = Field(default=None, description="what starting replicas are doing")
     replicaStates: dict[str, int]  # noqa: N815
@@ -29,7 +32,7 @@ class FunctionStatus(BaseModel):
     def of(cls, deployment: Deployment) -> FunctionStatus:
         ready = len(deployment.ready())
         if deployment.desired == 0:
-            status = "stopped"
+            status = "idle" if deployment.spec.scaling.mode is not None else "stopped"
         elif ready >= deployment.desired:
             status = "ready"
         elif deployment.last_error is not None:
