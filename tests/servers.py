@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -52,6 +53,30 @@ def _wait_for(check: object, process: subprocess.Popen[bytes], what: str) -> Non
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:  # the child keeps its own descriptor
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _stop_postgres(data: Path) -> None:
+    """Signal the postmaster itself: runuser, its parent, may exit without forwarding."""
+    try:
+        pid = int((data / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)  # fast shutdown
+    deadline = time.monotonic() + 15
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)  # a process outside this test's event loop: poll its end
+    if _running(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _stop(process: subprocess.Popen[bytes], signal_number: int, log: Path) -> None:
@@ -165,6 +190,7 @@ def postgres_server() -> Iterator[str]:
         )
         yield url
     finally:
+        _stop_postgres(data)
         _stop(process, 2, log)  # SIGINT: fast shutdown
         shutil.rmtree(folder, ignore_errors=True)
 
