@@ -185,3 +185,16 @@ def test_not_a_state_dict(tmp_path: Path) -> None:
     torch.save([torch.zeros(2)], tmp_path / "list.pth")
     with pytest.raises(ModelError, match="holds a list, not a state dict"):
         read_state_dict(tmp_path / "list.pth")
+
+
+def test_a_meta_built_model_takes_the_files_tensors(tmp_path: Path) -> None:
+    reference = randomised(architectures.build("resnet18")).eval()
+    path = save_weights(reference, tmp_path / "r.safetensors")
+    with torch.device("meta"):
+        skeleton = architectures.build("resnet18")
+    loaded = load_weights(skeleton, path, assign=True).eval()
+    tensors = [*loaded.parameters(), *loaded.buffers()]
+    assert not any(t.is_meta for t in tensors)
+    image = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(image), reference(image))

@@ -81,10 +81,14 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return _unwrap(loaded, path)
 
 
-def load_weights(model: _M, path: str | os.PathLike[str]) -> _M:
+def load_weights(model: _M, path: str | os.PathLike[str], *, assign: bool = False) -> _M:
     """Load a weights file into `model` and return it. Every key must match, by name and shape;
     otherwise nothing is loaded and the error names the differences and what the file looks
-    like. torchvision's legacy DenseNet keys (`norm.1`) are accepted as torchvision does."""
+    like. torchvision's legacy DenseNet keys (`norm.1`) are accepted as torchvision does.
+
+    With `assign`, the file's tensors become the model's parameters instead of being copied
+    into them: a model built on the meta device (no memory, no random initialisation) is
+    then complete, and loading the file is all the work a replica start does."""
     state = remap_legacy_keys(read_state_dict(path))
     expected = model.state_dict()
     _check_fits(state, expected, path)
@@ -93,7 +97,7 @@ def load_weights(model: _M, path: str | os.PathLike[str]) -> _M:
     for key, value in expected.items():
         if key.endswith(".num_batches_tracked") and key not in state:
             state[key] = torch.zeros_like(value, device="cpu")
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=assign)
     return model
 
 
