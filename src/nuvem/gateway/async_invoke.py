@@ -10,9 +10,9 @@ import json
 
 from nuvem import security
 from nuvem.control.controller import Controller
-from nuvem.errors import BadRequest, NuvemError, PayloadTooLarge
+from nuvem.errors import BadRequest, NuvemError
 from nuvem.gateway.auth import Authenticator
-from nuvem.gateway.invoke import MAX_BODY, Receive, Scope, Send, error_response_parts
+from nuvem.gateway.invoke import MAX_BODY, Receive, Scope, Send, error_response_parts, read_body
 from nuvem.jobs.service import JobService
 from nuvem.stores.job import JobRequest
 
@@ -62,7 +62,7 @@ class AsyncFunctionEndpoint:
         try:
             self.auth.check_invoke(authorization, api_key, name)
             spec = self.controller.get(name).spec
-            body = await self._read_body(receive)
+            body = await read_body(receive, self.max_body)
             scoped_key = None
             if idempotency_key:
                 if len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
@@ -96,25 +96,6 @@ class AsyncFunctionEndpoint:
         headers.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
-
-    async def _read_body(self, receive: Receive) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                raise PayloadTooLarge(
-                    f"request body is larger than {self.max_body // 2**20} MiB",
-                    "send large inputs by reference (a URL) or raise the gateway's max body",
-                )
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
 
 
 def _caller(authorization: str | None, api_key: str | None) -> str:

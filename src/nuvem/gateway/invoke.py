@@ -72,6 +72,27 @@ def _checked(
     return status, encoded
 
 
+async def read_body(receive: Receive, limit: int = MAX_BODY) -> bytes:
+    """The whole request body; PayloadTooLarge as soon as it passes `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(
+                f"request body is larger than {limit // 2**20} MiB",
+                "send large inputs by reference (a URL) or raise the gateway's max body",
+            )
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 class FunctionEndpoint:
     def __init__(
         self,
@@ -110,7 +131,7 @@ class FunctionEndpoint:
         try:
             self.auth.check_invoke(authorization, api_key, name)
             deployment = self.controller.get(name)
-            body = await self._read_body(receive)
+            body = await read_body(receive, self.max_body)
             meta = CallMeta(
                 scope["method"], "/" + extra, scope["query_string"].decode("latin-1"), forwarded
             )
@@ -131,22 +152,3 @@ class FunctionEndpoint:
         await send({"type": "http.response.body", "body": payload})
         if name in self.controller.deployments:
             self.metrics.observe_call(name, code, duration)
-
-    async def _read_body(self, receive: Receive) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                raise PayloadTooLarge(
-                    f"request body is larger than {self.max_body // 2**20} MiB",
-                    "send large inputs by reference (a URL) or raise the gateway's max body",
-                )
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)

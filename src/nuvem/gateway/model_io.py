@@ -15,7 +15,7 @@ from typing import Any
 
 from nuvem.control.deployment import Deployment
 from nuvem.errors import BadRequest, NuvemError, PayloadTooLarge
-from nuvem.gateway.invoke import MAX_BODY, Receive, Scope, Send, error_response_parts
+from nuvem.gateway.invoke import MAX_BODY, Scope, Send, error_response_parts
 from nuvem.metrics.registry import Metrics
 from nuvem.routing.dispatch import dispatch
 from nuvem.runtime.protocol import CallMeta
@@ -46,26 +46,6 @@ class Caller:
                 caller.headers[raw_key.decode("latin-1")] = value
         caller.call_id = caller.headers.get("x-call-id") or os.urandom(16).hex()
         return caller
-
-
-async def read_body(receive: Receive, limit: int = MAX_BODY) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(
-                f"request body is larger than {limit // 2**20} MiB",
-                "send fewer or smaller inputs per request",
-            )
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def decompress(body: bytes, encoding: str | None, limit: int = MAX_BODY) -> bytes:

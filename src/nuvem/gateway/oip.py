@@ -14,13 +14,12 @@ from typing import Any
 import nuvem
 from nuvem.control.deployment import Deployment
 from nuvem.errors import BadRequest, NotFound, NuvemError, Unavailable
-from nuvem.gateway.invoke import Receive, Scope, Send
+from nuvem.gateway.invoke import Receive, Scope, Send, read_body
 from nuvem.gateway.model_index import ModelIndex
 from nuvem.gateway.model_io import (
     Caller,
     call_function,
     decompress,
-    read_body,
     respond,
     respond_error,
     respond_json,

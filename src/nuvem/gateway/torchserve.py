@@ -10,9 +10,9 @@ from __future__ import annotations
 from nuvem.control.controller import Controller
 from nuvem.errors import BadRequest, NuvemError
 from nuvem.gateway.auth import Authenticator
-from nuvem.gateway.invoke import Receive, Scope, Send
+from nuvem.gateway.invoke import Receive, Scope, Send, read_body
 from nuvem.gateway.model_index import ModelIndex
-from nuvem.gateway.model_io import Caller, call_function, read_body, respond, respond_error
+from nuvem.gateway.model_io import Caller, call_function, respond, respond_error
 from nuvem.metrics.registry import Metrics
 from nuvem.runtime.protocol import CallMeta
 
