@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import textwrap
 from collections.abc import AsyncIterator
@@ -11,15 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from nuvem.config import Settings
-from nuvem.gateway.app import create_app
 from nuvem.gateway.platform import Platform
 from nuvem.spec.loader import load_stack_text
-from support import free_port, wait_until
-
-ADMIN_PASSWORD = "test-admin-password"
+from support import serving, wait_until
 
 
 @pytest.fixture
@@ -67,21 +61,5 @@ def handlers_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def gateway(tmp_path: Path, handlers_dir: Path) -> AsyncIterator[Running]:
-    settings = Settings(
-        state_dir=tmp_path / "state", admin_password=ADMIN_PASSWORD, url="http://127.0.0.1"
-    )
-    platform = Platform.create(settings, tick_interval=0.2)
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(platform), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    await wait_until(lambda: server.started, what="gateway started")
-    url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(
-        base_url=url, auth=("admin", ADMIN_PASSWORD), timeout=30.0
-    ) as admin:
+    async with serving(tmp_path / "state") as (platform, url, admin):
         yield Running(platform, url, admin, handlers_dir)
-    server.should_exit = True
-    await asyncio.wait_for(task, 60)

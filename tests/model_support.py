@@ -6,7 +6,6 @@ Nothing is downloaded: weights are a freshly initialised model saved to a tempor
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import functools
@@ -21,17 +20,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import torch
-import uvicorn
 from PIL import Image
 
-from nuvem.config import Settings
-from nuvem.gateway.app import create_app
 from nuvem.gateway.platform import Platform
 from nuvem.models import architectures, weights
 from nuvem.spec.loader import load_stack_text
-from support import free_port, wait_until
-
-ADMIN_PASSWORD = "test-admin-password"
+from support import serving, wait_until
 
 _FOLDER = Path(tempfile.mkdtemp(prefix="nuvem-test-models-"))
 atexit.register(shutil.rmtree, _FOLDER, True)
@@ -104,21 +98,5 @@ class ModelGateway:
 async def model_gateway(root: Path) -> AsyncIterator[ModelGateway]:
     """A gateway whose state lives under `root` (shared by a module's tests: models load
     slowly, so each module deploys them once)."""
-    settings = Settings(
-        state_dir=root / "state", admin_password=ADMIN_PASSWORD, url="http://127.0.0.1"
-    )
-    platform = Platform.create(settings, tick_interval=0.2)
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(platform), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    await wait_until(lambda: server.started, what="gateway started")
-    url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(
-        base_url=url, auth=("admin", ADMIN_PASSWORD), timeout=60.0
-    ) as admin:
+    async with serving(root / "state", client_timeout=60.0) as (platform, url, admin):
         yield ModelGateway(platform, url, admin, root)
-    server.should_exit = True
-    await asyncio.wait_for(task, 60)

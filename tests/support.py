@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from nuvem.config import Settings
+from nuvem.gateway.app import create_app
+from nuvem.gateway.platform import Platform
+
+ADMIN_PASSWORD = "test-admin-password"
 
 
 def free_port() -> int:
@@ -24,3 +35,28 @@ async def wait_until(
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    state_dir: Path, client_timeout: float = 30.0
+) -> AsyncIterator[tuple[Platform, str, httpx.AsyncClient]]:
+    """A real gateway on a free loopback port: its platform, URL and an admin client."""
+    settings = Settings(state_dir=state_dir, admin_password=ADMIN_PASSWORD, url="http://127.0.0.1")
+    platform = Platform.create(settings, tick_interval=0.2)
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(platform), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    await wait_until(lambda: server.started, what="gateway started")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(
+            base_url=url, auth=("admin", ADMIN_PASSWORD), timeout=client_timeout
+        ) as admin:
+            yield platform, url, admin
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 60)

@@ -20,6 +20,7 @@ import tritonclient.http as triton
 from model_support import ModelGateway, jpeg, model_gateway, reference_model, weights_file
 from nuvem.models.labels import imagenet_labels
 from nuvem.models.preprocess import postprocess, preprocess
+from support import ADMIN_PASSWORD
 
 pytestmark = pytest.mark.anyio
 T = TypeVar("T")
@@ -117,8 +118,6 @@ async def triton_call(
 
 def admin_headers() -> dict[str, str]:
     import base64
-
-    from model_support import ADMIN_PASSWORD
 
     token = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
     return {"Authorization": f"Basic {token}"}

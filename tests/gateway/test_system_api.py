@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ADMIN_PASSWORD, Running
+from conftest import Running
 from nuvem.config import Settings
 from nuvem.gateway.app import create_app
 from nuvem.gateway.auth import ADMIN_PASSWORD_FILE
 from nuvem.gateway.platform import Platform
-from support import wait_until
+from support import ADMIN_PASSWORD, wait_until
 
 pytestmark = pytest.mark.anyio
 
