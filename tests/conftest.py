@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import textwrap
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +11,7 @@ import httpx
 import pytest
 
 from nuvem.gateway.platform import Platform
-from nuvem.spec.loader import load_stack_text
-from support import serving, wait_until
+from support import deploy_stack, serving
 
 
 @pytest.fixture
@@ -34,16 +32,7 @@ class Running:
         return httpx.AsyncClient(base_url=self.url, timeout=30.0, **kwargs)  # type: ignore[arg-type]
 
     async def deploy(self, stack_yaml: str) -> None:
-        stack = load_stack_text(textwrap.dedent(stack_yaml), "nuvem.yaml", self.root)
-        for spec in stack.functions.values():
-            self.platform.controller.deploy(spec)
-        for name in stack.functions:
-            deployment = self.platform.controller.get(name)
-            await wait_until(
-                lambda d=deployment: len(d.ready()) >= d.desired or d.last_error is not None,
-                within=60,
-                what=f"{name} ready",
-            )
+        await deploy_stack(self.platform, self.root, stack_yaml, within=60)
 
     async def invoke(self, name: str, body: bytes = b"", **kwargs: object) -> httpx.Response:
         return await self.admin.post(f"/function/{name}", content=body, **kwargs)  # type: ignore[arg-type]

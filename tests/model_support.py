@@ -12,7 +12,6 @@ import functools
 import io
 import shutil
 import tempfile
-import textwrap
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,7 @@ from PIL import Image
 
 from nuvem.gateway.platform import Platform
 from nuvem.models import architectures, weights
-from nuvem.spec.loader import load_stack_text
-from support import serving, wait_until
+from support import deploy_stack, serving
 
 _FOLDER = Path(tempfile.mkdtemp(prefix="nuvem-test-models-"))
 atexit.register(shutil.rmtree, _FOLDER, True)
@@ -73,16 +71,7 @@ class ModelGateway:
     root: Path
 
     async def deploy(self, stack_yaml: str) -> None:
-        stack = load_stack_text(textwrap.dedent(stack_yaml), "nuvem.yaml", self.root)
-        for spec in stack.functions.values():
-            self.platform.controller.deploy(spec)
-        for name in stack.functions:
-            deployment = self.platform.controller.get(name)
-            await wait_until(
-                lambda d=deployment: len(d.ready()) >= d.desired or d.last_error is not None,
-                within=120,
-                what=f"{name} ready",
-            )
+        for deployment in await deploy_stack(self.platform, self.root, stack_yaml, within=120):
             assert deployment.last_error is None, deployment.last_error
 
     async def api_key(self, *functions: str) -> str:

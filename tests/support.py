@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import textwrap
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -12,8 +13,10 @@ import httpx
 import uvicorn
 
 from nuvem.config import Settings
+from nuvem.control.deployment import Deployment
 from nuvem.gateway.app import create_app
 from nuvem.gateway.platform import Platform
+from nuvem.spec.loader import load_stack_text
 
 ADMIN_PASSWORD = "test-admin-password"
 
@@ -60,3 +63,19 @@ async def serving(
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 60)
+
+
+async def deploy_stack(
+    platform: Platform, root: Path, stack_yaml: str, within: float
+) -> list[Deployment]:
+    """Deploy a stack written inline (resolved from `root`) and wait until each function has
+    its replicas ready or has given up with an error; return the deployments."""
+    stack = load_stack_text(textwrap.dedent(stack_yaml), "nuvem.yaml", root)
+    deployments = [platform.controller.deploy(spec) for spec in stack.functions.values()]
+    for deployment in deployments:
+        await wait_until(
+            lambda d=deployment: len(d.ready()) >= d.desired or d.last_error is not None,
+            within=within,
+            what=f"{deployment.name} ready",
+        )
+    return deployments
