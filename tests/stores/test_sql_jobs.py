@@ -93,6 +93,57 @@ def test_idempotency_key_returns_the_first_job(store: JobStore) -> None:
     assert store.get("b") is None
 
 
+def test_submit_many_keeps_order_and_idempotency(store: JobStore) -> None:
+    store.submit(new("old", idempotency_key="k-old"))
+    answers = store.submit_many(
+        [
+            new("a"),
+            new("b", idempotency_key="k-old"),  # an earlier submit's key: that job comes back
+            new("c", idempotency_key="k-new"),
+            new("d", idempotency_key="k-new"),  # the same key twice in one batch: one job
+            new("e"),
+        ]
+    )
+    assert [(job.id, created) for job, created in answers] == [
+        ("a", True),
+        ("old", False),
+        ("c", True),
+        ("c", False),
+        ("e", True),
+    ]
+    assert all(job.state is JobState.QUEUED for job, _ in answers)
+    assert store.get("b") is None
+    assert store.get("d") is None
+    assert {j.id for j in store.claim("me", {"f": 10}, lease=10)} == {"old", "a", "c", "e"}
+    assert store.submit_many([]) == []
+
+
+def test_finish_many_answers_for_each_job(store: JobStore, clock: Clock) -> None:
+    for job_id in ("a", "b", "c", "d"):
+        store.submit(new(job_id))
+    store.claim("me", {"f": 3}, lease=10)  # a, b, c run here; d stays queued
+    done = Finish(JobState.SUCCEEDED, RESULT, expires_at=clock.now + 60)
+    again = Finish(JobState.QUEUED, RESULT, "status 503", retry_at=clock.now + 30)
+    answers = store.finish_many(
+        "me", [("a", done), ("b", again), ("d", done), ("a", again), ("missing", done)]
+    )
+    # d was never claimed, a's second end comes after its first, missing does not exist.
+    assert answers == [True, True, False, False, False]
+    a, b, c, d = (store.get(i) for i in "abcd")
+    assert a is not None
+    assert a.state is JobState.SUCCEEDED
+    assert a.result == RESULT
+    assert b is not None
+    assert b.state is JobState.QUEUED
+    assert b.available_at == clock.now + 30
+    assert c is not None
+    assert c.state is JobState.RUNNING
+    assert d is not None
+    assert d.state is JobState.QUEUED
+    assert store.finish_many("other", [("c", done)]) == [False]
+    assert store.finish_many("me", []) == []
+
+
 def test_claim_respects_capacity_per_function(store: JobStore) -> None:
     for i in range(5):
         store.submit(new(f"f{i}", "f"))

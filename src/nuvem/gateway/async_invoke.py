@@ -79,7 +79,7 @@ class AsyncFunctionEndpoint:
                 tuple(forwarded),
                 body,
             )
-            job, created = self.jobs.submit(spec, request, callback_url or None, scoped_key)
+            job, created = await self.jobs.submit(spec, request, callback_url or None, scoped_key)
             status = 202
             payload = json.dumps(
                 {"id": job.id, "function": job.function, "state": job.state.value}

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from nuvem.errors import BadRequest, Conflict, NotFound, NuvemError
 from nuvem.gateway.platform import Platform
@@ -147,20 +148,22 @@ def job_result(request: Request, job_id: str) -> Response:
 
 
 @router.post("/{job_id}/cancel", response_model=JobInfo)
-def cancel_job(request: Request, job_id: str) -> JobInfo:
+async def cancel_job(request: Request, job_id: str) -> JobInfo:
     """Cancel a queued or running job; 409 when it has already finished."""
-    job = _job(request, job_id)
+    # Async, unlike the reads: the cancel is written by the store's thread and stops a job
+    # running here on the event loop. The look-up is a read, done off the loop.
+    job = await run_in_threadpool(_job, request, job_id)
     if job.state.finished:
         raise Conflict(
             f"job {job.id} is already {job.state.value}; there is nothing to cancel",
             f"collect its result with GET /system/jobs/{job.id}/result",
         )
     _, jobs = _service(request)
-    cancelled = jobs.cancel(job.id)
+    cancelled = await jobs.cancel(job)
     return JobInfo.of(cancelled or job)
 
 
 @router.delete("/{job_id}", response_model=JobInfo)
-def delete_job(request: Request, job_id: str) -> JobInfo:
+async def delete_job(request: Request, job_id: str) -> JobInfo:
     """The same as cancel (kept for clients that cancel with DELETE)."""
-    return cancel_job(request, job_id)
+    return await cancel_job(request, job_id)

@@ -8,7 +8,6 @@ jobs running here, claims due callbacks and now and then purges expired jobs. Th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -21,10 +20,11 @@ from nuvem.errors import BadRequest, NuvemError
 from nuvem.jobs.backoff import retry_delay
 from nuvem.jobs.callback import CallbackSender
 from nuvem.jobs.callback_url import check_resolved
+from nuvem.jobs.store_thread import StoreThread
 from nuvem.routing.dispatch import Target, dispatch
 from nuvem.runtime.protocol import CallMeta
 from nuvem.spec.function import FunctionSpec
-from nuvem.stores.job import CallbackState, Finish, Job, JobResult, JobState, JobStore
+from nuvem.stores.job import CallbackState, Finish, Job, JobResult, JobState
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +49,14 @@ class RunnerOptions:
 class JobRunner:
     def __init__(
         self,
-        store: JobStore,
+        io: StoreThread,
         targets: Callable[[], Mapping[str, JobTarget]],
         sender: CallbackSender,
         owner: str,
         options: RunnerOptions | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.store = store
+        self.io = io  # the store, called off the event loop
         self.targets = targets
         self.sender = sender
         self.owner = owner
@@ -76,6 +76,7 @@ class JobRunner:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.io.start()
         self._loop_task = asyncio.create_task(self._run(), name="job-runner")
 
     def wake(self) -> None:
@@ -103,11 +104,14 @@ class JobRunner:
         tasks = list(self.running.values())
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
-        for job_id, task in list(self.running.items()):
+        for task in self.running.values():
             task.cancel()
-            # Back to the queue at once rather than after the lease: a restart picks it up.
-            with contextlib.suppress(Exception):
-                self.store.finish(self.owner, job_id, Finish(JobState.QUEUED))
+        # Back to the queue at once rather than after the lease: a restart picks them up.
+        back = Finish(JobState.QUEUED)
+        await asyncio.gather(
+            *(self.io.finish(self.owner, job_id, back) for job_id in self.running),
+            return_exceptions=True,
+        )
         await asyncio.gather(*self.running.values(), *self._callbacks, return_exceptions=True)
         for task in list(self._callbacks):
             task.cancel()
@@ -117,23 +121,24 @@ class JobRunner:
 
     async def tick(self) -> None:
         now = self.clock()
-        self._claim_jobs()
+        await self._claim_jobs()
         if now - self._renewed_at >= self.options.lease / 3:
             self._renewed_at = now
-            self._renew()
+            await self._renew()
         # Callbacks are looked for when a job finished here, and every poll interval for
         # retries and other gateways' jobs: not on every submit's wake-up.
         if self._finished_here or now - self._callbacks_at >= self.options.poll_interval:
             self._finished_here = False
             self._callbacks_at = now
-            self._claim_callbacks()
+            await self._claim_callbacks()
         if now - self._purged_at >= self.options.purge_interval:
             self._purged_at = now
-            purged = self.store.purge(now)
+            store = self.io.store
+            purged = await self.io.call(lambda: store.purge(now))
             if purged:
                 log.info("purged %d expired jobs", purged)
 
-    def _claim_jobs(self) -> None:
+    async def _claim_jobs(self) -> None:
         capacity: dict[str, int] = {}
         for name, target in self.targets().items():
             if target.unavailable_reason() is not None:
@@ -143,7 +148,8 @@ class JobRunner:
                 capacity[name] = free
         if not capacity or self._stopping:
             return
-        for job in self.store.claim(self.owner, capacity, self.options.lease):
+        store, owner, lease = self.io.store, self.owner, self.options.lease
+        for job in await self.io.call(lambda: store.claim(owner, capacity, lease)):
             self._by_function[job.function] = self._by_function.get(job.function, 0) + 1
             task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
             self.running[job.id] = task
@@ -154,21 +160,24 @@ class JobRunner:
         self._by_function[job.function] = self._by_function.get(job.function, 1) - 1
         self.wake()  # a slot is free
 
-    def _renew(self) -> None:
-        lost = self.store.renew(self.owner, list(self.running), self.options.lease)
+    async def _renew(self) -> None:
+        store, owner, lease = self.io.store, self.owner, self.options.lease
+        held = list(self.running)
+        lost = await self.io.call(lambda: store.renew(owner, held, lease))
         for job_id in lost:
             task = self.running.get(job_id)
             if task is not None:
                 log.info("job %s was cancelled or its lease lost; stopping it here", job_id)
                 task.cancel()
 
-    def _claim_callbacks(self) -> None:
+    async def _claim_callbacks(self) -> None:
         free = self.options.callback_concurrency - len(self._callbacks)
         if free <= 0 or self._stopping:
             return
         # The lease outlives one delivery attempt (the sender's timeout is shorter), so only
         # one gateway sends at a time; a crashed gateway's deliveries resume after it.
-        for job in self.store.claim_callbacks(self.owner, free, lease=self.options.lease):
+        store, owner, lease = self.io.store, self.owner, self.options.lease
+        for job in await self.io.call(lambda: store.claim_callbacks(owner, free, lease)):
             task = asyncio.create_task(self._deliver(job), name=f"callback-{job.id}")
             self._callbacks.add(task)
             task.add_done_callback(self._callbacks.discard)
@@ -178,7 +187,7 @@ class JobRunner:
     async def _execute(self, job: Job) -> None:
         target = self.targets().get(job.function)
         if target is None:  # removed since the claim: leave the job for when it is back
-            self.store.finish(self.owner, job.id, Finish(JobState.QUEUED))
+            await self.io.finish(self.owner, job.id, Finish(JobState.QUEUED))
             return
         settings = target.spec.jobs
         headers = [(k, v) for k, v in job.request.headers if k != "x-call-id"]
@@ -219,7 +228,7 @@ class JobRunner:
                 error or f"status {status}",
                 expires_at=now + settings.result_ttl,
             )
-        if not self.store.finish(self.owner, job.id, finish):
+        if not await self.io.finish(self.owner, job.id, finish):
             log.info("job %s ended here after its lease was lost; result dropped", job.id)
         self._finished_here = True
         self.wake()
@@ -248,13 +257,13 @@ class JobRunner:
             answer = await self.sender.send(url, headers, body)
         except BadRequest as exc:
             log.warning("callback of job %s not sent: %s", job.id, exc)
-            self.store.callback_done(job.id, CallbackState.FAILED)
+            await self._callback_done(job.id, CallbackState.FAILED)
             return
         except Exception as exc:  # the receiver is down or slow: retried below
             answer = 0
             log.info("callback of job %s to %s failed: %r", job.id, url, exc)
         if 200 <= answer < 400:
-            self.store.callback_done(job.id, CallbackState.DELIVERED)
+            await self._callback_done(job.id, CallbackState.DELIVERED)
         elif job.callback_attempts >= self.options.callback_attempts:
             log.warning(
                 "callback of job %s to %s failed %d times; giving up",
@@ -262,11 +271,15 @@ class JobRunner:
                 url,
                 job.callback_attempts,
             )
-            self.store.callback_done(job.id, CallbackState.FAILED)
+            await self._callback_done(job.id, CallbackState.FAILED)
         else:
             delay = retry_delay(
                 job.callback_attempts,
                 self.options.callback_backoff,
                 self.options.callback_max_backoff,
             )
-            self.store.callback_done(job.id, CallbackState.PENDING, self.clock() + delay)
+            await self._callback_done(job.id, CallbackState.PENDING, self.clock() + delay)
+
+    async def _callback_done(self, job_id: str, state: CallbackState, retry_at: float = 0) -> None:
+        store = self.io.store
+        await self.io.call(lambda: store.callback_done(job_id, state, retry_at))

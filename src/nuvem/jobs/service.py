@@ -12,6 +12,7 @@ from nuvem.config import Settings
 from nuvem.jobs.callback import CALLBACK_TIMEOUT, CallbackSender, HttpCallbackSender
 from nuvem.jobs.callback_url import check_callback_url
 from nuvem.jobs.runner import JobRunner, JobTarget, RunnerOptions
+from nuvem.jobs.store_thread import StoreThread
 from nuvem.spec.function import FunctionSpec
 from nuvem.spec.jobs import AsyncJobs
 from nuvem.stores.job import Job, JobRequest, JobStore, NewJob
@@ -49,10 +50,10 @@ class JobService:
             lease=settings.job_lease, allow_hosts=settings.callback_allow_hosts
         )
         sender = sender or HttpCallbackSender(timeout=min(CALLBACK_TIMEOUT, options.lease * 0.8))
-        runner = JobRunner(store, targets, sender, owner, options)
+        runner = JobRunner(StoreThread(store), targets, sender, owner, options)
         return cls(store, runner, settings.callback_allow_hosts)
 
-    def submit(
+    async def submit(
         self,
         spec: FunctionSpec,
         request: JobRequest,
@@ -62,7 +63,7 @@ class JobService:
         """Store the job durably (before the client hears 202), then wake the runner."""
         if callback_url is not None:
             check_callback_url(callback_url, self.allow_hosts)
-        job, created = self.store.submit(
+        job, created = await self.runner.io.submit(
             NewJob(
                 id=str(uuid.uuid4()),
                 function=spec.name,
@@ -76,19 +77,21 @@ class JobService:
             self.runner.wake()
         return job, created
 
-    def cancel(self, job_id: str) -> Job | None:
-        found = self.store.get(job_id, with_body=False)
-        if found is None:
-            return None
-        target = self._targets().get(found.function)
+    async def cancel(self, job: Job) -> Job | None:
+        target = self._targets().get(job.function)
         ttl = (target.spec.jobs if target is not None else AsyncJobs()).result_ttl
-        job = self.store.cancel(job_id, self.clock() + ttl)
-        self.runner.wake()  # its lease renewal stops the running task at the next step
-        return job
+        store, expires_at = self.store, self.clock() + ttl
+        cancelled = await self.runner.io.call(lambda: store.cancel(job.id, expires_at))
+        task = self.runner.running.get(job.id)
+        if task is not None:  # running here: stop it now rather than at the next renewal
+            task.cancel()
+        self.runner.wake()
+        return cancelled
 
     async def start(self) -> None:
         self.runner.start()
 
     async def stop(self) -> None:
         await self.runner.stop()
+        await self.runner.io.stop()
         self.store.close()

@@ -12,6 +12,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from nuvem.errors import BadRequest
 
 BUSY_TIMEOUT_MS = 10_000
+WAL_SIZE_LIMIT = 64 * 2**20
 
 # An execution option read by the "begin" hook: transactions that write start with
 # BEGIN IMMEDIATE, so they take the write lock up front and wait out busy_timeout
@@ -59,6 +60,9 @@ def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         # NORMAL is durable in WAL mode except for the last commits on power loss.
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # When a writer starts the WAL over, it trims the file back to this size: without a
+        # limit the file stays as large as the biggest backlog it ever held.
+        cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     finally:
         cursor.close()
 

@@ -8,6 +8,7 @@ gateway crashed) makes the job claimable again, and `attempts` counts every clai
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -101,6 +102,11 @@ class JobStore(Protocol):
         False."""
         ...
 
+    def submit_many(self, new: Sequence[NewJob]) -> list[tuple[Job, bool]]:
+        """`submit` for each, in order, with the jobs that have no idempotency key written
+        in one transaction (one commit for many accepts: see jobs/store_thread.py)."""
+        ...
+
     def get(self, job_id: str, *, with_body: bool = True) -> Job | None: ...
     def find(
         self, function: str | None = None, state: JobState | None = None, limit: int = 100
@@ -122,6 +128,10 @@ class JobStore(Protocol):
 
     def finish(self, owner: str, job_id: str, finish: Finish) -> bool:
         """Record an attempt's end; False when owner no longer holds the job."""
+        ...
+
+    def finish_many(self, owner: str, ends: Sequence[tuple[str, Finish]]) -> list[bool]:
+        """`finish` for each (job id, how it ended), in one transaction."""
         ...
 
     def claim_callbacks(self, owner: str, limit: int, lease: float) -> list[Job]:

@@ -17,7 +17,7 @@ claim in SQL succeeds, so a duplicate entry runs nothing twice at the same time.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -54,10 +54,18 @@ class RedisJobStore:
     # -- clients: the records answer, the stream is told --------------------------------------
 
     def submit(self, job: NewJob) -> tuple[Job, bool]:
-        stored, created = self.records.submit(job)
-        if created:
-            self._add(job.function, job.id)
-        return stored, created
+        return self.submit_many([job])[0]
+
+    def submit_many(self, new: Sequence[NewJob]) -> list[tuple[Job, bool]]:
+        answers = self.records.submit_many(new)
+        streams = {job.function: self._stream(job.function) for job, created in answers if created}
+        if streams:
+            pipe = self.redis.pipeline(transaction=False)
+            for job, created in answers:
+                if created:
+                    pipe.xadd(streams[job.function], {"id": job.id})
+            pipe.execute()
+        return answers
 
     def get(self, job_id: str, *, with_body: bool = True) -> Job | None:
         return self.records.get(job_id, with_body=with_body)
@@ -122,16 +130,23 @@ class RedisJobStore:
         return lost
 
     def finish(self, owner: str, job_id: str, finish: Finish) -> bool:
-        ok = self.records.finish(owner, job_id, finish)
-        held = self._entries.pop(job_id, None)
-        if ok and finish.state is JobState.QUEUED:
-            job = self.records.get(job_id, with_body=False)
-            if job is not None:
-                due = finish.retry_at if finish.retry_at is not None else self._clock()
-                self.redis.zadd(DELAYED, {f"{job.function}|{job_id}": due})
-        if held is not None:
-            self.redis.xack(held[0], GROUP, held[1])
-        return ok
+        return self.finish_many(owner, [(job_id, finish)])[0]
+
+    def finish_many(self, owner: str, ends: Sequence[tuple[str, Finish]]) -> list[bool]:
+        answers = self.records.finish_many(owner, ends)
+        pipe = self.redis.pipeline(transaction=False)
+        for (job_id, finish), ok in zip(ends, answers, strict=True):
+            held = self._entries.pop(job_id, None)
+            if ok and finish.state is JobState.QUEUED:
+                job = self.records.get(job_id, with_body=False)
+                if job is not None:
+                    due = finish.retry_at if finish.retry_at is not None else self._clock()
+                    pipe.zadd(DELAYED, {f"{job.function}|{job_id}": due})
+            if held is not None:
+                pipe.xack(held[0], GROUP, held[1])
+        if len(pipe):
+            pipe.execute()
+        return answers
 
     def claim_callbacks(self, owner: str, limit: int, lease: float) -> list[Job]:
         return self.records.claim_callbacks(owner, limit, lease)

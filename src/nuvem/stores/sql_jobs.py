@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -237,59 +237,39 @@ class SqlJobStore:
     # -- clients ---------------------------------------------------------------------------
 
     def submit(self, job: NewJob) -> tuple[Job, bool]:
+        return self.submit_many([job])[0]
+
+    def submit_many(self, new: Sequence[NewJob]) -> list[tuple[Job, bool]]:
         now = self._clock()
-        values = {
-            "id": job.id,
-            "function": job.function,
-            "state": JobState.QUEUED.value,
-            "method": job.request.method,
-            "path": job.request.path,
-            "query": job.request.query,
-            "headers": json.dumps(job.request.headers),
-            "body": job.request.body,
-            "attempts": 0,
-            "max_attempts": job.max_attempts,
-            "created_at": now,
-            "updated_at": now,
-            "available_at": now,
-            "callback_url": job.callback_url,
-            "callback_state": (
-                CallbackState.WAITING if job.callback_url else CallbackState.NONE
-            ).value,
-            "callback_attempts": 0,
-            "callback_at": 0.0,
-            "idempotency_key": job.idempotency_key,
-        }
-        if job.idempotency_key is not None:
-            existing = self._by_idempotency_key(job.idempotency_key)
-            if existing is not None:
-                return existing, False
+        # A job with an idempotency key may meet an earlier one: each goes on its own (a
+        # look, then an insert that may lose a race). The others cannot collide (their ids
+        # are fresh UUIDs), so they share one transaction.
+        plain = [job for job in new if job.idempotency_key is None]
+        if plain:
+            with self._writer.begin() as conn:
+                conn.execute(_INSERT, [_new_row(job, now) for job in plain])
+        return [
+            (_queued(job, now), True) if job.idempotency_key is None else self._submit_keyed(job)
+            for job in new
+        ]
+
+    def _submit_keyed(self, job: NewJob) -> tuple[Job, bool]:
+        key = job.idempotency_key
+        assert key is not None
+        existing = self._by_idempotency_key(key)
+        if existing is not None:
+            return existing, False
+        now = self._clock()
         try:
             with self._writer.begin() as conn:
-                conn.execute(_INSERT, values)
+                conn.execute(_INSERT, _new_row(job, now))
         except IntegrityError:
             # Another gateway stored the same idempotency key between our look and our insert.
-            if job.idempotency_key is None:
-                raise
-            existing = self._by_idempotency_key(job.idempotency_key)
+            existing = self._by_idempotency_key(key)
             if existing is None:
                 raise
             return existing, False
-        # Built here rather than read back: a submit is on the accept path, one write only.
-        stored = Job(
-            id=job.id,
-            function=job.function,
-            state=JobState.QUEUED,
-            request=job.request,
-            attempts=0,
-            max_attempts=job.max_attempts,
-            created_at=now,
-            updated_at=now,
-            available_at=now,
-            callback_url=job.callback_url,
-            callback_state=CallbackState(values["callback_state"]),
-        )
-        return stored, True
+        return _queued(job, now), True
 
     def _by_idempotency_key(self, key: str) -> Job | None:
         with self._engine.begin() as conn:
@@ -419,28 +399,38 @@ class SqlJobStore:
         return set(job_ids) - kept
 
     def finish(self, owner: str, job_id: str, finish: Finish) -> bool:
+        return self.finish_many(owner, [(job_id, finish)])[0]
+
+    def finish_many(self, owner: str, ends: Sequence[tuple[str, Finish]]) -> list[bool]:
+        if not ends:
+            return []
         now = self._clock()
-        result = finish.result
-        params: dict[str, Any] = {
-            "p_id": job_id,
-            "p_owner": owner,
-            "p_state": finish.state.value,
-            "p_now": now,
-            "p_error": finish.error,
-            "p_status": None if result is None else result.status,
-            "p_headers": None if result is None else json.dumps(result.headers),
-            "p_body": None if result is None else result.body,
-            "p_duration": None if result is None else result.duration,
-        }
-        if finish.state is JobState.QUEUED:
-            params["p_available"] = now if finish.retry_at is None else finish.retry_at
-            statement = _REQUEUE
-        else:
-            params["p_expires"] = finish.expires_at
-            statement = _FINISH
         with self._writer.begin() as conn:
-            result_proxy = conn.execute(statement, params)
-        return bool(result_proxy.rowcount)
+            # Which of them owner still holds, asked first: an executemany tells only how
+            # many rows it changed in all, not which.
+            query = sa.select(jobs.c.id).where(
+                jobs.c.id.in_([job_id for job_id, _ in ends]),
+                jobs.c.owner == owner,
+                jobs.c.state == JobState.RUNNING.value,
+            )
+            if self._postgres:
+                query = query.with_for_update()
+            held = set(conn.execute(query).scalars())
+            answers: list[bool] = []
+            final: list[dict[str, Any]] = []
+            requeue: list[dict[str, Any]] = []
+            for job_id, finish in ends:
+                answers.append(job_id in held)
+                if job_id not in held:
+                    continue
+                held.discard(job_id)  # the same job twice: only the first end counts
+                params = _end_params(owner, job_id, finish, now)
+                (requeue if finish.state is JobState.QUEUED else final).append(params)
+            if final:
+                conn.execute(_FINISH, final)
+            if requeue:
+                conn.execute(_REQUEUE, requeue)
+        return answers
 
     def claim_callbacks(self, owner: str, limit: int, lease: float) -> list[Job]:
         now = self._clock()
@@ -494,6 +484,70 @@ class SqlJobStore:
             self._checkpointer.stop()
             self._checkpointer = None
         self._engine.dispose()
+
+
+def _new_row(job: NewJob, now: float) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "function": job.function,
+        "state": JobState.QUEUED.value,
+        "method": job.request.method,
+        "path": job.request.path,
+        "query": job.request.query,
+        "headers": json.dumps(job.request.headers),
+        "body": job.request.body,
+        "attempts": 0,
+        "max_attempts": job.max_attempts,
+        "created_at": now,
+        "updated_at": now,
+        "available_at": now,
+        "callback_url": job.callback_url,
+        "callback_state": _first_callback_state(job).value,
+        "callback_attempts": 0,
+        "callback_at": 0.0,
+        "idempotency_key": job.idempotency_key,
+    }
+
+
+def _first_callback_state(job: NewJob) -> CallbackState:
+    return CallbackState.WAITING if job.callback_url else CallbackState.NONE
+
+
+def _queued(job: NewJob, now: float) -> Job:
+    """The record a submit just wrote, built rather than read back: one write per accept."""
+    return Job(
+        id=job.id,
+        function=job.function,
+        state=JobState.QUEUED,
+        request=job.request,
+        attempts=0,
+        max_attempts=job.max_attempts,
+        created_at=now,
+        updated_at=now,
+        available_at=now,
+        callback_url=job.callback_url,
+        callback_state=_first_callback_state(job),
+    )
+
+
+def _end_params(owner: str, job_id: str, finish: Finish, now: float) -> dict[str, Any]:
+    result = finish.result
+    params: dict[str, Any] = {
+        "p_id": job_id,
+        "p_owner": owner,
+        "p_state": finish.state.value,
+        "p_now": now,
+        "p_error": finish.error,
+        "p_status": None if result is None else result.status,
+        "p_headers": None if result is None else json.dumps(result.headers),
+        "p_body": None if result is None else result.body,
+        "p_duration": None if result is None else result.duration,
+    }
+    if finish.state is JobState.QUEUED:
+        params["p_available"] = now if finish.retry_at is None else finish.retry_at
+    else:
+        params["p_expires"] = finish.expires_at
+    return params
 
 
 def _due(now: float) -> sa.ColumnElement[bool]:
