@@ -1,5 +1,5 @@
-"""Two gateways sharing Redis and PostgreSQL both accept and complete jobs; when one dies
-(SIGKILL) the other finishes its jobs, and nothing is lost."""
+"""Two gateways sharing Redis and PostgreSQL both accept and complete jobs, within one
+concurrency limit; when one dies (SIGKILL) the other finishes its jobs, and nothing is lost."""
 
 from __future__ import annotations
 
@@ -17,20 +17,34 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 JOBS = 100
 HANDLER = """
+import asyncio
 import os
 import time
 
 
-def work(req):
-    time.sleep(0.05)
-    return req.body + b" by " + str(os.getppid()).encode()
+async def work(req):
+    began = time.time()
+    await asyncio.sleep(0.05)
+    return req.body + f" by {os.getppid()} from {began} to {time.time()}".encode()
 """
 STACK = """
 functions:
   work:
     handler: functions:work
+    max_inflight: 16  # one replica could run every job at once: the jobs limit must hold
     jobs: {concurrency: 4, retries: 5, backoff: 50ms, max_backoff: 200ms}
 """
+CONCURRENCY = 4
+
+
+def max_overlap(runs: list[tuple[float, float]]) -> int:
+    """The most runs under way at one moment."""
+    edges = sorted([(start, 1) for start, _ in runs] + [(end, -1) for _, end in runs])
+    now = most = 0
+    for _, step in edges:  # at equal times an end (-1) sorts before a start
+        now += step
+        most = max(most, now)
+    return most
 
 
 @pytest.fixture
@@ -80,12 +94,16 @@ async def test_two_gateways_share_jobs_and_survive_one_dying(
                 await asyncio.sleep(0.2)
             assert {j["id"] for j in listing} == set(ids)
             ran_by = set()
+            runs: list[tuple[float, float]] = []
             for i, job_id in enumerate(ids):
                 result = await on_b.get(f"/system/jobs/{job_id}/result")
-                body = result.content.decode()
-                assert body.startswith(f"job-{i} by ")
-                ran_by.add(body.rsplit(" ", 1)[1])
+                words = result.content.decode().split(" ")
+                assert words[:2] == [f"job-{i}", "by"]
+                ran_by.add(words[2])
+                runs.append((float(words[4]), float(words[6])))
             assert ran_by == pids  # both gateways completed jobs
+            # concurrency: 4 holds for both gateways together, not 4 on each.
+            assert max_overlap(runs) <= CONCURRENCY
     finally:
         b.stop()
         a.stop()

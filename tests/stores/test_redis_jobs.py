@@ -4,7 +4,9 @@ entries, re-enqueue jobs a crash left out of the stream, share work between gate
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -99,3 +101,40 @@ def test_two_gateways_share_the_work_without_overlap(
                 seen.append(job.id)
                 assert store.finish(owner, job.id, Finish(JobState.SUCCEEDED, RESULT))
     assert sorted(seen) == sorted(f"j{i}" for i in range(40))
+
+
+def test_entries_read_without_a_free_slot_go_back_to_the_stream(
+    gateways: tuple[RedisJobStore, RedisJobStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = gateways
+    for i in range(6):
+        a.submit(new(f"j{i}"))
+    first = a.claim("a", {"f": 3}, lease=30)
+    assert len(first) == 3
+    # b's estimate is stale, as when a claimed between b's look and b's claim: b reads
+    # entries, finds no free slot under the claim turn, and must not sit on them.
+    monkeypatch.setattr(b.records, "running", lambda function: 0)
+    assert b.claim("b", {"f": 3}, lease=30) == []
+    monkeypatch.undo()
+    for job in first:
+        assert a.finish("a", job.id, Finish(JobState.SUCCEEDED, RESULT, expires_at=1e12))
+    # Back in the stream at once, not after a lease of 30 s (XAUTOCLAIM).
+    assert sorted(j.id for j in b.claim("b", {"f": 3}, lease=30)) == ["j3", "j4", "j5"]
+
+
+def test_gateways_claiming_at_once_keep_to_the_limit(postgres_url: str) -> None:
+    stores = [SqlJobStore.postgres(postgres_url) for _ in range(4)]
+    try:
+        for i in range(20):
+            stores[0].submit(new(f"j{i}"))
+        start = threading.Barrier(len(stores))
+
+        def claim(index: int) -> int:
+            start.wait()
+            return len(stores[index].claim(f"g{index}", {"f": 3}, lease=30))
+
+        with ThreadPoolExecutor(len(stores)) as pool:
+            assert sum(pool.map(claim, range(len(stores)))) == 3
+    finally:
+        for store in stores:
+            store.close()

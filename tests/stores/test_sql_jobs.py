@@ -156,6 +156,25 @@ def test_claim_respects_capacity_per_function(store: JobStore) -> None:
     assert [j.id for j in store.claim("other", {"f": 10}, lease=10)] == ["f2", "f3", "f4"]
 
 
+def test_capacity_counts_jobs_running_on_every_gateway(store: JobStore, clock: Clock) -> None:
+    for i in range(6):
+        store.submit(new(f"f{i}"))
+    assert len(store.claim("a", {"f": 3}, lease=10)) == 3
+    assert store.claim("b", {"f": 3}, lease=10) == []  # a runs three: none is free
+    assert store.finish("a", "f0", Finish(JobState.SUCCEEDED, RESULT, expires_at=1e12))
+    assert [j.id for j in store.claim("b", {"f": 3}, lease=10)] == ["f3"]
+    assert store.claim("a", {"f": 4}, lease=10) != []  # a higher limit makes room
+
+
+@pytest.mark.usefixtures("sql_only")
+def test_jobs_under_lost_leases_do_not_count(store: JobStore, clock: Clock) -> None:
+    for i in range(4):
+        store.submit(new(f"f{i}"))
+    assert len(store.claim("a", {"f": 3}, lease=10)) == 3
+    clock.now += 11  # a died: its leases ran out, so its jobs are claimable and count no more
+    assert len(store.claim("c", {"f": 3}, lease=10)) == 3
+
+
 @pytest.mark.usefixtures("sql_only")
 def test_expired_lease_is_reclaimed_and_counts_an_attempt(store: JobStore, clock: Clock) -> None:
     store.submit(new("a"))

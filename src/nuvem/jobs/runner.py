@@ -143,9 +143,10 @@ class JobRunner:
         for name, target in self.targets().items():
             if target.unavailable_reason() is not None:
                 continue  # its jobs wait, queued, until it can run them
-            free = target.spec.jobs.concurrency - self._by_function.get(name, 0)
-            if free > 0:
-                capacity[name] = free
+            limit = target.spec.jobs.concurrency
+            if self._by_function.get(name, 0) < limit:  # else full here, so full everywhere
+                # The limit holds for all gateways together: the store counts theirs too.
+                capacity[name] = limit
         if not capacity or self._stopping:
             return
         store, owner, lease = self.io.store, self.owner, self.options.lease

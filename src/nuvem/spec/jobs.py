@@ -20,7 +20,10 @@ class AsyncJobs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     concurrency: int = Field(
-        default=8, ge=1, le=10_000, description="async jobs of this function running at once"
+        default=8,
+        ge=1,
+        le=10_000,
+        description="async jobs of this function running at once, on all gateways together",
     )
     # None: the function's own timeout. A longer one is declared here, on purpose, since it
     # also tells the controller how long a call may run before the replica counts as stuck.

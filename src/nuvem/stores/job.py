@@ -119,7 +119,8 @@ class JobStore(Protocol):
         ...
 
     def claim(self, owner: str, capacity: dict[str, int], lease: float) -> list[Job]:
-        """Up to capacity[function] due jobs per function, now RUNNING under owner's lease."""
+        """Due jobs, now RUNNING under owner's lease: of each function, as many as keep no
+        more than capacity[function] of its jobs running on all gateways together."""
         ...
 
     def renew(self, owner: str, job_ids: list[str], lease: float) -> set[str]:

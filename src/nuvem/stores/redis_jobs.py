@@ -88,7 +88,10 @@ class RedisJobStore:
             self._reaped_at = now
             self._reap(owner, lease)
         claimed: list[Job] = []
-        for function, free in capacity.items():
+        for function, limit in capacity.items():
+            # An estimate, to read no more entries than could run: claim_ids has the final
+            # word, under the function's claim turn.
+            free = limit - self.records.running(function)
             if free <= 0:
                 continue
             stream = self._stream(function)
@@ -98,24 +101,32 @@ class RedisJobStore:
             if not entries:
                 continue
             ids = {self._job_id(fields): entry_id for entry_id, fields in entries}
-            got = self.records.claim_ids(owner, list(ids), lease)
+            got = self.records.claim_ids(owner, function, list(ids), lease, limit)
             for job in got:
                 self._entries[job.id] = (stream, ids.pop(job.id))
             claimed += got
-            self._settle_unclaimed(stream, ids)
+            self._settle_unclaimed(function, stream, ids, now)
         return claimed
 
-    def _settle_unclaimed(self, stream: str, entries: dict[str, bytes]) -> None:
-        """Entries read but not claimed: ack those whose job is over (or gone); leave the
-        others pending, since their owner is alive and will ack them."""
-        done = []
+    def _settle_unclaimed(
+        self, function: str, stream: str, entries: dict[str, bytes], now: float
+    ) -> None:
+        """Entries read but not claimed. A job that is over (or gone) or waits for its retry
+        time (the delayed set brings it back) is acked; one that was due but found no free
+        slot (another gateway took it) goes back to the stream for whoever has room. A running
+        one stays pending: its owner acks its own entry, and should the owner have died,
+        XAUTOCLAIM hands this entry on once it has been idle for a lease."""
+        pipe = self.redis.pipeline(transaction=False)
         for job_id, entry_id in entries.items():
             job = self.records.get(job_id, with_body=False)
-            if job is None or job.state.finished or job.state is JobState.QUEUED:
-                # A queued job here waits for its retry time: the delayed set brings it back.
-                done.append(entry_id)
-        if done:
-            self.redis.xack(stream, GROUP, *done)
+            waits = job is not None and job.state is JobState.QUEUED and job.available_at > now
+            if job is None or job.state.finished or waits:
+                pipe.xack(stream, GROUP, entry_id)
+            elif job.state is JobState.QUEUED:
+                pipe.xadd(stream, {"id": job_id})
+                pipe.xack(stream, GROUP, entry_id)
+        if len(pipe):
+            pipe.execute()
 
     def renew(self, owner: str, job_ids: list[str], lease: float) -> set[str]:
         lost = self.records.renew(owner, job_ids, lease)

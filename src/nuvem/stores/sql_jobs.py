@@ -200,6 +200,21 @@ _TAKE_PG = (
     .returning(*jobs.c)
 )
 _MANY = sa.select(jobs).where(jobs.c.id.in_(sa.bindparam("p_ids", expanding=True)))
+# Jobs of a function running anywhere now: a lease that ran out no longer counts.
+_RUNNING = (
+    sa.select(sa.func.count())
+    .select_from(jobs)
+    .where(
+        jobs.c.function == sa.bindparam("p_function"),
+        jobs.c.state == JobState.RUNNING.value,
+        jobs.c.lease_until >= _NOW,
+    )
+)
+# Gateways claiming jobs of one function take turns (until their transaction ends), so that
+# two of them never both see room for the last free slot.
+_CLAIM_TURN_PG = sa.select(
+    sa.func.pg_advisory_xact_lock(sa.func.hashtext(sa.bindparam("p_lock", type_=sa.String)))
+)
 
 _SUMMARY = [c for c in jobs.c if c.name not in ("body", "result_body")]
 _ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
@@ -319,7 +334,8 @@ class SqlJobStore:
         claimed: list[Job] = []
         statement = _TAKE_PG if self._postgres else _TAKE
         with self._writer.begin() as conn:
-            for function, free in capacity.items():
+            for function, limit in capacity.items():
+                free = limit - self._running(conn, function, now)
                 if free <= 0:
                     continue
                 params = {
@@ -336,14 +352,38 @@ class SqlJobStore:
                 )
         return claimed
 
-    def claim_ids(self, owner: str, job_ids: list[str], lease: float) -> list[Job]:
-        """Those of `job_ids` that are due, now RUNNING under owner's lease (a queue in
+    def _running(self, conn: sa.Connection, function: str, now: float) -> int:
+        """Jobs of `function` running on any gateway; on PostgreSQL, first wait for the turn
+        to claim them (SQLite's BEGIN IMMEDIATE already lets one writer in at a time)."""
+        if self._postgres:
+            conn.execute(_CLAIM_TURN_PG, {"p_lock": f"nuvem-jobs:{function}"})
+        return int(conn.execute(_RUNNING, {"p_function": function, "p_now": now}).scalar_one())
+
+    def running(self, function: str) -> int:
+        """Jobs of `function` running on any gateway now (without taking the turn)."""
+        with self._engine.begin() as conn:
+            found = conn.execute(_RUNNING, {"p_function": function, "p_now": self._clock()})
+            return int(found.scalar_one())
+
+    def claim_ids(
+        self, owner: str, function: str, job_ids: list[str], lease: float, limit: int
+    ) -> list[Job]:
+        """Those of `job_ids` (jobs of `function`) that are due, now RUNNING under owner's
+        lease, as long as no more than `limit` of the function's jobs then run (a queue in
         front of this store decides which jobs to try)."""
         if not job_ids:
             return []
         now = self._clock()
         with self._writer.begin() as conn:
-            query = sa.select(jobs.c.id).where(jobs.c.id.in_(job_ids), _due(now))
+            free = limit - self._running(conn, function, now)
+            if free <= 0:
+                return []
+            query = (
+                sa.select(jobs.c.id)
+                .where(jobs.c.id.in_(job_ids), _due(now))
+                .order_by(jobs.c.available_at)
+                .limit(free)
+            )
             if self._postgres:
                 query = query.with_for_update(skip_locked=True)
             ids = list(conn.execute(query).scalars())
