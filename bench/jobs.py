@@ -51,7 +51,7 @@ functions:
     max_inflight: 16
     jobs: {concurrency: 32}
 """
-out = Console()
+out = Console(width=120)  # the whole table, also when the output is not a terminal
 
 
 def free_port() -> int:

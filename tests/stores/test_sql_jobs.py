@@ -292,3 +292,16 @@ def test_sqlite_checkpoints_run_in_their_own_thread(tmp_path: Path) -> None:
     assert "checkpoint own-thread.db" in {t.name for t in threading.enumerate()}
     store.close()
     assert "checkpoint own-thread.db" not in {t.name for t in threading.enumerate()}
+
+
+def test_sqlite_submits_sync_the_wal_and_other_writes_do_not(tmp_path: Path) -> None:
+    # A lost claim or finish runs a job again; a lost submit loses an accepted job. So only
+    # submits pay for an fsync at commit (synchronous FULL = 2, NORMAL = 1).
+    store = SqlJobStore.sqlite(tmp_path / "jobs.db")
+    try:
+        with store._accepter.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+        with store._writer.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+    finally:
+        store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,19 @@ WAL_SIZE_LIMIT = 64 * 2**20
 BEGIN_OPTION = "nuvem_sqlite_begin"
 
 
-def sqlite_engine(path: Path, *, autocheckpoint: bool = True) -> tuple[Engine, Engine]:
+def sqlite_engine(
+    path: Path, *, autocheckpoint: bool = True, synchronous: str = "NORMAL"
+) -> tuple[Engine, Engine]:
     """The engine for reads and one whose transactions take the write lock at BEGIN.
 
     Without `autocheckpoint`, commits never checkpoint the WAL: the caller runs a
-    WalCheckpointer (checkpointer.py).
+    WalCheckpointer (checkpointer.py). `synchronous` NORMAL is durable in WAL mode except
+    for the last commits on power loss (or an OS crash); FULL syncs the WAL at each commit,
+    so a commit that returned survives those too.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(sa.URL.create("sqlite", database=str(path)))
-    sa.event.listen(engine, "connect", _on_connect)
+    sa.event.listen(engine, "connect", functools.partial(_on_connect, synchronous=synchronous))
     if not autocheckpoint:
         sa.event.listen(engine, "connect", _no_autocheckpoint)
     sa.event.listen(engine, "begin", _on_begin)
@@ -48,7 +53,7 @@ def postgres_engine(url: str) -> Engine:
     return sa.create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
-def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry, *, synchronous: str) -> None:
     # Take BEGIN away from the sqlite3 module (its legacy mode skips BEGIN before SELECT);
     # _on_begin emits it instead, so every transaction really is one.
     dbapi_connection.isolation_level = None
@@ -58,8 +63,7 @@ def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         # WAL persists in the file; asking again on a WAL file only reads the mode. It must run
         # outside a transaction, which only this hook is sure of.
         cursor.execute("PRAGMA journal_mode=WAL")
-        # NORMAL is durable in WAL mode except for the last commits on power loss.
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         # When a writer starts the WAL over, it trims the file back to this size: without a
         # limit the file stays as large as the biggest backlog it ever held.
         cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")

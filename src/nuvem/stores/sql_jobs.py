@@ -228,10 +228,14 @@ class SqlJobStore:
         engine: Engine,
         writer: Engine | None = None,
         *,
+        accepter: Engine | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._engine = engine
         self._writer = writer or engine
+        # Submits may need a stronger commit than the rest: a lost claim or finish only runs
+        # a job again, but a lost submit loses a job the client was told is accepted.
+        self._accepter = accepter or self._writer
         self._clock = clock
         self._postgres = engine.dialect.name == "postgresql"
         self._checkpointer: WalCheckpointer | None = None
@@ -241,7 +245,11 @@ class SqlJobStore:
     @classmethod
     def sqlite(cls, path: Path, *, clock: Callable[[], float] = time.time) -> SqlJobStore:
         engine, writer = sqlite_engine(path, autocheckpoint=False)
-        store = cls(engine, writer, clock=clock)
+        # Submits commit with synchronous=FULL: an accepted job survives power loss too. The
+        # sync costs one fsync per batch of submits (see jobs/store_thread.py), and it makes
+        # every commit before it durable as well.
+        _, accepter = sqlite_engine(path, autocheckpoint=False, synchronous="FULL")
+        store = cls(engine, writer, accepter=accepter, clock=clock)
         store._checkpointer = WalCheckpointer(path)
         return store
 
@@ -261,7 +269,7 @@ class SqlJobStore:
         # are fresh UUIDs), so they share one transaction.
         plain = [job for job in new if job.idempotency_key is None]
         if plain:
-            with self._writer.begin() as conn:
+            with self._accepter.begin() as conn:
                 conn.execute(_INSERT, [_new_row(job, now) for job in plain])
         return [
             (_queued(job, now), True) if job.idempotency_key is None else self._submit_keyed(job)
@@ -276,7 +284,7 @@ class SqlJobStore:
             return existing, False
         now = self._clock()
         try:
-            with self._writer.begin() as conn:
+            with self._accepter.begin() as conn:
                 conn.execute(_INSERT, _new_row(job, now))
         except IntegrityError:
             # Another gateway stored the same idempotency key between our look and our insert.
@@ -524,6 +532,7 @@ class SqlJobStore:
             self._checkpointer.stop()
             self._checkpointer = None
         self._engine.dispose()
+        self._accepter.dispose()  # its own pool on SQLite; disposing a shared one again is a no-op
 
 
 def _new_row(job: NewJob, now: float) -> dict[str, Any]:
