@@ -138,3 +138,39 @@ def test_gateways_claiming_at_once_keep_to_the_limit(postgres_url: str) -> None:
     finally:
         for store in stores:
             store.close()
+
+
+def test_finished_jobs_leave_nothing_behind_in_redis(
+    gateways: tuple[RedisJobStore, RedisJobStore],
+) -> None:
+    a, _ = gateways
+    for i in range(10):
+        a.submit(new(f"j{i}"))
+    assert a.redis.xlen("nuvem:jobs:f") == 10
+    assert a.redis.hlen("nuvem:jobs:enqueued") == 10
+    for job in a.claim("a", {"f": 10}, lease=30):
+        assert a.finish("a", job.id, Finish(JobState.SUCCEEDED, RESULT, expires_at=1e12))
+    # Acked entries are deleted: a stream does not grow by one entry per job forever.
+    assert a.redis.xlen("nuvem:jobs:f") == 0
+    assert a.redis.hlen("nuvem:jobs:enqueued") == 0
+
+
+def test_a_long_backlog_is_not_enqueued_twice(postgres_url: str, clean_redis: str) -> None:
+    now = [1000.0]
+    store = RedisJobStore(
+        SqlJobStore.postgres(postgres_url, clock=lambda: now[0]), clean_redis, clock=lambda: now[0]
+    )
+    try:
+        for i in range(50):
+            store.submit(new(f"j{i}"))
+        now[0] += 60  # every job has waited far past two leases: the reaper looks at them all
+        store.claim("g", {"f": 0}, lease=1.0)
+        assert store.redis.xlen("nuvem:jobs:f") == 50
+        # Redis lost its data (restarted without persistence): PostgreSQL brings it all back.
+        store.redis.flushdb()
+        now[0] += 60
+        store.claim("g", {"f": 0}, lease=1.0)
+        assert store.redis.xlen("nuvem:jobs:f") == 50
+        assert len(store.claim("g", {"f": 50}, lease=30)) == 50
+    finally:
+        store.close()

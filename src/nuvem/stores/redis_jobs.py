@@ -9,9 +9,11 @@ claim in SQL succeeds, so a duplicate entry runs nothing twice at the same time.
   live gateway takes them over with XAUTOCLAIM. A live gateway keeps its entries fresh by
   re-claiming them to itself whenever it renews its leases.
 - Retries wait in a sorted set (score: due time) until the reaper moves them to the stream.
-- The reaper also re-enqueues jobs that SQL says are due but that no stream may hold (a
-  crash between the SQL write and XADD). It runs in every gateway's step, one at a time
-  (a short Redis lock), so it runs while any gateway lives.
+- The reaper also re-enqueues jobs that SQL says are due but that no stream holds (a
+  crash between the SQL write and XADD, or a Redis that lost its data): a hash counts each
+  job's live entries, kept in step with XADD and XACK atomically. Acked entries are
+  deleted, so a stream holds only the work still to do. The reaper runs in every gateway's
+  step, one at a time (a short Redis lock), so it runs while any gateway lives.
 """
 
 from __future__ import annotations
@@ -30,6 +32,19 @@ PREFIX = "nuvem:jobs:"
 DELAYED = PREFIX + "delayed"
 REAPER_LOCK = PREFIX + "reaper"
 REAP_INTERVAL = 1.0
+# job id -> entries it has in the streams (added, not yet acked), so the reaper can tell a
+# job waiting in a long stream from one a crash left out, without reading the streams.
+ENQUEUED = PREFIX + "enqueued"
+# XACK, XDEL and the count in one step; only an entry really deleted lowers the count, so
+# acking twice (two gateways settling the same entry) counts once.
+_ACK = """
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+local deleted = redis.call('XDEL', KEYS[1], ARGV[2])
+if deleted == 1 and redis.call('HINCRBY', KEYS[2], ARGV[3], -1) <= 0 then
+  redis.call('HDEL', KEYS[2], ARGV[3])
+end
+return deleted
+"""
 
 
 class RedisJobStore:
@@ -50,6 +65,7 @@ class RedisJobStore:
         self._entries: dict[str, tuple[str, bytes]] = {}  # job id -> (stream, entry id)
         self._reaped_at = 0.0
         self._lease = 15.0
+        self._ack_script = self.redis.register_script(_ACK)
 
     # -- clients: the records answer, the stream is told --------------------------------------
 
@@ -58,12 +74,11 @@ class RedisJobStore:
 
     def submit_many(self, new: Sequence[NewJob]) -> list[tuple[Job, bool]]:
         answers = self.records.submit_many(new)
-        streams = {job.function: self._stream(job.function) for job, created in answers if created}
-        if streams:
-            pipe = self.redis.pipeline(transaction=False)
-            for job, created in answers:
-                if created:
-                    pipe.xadd(streams[job.function], {"id": job.id})
+        created = [job for job, fresh in answers if fresh]
+        if created:
+            pipe = self.redis.pipeline(transaction=True)
+            for job in created:
+                self._enqueue(pipe, self._stream(job.function), job.id)
             pipe.execute()
         return answers
 
@@ -95,7 +110,16 @@ class RedisJobStore:
             if free <= 0:
                 continue
             stream = self._stream(function)
-            entries = self._take_over(stream, owner, lease, free)
+            try:
+                entries = self._take_over(stream, owner, lease, free)
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # Redis lost the group (restarted without its data): make it again; the
+                # reaper re-enqueues the jobs from the records.
+                self._groups.discard(stream)
+                stream = self._stream(function)
+                entries = self._take_over(stream, owner, lease, free)
             if len(entries) < free:
                 entries += self._read(stream, owner, free - len(entries))
             if not entries:
@@ -116,15 +140,15 @@ class RedisJobStore:
         slot (another gateway took it) goes back to the stream for whoever has room. A running
         one stays pending: its owner acks its own entry, and should the owner have died,
         XAUTOCLAIM hands this entry on once it has been idle for a lease."""
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.redis.pipeline(transaction=True)
         for job_id, entry_id in entries.items():
             job = self.records.get(job_id, with_body=False)
             waits = job is not None and job.state is JobState.QUEUED and job.available_at > now
             if job is None or job.state.finished or waits:
-                pipe.xack(stream, GROUP, entry_id)
+                self._done(pipe, stream, entry_id, job_id)
             elif job.state is JobState.QUEUED:
-                pipe.xadd(stream, {"id": job_id})
-                pipe.xack(stream, GROUP, entry_id)
+                self._enqueue(pipe, stream, job_id)
+                self._done(pipe, stream, entry_id, job_id)
         if len(pipe):
             pipe.execute()
 
@@ -145,7 +169,7 @@ class RedisJobStore:
 
     def finish_many(self, owner: str, ends: Sequence[tuple[str, Finish]]) -> list[bool]:
         answers = self.records.finish_many(owner, ends)
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.redis.pipeline(transaction=True)
         for (job_id, finish), ok in zip(ends, answers, strict=True):
             held = self._entries.pop(job_id, None)
             if ok and finish.state is JobState.QUEUED:
@@ -154,7 +178,7 @@ class RedisJobStore:
                     due = finish.retry_at if finish.retry_at is not None else self._clock()
                     pipe.zadd(DELAYED, {f"{job.function}|{job_id}": due})
             if held is not None:
-                pipe.xack(held[0], GROUP, held[1])
+                self._done(pipe, held[0], held[1], job_id)
         if len(pipe):
             pipe.execute()
         return answers
@@ -192,28 +216,19 @@ class RedisJobStore:
             if self.redis.zrem(DELAYED, member):
                 function, _, job_id = member.decode().partition("|")
                 self._add(function, job_id)
-        known: dict[str, set[str]] = {}
-        for function, job_id in self.records.stranded(now - 2 * lease):
-            if function not in known:
-                known[function] = self._stream_ids(self._stream(function))
-            if job_id in known[function]:
-                continue
-            if self.redis.zscore(DELAYED, f"{function}|{job_id}") is None:
+        stranded = self.records.stranded(now - 2 * lease)
+        if not stranded:
+            return
+        # A job due this long may simply wait its turn in a long stream: only one that has
+        # no entry in any stream (ENQUEUED) and no retry time (DELAYED) is enqueued again.
+        pipe = self.redis.pipeline(transaction=False)
+        for function, job_id in stranded:
+            pipe.hexists(ENQUEUED, job_id)
+            pipe.zscore(DELAYED, f"{function}|{job_id}")
+        found = pipe.execute()
+        for index, (function, job_id) in enumerate(stranded):
+            if not found[2 * index] and found[2 * index + 1] is None:
                 self._add(function, job_id)
-
-    def _stream_ids(self, stream: str) -> set[str]:
-        """Job ids with an entry in the stream that is pending or not yet delivered."""
-        found = set()
-        for pending in self.redis.xpending_range(stream, GROUP, "-", "+", 10_000):
-            entry_id = pending["message_id"]
-            for _, fields in self.redis.xrange(stream, entry_id, entry_id):
-                found.add(self._job_id(fields))
-        groups: Any = self.redis.xinfo_groups(stream)
-        last = next((g["last-delivered-id"] for g in groups if _text(g["name"]) == GROUP), None)
-        if last is not None:
-            for _, fields in self.redis.xrange(stream, f"({_text(last)}", "+", count=10_000):
-                found.add(self._job_id(fields))
-        return found
 
     # -- streams ------------------------------------------------------------------------------
 
@@ -229,7 +244,20 @@ class RedisJobStore:
         return stream
 
     def _add(self, function: str, job_id: str) -> None:
-        self.redis.xadd(self._stream(function), {"id": job_id})
+        pipe = self.redis.pipeline(transaction=True)
+        self._enqueue(pipe, self._stream(function), job_id)
+        pipe.execute()
+
+    @staticmethod
+    def _enqueue(pipe: Any, stream: str, job_id: str) -> None:
+        """A new entry for the job, counted in ENQUEUED in the same MULTI."""
+        pipe.xadd(stream, {"id": job_id})
+        pipe.hincrby(ENQUEUED, job_id, 1)
+
+    def _done(self, pipe: Any, stream: str, entry_id: bytes, job_id: str) -> None:
+        """Ack the entry and delete it: acked entries would otherwise stay in the stream,
+        which would grow by one entry per job forever."""
+        self._ack_script(keys=[stream, ENQUEUED], args=[GROUP, entry_id, job_id], client=pipe)
 
     def _take_over(self, stream: str, owner: str, lease: float, count: int) -> list[Any]:
         answer: Any = self.redis.xautoclaim(
@@ -245,7 +273,3 @@ class RedisJobStore:
     @staticmethod
     def _job_id(fields: dict[bytes, bytes]) -> str:
         return fields[b"id"].decode()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
