@@ -32,6 +32,8 @@ class ApiKeyRecord:
     functions: tuple[str, ...] | None  # None: every function
     created_at: float
     revoked_at: float | None = None
+    rate: float | None = None  # calls per second on average; None: the gateway's default
+    burst: int | None = None  # calls at once; None: the default, or about one second's worth
 
     def allows(self, function: str) -> bool:
         return self.revoked_at is None and (self.functions is None or function in self.functions)

@@ -321,6 +321,10 @@ def test_a_day_with_the_cli(nuvem: Nuvem) -> None:
     (record,) = keys
     assert key.startswith(f"nv_{record['id']}_")
     assert key not in json.dumps(keys)
+    assert record["rate"] is None  # the gateway's default
+    limited = nuvem.run("keys", "limit", record["id"], "--rate", "5", "--burst", "7")
+    assert "5/s, 7 at once" in limited.stderr
+    assert re.search(rf"^\s*{record['id']}\s.*5/s, 7 at once", nuvem.run("keys", "ls").stdout, re.M)
     nuvem.run("keys", "revoke", record["id"])
     # Another gateway may cache a key for up to 5 s; ours forgets it at once, but poll.
     revoked = wait_for(

@@ -6,7 +6,8 @@ import httpx
 import pytest
 
 from conftest import Running
-from nuvem.gateway.rate_limit import MemoryRateLimiter, RedisRateLimiter
+from nuvem.gateway.rate_limit import MemoryRateLimiter, RedisRateLimiter, key_limit
+from nuvem.types import ApiKeyRecord
 
 pytestmark = pytest.mark.anyio
 
@@ -20,30 +21,47 @@ class Clock:
 
 def test_bucket_allows_a_burst_then_refills_at_the_rate() -> None:
     clock = Clock()
-    limiter = MemoryRateLimiter(rate=2.0, burst=3, clock=clock)
-    assert [limiter.take("k") for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert limiter.take("k") == pytest.approx(0.5)
-    assert limiter.take("other") == 0.0  # buckets are per key
+    limiter = MemoryRateLimiter(clock=clock)
+    assert [limiter.take("k", 2.0, 3) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.take("k", 2.0, 3) == pytest.approx(0.5)
+    assert limiter.take("other", 2.0, 3) == 0.0  # buckets are per key
     clock.now += 0.5
-    assert limiter.take("k") == 0.0
-    assert limiter.take("k") > 0
+    assert limiter.take("k", 2.0, 3) == 0.0
+    assert limiter.take("k", 2.0, 3) > 0
+
+
+def key(rate: float | None = None, burst: int | None = None) -> ApiKeyRecord:
+    return ApiKeyRecord("0123456789ab", "k", "hash", None, 0.0, rate=rate, burst=burst)
+
+
+def test_a_keys_own_limit_wins_over_the_default() -> None:
+    assert key_limit(key(), default_rate=0.0, default_burst=0) == (0.0, 1)  # 0: no limit
+    assert key_limit(key(), default_rate=10.0, default_burst=0) == (10.0, 10)
+    assert key_limit(key(), default_rate=10.0, default_burst=30) == (10.0, 30)
+    assert key_limit(key(rate=2.0), default_rate=10.0, default_burst=30) == (2.0, 2)
+    assert key_limit(key(rate=2.0, burst=5), default_rate=10.0, default_burst=30) == (2.0, 5)
+    assert key_limit(key(rate=0.0), default_rate=10.0, default_burst=30)[0] == 0.0
+    assert key_limit(key(burst=50), default_rate=10.0, default_burst=30) == (10.0, 50)
 
 
 def test_gateways_share_one_bucket_through_redis(clean_redis: str) -> None:
-    one = RedisRateLimiter(clean_redis, rate=0.5, burst=3)
-    two = RedisRateLimiter(clean_redis, rate=0.5, burst=3)
-    taken = [one.take("k"), two.take("k"), one.take("k")]
+    one = RedisRateLimiter(clean_redis)
+    two = RedisRateLimiter(clean_redis)
+    taken = [one.take("k", 0.5, 3), two.take("k", 0.5, 3), one.take("k", 0.5, 3)]
     assert taken == [0.0, 0.0, 0.0]
-    assert two.take("k") > 1.0  # the third token went to the other gateway
-    assert one.take("other") == 0.0
+    assert two.take("k", 0.5, 3) > 1.0  # the third token went to the other gateway
+    assert one.take("other", 0.5, 3) == 0.0
     one.redis.close()
     two.redis.close()
 
 
 async def test_over_the_limit_answers_429_with_retry_after(gateway: Running) -> None:
     await gateway.deploy("functions: {echo: {handler: 'handlers:echo'}}")
-    gateway.platform.auth.limiter = MemoryRateLimiter(rate=0.1, burst=2)
-    key = (await gateway.admin.post("/system/keys", json={"name": "k"})).json()["key"]
+    created = await gateway.admin.post("/system/keys", json={"rate": 0.1, "burst": 2})
+    assert created.status_code == 201
+    assert (created.json()["rate"], created.json()["burst"]) == (0.1, 2)
+    key = created.json()["key"]
+    unlimited = (await gateway.admin.post("/system/keys", json={})).json()["key"]
     async with httpx.AsyncClient(
         base_url=gateway.url, headers={"Authorization": f"Bearer {key}"}
     ) as client:
@@ -51,9 +69,49 @@ async def test_over_the_limit_answers_429_with_retry_after(gateway: Running) -> 
         assert (await client.post("/async-function/echo", content=b"2")).status_code == 202
         limited = await client.post("/function/echo", content=b"3")
         assert limited.status_code == 429
-        assert "rate limit" in limited.json()["error"]
+        assert "rate limit (0.1 calls/s, 2 at once)" in limited.json()["error"]
         assert int(limited.headers["retry-after"]) >= 1
         limited_async = await client.post("/async-function/echo", content=b"4")
         assert limited_async.status_code == 429
+        # Other keys have their own buckets (and here, no limit: none is set by default).
+        for _ in range(5):
+            answer = await client.post(
+                "/function/echo", content=b"5", headers={"Authorization": f"Bearer {unlimited}"}
+            )
+            assert answer.status_code == 200
     # The admin is not limited.
-    assert (await gateway.invoke("echo", b"5")).status_code == 200
+    assert (await gateway.invoke("echo", b"6")).status_code == 200
+
+
+async def test_a_keys_limit_changes_at_once(gateway: Running) -> None:
+    await gateway.deploy("functions: {echo: {handler: 'handlers:echo'}}")
+    created = (await gateway.admin.post("/system/keys", json={"rate": 0.01, "burst": 1})).json()
+    headers = {"Authorization": f"Bearer {created['key']}"}
+    async with httpx.AsyncClient(base_url=gateway.url, headers=headers) as client:
+        assert (await client.post("/function/echo")).status_code == 200
+        assert (await client.post("/function/echo")).status_code == 429
+        raised = await gateway.admin.put(
+            f"/system/keys/{created['id']}/limits", json={"rate": 1000, "burst": 100}
+        )
+        assert raised.status_code == 200
+        assert (raised.json()["rate"], raised.json()["burst"]) == (1000, 100)
+        assert (await client.post("/function/echo")).status_code == 200
+        back = await gateway.admin.put(f"/system/keys/{created['id']}/limits", json={"rate": None})
+        assert back.json()["rate"] is None
+        listed = (await gateway.admin.get("/system/keys")).json()
+        assert [(k["id"], k["rate"]) for k in listed] == [(created["id"], None)]
+
+
+async def test_bad_limits_are_refused_with_the_reason(gateway: Running) -> None:
+    negative = await gateway.admin.post("/system/keys", json={"rate": -1})
+    assert negative.status_code in (400, 422)
+    assert "rate" in negative.json()["error"]
+    typo = await gateway.admin.post("/system/keys", json={"rat": 5})
+    assert typo.status_code in (400, 422)
+    assert "rat" in typo.json()["error"]
+    missing = await gateway.admin.put("/system/keys/0123456789ab/limits", json={"rate": 1})
+    assert missing.status_code == 404
+    assert "does not exist" in missing.json()["error"]
+    async with httpx.AsyncClient(base_url=gateway.url) as stranger:
+        anonymous = await stranger.put("/system/keys/0123456789ab/limits", json={"rate": 1})
+    assert anonymous.status_code == 401

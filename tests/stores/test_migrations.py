@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -30,6 +31,7 @@ INSERT INTO functions VALUES ('echo',
     '{"name": "echo", "handler": "functions:echo"}', 2, 1.0, 2.0);
 INSERT INTO events (time, kind, function, message, data)
     VALUES (3.0, 'deployed', 'echo', 'deployed echo', '{}');
+INSERT INTO api_keys VALUES ('0123456789ab', 'ci', 'hash', '["echo"]', 4.0, NULL);
 """
 
 
@@ -46,6 +48,12 @@ def test_sqlite_v1_file_upgrades_and_keeps_its_data(tmp_path: Path) -> None:
         assert function.spec.name == "echo"
         assert function.replicas == 2
         assert [e.message for e in store.list_events()] == ["deployed echo"]
+        # Schema 3 gave keys rate limits of their own: an old key keeps the default.
+        old_key = store.get_key("0123456789ab")
+        assert old_key is not None
+        assert (old_key.functions, old_key.rate, old_key.burst) == (("echo",), None, None)
+        store.put_key(dataclasses.replace(old_key, rate=1.5, burst=3))
+        assert store.get_key("0123456789ab") == dataclasses.replace(old_key, rate=1.5, burst=3)
     finally:
         store.close()
     with closing(sqlite3.connect(path)) as conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import tempfile
 import threading
@@ -149,6 +150,16 @@ def test_key_round_trip(store: RecordStore) -> None:
     assert store.get_key("aaaaaaaaaaaa") == scoped
     assert store.get_key("bbbbbbbbbbbb") == everything
     assert store.get_key("cccccccccccc") is None
+
+
+def test_key_rate_limits_round_trip(store: RecordStore) -> None:
+    limited = key(rate=2.5, burst=10)
+    store.put_key(limited)
+    assert store.get_key(limited.id) == limited
+    store.put_key(dataclasses.replace(limited, rate=None, burst=None))
+    found = store.get_key(limited.id)
+    assert found is not None
+    assert (found.rate, found.burst) == (None, None)
 
 
 def test_put_key_replaces(store: RecordStore) -> None:

@@ -6,6 +6,7 @@ import datetime
 import sys
 from pathlib import Path
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
@@ -16,10 +17,17 @@ out = Console()
 err = Console(stderr=True)
 
 
-def create(name: str, functions: str | None, state_dir: Path | None) -> None:
+def create(
+    name: str,
+    functions: str | None,
+    rate: float | None,
+    burst: int | None,
+    state_dir: Path | None,
+) -> None:
     allowed = [f.strip() for f in functions.split(",") if f.strip()] if functions else None
+    body = {"name": name, "functions": allowed, "rate": rate, "burst": burst}
     with Client(settings_for(state_dir)) as client:
-        created = client.call("POST", "/system/keys", json={"name": name, "functions": allowed})
+        created = client.call("POST", "/system/keys", json=body)
     # The key alone on stdout, so `KEY=$(nuvem keys create)` works; the rest on stderr.
     sys.stdout.write(created["key"] + "\n")
     scope = ", ".join(created["functions"]) if created["functions"] else "every function"
@@ -33,17 +41,37 @@ def show_list(as_json: bool, state_dir: Path | None) -> None:
         print_json(found)
         return
     table = Table(box=None, header_style="bold")
-    for column in ("ID", "NAME", "FUNCTIONS", "CREATED", "REVOKED"):
+    for column in ("ID", "NAME", "FUNCTIONS", "RATE LIMIT", "CREATED", "REVOKED"):
         table.add_column(column)
     for key in found:
         table.add_row(
             key["id"],
             key["name"],
             ", ".join(key["functions"]) if key["functions"] else "*",
+            _limit(key.get("rate"), key.get("burst")),
             _when(key["created_at"]),
             _when(key["revoked_at"]) if key["revoked_at"] else "",
         )
     out.print(table)
+
+
+def limit(
+    key_id: str, rate: float | None, burst: int | None, default: bool, state_dir: Path | None
+) -> None:
+    if default == (rate is not None):
+        raise typer.BadParameter("give either --rate (and maybe --burst) or --default")
+    body = {"rate": None, "burst": None} if default else {"rate": rate, "burst": burst}
+    with Client(settings_for(state_dir)) as client:
+        changed = client.call("PUT", f"/system/keys/{key_id}/limits", json=body)
+    err.print(f"key {key_id}: {_limit(changed['rate'], changed['burst'])}", highlight=False)
+
+
+def _limit(rate: float | None, burst: int | None) -> str:
+    if rate is None:
+        return "default"
+    if rate == 0:
+        return "none"
+    return f"{rate:g}/s, {burst or max(1, round(rate))} at once"
 
 
 def revoke(key_id: str, state_dir: Path | None) -> None:

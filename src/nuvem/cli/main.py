@@ -200,10 +200,33 @@ def keys_create(
     functions_: Annotated[
         str | None, typer.Option("--functions", help="comma-separated functions it may invoke")
     ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(min=0, help="calls per second on average (0: none; default: the gateway's)"),
+    ] = None,
+    burst: Annotated[int | None, typer.Option(min=1, help="calls at once")] = None,
     state_dir: StateDir = None,
 ) -> None:
     """Create an API key and print it (alone, on stdout). It is shown only once."""
-    keys.create(name, functions_, state_dir)
+    keys.create(name, functions_, rate, burst, state_dir)
+
+
+@keys_app.command("limit")
+@handle_errors
+def keys_limit(
+    key_id: str,
+    rate: Annotated[
+        float | None,
+        typer.Option(min=0, help="calls per second on average (0: no limit)"),
+    ] = None,
+    burst: Annotated[int | None, typer.Option(min=1, help="calls at once")] = None,
+    default: Annotated[
+        bool, typer.Option("--default", help="back to the gateway's NUVEM_RATE_LIMIT")
+    ] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Set an API key's own rate limit, at once and without a new key."""
+    keys.limit(key_id, rate, burst, default, state_dir)
 
 
 @keys_app.command("ls")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import os
@@ -13,8 +14,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from nuvem import security
-from nuvem.errors import Forbidden, Overloaded, Unauthorized
-from nuvem.gateway.rate_limit import RateLimiter
+from nuvem.errors import Forbidden, NotFound, Overloaded, Unauthorized
+from nuvem.gateway.rate_limit import RateLimiter, key_limit
 from nuvem.types import ApiKeyRecord, RecordStore
 
 ADMIN_USER = "admin"
@@ -51,10 +52,16 @@ class Authenticator:
         records: RecordStore,
         clock: Callable[[], float] = time.monotonic,
         limiter: RateLimiter | None = None,
+        default_rate: float = 0.0,
+        default_burst: int = 0,
     ) -> None:
         self.records = records
         self.clock = clock
-        self.limiter = limiter  # calls per second per API key; the admin is not limited
+        # Calls per second per API key (its own limit, else these defaults; 0: none). The
+        # admin is not limited.
+        self.limiter = limiter
+        self.default_rate = default_rate
+        self.default_burst = default_burst
         # Verified admin passwords, as keyed digests, so scrypt runs once per password and
         # process rather than on every call; the key never leaves this process.
         self._pepper = secrets.token_bytes(32)
@@ -127,12 +134,15 @@ class Authenticator:
                 f"API key {record.id} may not invoke {function!r} (it may invoke: {allowed})",
                 f"create a key for it: nuvem keys create --functions {function}",
             )
-        if self.limiter is not None:
-            wait = self.limiter.take(record.id)
+        rate, burst = key_limit(record, self.default_rate, self.default_burst)
+        if self.limiter is not None and rate > 0:
+            wait = self.limiter.take(record.id, rate, burst)
             if wait > 0:
                 raise Overloaded(
-                    f"API key {record.id} is over its rate limit",
-                    "retry after the time in Retry-After, or raise NUVEM_RATE_LIMIT",
+                    f"API key {record.id} is over its rate limit ({rate:g} calls/s, {burst} "
+                    "at once)",
+                    "retry after the time in Retry-After, or raise the key's limit: "
+                    f"nuvem keys limit {record.id} --rate N",
                     retry_after=wait,
                 )
 
@@ -154,7 +164,13 @@ class Authenticator:
             return None
         return record
 
-    def create_key(self, name: str, functions: tuple[str, ...] | None) -> tuple[ApiKeyRecord, str]:
+    def create_key(
+        self,
+        name: str,
+        functions: tuple[str, ...] | None,
+        rate: float | None = None,
+        burst: int | None = None,
+    ) -> tuple[ApiKeyRecord, str]:
         key_id, secret, full = security.new_api_key()
         record = ApiKeyRecord(
             id=key_id,
@@ -162,10 +178,23 @@ class Authenticator:
             secret_hash=security.hash_secret(secret),
             functions=functions,
             created_at=time.time(),
+            rate=rate,
+            burst=burst,
         )
         self.records.put_key(record)
         self._keys.pop(key_id, None)
         return record, full
+
+    def limit_key(self, key_id: str, rate: float | None, burst: int | None) -> ApiKeyRecord:
+        """Give a key its own rate limit (None: back to the gateway's default)."""
+        record = self.records.get_key(key_id)
+        if record is None or record.revoked_at is not None:
+            raise NotFound(f"API key {key_id!r} does not exist or is revoked", "see nuvem keys ls")
+        record = dataclasses.replace(record, rate=rate, burst=burst)
+        self.records.put_key(record)
+        # Here at once; other gateways within their key cache's lifetime (a few seconds).
+        self._keys.pop(key_id, None)
+        return record
 
     def revoke_key(self, key_id: str) -> bool:
         revoked = self.records.revoke_key(key_id, time.time())

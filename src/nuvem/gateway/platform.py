@@ -83,7 +83,12 @@ class Platform:
             settings=settings,
             records=records,
             controller=controller,
-            auth=Authenticator(records, limiter=open_rate_limiter(settings)),
+            auth=Authenticator(
+                records,
+                limiter=open_rate_limiter(settings),
+                default_rate=settings.rate_limit,
+                default_burst=settings.rate_burst,
+            ),
             logbook=logbook,
             metrics=metrics,
             admin_password_file=password_file,

@@ -1,8 +1,9 @@
 """Rate limits per API key: a token bucket, in this process or shared through Redis.
 
-Every key may make `rate` calls per second on average and `burst` at once. With a Redis
-queue configured, the bucket lives in Redis, updated by one atomic script that reads
-Redis's own clock, so every gateway draws from the same bucket.
+Every key may make `rate` calls per second on average and `burst` at once: its own limit
+when it has one (`nuvem keys create --rate`), else the gateway's default (NUVEM_RATE_LIMIT,
+NUVEM_RATE_BURST). With a Redis queue configured, the bucket lives in Redis, updated by one
+atomic script that reads Redis's own clock, so every gateway draws from the same bucket.
 """
 
 from __future__ import annotations
@@ -12,34 +13,41 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from nuvem.config import Settings
+from nuvem.types import ApiKeyRecord
 
 KEY_PREFIX = "nuvem:rate:"
 
 
 class RateLimiter(Protocol):
-    def take(self, key: str) -> float:
-        """Take one token; 0.0 when allowed, else the seconds until a token is free."""
+    def take(self, key: str, rate: float, burst: int) -> float:
+        """Take one token from key's bucket (refilled at `rate` per second, holding at most
+        `burst`); 0.0 when allowed, else the seconds until a token is free."""
         ...
 
 
+def key_limit(key: ApiKeyRecord, default_rate: float, default_burst: int) -> tuple[float, int]:
+    """(rate, burst) for `key`; a rate of 0 means no limit."""
+    if key.rate is not None:
+        rate, burst = key.rate, key.burst
+    else:
+        rate, burst = default_rate, key.burst or default_burst
+    return rate, burst or max(1, round(rate))
+
+
 class MemoryRateLimiter:
-    def __init__(
-        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.rate = rate
-        self.burst = burst
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
 
-    def take(self, key: str) -> float:
+    def take(self, key: str, rate: float, burst: int) -> float:
         now = self.clock()
-        tokens, at = self._buckets.get(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+        tokens, at = self._buckets.get(key, (float(burst), now))
+        tokens = min(float(burst), tokens + (now - at) * rate)
         if tokens >= 1.0:
             self._buckets[key] = (tokens - 1.0, now)
             return 0.0
         self._buckets[key] = (tokens, now)
-        return (1.0 - tokens) / self.rate
+        return (1.0 - tokens) / rate
 
 
 _SCRIPT = """
@@ -60,22 +68,17 @@ return tostring(wait)
 
 
 class RedisRateLimiter:
-    def __init__(self, url: str, rate: float, burst: int, client: Any = None) -> None:
+    def __init__(self, url: str, client: Any = None) -> None:
         import redis  # loads only when a Redis queue is configured
 
-        self.rate = rate
-        self.burst = burst
         self.redis: Any = client or redis.Redis.from_url(url)
         self._script = self.redis.register_script(_SCRIPT)
 
-    def take(self, key: str) -> float:
-        return float(self._script(keys=[KEY_PREFIX + key], args=[self.rate, self.burst]))
+    def take(self, key: str, rate: float, burst: int) -> float:
+        return float(self._script(keys=[KEY_PREFIX + key], args=[rate, burst]))
 
 
-def open_rate_limiter(settings: Settings) -> RateLimiter | None:
-    if settings.rate_limit <= 0:
-        return None
-    burst = settings.rate_burst or max(1, round(settings.rate_limit))
+def open_rate_limiter(settings: Settings) -> RateLimiter:
     if settings.queue_url.startswith(("redis://", "rediss://")):
-        return RedisRateLimiter(settings.queue_url, settings.rate_limit, burst)
-    return MemoryRateLimiter(settings.rate_limit, burst)
+        return RedisRateLimiter(settings.queue_url)
+    return MemoryRateLimiter()

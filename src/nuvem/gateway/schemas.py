@@ -68,7 +68,20 @@ class DeleteRequest(BaseModel):
     functionName: str = Field(validation_alias=AliasChoices("functionName", "name"))  # noqa: N815
 
 
-class KeyCreate(BaseModel):
+class KeyLimits(BaseModel):
+    """A key's own rate limit; null (or absent when creating) means the gateway's default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate: float | None = Field(
+        default=None, ge=0, le=1e6, description="calls per second on average; 0: no limit"
+    )
+    burst: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="calls at once (default: about rate)"
+    )
+
+
+class KeyCreate(KeyLimits):
     name: str = Field(default="", max_length=200)
     functions: list[str] | None = Field(
         default=None, description="functions the key may invoke; all when absent"
@@ -81,6 +94,8 @@ class KeyInfo(BaseModel):
     functions: list[str] | None
     created_at: float
     revoked_at: float | None = None
+    rate: float | None = None
+    burst: int | None = None
 
 
 class KeyCreated(KeyInfo):

@@ -23,6 +23,7 @@ from nuvem.gateway.schemas import (
     KeyCreate,
     KeyCreated,
     KeyInfo,
+    KeyLimits,
     ScaleRequest,
 )
 from nuvem.runtime.devices import gpu_count
@@ -176,14 +177,22 @@ def _key_info(record: ApiKeyRecord) -> KeyInfo:
         functions=list(record.functions) if record.functions is not None else None,
         created_at=record.created_at,
         revoked_at=record.revoked_at,
+        rate=record.rate,
+        burst=record.burst,
     )
 
 
 @router.post("/keys", status_code=201, response_model=KeyCreated)
 def create_key(platform: Admin, body: Annotated[KeyCreate, Body()]) -> KeyCreated:
     functions = tuple(body.functions) if body.functions is not None else None
-    record, full = platform.auth.create_key(body.name, functions)
+    record, full = platform.auth.create_key(body.name, functions, body.rate, body.burst)
     return KeyCreated(key=full, **_key_info(record).model_dump())
+
+
+@router.put("/keys/{key_id}/limits", response_model=KeyInfo)
+def limit_key(platform: Admin, key_id: str, body: Annotated[KeyLimits, Body()]) -> KeyInfo:
+    """Set the key's own rate limit; `{"rate": null}` puts it back on the default."""
+    return _key_info(platform.auth.limit_key(key_id, body.rate, body.burst))
 
 
 @router.get("/keys", response_model=list[KeyInfo])

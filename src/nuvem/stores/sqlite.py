@@ -18,7 +18,7 @@ from nuvem.stores.engines import sqlite_engine
 from nuvem.stores.migrations import Migration, upgrade
 from nuvem.types import ApiKeyRecord, EventRecord, FunctionRecord
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_VERSION_SETTING = "schema_version"
 
 _metadata = sa.MetaData()
@@ -42,6 +42,8 @@ _api_keys = sa.Table(
     sa.Column("functions", sa.Text, nullable=True),  # JSON list; NULL means every function
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Column("rate", sa.Float, nullable=True),  # since schema 3
+    sa.Column("burst", sa.Integer, nullable=True),  # since schema 3
 )
 
 _events = sa.Table(
@@ -76,9 +78,18 @@ def _index_events_by_time(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS events_by_time ON events (time)")
 
 
+def _add_key_rate_limits(conn: Connection) -> None:
+    # A database created at this version already has them (create_all makes today's table).
+    have = {column["name"] for column in sa.inspect(conn).get_columns("api_keys")}
+    for name, kind in (("rate", "FLOAT"), ("burst", "INTEGER")):
+        if name not in have:
+            conn.exec_driver_sql(f"ALTER TABLE api_keys ADD COLUMN {name} {kind}")
+
+
 MIGRATIONS = [
     Migration(1, "functions, api_keys, events and settings", _create_v1),
     Migration(2, "index events by time, for pruning old events", _index_events_by_time),
+    Migration(3, "a rate limit of its own for each API key", _add_key_rate_limits),
 ]
 
 
@@ -187,6 +198,8 @@ class SqlRecordStore:
             "functions": None if key.functions is None else json.dumps(list(key.functions)),
             "created_at": key.created_at,
             "revoked_at": key.revoked_at,
+            "rate": key.rate,
+            "burst": key.burst,
         }
         with self._writer.begin() as conn:
             result = conn.execute(
@@ -331,6 +344,8 @@ def _key_record(row: sa.Row[Any]) -> ApiKeyRecord:
         functions=None if row.functions is None else tuple(json.loads(row.functions)),
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        rate=row.rate,
+        burst=row.burst,
     )
 
 
