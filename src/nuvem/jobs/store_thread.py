@@ -54,7 +54,7 @@ _STOP = object()
 class StoreThread:
     def __init__(self, store: JobStore, name: str = "job store") -> None:
         self.store = store
-        self.batches = 0  # transactions of submits written, and jobs in them (for tests, bench)
+        self.batches = 0  # transactions of submits written, and the jobs in them (for tests)
         self.batched = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
