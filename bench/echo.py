@@ -143,14 +143,25 @@ def parse_wrk(output: str) -> Measurement:
     )
 
 
-def run_wrk(wrk: str, url: str, script: Path, concurrency: int, seconds: int) -> Measurement:
+def run_wrk(
+    wrk: str,
+    url: str,
+    script: Path,
+    concurrency: int,
+    seconds: int,
+    request_timeout: int | None = None,
+) -> Measurement:
+    """wrk's report; `request_timeout` (seconds) for calls slower than wrk's 2 s default."""
     threads = min(concurrency, 2)
     argv = [wrk, f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--latency"]
+    if request_timeout is not None:
+        argv += ["--timeout", f"{request_timeout}s"]
     argv += ["-s", str(script), url]
+    limit = seconds + 60 + (request_timeout or 0)
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=limit)
     except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"wrk did not finish within {seconds + 60}s: {' '.join(argv)}") from exc
+        raise BenchError(f"wrk did not finish within {limit}s: {' '.join(argv)}") from exc
     if done.returncode != 0:
         raise BenchError(f"wrk failed with code {done.returncode}:\n{done.stdout}{done.stderr}")
     result = parse_wrk(done.stdout)
