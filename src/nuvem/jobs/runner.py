@@ -133,8 +133,7 @@ class JobRunner:
             await self._claim_callbacks()
         if now - self._purged_at >= self.options.purge_interval:
             self._purged_at = now
-            store = self.io.store
-            purged = await self.io.call(lambda: store.purge(now))
+            purged = await self.io.call(self.io.store.purge, now)
             if purged:
                 log.info("purged %d expired jobs", purged)
 
@@ -149,8 +148,8 @@ class JobRunner:
                 capacity[name] = limit
         if not capacity or self._stopping:
             return
-        store, owner, lease = self.io.store, self.owner, self.options.lease
-        for job in await self.io.call(lambda: store.claim(owner, capacity, lease)):
+        claimed = await self.io.call(self.io.store.claim, self.owner, capacity, self.options.lease)
+        for job in claimed:
             self._by_function[job.function] = self._by_function.get(job.function, 0) + 1
             task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
             self.running[job.id] = task
@@ -162,9 +161,8 @@ class JobRunner:
         self.wake()  # a slot is free
 
     async def _renew(self) -> None:
-        store, owner, lease = self.io.store, self.owner, self.options.lease
         held = list(self.running)
-        lost = await self.io.call(lambda: store.renew(owner, held, lease))
+        lost = await self.io.call(self.io.store.renew, self.owner, held, self.options.lease)
         for job_id in lost:
             task = self.running.get(job_id)
             if task is not None:
@@ -177,8 +175,8 @@ class JobRunner:
             return
         # The lease outlives one delivery attempt (the sender's timeout is shorter), so only
         # one gateway sends at a time; a crashed gateway's deliveries resume after it.
-        store, owner, lease = self.io.store, self.owner, self.options.lease
-        for job in await self.io.call(lambda: store.claim_callbacks(owner, free, lease)):
+        lease = self.options.lease
+        for job in await self.io.call(self.io.store.claim_callbacks, self.owner, free, lease):
             task = asyncio.create_task(self._deliver(job), name=f"callback-{job.id}")
             self._callbacks.add(task)
             task.add_done_callback(self._callbacks.discard)
@@ -282,5 +280,4 @@ class JobRunner:
             await self._callback_done(job.id, CallbackState.PENDING, self.clock() + delay)
 
     async def _callback_done(self, job_id: str, state: CallbackState, retry_at: float = 0) -> None:
-        store = self.io.store
-        await self.io.call(lambda: store.callback_done(job_id, state, retry_at))
+        await self.io.call(self.io.store.callback_done, job_id, state, retry_at)

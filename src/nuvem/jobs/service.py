@@ -80,8 +80,7 @@ class JobService:
     async def cancel(self, job: Job) -> Job | None:
         target = self._targets().get(job.function)
         ttl = (target.spec.jobs if target is not None else AsyncJobs()).result_ttl
-        store, expires_at = self.store, self.clock() + ttl
-        cancelled = await self.runner.io.call(lambda: store.cancel(job.id, expires_at))
+        cancelled = await self.runner.io.call(self.store.cancel, job.id, self.clock() + ttl)
         task = self.runner.running.get(job.id)
         if task is not None:  # running here: stop it now rather than at the next renewal
             task.cancel()

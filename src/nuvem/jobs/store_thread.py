@@ -20,12 +20,13 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from nuvem.stores.job import Finish, Job, JobStore, NewJob
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass(slots=True)
@@ -77,10 +78,10 @@ class StoreThread:
         self._inbox.put(_Finish(owner, job_id, finish, future))
         return await future
 
-    async def call(self, work: Callable[[], T]) -> T:
-        """Any other store call, e.g. `await thread.call(lambda: store.purge(now))`."""
+    async def call(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Any other store call, e.g. `await thread.call(store.purge, now)`."""
         future: asyncio.Future[T] = self._future()
-        self._inbox.put(_Call(work, future))
+        self._inbox.put(_Call(functools.partial(work, *args, **kwargs), future))
         return await future
 
     async def stop(self) -> None:

@@ -392,9 +392,7 @@ class SqlJobStore:
                 .order_by(jobs.c.available_at)
                 .limit(free)
             )
-            if self._postgres:
-                query = query.with_for_update(skip_locked=True)
-            ids = list(conn.execute(query).scalars())
+            ids = self._pick(conn, query)
             if ids:
                 self._lease(conn, owner, ids, now, lease)
         return self._many(ids) if ids else []
@@ -420,6 +418,13 @@ class SqlJobStore:
                 .limit(limit)
             ).all()
         return [(row.function, row.id) for row in rows]
+
+    def _pick(self, conn: sa.Connection, query: sa.Select[Any]) -> list[str]:
+        """The ids `query` selects; on PostgreSQL locked until the transaction ends, skipping
+        rows another gateway has locked (SQLite lets one writer in at a time anyway)."""
+        if self._postgres:
+            query = query.with_for_update(skip_locked=True)
+        return list(conn.execute(query).scalars())
 
     def _lease(
         self, conn: sa.Connection, owner: str, ids: list[str], now: float, lease: float
@@ -494,9 +499,7 @@ class SqlJobStore:
                 .order_by(jobs.c.callback_at)
                 .limit(limit)
             )
-            if self._postgres:
-                query = query.with_for_update(skip_locked=True)
-            ids = list(conn.execute(query).scalars())
+            ids = self._pick(conn, query)
             if ids:
                 conn.execute(
                     sa.update(jobs)
