@@ -38,7 +38,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the real-server starters the tests use
 sys.path.insert(0, str(ROOT / "bench"))
-import echo  # noqa: E402  (wrk's runner and report parser, shared with bench/echo.py)
+import echo  # noqa: E402  (wrk's runner, its report and free ports, shared with bench/echo.py)
 
 GOAL_P99_MS = 20.0
 PASSWORD = "bench-admin-password"
@@ -52,15 +52,6 @@ functions:
     jobs: {concurrency: 32}
 """
 out = Console(width=120)  # the whole table, also when the output is not a terminal
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
@@ -88,7 +79,7 @@ def gateway(env: dict[str, str]) -> Iterator[str]:
         root = Path(folder)
         (root / "functions.py").write_text(HANDLER)
         (root / "nuvem.yaml").write_text(textwrap.dedent(STACK))
-        port = free_port()
+        port = echo.free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "nuvem.cli.main", "up", "-f", str(root / "nuvem.yaml"),
              "--port", str(port), "--log-level", "warning"],
