@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nuvem.gateway.platform import Platform
+from nuvem.platform import Platform
 from support import deploy_stack, serving
 
 

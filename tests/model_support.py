@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nuvem.gateway.platform import Platform
 from nuvem.models import architectures, weights
+from nuvem.platform import Platform
 from support import deploy_stack, serving
 
 _FOLDER = Path(tempfile.mkdtemp(prefix="nuvem-test-models-"))

@@ -15,8 +15,8 @@ import uvicorn
 from nuvem.config import Settings
 from nuvem.control.deployment import Deployment
 from nuvem.gateway.app import create_app
-from nuvem.gateway.platform import Platform
-from nuvem.spec.loader import load_stack_text
+from nuvem.platform import Platform
+from nuvem.stack.loader import load_stack_text
 
 ADMIN_PASSWORD = "test-admin-password"
 

@@ -10,7 +10,7 @@ import pytest
 
 from nuvem.cli.client import ClientError
 from nuvem.cli.scaffold import init
-from nuvem.spec.loader import load_stack
+from nuvem.stack.loader import load_stack
 
 
 def test_init_writes_a_valid_stack_and_refuses_to_overwrite(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nuvem.config import Settings
-from nuvem.gateway.platform import Platform
+from nuvem.platform import Platform
 from nuvem.runtime.local import LocalRuntime
 
 

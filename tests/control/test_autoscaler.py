@@ -17,7 +17,7 @@ from nuvem.control.autoscaler import (
     decide,
     replicas_for,
 )
-from nuvem.spec.function import Scaling
+from nuvem.stack.function import Scaling
 
 
 def config(**overrides: Any) -> Scaling:

@@ -16,9 +16,9 @@ from nuvem.runtime.environment import Environment
 from nuvem.runtime.local import SetupFailed
 from nuvem.runtime.logbook import LogBook
 from nuvem.runtime.replica import Replica
-from nuvem.spec.function import FunctionSpec
+from nuvem.runtime.replica_state import ReplicaState
+from nuvem.stack.function import FunctionSpec
 from nuvem.stores.memory import MemoryRecordStore
-from nuvem.types import ReplicaState
 
 pytestmark = pytest.mark.anyio
 

@@ -70,7 +70,7 @@ def test_the_router_meters_time_in_flight_and_queued() -> None:
         inflight = 0
 
         def __init__(self) -> None:
-            from nuvem.types import ReplicaState
+            from nuvem.runtime.replica_state import ReplicaState
 
             self.state = ReplicaState.READY
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Running
-from nuvem.types import ReplicaState
+from nuvem.runtime.replica_state import ReplicaState
 from support import wait_until
 
 pytestmark = pytest.mark.anyio

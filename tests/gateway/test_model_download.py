@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from model_support import ModelGateway, jpeg, model_gateway, weights_file
-from nuvem.spec.loader import load_stack_text
+from nuvem.stack.loader import load_stack_text
 from support import wait_until
 
 pytestmark = pytest.mark.anyio

@@ -10,7 +10,7 @@ from nuvem.control.deployment import Deployment
 from nuvem.errors import Conflict, NotFound
 from nuvem.gateway.model_index import ModelIndex, check_version_free
 from nuvem.routing.router import Router
-from nuvem.spec.function import FunctionSpec
+from nuvem.stack.function import FunctionSpec
 
 
 class Deployed:

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import Running
 from nuvem.gateway.rate_limit import MemoryRateLimiter, RedisRateLimiter, key_limit
-from nuvem.types import ApiKeyRecord
+from nuvem.stores.records import ApiKeyRecord
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,7 @@ from conftest import Running
 from nuvem.config import Settings
 from nuvem.gateway.app import create_app
 from nuvem.gateway.auth import ADMIN_PASSWORD_FILE
-from nuvem.gateway.platform import Platform
+from nuvem.platform import Platform
 from support import ADMIN_PASSWORD, wait_until
 
 pytestmark = pytest.mark.anyio

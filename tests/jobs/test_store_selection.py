@@ -8,14 +8,14 @@ import pytest
 
 from nuvem.config import Settings
 from nuvem.errors import BadRequest
-from nuvem.gateway.platform import Platform
-from nuvem.spec.stack import Stack
-from nuvem.spec.stores import Stores
+from nuvem.platform import Platform
+from nuvem.stack.stack import Stack
+from nuvem.stack.store_urls import Stores
 from nuvem.stores.job_stores import open_job_store
 from nuvem.stores.postgres import PostgresRecordStore
 from nuvem.stores.redis_jobs import RedisJobStore
 from nuvem.stores.sql_jobs import SqlJobStore
-from nuvem.stores.sqlite import SqliteRecordStore
+from nuvem.stores.sql_records import SqliteRecordStore
 
 
 def test_embedded_by_default(tmp_path: Path) -> None:

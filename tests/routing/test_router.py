@@ -13,7 +13,7 @@ from nuvem.errors import DeadlineExceeded, Overloaded
 from nuvem.routing.router import Router
 from nuvem.runtime.protocol import CallMeta
 from nuvem.runtime.replica import CallResult
-from nuvem.types import ReplicaState
+from nuvem.runtime.replica_state import ReplicaState
 
 pytestmark = pytest.mark.anyio
 

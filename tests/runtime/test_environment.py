@@ -23,6 +23,7 @@ import pytest
 from rich.console import Console
 
 import nuvem
+from nuvem.cli.environment_progress import rich_progress
 from nuvem.errors import EnvironmentBuildError
 from nuvem.runtime.environment import (
     DEFAULT_UV,
@@ -32,8 +33,7 @@ from nuvem.runtime.environment import (
     Phase,
     ProgressEvent,
 )
-from nuvem.runtime.environment_progress import rich_progress
-from nuvem.spec.function import FunctionSpec
+from nuvem.stack.function import FunctionSpec
 
 pytestmark = pytest.mark.anyio
 
@@ -191,7 +191,7 @@ async def test_concurrent_processes_build_once(tmp_path: Path, fake_uv: FakeUv) 
         f"""\
         import asyncio, pathlib
         from nuvem.runtime.environment import EnvironmentBuilder
-        from nuvem.spec.function import FunctionSpec
+        from nuvem.stack.function import FunctionSpec
         spec = FunctionSpec(name="f", handler="h:h", requirements=["six==1.16.0"])
         builder = EnvironmentBuilder(pathlib.Path({str(tmp_path)!r}), uv={str(fake)!r})
         print(asyncio.run(builder.ensure(spec)).python)

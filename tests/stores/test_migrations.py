@@ -13,8 +13,9 @@ import sqlalchemy as sa
 from nuvem.errors import NuvemError
 from nuvem.stores.migrations import Migration, upgrade
 from nuvem.stores.postgres import PostgresRecordStore
+from nuvem.stores.record_codec import SCHEMA_VERSION
 from nuvem.stores.sql_jobs import SqlJobStore
-from nuvem.stores.sqlite import SCHEMA_VERSION, SqliteRecordStore
+from nuvem.stores.sql_records import SqliteRecordStore
 
 # The schema nuvem 0.1.0 wrote, before versioned migrations: version 1 in settings.
 V1 = """

@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from nuvem.errors import BadRequest, NotFound, NuvemError
-from nuvem.spec.function import FunctionSpec
+from nuvem.stack.function import FunctionSpec
 from nuvem.stores.memory import MemoryRecordStore
 from nuvem.stores.postgres import PostgresRecordStore
-from nuvem.stores.sqlite import SCHEMA_VERSION, SqliteRecordStore
-from nuvem.types import ApiKeyRecord, EventRecord, RecordStore
+from nuvem.stores.record_codec import SCHEMA_VERSION
+from nuvem.stores.records import ApiKeyRecord, EventRecord, RecordStore
+from nuvem.stores.sql_records import SqliteRecordStore
 
 
 class FakeClock:

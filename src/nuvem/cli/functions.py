@@ -13,7 +13,7 @@ from rich.table import Table
 
 from nuvem.cli.client import Client, ClientError, error_text, exit_code_for
 from nuvem.cli.context import print_json, settings_for
-from nuvem.spec.loader import load_stack
+from nuvem.stack.loader import load_stack
 
 out = Console()
 err = Console(stderr=True)

@@ -20,12 +20,12 @@ from rich.console import Console
 
 from nuvem.cli.client import Client, ClientError
 from nuvem.cli.context import settings_for
+from nuvem.cli.environment_progress import rich_progress
 from nuvem.gateway.app import create_app
-from nuvem.gateway.platform import Platform
+from nuvem.platform import Platform
 from nuvem.runtime.environment import Phase, ProgressEvent
-from nuvem.runtime.environment_progress import rich_progress
 from nuvem.runtime.process_stats import alive
-from nuvem.spec.loader import load_stack
+from nuvem.stack.loader import load_stack
 
 err = Console(stderr=True)
 PID_FILE = "nuvem.pid"

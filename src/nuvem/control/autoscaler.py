@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from nuvem.spec.function import Scaling
+from nuvem.stack.function import Scaling
 
 # Float noise must not turn exactly 2.0 replicas' worth of load into 3 replicas.
 _EPSILON = 1e-9

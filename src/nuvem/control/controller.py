@@ -20,8 +20,9 @@ from nuvem.runtime.environment import Environment
 from nuvem.runtime.logbook import LogBook
 from nuvem.runtime.process_stats import rss_bytes
 from nuvem.runtime.replica import Replica
-from nuvem.spec.function import FunctionSpec
-from nuvem.types import RecordStore, ReplicaState
+from nuvem.runtime.replica_state import ReplicaState
+from nuvem.stack.function import FunctionSpec
+from nuvem.stores.records import RecordStore
 
 log = logging.getLogger(__name__)
 

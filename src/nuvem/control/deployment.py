@@ -8,8 +8,8 @@ from nuvem.control.autoscaler import Decision, ScalingContext
 from nuvem.control.load_window import LoadWindow, Sample
 from nuvem.routing.router import Router
 from nuvem.runtime.replica import Replica
-from nuvem.spec.function import FunctionSpec
-from nuvem.types import ReplicaState
+from nuvem.runtime.replica_state import ReplicaState
+from nuvem.stack.function import FunctionSpec
 
 
 @dataclass(eq=False)

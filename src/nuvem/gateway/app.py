@@ -18,7 +18,7 @@ from nuvem.gateway import jobs_api, scaling_api, system_api
 from nuvem.gateway.async_invoke import ASYNC_PREFIX, AsyncFunctionEndpoint
 from nuvem.gateway.invoke import PREFIX, FunctionEndpoint, Receive, Scope, Send
 from nuvem.gateway.openapi import add_function_routes
-from nuvem.gateway.platform import Platform
+from nuvem.gateway.services import Services
 from nuvem.gateway.serving import ModelProtocols
 
 
@@ -31,7 +31,7 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(problems)
 
 
-def build_api(platform: Platform, *, manage_lifespan: bool) -> FastAPI:
+def build_api(platform: Services, *, manage_lifespan: bool) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if manage_lifespan:
@@ -90,15 +90,13 @@ def build_api(platform: Platform, *, manage_lifespan: bool) -> FastAPI:
 class Gateway:
     """Function calls go straight to the hot path; everything else through FastAPI."""
 
-    def __init__(self, platform: Platform, *, manage_lifespan: bool = True) -> None:
+    def __init__(self, platform: Services, *, manage_lifespan: bool = True) -> None:
         self.platform = platform
         self.api = build_api(platform, manage_lifespan=manage_lifespan)
         self.functions = FunctionEndpoint(platform.controller, platform.auth, platform.metrics)
         self.models = ModelProtocols(platform)
-        self.async_functions = (
-            AsyncFunctionEndpoint(platform.controller, platform.auth, platform.jobs)
-            if platform.jobs is not None
-            else None
+        self.async_functions = AsyncFunctionEndpoint(
+            platform.controller, platform.auth, platform.jobs
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -108,15 +106,11 @@ class Gateway:
         if scope["type"] == "http" and self.models.handles(scope["path"]):
             await self.models(scope, receive, send)
             return
-        if (
-            self.async_functions is not None
-            and scope["type"] == "http"
-            and scope["path"].startswith(ASYNC_PREFIX)
-        ):
+        if scope["type"] == "http" and scope["path"].startswith(ASYNC_PREFIX):
             await self.async_functions(scope, receive, send)
             return
         await self.api(scope, receive, send)
 
 
-def create_app(platform: Platform, *, manage_lifespan: bool = True) -> Any:
+def create_app(platform: Services, *, manage_lifespan: bool = True) -> Any:
     return Gateway(platform, manage_lifespan=manage_lifespan)

@@ -16,7 +16,7 @@ from pathlib import Path
 from nuvem import security
 from nuvem.errors import Forbidden, NotFound, Overloaded, Unauthorized
 from nuvem.gateway.rate_limit import RateLimiter, key_limit
-from nuvem.types import ApiKeyRecord, RecordStore
+from nuvem.stores.records import ApiKeyRecord, RecordStore
 
 ADMIN_USER = "admin"
 ADMIN_HASH_SETTING = "admin_password_hash"
@@ -102,9 +102,6 @@ class Authenticator:
             self._admin_ok.clear()
         self._admin_ok.add(digest)
         return True
-
-    def forget_admin_cache(self) -> None:
-        self._admin_ok.clear()
 
     # -- API keys --------------------------------------------------------------------------
 

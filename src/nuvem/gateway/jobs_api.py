@@ -14,8 +14,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from nuvem.errors import BadRequest, Conflict, NotFound, NuvemError
-from nuvem.gateway.platform import Platform
+from nuvem.errors import BadRequest, Conflict, NotFound
+from nuvem.gateway.services import Services
 from nuvem.jobs.service import JobService
 from nuvem.stores.job import Job, JobState
 
@@ -60,14 +60,12 @@ class JobInfo(BaseModel):
         )
 
 
-def _service(request: Request) -> tuple[Platform, JobService]:
-    platform: Platform = request.app.state.platform
-    if platform.jobs is None:
-        raise NuvemError("async jobs are not enabled on this gateway")
+def _service(request: Request) -> tuple[Services, JobService]:
+    platform: Services = request.app.state.platform
     return platform, platform.jobs
 
 
-def _allow(request: Request, platform: Platform, function: str) -> None:
+def _allow(request: Request, platform: Services, function: str) -> None:
     platform.auth.check_invoke(
         request.headers.get("authorization"), request.headers.get("x-api-key"), function
     )

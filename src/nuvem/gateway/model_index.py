@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from nuvem.control.controller import Controller
 from nuvem.control.deployment import Deployment
 from nuvem.errors import Conflict, NotFound
-from nuvem.spec.function import FunctionSpec
+from nuvem.stack.function import FunctionSpec
 
 
 def model_name(deployment: Deployment) -> str | None:

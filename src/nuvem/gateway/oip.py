@@ -26,7 +26,7 @@ from nuvem.gateway.model_io import (
     result_error,
 )
 from nuvem.gateway.oip_codec import decode_request, encode_response
-from nuvem.gateway.platform import Platform
+from nuvem.gateway.services import Services
 from nuvem.runtime import tensors
 from nuvem.runtime.protocol import CallMeta
 
@@ -42,7 +42,7 @@ def handles(path: str) -> bool:
 
 
 class OipEndpoint:
-    def __init__(self, platform: Platform) -> None:
+    def __init__(self, platform: Services) -> None:
         self.platform = platform
         self.index = ModelIndex(platform.controller)
         # Metadata comes from a replica (only it has loaded the model file); kept per

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from nuvem.config import Settings
-from nuvem.types import ApiKeyRecord
+from nuvem.stores.records import ApiKeyRecord
 
 KEY_PREFIX = "nuvem:rate:"
 

@@ -114,7 +114,3 @@ class Info(BaseModel):
     provider: dict[str, Any]
     version: dict[str, str]
     arch: str
-
-
-class ErrorBody(BaseModel):
-    error: str

@@ -6,11 +6,11 @@ from __future__ import annotations
 from nuvem.gateway import oip as oip
 from nuvem.gateway import torchserve as torchserve
 from nuvem.gateway.invoke import Receive, Scope, Send
-from nuvem.gateway.platform import Platform
+from nuvem.gateway.services import Services
 
 
 class ModelProtocols:
-    def __init__(self, platform: Platform) -> None:
+    def __init__(self, platform: Services) -> None:
         self.oip = oip.OipEndpoint(platform)
         self.torchserve = torchserve.TorchServeEndpoint(
             platform.controller, platform.auth, platform.metrics

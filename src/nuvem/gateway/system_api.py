@@ -14,7 +14,6 @@ from fastapi.responses import Response, StreamingResponse
 import nuvem
 from nuvem.errors import BadRequest, Conflict, NotFound
 from nuvem.gateway.model_index import check_version_free
-from nuvem.gateway.platform import Platform
 from nuvem.gateway.schemas import (
     DeleteRequest,
     EventInfo,
@@ -26,23 +25,24 @@ from nuvem.gateway.schemas import (
     KeyLimits,
     ScaleRequest,
 )
+from nuvem.gateway.services import Services
 from nuvem.runtime.devices import gpu_count
-from nuvem.spec.function import FunctionSpec
-from nuvem.types import ApiKeyRecord
+from nuvem.stack.function import FunctionSpec
+from nuvem.stores.records import ApiKeyRecord
 
 
-def platform_of(request: Request) -> Platform:
-    found: Platform = request.app.state.platform
+def platform_of(request: Request) -> Services:
+    found: Services = request.app.state.platform
     return found
 
 
-def admin(request: Request) -> Platform:
+def admin(request: Request) -> Services:
     platform = platform_of(request)
     platform.auth.check_admin(request.headers.get("authorization"))
     return platform
 
 
-Admin = Annotated[Platform, Depends(admin)]
+Admin = Annotated[Services, Depends(admin)]
 router = APIRouter(prefix="/system", tags=["system"])
 
 

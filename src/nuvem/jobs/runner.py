@@ -23,7 +23,7 @@ from nuvem.jobs.callback_url import check_resolved
 from nuvem.jobs.store_thread import StoreThread
 from nuvem.routing.dispatch import Target, dispatch
 from nuvem.runtime.protocol import CallMeta
-from nuvem.spec.function import FunctionSpec
+from nuvem.stack.function import FunctionSpec
 from nuvem.stores.job import CallbackState, Finish, Job, JobResult, JobState
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from nuvem.jobs.callback import CALLBACK_TIMEOUT, CallbackSender, HttpCallbackSe
 from nuvem.jobs.callback_url import check_callback_url
 from nuvem.jobs.runner import JobRunner, JobTarget, RunnerOptions
 from nuvem.jobs.store_thread import StoreThread
-from nuvem.spec.function import FunctionSpec
-from nuvem.spec.jobs import AsyncJobs
+from nuvem.stack.async_jobs import AsyncJobs
+from nuvem.stack.function import FunctionSpec
 from nuvem.stores.job import Job, JobRequest, JobStore, NewJob
 from nuvem.stores.job_stores import open_job_store
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from nuvem.errors import ModelError
-from nuvem.spec.model import TensorSpec
+from nuvem.stack.model import TensorSpec
 
 # numpy's dtypes by Open Inference Protocol datatype (BF16 and BYTES have none).
 NUMPY_TYPES: dict[str, Any] = {

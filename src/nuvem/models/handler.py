@@ -23,7 +23,7 @@ from nuvem.models import architectures, engine, inputs, labels, onnx_export, pre
 from nuvem.models.inputs import Ask
 from nuvem.runtime import tensors
 from nuvem.runtime.model_env import MODEL_ENV
-from nuvem.spec.model import ModelSpec, TensorSpec
+from nuvem.stack.model import ModelSpec, TensorSpec
 
 INFER_PATH = "/v2/infer"
 METADATA_PATH = "/v2/metadata"

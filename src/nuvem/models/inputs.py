@@ -15,7 +15,7 @@ from nuvem.handler import Request
 from nuvem.models.engine import NUMPY_TYPES
 from nuvem.models.preprocess import preprocess
 from nuvem.runtime import tensors
-from nuvem.spec.model import TensorSpec
+from nuvem.stack.model import TensorSpec
 
 IMAGE_INPUT = "image"  # built-ins also take encoded image files as a BYTES tensor of this name
 TORCHSERVE_FIELDS = ("data", "body")  # the multipart fields TorchServe reads an input from

@@ -13,7 +13,7 @@ from typing import Protocol
 from nuvem.errors import DeadlineExceeded, Overloaded
 from nuvem.runtime.protocol import CallMeta
 from nuvem.runtime.replica import CallResult
-from nuvem.types import ReplicaState
+from nuvem.runtime.replica_state import ReplicaState
 
 
 class Routable(Protocol):

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import nuvem
 from nuvem.errors import EnvironmentBuildError
-from nuvem.spec.function import FunctionSpec
+from nuvem.stack.function import FunctionSpec
 
 logger = logging.getLogger(__name__)
 

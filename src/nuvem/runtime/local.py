@@ -16,9 +16,9 @@ from nuvem.runtime.logbook import LogBook
 from nuvem.runtime.model_env import batching_args, model_environ
 from nuvem.runtime.protocol import ErrorMeta, HelloMeta, Kind
 from nuvem.runtime.replica import Replica, exit_cause
+from nuvem.runtime.replica_state import ReplicaState
 from nuvem.runtime.warm_pool import WarmPool
-from nuvem.spec.function import FunctionSpec
-from nuvem.types import ReplicaState
+from nuvem.stack.function import FunctionSpec
 
 SETUP_TIMEOUT = 300.0
 

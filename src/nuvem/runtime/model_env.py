@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nuvem.spec.function import FunctionSpec
-from nuvem.spec.model import intra_op_threads
+from nuvem.stack.function import FunctionSpec
+from nuvem.stack.model import intra_op_threads
 
 # Read by nuvem.models.handler inside the replica.
 MODEL_ENV = "NUVEM_MODEL"

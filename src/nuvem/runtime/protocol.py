@@ -53,15 +53,6 @@ def encode_parts(kind: Kind, call_id: int, meta: Any, body: bytes) -> tuple[byte
     return head + meta_bytes, body
 
 
-async def read_frame(reader: asyncio.StreamReader) -> Frame:
-    """Read one frame; raises asyncio.IncompleteReadError at end of stream."""
-    header = await reader.readexactly(HEADER.size)
-    length, kind, call_id, meta_len = HEADER.unpack(header)
-    payload = await reader.readexactly(length)
-    meta = json.loads(payload[:meta_len]) if meta_len else None
-    return Frame(Kind(kind), call_id, meta, payload[meta_len:])
-
-
 class FrameProtocol(asyncio.Protocol):
     """Frames over a stream socket, without a coroutine per frame.
 

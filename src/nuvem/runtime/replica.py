@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from nuvem.errors import FunctionFailed, ReplicaDied
 from nuvem.runtime import protocol
 from nuvem.runtime.protocol import CallMeta, ErrorMeta, Kind, ResultMeta
-from nuvem.types import ReplicaState
+from nuvem.runtime.replica_state import ReplicaState
 
 
 @dataclass(slots=True)

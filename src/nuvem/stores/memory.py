@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from nuvem.spec.function import FunctionSpec
-from nuvem.stores.sqlite import (
+from nuvem.stack.function import FunctionSpec
+from nuvem.stores.record_codec import (
     SCHEMA_VERSION,
     SCHEMA_VERSION_SETTING,
     check_replicas,
+    encode_data,
+    encode_spec,
+    event_record,
     function_not_found,
+    function_record,
 )
-from nuvem.types import ApiKeyRecord, EventRecord, FunctionRecord
+from nuvem.stores.records import ApiKeyRecord, EventRecord, FunctionRecord
 
 
 class MemoryRecordStore:
@@ -40,7 +43,7 @@ class MemoryRecordStore:
     def put_function(self, spec: FunctionSpec, replicas: int) -> FunctionRecord:
         check_replicas(replicas)
         now = self._clock()
-        encoded = json.dumps(spec.model_dump(mode="json"))
+        encoded = encode_spec(spec)
         with self._lock:
             old = self._functions.get(spec.name)
             created = now if old is None else old[2]
@@ -108,7 +111,7 @@ class MemoryRecordStore:
         data: dict[str, Any] | None = None,
         when: float | None = None,
     ) -> EventRecord:
-        encoded = json.dumps(data or {})
+        encoded = encode_data(data)
         at = self._clock() if when is None else when
         with self._lock:
             self._last_event_id += 1
@@ -147,17 +150,8 @@ class MemoryRecordStore:
 
 
 def _function_record(row: tuple[str, int, float, float]) -> FunctionRecord:
-    spec, replicas, created_at, updated_at = row
-    return FunctionRecord(
-        spec=FunctionSpec.model_validate(json.loads(spec)),
-        replicas=replicas,
-        created_at=created_at,
-        updated_at=updated_at,
-    )
+    return function_record(*row)
 
 
 def _event_record(row: tuple[int, float, str, str | None, str, str]) -> EventRecord:
-    event_id, at, kind, function, message, data = row
-    return EventRecord(
-        id=event_id, time=at, kind=kind, function=function, message=message, data=json.loads(data)
-    )
+    return event_record(*row)

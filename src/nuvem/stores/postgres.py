@@ -9,7 +9,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from nuvem.stores.engines import postgres_engine
-from nuvem.stores.sqlite import SqlRecordStore
+from nuvem.stores.sql_records import SqlRecordStore
 
 
 class PostgresRecordStore(SqlRecordStore):

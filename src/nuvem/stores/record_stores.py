@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from nuvem.config import Settings
 from nuvem.errors import BadRequest
-from nuvem.stores.sqlite import SqliteRecordStore
-from nuvem.types import RecordStore
+from nuvem.stores.records import RecordStore
+from nuvem.stores.sql_records import SqliteRecordStore
 
 RECORDS_FILE = "nuvem.db"
 

@@ -8,8 +8,8 @@ from textwrap import dedent
 import pytest
 
 from nuvem.errors import SpecError
-from nuvem.spec.loader import load_stack, load_stack_text
-from nuvem.spec.stack import Stack
+from nuvem.stack.loader import load_stack, load_stack_text
+from nuvem.stack.stack import Stack
 
 EXAMPLE = """\
 functions:

@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from nuvem.spec.function import FunctionSpec, Strict
-from nuvem.spec.stores import Stores
+from nuvem.stack.function import FunctionSpec, Strict
+from nuvem.stack.store_urls import Stores
 
 
 class Stack(Strict):

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from nuvem.spec.units import parse_duration
+from nuvem.stack.units import parse_duration
 
 # Declared here rather than imported from function.py, which imports this module.
 Seconds = Annotated[float, BeforeValidator(parse_duration)]

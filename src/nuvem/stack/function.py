@@ -18,9 +18,9 @@ from pydantic import (
     model_validator,
 )
 
-from nuvem.spec.jobs import AsyncJobs
-from nuvem.spec.model import Batching, ModelSpec, serving_defaults
-from nuvem.spec.units import parse_duration, parse_memory
+from nuvem.stack.async_jobs import AsyncJobs
+from nuvem.stack.model import Batching, ModelSpec, serving_defaults
+from nuvem.stack.units import parse_duration, parse_memory
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _COMMENT = re.compile(r"(^|\s)#.*$")

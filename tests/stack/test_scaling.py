@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nuvem.errors import SpecError
-from nuvem.spec.loader import load_stack_text
+from nuvem.stack.loader import load_stack_text
 
 
 def load(text: str) -> object:

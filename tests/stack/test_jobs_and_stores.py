@@ -9,8 +9,8 @@ import pytest
 
 from nuvem.config import Settings
 from nuvem.errors import SpecError
-from nuvem.spec.loader import load_stack_text
-from nuvem.spec.stores import Stores, apply_stores
+from nuvem.stack.loader import load_stack_text
+from nuvem.stack.store_urls import Stores, apply_stores
 
 
 def load(text: str, tmp_path: Path) -> object:

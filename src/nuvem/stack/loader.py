@@ -14,8 +14,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from nuvem.errors import SpecError
-from nuvem.spec.function import FunctionSpec
-from nuvem.spec.stack import Stack
+from nuvem.stack.function import FunctionSpec
+from nuvem.stack.stack import Stack
 
 __all__ = ["load_stack", "load_stack_text"]
 

@@ -1,19 +1,11 @@
-"""Shared records and the interfaces (protocols) of the platform's seams."""
+"""The records nuvem keeps (functions, API keys, events) and `RecordStore`, their interface."""
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from nuvem.spec.function import FunctionSpec
-
-
-class ReplicaState(enum.Enum):
-    STARTING = "starting"  # process spawned; handler loading, setup() running
-    READY = "ready"  # accepting calls
-    DRAINING = "draining"  # finishing calls in flight; takes no new ones
-    DEAD = "dead"  # process exited; the record remains for the exit cause
+from nuvem.stack.function import FunctionSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,10 @@ from nuvem.metrics.registry import Metrics
 from nuvem.runtime.environment import EnvironmentBuilder, ProgressEvent
 from nuvem.runtime.local import LocalRuntime
 from nuvem.runtime.logbook import LogBook
-from nuvem.spec.stack import Stack
-from nuvem.spec.stores import apply_stores
+from nuvem.stack.stack import Stack
+from nuvem.stack.store_urls import apply_stores
 from nuvem.stores.record_stores import open_record_store
-from nuvem.types import RecordStore
+from nuvem.stores.records import RecordStore
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,9 @@ class Platform:
     auth: Authenticator
     logbook: LogBook
     metrics: Metrics
+    jobs: JobService
     admin_password_file: Path | None = None
     stack: Stack | None = None
-    jobs: JobService | None = None
     on_shutdown_request: Callable[[], None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -102,12 +102,10 @@ class Platform:
         if self.stack is not None:
             for spec in self.stack.functions.values():
                 self.controller.deploy(spec)
-        if self.jobs is not None:
-            await self.jobs.start()
+        await self.jobs.start()
 
     async def stop(self) -> None:
-        if self.jobs is not None:
-            await self.jobs.stop()  # jobs still running go back to the queue
+        await self.jobs.stop()  # jobs still running go back to the queue
         await self.controller.stop()
         self.logbook.close()
         self.logbook.close_files()

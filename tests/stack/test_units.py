@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nuvem.spec.units import parse_duration, parse_memory
+from nuvem.stack.units import parse_duration, parse_memory
 
 # The machine is shared; a slow example is not a failure.
 relaxed = settings(deadline=None)

@@ -1,9 +1,8 @@
-"""`SqlRecordStore`: the `RecordStore` on SQL, and `SqliteRecordStore`, the embedded one in
-one SQLite file (WAL). PostgreSQL's is in postgres.py."""
+"""`SqlRecordStore`: the `RecordStore` on SQL (PostgreSQL's builds on it, in postgres.py), and
+`SqliteRecordStore`, the embedded one in one SQLite file (WAL)."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,14 +11,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from nuvem.errors import BadRequest, NotFound
-from nuvem.spec.function import FunctionSpec
+from nuvem.stack.function import FunctionSpec
 from nuvem.stores.engines import sqlite_engine
 from nuvem.stores.migrations import Migration, upgrade
-from nuvem.types import ApiKeyRecord, EventRecord, FunctionRecord
-
-SCHEMA_VERSION = 3
-SCHEMA_VERSION_SETTING = "schema_version"
+from nuvem.stores.record_codec import (
+    SCHEMA_VERSION_SETTING,
+    check_replicas,
+    decode_functions,
+    encode_data,
+    encode_functions,
+    encode_spec,
+    event_record,
+    function_not_found,
+    function_record,
+)
+from nuvem.stores.records import ApiKeyRecord, EventRecord, FunctionRecord
 
 _metadata = sa.MetaData()
 
@@ -145,7 +151,7 @@ class SqlRecordStore:
                 sa.select(_functions.c.created_at).where(_functions.c.name == spec.name)
             ).scalar_one_or_none()
             values = {
-                "spec": json.dumps(spec.model_dump(mode="json")),
+                "spec": encode_spec(spec),
                 "replicas": replicas,
                 "updated_at": now,
             }
@@ -195,7 +201,7 @@ class SqlRecordStore:
         values = {
             "name": key.name,
             "secret_hash": key.secret_hash,
-            "functions": None if key.functions is None else json.dumps(list(key.functions)),
+            "functions": encode_functions(key.functions),
             "created_at": key.created_at,
             "revoked_at": key.revoked_at,
             "rate": key.rate,
@@ -243,7 +249,7 @@ class SqlRecordStore:
         data: dict[str, Any] | None = None,
         when: float | None = None,
     ) -> EventRecord:
-        encoded = json.dumps(data or {})
+        encoded = encode_data(data)
         at = self._clock() if when is None else when
         with self._writer.begin() as conn:
             event_id = conn.execute(
@@ -251,14 +257,7 @@ class SqlRecordStore:
                 .values(time=at, kind=kind, function=function, message=message, data=encoded)
                 .returning(_events.c.id)
             ).scalar_one()
-        return EventRecord(
-            id=int(event_id),
-            time=at,
-            kind=kind,
-            function=function,
-            message=message,
-            data=json.loads(encoded),
-        )
+        return event_record(int(event_id), at, kind, function, message, encoded)
 
     def list_events(
         self, function: str | None = None, after_id: int = 0, limit: int = 100
@@ -315,25 +314,8 @@ class SqliteRecordStore(SqlRecordStore):
         super().__init__(engine, writer, f"records file {path}", clock)
 
 
-def check_replicas(replicas: int) -> None:
-    """Shared with the memory fake so that both reject the same values the same way."""
-    if replicas < 0:
-        raise BadRequest(
-            f"replicas must be 0 or more, got {replicas}", hint="use 0 to scale to zero"
-        )
-
-
-def function_not_found(name: str) -> NotFound:
-    return NotFound(f"function {name!r} not found", hint="deploy it first, or check the name")
-
-
 def _function_record(row: sa.Row[Any]) -> FunctionRecord:
-    return FunctionRecord(
-        spec=FunctionSpec.model_validate(json.loads(row.spec)),
-        replicas=row.replicas,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return function_record(row.spec, row.replicas, row.created_at, row.updated_at)
 
 
 def _key_record(row: sa.Row[Any]) -> ApiKeyRecord:
@@ -341,7 +323,7 @@ def _key_record(row: sa.Row[Any]) -> ApiKeyRecord:
         id=row.id,
         name=row.name,
         secret_hash=row.secret_hash,
-        functions=None if row.functions is None else tuple(json.loads(row.functions)),
+        functions=decode_functions(row.functions),
         created_at=row.created_at,
         revoked_at=row.revoked_at,
         rate=row.rate,
@@ -350,11 +332,4 @@ def _key_record(row: sa.Row[Any]) -> ApiKeyRecord:
 
 
 def _event_record(row: sa.Row[Any]) -> EventRecord:
-    return EventRecord(
-        id=row.id,
-        time=row.time,
-        kind=row.kind,
-        function=row.function,
-        message=row.message,
-        data=json.loads(row.data),
-    )
+    return event_record(row.id, row.time, row.kind, row.function, row.message, row.data)

@@ -11,9 +11,9 @@ from pydantic import ValidationError
 
 from nuvem.errors import SpecError
 from nuvem.models import architectures
-from nuvem.spec.function import FunctionSpec
-from nuvem.spec.loader import load_stack, load_stack_text
-from nuvem.spec.model import BUILTIN_ARCHS, MODEL_HANDLER, ModelSpec, intra_op_threads
+from nuvem.stack.function import FunctionSpec
+from nuvem.stack.loader import load_stack, load_stack_text
+from nuvem.stack.model import BUILTIN_ARCHS, MODEL_HANDLER, ModelSpec, intra_op_threads
 
 
 def test_builtin_names_match_the_model_library() -> None:
