@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nuvem.backoff import backoff
 from nuvem.errors import BadRequest
-from nuvem.jobs.backoff import retry_delay
 from nuvem.jobs.callback_url import check_callback_url, check_resolved
 
 pytestmark = pytest.mark.anyio
@@ -22,14 +22,14 @@ pytestmark = pytest.mark.anyio
 def test_delay_is_within_half_and_all_of_the_capped_exponential(
     retry: int, base: float, cap: float, rand: float
 ) -> None:
-    delay = retry_delay(retry, base, cap, lambda: rand)
+    delay = backoff(retry, base, cap, lambda: rand)
     exponential = min(cap, base * 2.0 ** (retry - 1))
     assert exponential / 2 <= delay <= exponential + 1e-9
     assert delay <= cap + 1e-9
 
 
 def test_delay_doubles_until_the_cap() -> None:
-    no_jitter = [retry_delay(r, 1.0, 10.0, lambda: 1.0) for r in range(1, 7)]
+    no_jitter = [backoff(r, 1.0, 10.0, lambda: 1.0) for r in range(1, 7)]
     assert no_jitter == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
 
 

@@ -11,13 +11,14 @@ import asyncio
 import functools
 import json
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from nuvem.backoff import backoff
 from nuvem.errors import BadRequest, NuvemError
-from nuvem.jobs.backoff import retry_delay
 from nuvem.jobs.callback import CallbackSender
 from nuvem.jobs.callback_url import check_resolved
 from nuvem.jobs.store_thread import StoreThread
@@ -211,7 +212,7 @@ class JobRunner:
         if status < 400:
             finish = Finish(JobState.SUCCEEDED, result, expires_at=now + settings.result_ttl)
         elif status in settings.retry_on and job.attempts < job.max_attempts:
-            delay = retry_delay(job.attempts, settings.backoff, settings.max_backoff)
+            delay = backoff(job.attempts, settings.backoff, settings.max_backoff, random.random)
             finish = Finish(JobState.QUEUED, result, error or f"status {status}", now + delay)
         elif status in settings.retry_on:
             finish = Finish(
@@ -272,10 +273,11 @@ class JobRunner:
             )
             await self._callback_done(job.id, CallbackState.FAILED)
         else:
-            delay = retry_delay(
+            delay = backoff(
                 job.callback_attempts,
                 self.options.callback_backoff,
                 self.options.callback_max_backoff,
+                random.random,
             )
             await self._callback_done(job.id, CallbackState.PENDING, self.clock() + delay)
 
