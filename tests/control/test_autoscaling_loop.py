@@ -9,8 +9,8 @@ import pytest
 
 from control.test_controller import (  # type: ignore[import-not-found]
     Clock,
-    FakeRuntime,
     PlatformEnvironments,
+    echo_runtime,
     settle,
     spec,
 )
@@ -40,7 +40,7 @@ def parts() -> tuple[Controller, Clock, MemoryRecordStore, Metrics]:
     records = MemoryRecordStore()
     metrics = Metrics()
     controller = Controller(
-        records, FakeRuntime(), PlatformEnvironments(), LogBook(), metrics, clock=clock
+        records, echo_runtime(), PlatformEnvironments(), LogBook(), metrics, clock=clock
     )
     return controller, clock, records, metrics
 

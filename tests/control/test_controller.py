@@ -11,66 +11,18 @@ import pytest
 from nuvem.control.controller import Controller, backoff
 from nuvem.errors import BadRequest
 from nuvem.metrics.registry import Metrics
-from nuvem.runtime import protocol
+from nuvem.runtime import fake
 from nuvem.runtime.environment import Environment
-from nuvem.runtime.local import SetupFailed
 from nuvem.runtime.logbook import LogBook
-from nuvem.runtime.replica import Replica
-from nuvem.runtime.replica_state import ReplicaState
 from nuvem.stack.function import FunctionSpec
 from nuvem.stores.memory import MemoryRecordStore
 
 pytestmark = pytest.mark.anyio
 
 
-class FakeProcess:
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-        self.exited = asyncio.Event()
-
-    def send_signal(self, sig: int) -> None:
-        self.exit(-sig)
-
-    def kill(self) -> None:
-        self.exit(-9)
-
-    def exit(self, code: int) -> None:
-        if self.returncode is None:
-            self.returncode = code
-            self.exited.set()
-
-    async def wait(self) -> int:
-        await self.exited.wait()
-        assert self.returncode is not None
-        return self.returncode
-
-
-class FakeRuntime:
-    """Replicas backed by a pipe that closes when the fake process exits."""
-
-    def __init__(self) -> None:
-        self.started: list[Replica] = []
-        self.fail_next = 0
-        self._watchers: set[asyncio.Task[None]] = set()
-
-    async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica:
-        if self.fail_next:
-            self.fail_next -= 1
-            raise SetupFailed(f"function {spec.name!r}: setup failed")
-        process = FakeProcess(1000 + len(self.started))
-        connection = protocol.FrameProtocol(lambda frame: None, lambda exc: None)
-
-        async def close_on_exit() -> None:
-            await process.exited.wait()
-            connection.connection_lost(None)
-
-        self._watchers.add(asyncio.get_running_loop().create_task(close_on_exit()))
-        replica = Replica(replica_id, spec.name, spec.fingerprint(), process, connection)  # type: ignore[arg-type]
-        replica.state = ReplicaState.READY
-        replica.attach()
-        self.started.append(replica)
-        return replica
+def echo_runtime() -> fake.FakeRuntime:
+    """In-process replicas that echo the body (the specs here name no real handler)."""
+    return fake.FakeRuntime(handler=lambda request: request.body)
 
 
 class PlatformEnvironments:
@@ -106,8 +58,8 @@ async def settle(controller: Controller) -> None:
 
 
 @pytest.fixture
-def parts() -> tuple[Controller, FakeRuntime, Clock, MemoryRecordStore]:
-    runtime = FakeRuntime()
+def parts() -> tuple[Controller, fake.FakeRuntime, Clock, MemoryRecordStore]:
+    runtime = echo_runtime()
     clock = Clock()
     records = MemoryRecordStore()
     controller = Controller(
@@ -150,7 +102,8 @@ async def test_dead_replica_is_replaced_and_counted(parts: Any) -> None:
     await controller.tick()
     await settle(controller)
     victim = deployment.ready()[0]
-    victim.process.kill()
+    assert isinstance(victim, fake.FakeReplica)
+    victim.crash()  # as if SIGKILLed
     await settle(controller)
     await controller.tick()
     await settle(controller)
@@ -229,7 +182,7 @@ async def test_restart_restores_records(parts: Any) -> None:
     controller.deploy(spec(scaling={"min": 1, "max": 3}))
     controller.scale("f", 2)
     again = Controller(
-        records, FakeRuntime(), PlatformEnvironments(), LogBook(), Metrics(), clock=clock
+        records, echo_runtime(), PlatformEnvironments(), LogBook(), Metrics(), clock=clock
     )
     await again.start()
     await settle(again)

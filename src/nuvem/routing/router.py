@@ -17,9 +17,12 @@ from nuvem.runtime.replica_state import ReplicaState
 
 
 class Routable(Protocol):
-    id: str
-    state: ReplicaState
-    inflight: int
+    inflight: int  # the router's count of the calls it handed this replica
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def state(self) -> ReplicaState: ...
 
     def submit(self, meta: CallMeta, body: bytes) -> asyncio.Future[CallResult]: ...
 

@@ -1,30 +1,26 @@
-"""The embedded runtime: each replica is a worker process on this machine."""
+"""The embedded runtime: each replica is a worker process on this machine, spoken to over
+a socketpair (`FramedReplica` over a `LocalProcess`)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
-from nuvem.errors import Unavailable
 from nuvem.runtime import protocol
 from nuvem.runtime.environment import Environment
+from nuvem.runtime.framed_replica import connect_replica
 from nuvem.runtime.logbook import LogBook
 from nuvem.runtime.model_env import batching_args, model_environ
-from nuvem.runtime.protocol import ErrorMeta, HelloMeta, Kind
-from nuvem.runtime.replica import Replica, exit_cause
-from nuvem.runtime.replica_state import ReplicaState
+from nuvem.runtime.replica import Replica
 from nuvem.runtime.warm_pool import WarmPool
+from nuvem.runtime.worker_process import LocalProcess
 from nuvem.stack.function import FunctionSpec
 
 SETUP_TIMEOUT = 300.0
-
-
-class SetupFailed(Unavailable):
-    """The handler could not be loaded or its setup() raised."""
 
 
 class LocalRuntime:
@@ -78,7 +74,7 @@ class LocalRuntime:
         """Spawn a worker and wait until its handler is loaded; raise SetupFailed if not."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            process = await self.pool.spawn(
+            spawned = await self.pool.spawn(
                 str(env.python),
                 "-m",
                 "nuvem.runtime.worker",
@@ -101,77 +97,34 @@ class LocalRuntime:
             )
         finally:
             theirs.close()
-        assert process.stdout is not None
-        assert process.stderr is not None
-        for stream, name in ((process.stdout, "stdout"), (process.stderr, "stderr")):
+        assert spawned.stdout is not None
+        assert spawned.stderr is not None
+        for stream, name in ((spawned.stdout, "stdout"), (spawned.stderr, "stderr")):
             pump = asyncio.create_task(self._pump(stream, spec.name, replica_id, name))
             self._pumps.add(pump)
             pump.add_done_callback(self._pumps.discard)
-        loop = asyncio.get_running_loop()
-        first: asyncio.Future[protocol.Frame | None] = loop.create_future()
 
-        def on_first(frame: protocol.Frame) -> None:
-            if not first.done():
-                first.set_result(frame)
+        async def connect(
+            factory: Callable[[], protocol.FrameProtocol],
+        ) -> protocol.FrameProtocol:
+            try:
+                _, connection = await asyncio.get_running_loop().create_unix_connection(
+                    factory, sock=ours
+                )
+            except BaseException:
+                ours.close()
+                raise
+            return connection
 
-        def on_lost(exc: Exception | None) -> None:
-            if not first.done():
-                first.set_result(None)
-
-        try:
-            _, connection = await loop.create_unix_connection(
-                lambda: protocol.FrameProtocol(on_first, on_lost), sock=ours
-            )
-        except BaseException:
-            ours.close()
-            await _end(process)
-            raise
-        try:
-            return await self._handshake(spec, replica_id, process, connection, first)
-        except BaseException:
-            # Failed or cancelled mid-start: no half-started process or socket may linger.
-            connection.close()
-            await _end(process)
-            raise
-
-    async def _handshake(
-        self,
-        spec: FunctionSpec,
-        replica_id: str,
-        process: asyncio.subprocess.Process,
-        connection: protocol.FrameProtocol,
-        first: asyncio.Future[protocol.Frame | None],
-    ) -> Replica:
-        try:
-            async with asyncio.timeout(self.setup_timeout):
-                frame = await first
-        except TimeoutError:
-            raise SetupFailed(
-                f"function {spec.name!r}: handler setup took longer than {self.setup_timeout:.0f}s",
-                "make setup() faster or load large files lazily",
-            ) from None
-        if frame is None:
-            code = await process.wait()
-            raise SetupFailed(
-                f"function {spec.name!r}: replica {replica_id} {exit_cause(code)} during setup",
-                f"see `nuvem logs {spec.name}`",
-            )
-        if frame.kind is Kind.SETUP_FAILED:
-            error = ErrorMeta.load(frame.meta)
-            raise SetupFailed(
-                f"function {spec.name!r}: handler {spec.handler!r} failed to load: {error.message}",
-                f"fix the handler in {spec.root}; `nuvem logs {spec.name}` shows the traceback",
-            )
-        hello = HelloMeta.load(frame.meta)
+        replica, hello = await connect_replica(
+            spec, replica_id, LocalProcess(spawned), connect, self.setup_timeout
+        )
         self.logbook.write(
             spec.name,
             replica_id,
             "system",
             f"replica ready (pid {hello.pid}, Python {hello.python})",
         )
-        replica = Replica(replica_id, spec.name, spec.fingerprint(), process, connection)
-        replica.state = ReplicaState.READY
-        replica.attach()
         return replica
 
     async def _pump(
@@ -186,10 +139,3 @@ class LocalRuntime:
                 return
             text = line.decode("utf-8", "replace").rstrip("\n")
             self.logbook.write(function, replica_id, name, text)
-
-
-async def _end(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-    await process.wait()

@@ -1,172 +1,101 @@
-"""The gateway's handle on one replica: its process, its connection and its calls in flight."""
+"""The runtime seam: what the controller, the router and the watchdog need of a replica,
+and of the runtime that starts replicas.
+
+Three runtimes implement it: `runtime/fake.py` (in this process, for tests),
+`runtime/local.py` (a worker process per replica on this machine) and, on a cluster, one
+whose replicas a Ray actor owns on another node. All of them pass the one contract suite
+in tests/runtime/test_runtime_contract.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
-import signal
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from nuvem.errors import FunctionFailed, ReplicaDied
-from nuvem.runtime import protocol
-from nuvem.runtime.protocol import CallMeta, ErrorMeta, Kind, ResultMeta
+from nuvem.errors import Unavailable
+from nuvem.runtime.environment import Environment
+from nuvem.runtime.protocol import CallMeta
 from nuvem.runtime.replica_state import ReplicaState
+from nuvem.stack.function import FunctionSpec
 
 
 @dataclass(slots=True)
 class CallResult:
+    """A handler's answer to one call, as HTTP: status, headers and the body's bytes."""
+
     status: int
     headers: list[tuple[str, str]]
     body: bytes
 
 
-def exit_cause(returncode: int | None) -> str:
-    """Say how a process ended, in words: `killed by SIGKILL`, `exited with code 3`."""
-    if returncode is None:
-        return "connection to the replica was lost"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"killed by {name}"
-    return f"exited with code {returncode}"
+class SetupFailed(Unavailable):
+    """`Runtime.start` could not bring a replica up: the handler did not load, its setup()
+    raised or took too long, or the worker exited first."""
 
 
-class Replica:
-    """One running copy of a function. Owned by the controller; used by the router."""
+class Replica(Protocol):
+    """One running copy of a function. The controller owns it; the router hands it calls.
 
-    def __init__(
-        self,
-        replica_id: str,
-        function: str,
-        fingerprint: str,
-        process: asyncio.subprocess.Process,
-        connection: protocol.FrameProtocol,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.id = replica_id
-        self.function = function
-        self.fingerprint = fingerprint
-        self.process = process
-        self.state = ReplicaState.STARTING
-        self.inflight = 0  # calls handed to this replica by the router and not yet released
-        self.started_at = clock()
-        self.exit_cause: str | None = None
-        self.retired = False  # the controller asked it to stop: its exit is no failure
-        self._clock = clock
-        self._connection = connection
-        self._ids = itertools.count(1)
-        self._pending: dict[int, tuple[asyncio.Future[CallResult], float]] = {}
-        self._lost_task: asyncio.Task[None] | None = None
-        self._dead = asyncio.Event()
-        self._idle = asyncio.Event()  # set while no call is pending: what a drain waits for
-        self._idle.set()
+    Every method runs on the gateway's event loop and none blocks: a runtime whose replica
+    lives elsewhere keeps what it reports (state, memory) up to date in the background.
+    """
+
+    inflight: int  # calls the router handed this replica and has not released yet
 
     @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def attach(self) -> None:
-        """Take over the connection's frames (after the handshake)."""
-        self._connection.attach(self._on_frame, self._on_lost)
+    def id(self) -> str: ...
+    @property
+    def function(self) -> str: ...
+    @property
+    def fingerprint(self) -> str: ...  # of the spec it was started from
+    @property
+    def node(self) -> str: ...  # where it runs: "local" for this machine
+    @property
+    def pid(self) -> int: ...  # its worker process, on its node
+    @property
+    def state(self) -> ReplicaState: ...
+    @property
+    def started_at(self) -> float: ...
+    @property
+    def exit_cause(self) -> str | None: ...  # once dead: how it ended, in words
+    @property
+    def retired(self) -> bool: ...  # asked to stop: its end is no failure
 
     def submit(self, meta: CallMeta, body: bytes) -> asyncio.Future[CallResult]:
-        """Send one call; the future resolves with the answer or raises the failure."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[CallResult] = loop.create_future()
-        if self.state is ReplicaState.DEAD:
-            future.set_exception(self._died_error())
-            return future
-        call_id = next(self._ids)
-        self._pending[call_id] = (future, self._clock())
-        self._idle.clear()
-        head, payload = protocol.encode_parts(Kind.CALL, call_id, meta.dump(), body)
-        self._connection.write(head, payload)
-        return future
+        """Send one call. The future resolves with the answer, or raises FunctionFailed
+        (the handler raised) or ReplicaDied (the replica ended before answering)."""
+        ...
 
     def oldest_call_age(self) -> float:
-        if not self._pending:
-            return 0.0
-        now = self._clock()
-        return max(now - started for _, started in self._pending.values())
+        """Seconds the longest-running call in flight has taken so far (0 when idle)."""
+        ...
 
-    def _on_frame(self, frame: protocol.Frame) -> None:
-        entry = self._pending.pop(frame.call_id, None)
-        if not self._pending:
-            self._idle.set()
-        if entry is None or entry[0].done():
-            return
-        future = entry[0]
-        if frame.kind is Kind.RESULT:
-            meta = ResultMeta.load(frame.meta)
-            future.set_result(CallResult(meta.status, meta.headers, frame.body))
-        elif frame.kind is Kind.ERROR:
-            error = ErrorMeta.load(frame.meta)
-            future.set_exception(
-                FunctionFailed(
-                    f"function {self.function!r} raised {error.kind}: {error.message}",
-                    f"see `nuvem logs {self.function}` for the traceback",
-                )
-            )
-
-    def _on_lost(self, exc: Exception | None) -> None:
-        self._lost_task = asyncio.get_running_loop().create_task(self._on_connection_lost())
-
-    async def _on_connection_lost(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            if self.process.returncode is None:
-                # The socket closed but the process lingers: it is of no use any more.
-                try:
-                    await asyncio.wait_for(self.process.wait(), timeout=2.0)
-                except TimeoutError:
-                    self.process.kill()
-                    await self.process.wait()
-        if self.exit_cause is None:
-            self.exit_cause = exit_cause(self.process.returncode)
-        self.state = ReplicaState.DEAD
-        error = self._died_error()
-        pending, self._pending = self._pending, {}
-        for future, _ in pending.values():
-            if not future.done():
-                future.set_exception(error)
-        self._connection.close()
-        self._idle.set()
-        self._dead.set()
-
-    def _died_error(self) -> ReplicaDied:
-        return ReplicaDied(
-            f"function {self.function!r}: replica {self.id} {self.exit_cause} "
-            "while handling the request",
-            "mark the function `idempotent: true` to retry such calls on another replica",
-        )
+    def memory(self) -> int | None:
+        """Resident memory of its worker in bytes, or None when it cannot be read."""
+        ...
 
     async def wait_dead(self) -> None:
-        await self._dead.wait()
+        """Return once the replica is dead (its calls failed, `exit_cause` set)."""
+        ...
 
     async def drain_and_stop(self, grace: float) -> None:
-        """Stop taking calls, let those in flight finish (up to `grace` s), then end."""
-        if self.state is ReplicaState.DEAD:
-            return
-        self.retired = True
-        self.state = ReplicaState.DRAINING
-        deadline = self._clock() + grace
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), grace)
-        if self.exit_cause is None:
-            self.exit_cause = "stopped by the controller"
-        with contextlib.suppress(ProcessLookupError):
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self._dead.wait(), timeout=max(1.0, deadline - self._clock()))
-        except TimeoutError:
-            self.kill("did not stop within the drain period")
-            await self._dead.wait()
+        """Take no new calls, let those in flight finish (up to `grace` s), then end."""
+        ...
 
     def kill(self, reason: str) -> None:
-        self.exit_cause = reason
-        with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
+        """End it now: calls in flight fail with ReplicaDied; `reason` becomes the cause."""
+        ...
+
+
+class Runtime(Protocol):
+    """Where replicas run: starts them and owns whatever they share (pools, connections)."""
+
+    async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica:
+        """Start one replica and return it ready for calls; raise SetupFailed if it cannot
+        be (and leave nothing of it running)."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the runtime holds itself; its replicas are the controller's."""
+        ...
