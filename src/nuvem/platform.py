@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nuvem.config import Settings
-from nuvem.control.controller import Controller, Environments, Runtime
+from nuvem.control.controller import Controller, Environments
 from nuvem.control.deployment import Deployment
 from nuvem.gateway.auth import Authenticator, ensure_admin
 from nuvem.gateway.rate_limit import open_rate_limiter
@@ -17,6 +17,7 @@ from nuvem.metrics.registry import Metrics
 from nuvem.runtime.environment import EnvironmentBuilder, ProgressEvent
 from nuvem.runtime.local import LocalRuntime
 from nuvem.runtime.logbook import LogBook
+from nuvem.runtime.replica import Runtime
 from nuvem.stack.stack import Stack
 from nuvem.stack.store_urls import apply_stores
 from nuvem.stores.record_stores import open_record_store
@@ -62,7 +63,7 @@ class Platform:
             # Shown by `nuvem deploy` and /system/function while an environment builds.
             deployment = deployments.get(event.function)
             if deployment is not None:
-                deployment.progress = f"environment {event.phase}: {event.message}"
+                deployment.report_progress(f"environment {event.phase}: {event.message}")
             if on_progress is not None:
                 on_progress(event)
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from nuvem.control.controller import Controller, backoff
+from nuvem.control.controller import Controller
+from nuvem.control.deployment import start_backoff
 from nuvem.errors import BadRequest
 from nuvem.metrics.registry import Metrics
 from nuvem.runtime import fake
@@ -43,18 +44,10 @@ def spec(**overrides: Any) -> FunctionSpec:
 
 
 async def settle(controller: Controller) -> None:
-    """Let spawned start/stop tasks run to completion (exit watchers run for ever)."""
-    for _ in range(50):
+    """Let spawned start/stop tasks run to completion, and the exit watchers they woke."""
+    await controller.settle()
+    for _ in range(3):
         await asyncio.sleep(0)
-        pending = [
-            t
-            for t in controller._tasks
-            if not t.done() and t.get_coro().__name__ != "_watch_exit"  # type: ignore[union-attr]
-        ]
-        if not pending:
-            await asyncio.sleep(0)
-            return
-        await asyncio.wait(pending, timeout=0.5)
 
 
 @pytest.fixture
@@ -125,11 +118,11 @@ async def test_failed_starts_back_off_on_the_clock(parts: Any) -> None:
     await controller.tick()  # within the back-off: no new attempt
     await settle(controller)
     assert deployment.failures == 1
-    clock.now += backoff(1)
+    clock.now += start_backoff(1)
     await controller.tick()
     await settle(controller)
     assert deployment.failures == 2
-    clock.now += backoff(2)
+    clock.now += start_backoff(2)
     await controller.tick()
     await settle(controller)
     assert deployment.failures == 0
@@ -137,7 +130,7 @@ async def test_failed_starts_back_off_on_the_clock(parts: Any) -> None:
 
 
 def test_backoff_grows_and_is_bounded() -> None:
-    delays = [backoff(n) for n in range(1, 12)]
+    delays = [start_backoff(n) for n in range(1, 12)]
     assert delays == sorted(delays)
     assert delays[0] == 0.5
     assert max(delays) == 30.0

@@ -1,9 +1,15 @@
-"""The reconcile loop: keeps every function's live replicas equal to its desired ones."""
+"""The reconcile loop: keeps every function's live replicas equal to its desired ones.
+
+The controller coordinates; it decides little itself. Each tick, per function: the
+autoscaler (`autoscaler.decide`) may change the desired count, `replica_plan.plan` says
+what to start and retire, the `Watchdog` kills runaway replicas and `MetricsExport` sets
+the gauges. The controller carries out the plan through the `Runtime` and records each
+outcome on the `Deployment` by its named transitions.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import itertools
 import logging
@@ -13,34 +19,25 @@ from typing import Any, Protocol
 
 from nuvem.control.autoscaler import decide
 from nuvem.control.deployment import Deployment
+from nuvem.control.metrics_export import MetricsExport
+from nuvem.control.replica_plan import plan
+from nuvem.control.watchdog import Watchdog
 from nuvem.errors import BadRequest, NotFound, NuvemError
 from nuvem.metrics.registry import Metrics
 from nuvem.routing.router import Router
 from nuvem.runtime.environment import Environment
 from nuvem.runtime.logbook import LogBook
-from nuvem.runtime.process_stats import rss_bytes
-from nuvem.runtime.replica import Replica
-from nuvem.runtime.replica_state import ReplicaState
+from nuvem.runtime.replica import Replica, Runtime
 from nuvem.stack.function import FunctionSpec
 from nuvem.stores.records import RecordStore
 
 log = logging.getLogger(__name__)
 
 DRAIN_GRACE = 30.0
-MAX_BACKOFF = 30.0
-
-
-class Runtime(Protocol):
-    async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica: ...
 
 
 class Environments(Protocol):
     async def ensure(self, spec: FunctionSpec) -> Environment: ...
-
-
-def backoff(failures: int) -> float:
-    """Seconds to wait before the next start after `failures` consecutive failed ones."""
-    return min(MAX_BACKOFF, 0.5 * 2.0 ** max(failures - 1, 0))
 
 
 class Controller:
@@ -61,9 +58,12 @@ class Controller:
         self.metrics = metrics
         self.clock = clock
         self.tick_interval = tick_interval
+        self.watchdog = Watchdog()
+        self.export = MetricsExport(metrics)
         self.deployments: dict[str, Deployment] = {}
         self._ids = itertools.count(1)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # starts and retirements under way
+        self._watchers: set[asyncio.Task[None]] = set()  # one per replica: waits for its end
         self._loop_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
@@ -100,17 +100,24 @@ class Controller:
             self.wake()
             await self._loop_task
         for deployment in self.deployments.values():
-            deployment.removed = True
+            deployment.remove()
         starting = list(self._tasks)
         for task in starting:
             task.cancel()
         await asyncio.gather(*starting, return_exceptions=True)
         replicas = [r for d in self.deployments.values() for r in d.replicas]
         await asyncio.gather(*(r.drain_and_stop(grace) for r in replicas), return_exceptions=True)
+        for watcher in self._watchers:
+            watcher.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
         # A runtime may hold processes of its own (the local one: pre-started workers).
-        close = getattr(self.runtime, "close", None)
-        if close is not None:
-            await close()
+        await self.runtime.close()
+
+    async def settle(self) -> None:
+        """Wait until the starts and retirements under way have finished, and those they
+        led to (tests step the loop with `tick()` and this)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # -- commands --------------------------------------------------------------------------
 
@@ -147,32 +154,24 @@ class Controller:
         deployment = self.deployments.get(spec.name)
         if deployment is None:
             router = Router(spec.name, spec.max_inflight, spec.max_queue, self.clock)
-            deployment = Deployment(spec=spec, desired=replicas, router=router)
-            deployment.changed_at = self.clock()
+            deployment = Deployment(spec, replicas, router, now=self.clock())
             router.on_starved = functools.partial(self._starved, deployment)
             router.on_cold_call = self.metrics.cold_start.labels(spec.name).observe
             self.deployments[spec.name] = deployment
         else:
-            if deployment.spec.fingerprint() != spec.fingerprint():
-                deployment.failures = 0
-                deployment.retry_at = 0.0
-                deployment.last_error = None
-            deployment.spec = spec
-            deployment.desired = replicas
-            deployment.router.configure(spec.max_inflight, spec.max_queue)
+            deployment.respec(spec, replicas)
         return deployment
 
     async def remove(self, name: str) -> None:
         deployment = self.get(name)
-        deployment.removed = True
+        deployment.remove(NotFound(f"function {name!r} was removed"))
         del self.deployments[name]
         self.records.delete_function(name)
         self.event("removed", name, f"removed {name}")
-        deployment.router.fail_waiters(NotFound(f"function {name!r} was removed"))
         await asyncio.gather(
             *(r.drain_and_stop(DRAIN_GRACE) for r in deployment.replicas), return_exceptions=True
         )
-        self._forget_metrics(name)
+        self.export.forget(name)
 
     def scale(self, name: str, replicas: int) -> Deployment:
         deployment = self.get(name)
@@ -199,8 +198,7 @@ class Controller:
         """Change a function's desired count (autoscaler, `nuvem scale`, alerts) and say why:
         an event of `kind` whose data holds from, to and the reason."""
         previous = deployment.desired
-        deployment.desired = replicas
-        deployment.changed_at = self.clock()
+        deployment.set_desired(replicas, self.clock())
         self.records.set_replicas(deployment.name, replicas)
         direction = "up" if replicas > previous else "down" if replicas < previous else "same"
         self.metrics.scaling_decisions.labels(deployment.name, kind, direction).inc()
@@ -230,10 +228,10 @@ class Controller:
             try:
                 self._autoscale(deployment)
                 self._reconcile(deployment)
-                self._watch(deployment)
+                self.watchdog.check(deployment)
             except Exception:  # isolate: one function's failure must not stall the rest
                 log.exception("reconciling %s failed", deployment.name)
-            self._export(deployment)
+            self.export.export(deployment)
         self.metrics.reconcile_seconds.observe(time.perf_counter() - began)
 
     def _autoscale(self, deployment: Deployment) -> None:
@@ -243,48 +241,20 @@ class Controller:
         if scaling.mode is None:
             return
         decision = decide(deployment.scaling_context(now), scaling)
-        deployment.decision = decision
-        if decision.needed is None or decision.needed >= deployment.desired:
-            deployment.needed_at = now
+        deployment.decided(decision, now)
         if decision.desired != deployment.desired:
             self.set_desired(deployment, decision.desired, "autoscaled", decision.reason)
 
     def _reconcile(self, deployment: Deployment) -> None:
-        current = deployment.current()
-        missing = deployment.desired - len(current) - deployment.starting
-        if missing > 0 and self.clock() >= deployment.retry_at:
-            for _ in range(missing):
-                # Counted now, not when the task first runs: a tick right after this one
-                # (a woken loop does not yield in between) must not start them again.
-                deployment.starting += 1
-                self._spawn(self._start_replica(deployment))
-        elif missing < 0:
-            surplus = sorted(current, key=lambda r: r.inflight)[:-missing]
-            for replica in surplus:
-                self._spawn(self._retire(deployment, replica, "scaled down"))
-        outdated = deployment.outdated()
-        if outdated and (len(deployment.ready()) - len(outdated) >= deployment.desired):
-            for replica in outdated:
-                self._spawn(self._retire(deployment, replica, "replaced by the updated spec"))
-
-    def _watch(self, deployment: Deployment) -> None:
-        limit = deployment.spec.resources.memory
-        # Async jobs may declare a longer deadline than calls (jobs.timeout): not stuck then.
-        longest = max(deployment.spec.timeout, deployment.spec.jobs.timeout or 0.0)
-        stuck_after = longest * 2 + 5.0
-        for replica in deployment.replicas:
-            if replica.state is ReplicaState.DEAD:
-                continue
-            if limit is not None:
-                rss = rss_bytes(replica.pid)
-                if rss is not None and rss > limit:
-                    replica.kill(
-                        f"exceeded its memory limit ({rss / 2**20:.0f} MiB > "
-                        f"{limit / 2**20:.0f} MiB)"
-                    )
-                    continue
-            if replica.oldest_call_age() > stuck_after:
-                replica.kill(f"was stuck in a call for over {stuck_after:.0f}s")
+        decided = plan(deployment.view(self.clock()))
+        for retirement in decided.retire:
+            replica = deployment.retire(retirement.replica)
+            self._spawn(self._retire(deployment, replica, retirement.reason))
+        for _ in range(decided.start):
+            # Counted now, not when the task first runs: a tick right after this one
+            # (a woken loop does not yield in between) must not start them again.
+            deployment.start_requested()
+            self._spawn(self._start_replica(deployment))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
@@ -292,7 +262,7 @@ class Controller:
         task.add_done_callback(self._tasks.discard)
 
     async def _start_replica(self, deployment: Deployment) -> None:
-        """Start one replica; the caller has counted it in `deployment.starting`."""
+        """Start one replica; the caller has counted it with `start_requested`."""
         spec = deployment.spec
         replica_id = f"{spec.name}-{next(self._ids)}"
         try:
@@ -302,34 +272,23 @@ class Controller:
             elapsed = time.perf_counter() - began
             self.metrics.replica_start_seconds.labels(spec.name).observe(elapsed)
         except NuvemError as exc:
-            deployment.failures += 1
-            deployment.retry_at = self.clock() + backoff(deployment.failures)
-            deployment.last_error = str(exc)
-            deployment.starting -= 1
+            deployment.start_failed(exc, self.clock())
             self.event("replica_failed", spec.name, f"replica {replica_id} failed to start: {exc}")
-            if deployment.unavailable_reason() is not None:
-                deployment.router.fail_waiters(exc)
             return
         except BaseException:
-            deployment.starting -= 1
+            deployment.start_abandoned()
             raise
-        deployment.starting -= 1
-        if deployment.removed:
+        if not deployment.started(replica):  # removed meanwhile
             await replica.drain_and_stop(0)
             return
-        deployment.failures = 0
-        deployment.last_error = None
-        deployment.replicas.append(replica)
-        deployment.router.add(replica)
-        self._spawn(self._watch_exit(deployment, replica))
+        watcher = asyncio.create_task(self._watch_exit(deployment, replica))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
         self.wake()
 
     async def _watch_exit(self, deployment: Deployment, replica: Replica) -> None:
         await replica.wait_dead()
-        deployment.router.remove(replica)
-        if replica in deployment.replicas:
-            deployment.replicas.remove(replica)
-        if not replica.retired and not deployment.removed:
+        if deployment.replica_exited(replica):
             cause = replica.exit_cause or "unknown"
             self.metrics.restarts.labels(deployment.name, cause.split(" (")[0]).inc()
             self.event(
@@ -342,26 +301,3 @@ class Controller:
     async def _retire(self, deployment: Deployment, replica: Replica, reason: str) -> None:
         self.logbook.write(deployment.name, replica.id, "system", f"draining: {reason}")
         await replica.drain_and_stop(DRAIN_GRACE)
-
-    # -- metrics ---------------------------------------------------------------------------
-
-    def _export(self, deployment: Deployment) -> None:
-        name = deployment.name
-        m = self.metrics
-        m.service_count.labels(name).set(len(deployment.ready()))
-        m.desired.labels(name).set(deployment.desired)
-        m.inflight.labels(name).set(deployment.router.inflight)
-        m.queued.labels(name).set(deployment.router.queued)
-        for state, count in deployment.state_counts().items():
-            m.replicas.labels(name, state).set(count)
-
-    def _forget_metrics(self, name: str) -> None:
-        m = self.metrics
-        m.forget_function(name)
-        per_function = (m.service_count, m.desired, m.inflight, m.queued)
-        for metric in (*per_function, m.cold_start, m.replica_start_seconds):
-            with contextlib.suppress(KeyError):
-                metric.remove(name)
-        for state in ReplicaState:
-            with contextlib.suppress(KeyError):
-                m.replicas.remove(name, state.value)

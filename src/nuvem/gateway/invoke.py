@@ -135,7 +135,7 @@ class FunctionEndpoint:
             meta = CallMeta(
                 scope["method"], "/" + extra, scope["query_string"].decode("latin-1"), forwarded
             )
-            deployment.invocations += 1
+            deployment.count_call()
             result = await dispatch(deployment, meta, body)
             code, headers = _checked(name, result.status, result.headers)
             payload = result.body

@@ -130,7 +130,7 @@ async def call_function(
     """One call to the model's function, counted in its metrics like /function calls."""
     started = time.perf_counter()
     code = 500
-    deployment.invocations += 1
+    deployment.count_call()
     try:
         result = await dispatch(deployment, meta, body)
         code = result.status
