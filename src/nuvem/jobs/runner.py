@@ -21,6 +21,7 @@ from nuvem.backoff import backoff
 from nuvem.errors import BadRequest, NuvemError
 from nuvem.jobs.callback import CallbackSender
 from nuvem.jobs.callback_url import check_resolved
+from nuvem.jobs.retry_policy import decide
 from nuvem.jobs.store_thread import StoreThread
 from nuvem.routing.dispatch import Target, dispatch
 from nuvem.runtime.protocol import CallMeta
@@ -56,13 +57,16 @@ class JobRunner:
         owner: str,
         options: RunnerOptions | None = None,
         clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self.io = io  # the store, called off the event loop
         self.targets = targets
         self.sender = sender
         self.owner = owner
         self.options = options or RunnerOptions()
-        self.clock = clock
+        self.clock = clock  # wall time: what the store keeps (retry times, expiry)
+        # Monotonic time for call deadlines and durations: the clock the routers keep.
+        self.timer = timer
         self.running: dict[str, asyncio.Task[None]] = {}  # job id -> its task here
         self._by_function: dict[str, int] = {}
         self._callbacks: set[asyncio.Task[None]] = set()
@@ -117,6 +121,12 @@ class JobRunner:
         for task in list(self._callbacks):
             task.cancel()
         await self.sender.close()
+
+    async def settle(self) -> None:
+        """Wait until the jobs and callback deliveries under way here have finished (tests
+        step the runner with `tick()` and this)."""
+        while self.running or self._callbacks:
+            await asyncio.gather(*self.running.values(), *self._callbacks, return_exceptions=True)
 
     # -- one step --------------------------------------------------------------------------
 
@@ -193,41 +203,23 @@ class JobRunner:
         headers = [(k, v) for k, v in job.request.headers if k != "x-call-id"]
         headers.append(("x-call-id", job.id))
         meta = CallMeta(job.request.method, job.request.path, job.request.query, headers)
-        began = time.monotonic()
+        began = self.timer()
         error = None
         try:
             answer = await dispatch(
                 target,
                 meta,
                 job.request.body,
-                deadline=time.monotonic() + (settings.timeout or target.timeout),
+                clock=self.timer,
+                deadline=began + (settings.timeout or target.timeout),
             )
             status, answer_headers, body = answer.status, tuple(answer.headers), answer.body
         except NuvemError as exc:
             status, error = exc.status, str(exc)
             answer_headers = (("content-type", "application/json"),)
             body = json.dumps(exc.payload()).encode()
-        result = JobResult(status, answer_headers, body, time.monotonic() - began)
-        now = self.clock()
-        if status < 400:
-            finish = Finish(JobState.SUCCEEDED, result, expires_at=now + settings.result_ttl)
-        elif status in settings.retry_on and job.attempts < job.max_attempts:
-            delay = backoff(job.attempts, settings.backoff, settings.max_backoff, random.random)
-            finish = Finish(JobState.QUEUED, result, error or f"status {status}", now + delay)
-        elif status in settings.retry_on:
-            finish = Finish(
-                JobState.DEAD_LETTER,
-                result,
-                f"{error or f'status {status}'} after {job.attempts} attempts",
-                expires_at=now + settings.result_ttl,
-            )
-        else:
-            finish = Finish(
-                JobState.FAILED,
-                result,
-                error or f"status {status}",
-                expires_at=now + settings.result_ttl,
-            )
+        result = JobResult(status, answer_headers, body, self.timer() - began)
+        finish = decide(result, error, job.attempts, job.max_attempts, settings, self.clock())
         if not await self.io.finish(self.owner, job.id, finish):
             log.info("job %s ended here after its lease was lost; result dropped", job.id)
         self._finished_here = True
