@@ -19,12 +19,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nuvem.errors import FunctionFailed, ReplicaDied
 from nuvem.handler import Headers, Request, to_http
 from nuvem.runtime import loader
 from nuvem.runtime.environment import Environment
 from nuvem.runtime.protocol import CallMeta
-from nuvem.runtime.replica import CallResult, SetupFailed
+from nuvem.runtime.replica import (
+    DRAIN_OVERRUN,
+    STOPPED,
+    CallResult,
+    SetupFailed,
+    handler_raised,
+    load_failed,
+    replica_died,
+)
 from nuvem.runtime.replica_state import ReplicaState
 from nuvem.runtime.worker_process import exit_cause
 from nuvem.stack.function import FunctionSpec
@@ -62,7 +69,7 @@ class FakeReplica:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[CallResult] = loop.create_future()
         if self.state is ReplicaState.DEAD:
-            future.set_exception(self._died_error())
+            future.set_exception(replica_died(self.function, self.id, self.exit_cause))
             return future
         request = Request(body, meta.method, meta.path, meta.query, Headers(meta.headers))
         task = loop.create_task(self._call(request, future))
@@ -75,12 +82,7 @@ class FakeReplica:
             status, headers, body = to_http(await loader.invoke(self._handler, request))
         except Exception as exc:  # a user error fails its own call, never the replica
             if not future.done():
-                future.set_exception(
-                    FunctionFailed(
-                        f"function {self.function!r} raised {type(exc).__name__}: {exc}",
-                        f"see `nuvem logs {self.function}` for the traceback",
-                    )
-                )
+                future.set_exception(handler_raised(self.function, type(exc).__name__, str(exc)))
             return
         if not future.done():
             future.set_result(CallResult(status, headers, body))
@@ -104,9 +106,9 @@ class FakeReplica:
         if self._calls:
             await asyncio.wait(list(self._calls), timeout=grace)
         if self._calls:
-            self.kill("did not stop within the drain period")
+            self.kill(DRAIN_OVERRUN)
         else:
-            self._die("stopped by the controller")
+            self._die(STOPPED)
         await self._dead.wait()
 
     def kill(self, reason: str) -> None:
@@ -122,19 +124,12 @@ class FakeReplica:
         if self.exit_cause is None:
             self.exit_cause = cause
         self.state = ReplicaState.DEAD
-        error = self._died_error()
+        error = replica_died(self.function, self.id, self.exit_cause)
         for task, (future, _) in list(self._calls.items()):
             task.cancel()
             if not future.done():
                 future.set_exception(error)
         self._dead.set()
-
-    def _died_error(self) -> ReplicaDied:
-        return ReplicaDied(
-            f"function {self.function!r}: replica {self.id} {self.exit_cause} "
-            "while handling the request",
-            "mark the function `idempotent: true` to retry such calls on another replica",
-        )
 
 
 class FakeRuntime:
@@ -170,11 +165,7 @@ class FakeRuntime:
         try:
             return await loader.load(spec.handler, Path(spec.root))
         except Exception as exc:  # what a worker reports as SETUP_FAILED
-            raise SetupFailed(
-                f"function {spec.name!r}: handler {spec.handler!r} failed to load: "
-                f"{type(exc).__name__}: {exc}",
-                f"fix the handler in {spec.root}; `nuvem logs {spec.name}` shows the traceback",
-            ) from exc
+            raise load_failed(spec, f"{type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
         self.closed = True

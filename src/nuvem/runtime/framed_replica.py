@@ -15,10 +15,17 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable
 
-from nuvem.errors import FunctionFailed, ReplicaDied
 from nuvem.runtime import protocol
 from nuvem.runtime.protocol import CallMeta, ErrorMeta, HelloMeta, Kind, ResultMeta
-from nuvem.runtime.replica import CallResult, SetupFailed
+from nuvem.runtime.replica import (
+    DRAIN_OVERRUN,
+    STOPPED,
+    CallResult,
+    SetupFailed,
+    handler_raised,
+    load_failed,
+    replica_died,
+)
 from nuvem.runtime.replica_state import ReplicaState
 from nuvem.runtime.worker_process import WorkerProcess, end, exit_cause
 from nuvem.stack.function import FunctionSpec
@@ -75,7 +82,7 @@ class FramedReplica:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[CallResult] = loop.create_future()
         if self.state is ReplicaState.DEAD:
-            future.set_exception(self._died_error())
+            future.set_exception(replica_died(self.function, self.id, self.exit_cause))
             return future
         call_id = next(self._ids)
         self._pending[call_id] = (future, self._clock())
@@ -105,12 +112,7 @@ class FramedReplica:
             future.set_result(CallResult(meta.status, meta.headers, frame.body))
         elif frame.kind is Kind.ERROR:
             error = ErrorMeta.load(frame.meta)
-            future.set_exception(
-                FunctionFailed(
-                    f"function {self.function!r} raised {error.kind}: {error.message}",
-                    f"see `nuvem logs {self.function}` for the traceback",
-                )
-            )
+            future.set_exception(handler_raised(self.function, error.kind, error.message))
 
     def _on_lost(self, exc: Exception | None) -> None:
         self._lost_task = asyncio.get_running_loop().create_task(self._on_connection_lost())
@@ -127,7 +129,7 @@ class FramedReplica:
         if self.exit_cause is None:
             self.exit_cause = exit_cause(process.returncode)
         self.state = ReplicaState.DEAD
-        error = self._died_error()
+        error = replica_died(self.function, self.id, self.exit_cause)
         pending, self._pending = self._pending, {}
         for future, _ in pending.values():
             if not future.done():
@@ -135,13 +137,6 @@ class FramedReplica:
         self._connection.close()
         self._idle.set()
         self._dead.set()
-
-    def _died_error(self) -> ReplicaDied:
-        return ReplicaDied(
-            f"function {self.function!r}: replica {self.id} {self.exit_cause} "
-            "while handling the request",
-            "mark the function `idempotent: true` to retry such calls on another replica",
-        )
 
     async def wait_dead(self) -> None:
         await self._dead.wait()
@@ -156,12 +151,12 @@ class FramedReplica:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace)
         if self.exit_cause is None:
-            self.exit_cause = "stopped by the controller"
+            self.exit_cause = STOPPED
         self.process.terminate()
         try:
             await asyncio.wait_for(self._dead.wait(), timeout=max(1.0, deadline - self._clock()))
         except TimeoutError:
-            self.kill("did not stop within the drain period")
+            self.kill(DRAIN_OVERRUN)
             await self._dead.wait()
 
     def kill(self, reason: str) -> None:
@@ -234,9 +229,5 @@ async def _hello(
             f"see `nuvem logs {spec.name}`",
         )
     if frame.kind is Kind.SETUP_FAILED:
-        error = ErrorMeta.load(frame.meta)
-        raise SetupFailed(
-            f"function {spec.name!r}: handler {spec.handler!r} failed to load: {error.message}",
-            f"fix the handler in {spec.root}; `nuvem logs {spec.name}` shows the traceback",
-        )
+        raise load_failed(spec, ErrorMeta.load(frame.meta).message)
     return HelloMeta.load(frame.meta)

@@ -13,7 +13,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
-from nuvem.errors import Unavailable
+from nuvem.errors import FunctionFailed, ReplicaDied, Unavailable
 from nuvem.runtime.environment import Environment
 from nuvem.runtime.protocol import CallMeta
 from nuvem.runtime.replica_state import ReplicaState
@@ -32,6 +32,35 @@ class CallResult:
 class SetupFailed(Unavailable):
     """`Runtime.start` could not bring a replica up: the handler did not load, its setup()
     raised or took too long, or the worker exited first."""
+
+
+# Exit causes every runtime gives a replica it stopped.
+STOPPED = "stopped by the controller"
+DRAIN_OVERRUN = "did not stop within the drain period"
+
+
+def handler_raised(function: str, kind: str, message: str) -> FunctionFailed:
+    """The error of a call whose handler raised `kind` saying `message`."""
+    return FunctionFailed(
+        f"function {function!r} raised {kind}: {message}",
+        f"see `nuvem logs {function}` for the traceback",
+    )
+
+
+def replica_died(function: str, replica_id: str, cause: str | None) -> ReplicaDied:
+    """The error of a call whose replica ended (`cause`) before it answered."""
+    return ReplicaDied(
+        f"function {function!r}: replica {replica_id} {cause} while handling the request",
+        "mark the function `idempotent: true` to retry such calls on another replica",
+    )
+
+
+def load_failed(spec: FunctionSpec, message: str) -> SetupFailed:
+    """The error of a start whose handler did not load or set up (`message` says why)."""
+    return SetupFailed(
+        f"function {spec.name!r}: handler {spec.handler!r} failed to load: {message}",
+        f"fix the handler in {spec.root}; `nuvem logs {spec.name}` shows the traceback",
+    )
 
 
 class Replica(Protocol):
