@@ -7,6 +7,7 @@ from __future__ import annotations
 class NuvemError(Exception):
     status: int = 500
     exit_code: int = 1
+    retry_after: float | None = None  # seconds; answered as Retry-After when set
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
@@ -103,3 +104,46 @@ class ModelError(NuvemError):
 
     status = 500
     exit_code = 11
+
+
+class Unreachable(NuvemError):
+    """The CLI cannot connect to the platform it drives."""
+
+    status = 503
+    exit_code = 11
+
+
+class LifecycleError(NuvemError):
+    """The platform's process did not start or stop as the CLI asked."""
+
+    status = 500
+    exit_code = 12
+
+
+# The error a status code stands for, where a client reads one from an answer.
+_BY_STATUS: dict[int, type[NuvemError]] = {
+    cls.status: cls
+    for cls in (
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        Conflict,
+        PayloadTooLarge,
+        Overloaded,
+        FunctionFailed,
+        ReplicaDied,
+        Unavailable,
+        DeadlineExceeded,
+    )
+}
+
+
+def error_for_status(status: int, message: str, hint: str = "") -> NuvemError:
+    """The NuvemError an HTTP answer with `status` stands for (exit code 1 when none does)."""
+    cls = _BY_STATUS.get(status)
+    if cls is not None:
+        return cls(message, hint)
+    error = NuvemError(message, hint)
+    error.status = status
+    return error
