@@ -15,8 +15,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import nuvem
 from nuvem.errors import NuvemError
 from nuvem.gateway import jobs_api, scaling_api, system_api
+from nuvem.gateway.asgi import Receive, Scope, Send
 from nuvem.gateway.async_invoke import ASYNC_PREFIX, AsyncFunctionEndpoint
-from nuvem.gateway.invoke import PREFIX, FunctionEndpoint, Receive, Scope, Send
+from nuvem.gateway.invoke import PREFIX, FunctionEndpoint
 from nuvem.gateway.openapi import add_function_routes
 from nuvem.gateway.services import Services
 from nuvem.gateway.serving import ModelProtocols

@@ -11,23 +11,15 @@ import json
 from nuvem import security
 from nuvem.control.controller import Controller
 from nuvem.errors import BadRequest, NuvemError
+from nuvem.gateway import asgi
+from nuvem.gateway.asgi import RequestHeaders, read_body, render_error, respond
 from nuvem.gateway.auth import Authenticator
-from nuvem.gateway.invoke import MAX_BODY, Receive, Scope, Send, error_response_parts, read_body
 from nuvem.jobs.service import JobService
 from nuvem.stores.job import JobRequest
 
 ASYNC_PREFIX = "/async-function/"
-# Credentials and our own control headers stop at the gateway.
-_DROP = {
-    b"authorization",
-    b"x-api-key",
-    b"connection",
-    b"keep-alive",
-    b"transfer-encoding",
-    b"x-callback-url",
-    b"idempotency-key",
-    b"x-call-id",
-}
+# Our own control headers stop at the gateway too (the job's id is its call id).
+_CONTROL = frozenset({"x-callback-url", "idempotency-key", "x-call-id"})
 MAX_IDEMPOTENCY_KEY = 200
 
 
@@ -37,28 +29,19 @@ class AsyncFunctionEndpoint:
         controller: Controller,
         auth: Authenticator,
         jobs: JobService,
-        max_body: int = MAX_BODY,
+        max_body: int = asgi.MAX_BODY,
     ) -> None:
         self.controller = controller
         self.auth = auth
         self.jobs = jobs
         self.max_body = max_body
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
         name, _, extra = scope["path"][len(ASYNC_PREFIX) :].partition("/")
-        authorization = api_key = callback_url = idempotency_key = None
-        forwarded: list[tuple[str, str]] = []
-        for raw_key, raw_value in scope["headers"]:
-            if raw_key not in _DROP:
-                forwarded.append((raw_key.decode("latin-1"), raw_value.decode("latin-1")))
-            elif raw_key == b"authorization":
-                authorization = raw_value.decode("latin-1")
-            elif raw_key == b"x-api-key":
-                api_key = raw_value.decode("latin-1")
-            elif raw_key == b"x-callback-url":
-                callback_url = raw_value.decode("latin-1").strip()
-            elif raw_key == b"idempotency-key":
-                idempotency_key = raw_value.decode("latin-1").strip()
+        caller = RequestHeaders(scope)
+        authorization, api_key = caller.authorization, caller.api_key
+        callback_url = (caller.get("x-callback-url") or "").strip()
+        idempotency_key = (caller.get("idempotency-key") or "").strip()
         try:
             self.auth.check_invoke(authorization, api_key, name)
             spec = self.controller.get(name).spec
@@ -76,7 +59,7 @@ class AsyncFunctionEndpoint:
                 scope["method"],
                 "/" + extra,
                 scope["query_string"].decode("latin-1"),
-                tuple(forwarded),
+                tuple((k, v) for k, v in caller.forwarded if k not in _CONTROL),
                 body,
             )
             job, created = await self.jobs.submit(spec, request, callback_url or None, scoped_key)
@@ -92,10 +75,8 @@ class AsyncFunctionEndpoint:
             if not created:
                 headers.append((b"idempotent-replayed", b"true"))
         except NuvemError as error:
-            status, headers, payload = error_response_parts(error)
-        headers.append((b"content-length", str(len(payload)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+            status, headers, payload = render_error(error)
+        await respond(send, status, payload, headers)
 
 
 def _caller(authorization: str | None, api_key: str | None) -> str:

@@ -14,23 +14,18 @@ from typing import Any
 import nuvem
 from nuvem.control.deployment import Deployment
 from nuvem.errors import BadRequest, NotFound, NuvemError, Unavailable
-from nuvem.gateway.invoke import Receive, Scope, Send, read_body
+from nuvem.gateway import asgi
+from nuvem.gateway.asgi import RequestHeaders, read_body, respond, respond_error, respond_json
+from nuvem.gateway.content_coding import compress, decompress
 from nuvem.gateway.model_index import ModelIndex
-from nuvem.gateway.model_io import (
-    Caller,
-    call_function,
-    decompress,
-    respond,
-    respond_error,
-    respond_json,
-    result_error,
-)
 from nuvem.gateway.oip_codec import decode_request, encode_response
 from nuvem.gateway.services import Services
+from nuvem.routing.invocation import invoke
 from nuvem.runtime import tensors
 from nuvem.runtime.protocol import CallMeta
 
 ROOT = "/v2"
+_TENSORS = tensors.CONTENT_TYPE.encode()
 EXTENSIONS = ["binary_tensor_data", "classification"]
 INFER_PATH = "/v2/infer"  # the paths the model handler answers (models/handler.py)
 METADATA_PATH = "/v2/metadata"
@@ -49,14 +44,16 @@ class OipEndpoint:
         # function and spec, so an update asks again.
         self._metadata: dict[tuple[str, str], dict[str, Any]] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        caller = Caller.of(scope)
+    async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        caller = RequestHeaders(scope)
         try:
             await self._route(scope, receive, send, caller)
         except NuvemError as error:
             await respond_error(send, error)
 
-    async def _route(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
+    async def _route(
+        self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send, caller: RequestHeaders
+    ) -> None:
         parts = scope["path"].rstrip("/").split("/")[2:]
         method = scope["method"]
         if not parts:
@@ -103,11 +100,11 @@ class OipEndpoint:
             raise BadRequest(f"{method} is not allowed on infer", "POST the inference request")
         await self._infer(receive, send, caller, name, resolved, deployment)
 
-    def _check_health_access(self, caller: Caller) -> None:
+    def _check_health_access(self, caller: RequestHeaders) -> None:
         if not self.platform.settings.open_health:
             self.platform.auth.check_admin(caller.authorization)
 
-    async def _health(self, send: Send, kind: str) -> None:
+    async def _health(self, send: asgi.Send, kind: str) -> None:
         if kind == "live":
             await respond_json(send, 200, {"live": True})
             return
@@ -126,46 +123,46 @@ class OipEndpoint:
         await respond_json(send, 200, {"ready": True})
 
     async def _model_metadata(
-        self, name: str, deployment: Deployment, caller: Caller
+        self, name: str, deployment: Deployment, caller: RequestHeaders
     ) -> dict[str, Any]:
         key = (deployment.name, deployment.spec.fingerprint())
         described = self._metadata.get(key)
         if described is None:
-            meta = CallMeta("GET", METADATA_PATH, "", [("x-call-id", caller.call_id)])
-            result = await call_function(deployment, self.platform.metrics, meta, b"")
-            if result.status != 200:
-                raise Unavailable(f"model {name!r} cannot describe itself: {result_error(result)}")
-            described = json.loads(result.body)
+            meta = CallMeta("GET", METADATA_PATH, "", [("x-call-id", caller.ensure_call_id())])
+            status, _, body = await invoke(deployment, meta, b"", self.platform.metrics)
+            if status != 200:
+                raise Unavailable(f"model {name!r} cannot describe itself: {answer_error(body)}")
+            described = json.loads(body)
             self._metadata[key] = described
         versions = sorted(self.index.versions(name))
         return {"name": name, "versions": versions, **described}
 
     async def _infer(
         self,
-        receive: Receive,
-        send: Send,
-        caller: Caller,
+        receive: asgi.Receive,
+        send: asgi.Send,
+        caller: RequestHeaders,
         name: str,
         version: str,
         deployment: Deployment,
     ) -> None:
-        body = decompress(await read_body(receive), caller.headers.get("content-encoding"))
-        request = decode_request(body, caller.headers.get(HEADER_LENGTH))
+        body = decompress(await read_body(receive), caller.get("content-encoding"))
+        request = decode_request(body, caller.get(HEADER_LENGTH))
+        call_id = caller.ensure_call_id()
         meta = CallMeta(
-            "POST",
-            INFER_PATH,
-            "",
-            [("content-type", tensors.CONTENT_TYPE), ("x-call-id", caller.call_id)],
+            "POST", INFER_PATH, "", [("content-type", tensors.CONTENT_TYPE), ("x-call-id", call_id)]
         )
-        result = await call_function(deployment, self.platform.metrics, meta, request.envelope())
-        content_type = next((v for k, v in result.headers if k.lower() == "content-type"), "")
-        if result.status != 200 or content_type != tensors.CONTENT_TYPE:
-            status = result.status if result.status >= 400 else 500
-            await respond_json(send, status, {"error": result_error(result)})
+        status, answered, result = await invoke(
+            deployment, meta, request.envelope(), self.platform.metrics
+        )
+        content_type = next((v for k, v in answered if k == b"content-type"), b"")
+        if status != 200 or content_type != _TENSORS:
+            status = status if status >= 400 else 500
+            await respond_json(send, status, {"error": answer_error(result)})
             return
-        outputs, _ = tensors.decode(result.body)
+        outputs, _ = tensors.decode(result)
         payload, header_length = encode_response(name, version, request, outputs)
-        headers = [(b"x-call-id", caller.call_id.encode("latin-1"))]
+        headers = [(b"x-call-id", call_id.encode("latin-1"))]
         if header_length is None:
             headers.append((b"content-type", b"application/json"))
         else:
@@ -173,6 +170,18 @@ class OipEndpoint:
                 (b"content-type", b"application/octet-stream"),
                 (HEADER_LENGTH.encode(), str(header_length).encode()),
             ]
-        await respond(
-            send, 200, payload, headers, accept_encoding=caller.headers.get("accept-encoding")
-        )
+        payload, encoding = compress(payload, caller.get("accept-encoding"))
+        if encoding is not None:
+            headers.append((b"content-encoding", encoding.encode()))
+        await respond(send, 200, payload, headers)
+
+
+def answer_error(body: bytes) -> str:
+    """The error a replica answered with, as text."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace")[:500]
+    if isinstance(payload, dict) and "error" in payload:
+        return str(payload["error"])
+    return str(payload)[:500]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from nuvem.gateway import oip as oip
 from nuvem.gateway import torchserve as torchserve
-from nuvem.gateway.invoke import Receive, Scope, Send
+from nuvem.gateway.asgi import Receive, Scope, Send
 from nuvem.gateway.services import Services
 
 

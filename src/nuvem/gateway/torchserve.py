@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from nuvem.control.controller import Controller
 from nuvem.errors import BadRequest, NuvemError
+from nuvem.gateway import asgi
+from nuvem.gateway.asgi import RequestHeaders, read_body, respond, respond_error
 from nuvem.gateway.auth import Authenticator
-from nuvem.gateway.invoke import Receive, Scope, Send, read_body
 from nuvem.gateway.model_index import ModelIndex
-from nuvem.gateway.model_io import Caller, call_function, respond, respond_error
 from nuvem.metrics.registry import Metrics
+from nuvem.routing.invocation import invoke
 from nuvem.runtime.protocol import CallMeta
 
 PREFIX = "/predictions/"
 PING = "/ping"
-_PASSED = ("content-type", "x-call-id")
-_RESPONSE_DROP = {"content-length", "connection", "transfer-encoding", "keep-alive"}
 
 
 def handles(path: str) -> bool:
@@ -32,7 +31,7 @@ class TorchServeEndpoint:
         self.auth = auth
         self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
         try:
             if scope["path"] == PING:
                 await respond(
@@ -46,7 +45,7 @@ class TorchServeEndpoint:
         except NuvemError as error:
             await respond_error(send, error)
 
-    async def _predict(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _predict(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
         if scope["method"] not in ("POST", "PUT"):
             raise BadRequest(
                 f"{scope['method']} is not allowed on {scope['path']}",
@@ -59,18 +58,14 @@ class TorchServeEndpoint:
                 "use /predictions/{model} or /predictions/{model}/{version}",
             )
         version, deployment = self.index.resolve(parts[0], parts[1] if len(parts) > 1 else None)
-        caller = Caller.of(scope)
+        caller = RequestHeaders(scope)
         self.auth.check_invoke(caller.authorization, caller.api_key, deployment.name)
         body = await read_body(receive)
-        headers = [(k, caller.headers[k]) for k in _PASSED if k in caller.headers]
-        if "x-call-id" not in caller.headers:
-            headers.append(("x-call-id", caller.call_id))
+        call_id = caller.ensure_call_id()
+        # Only what the model handler reads: the image's type, and the call's id.
+        headers = [(k, v) for k, v in caller.forwarded if k == "content-type"]
+        headers.append(("x-call-id", call_id))
         meta = CallMeta("POST", "/predictions", "", headers)
-        result = await call_function(deployment, self.metrics, meta, body)
-        out = [
-            (k.lower().encode("latin-1"), v.encode("latin-1"))
-            for k, v in result.headers
-            if k.lower() not in _RESPONSE_DROP
-        ]
-        out += [(b"x-call-id", caller.call_id.encode()), (b"x-model-version", version.encode())]
-        await respond(send, result.status, result.body, out)
+        status, headers_out, answered = await invoke(deployment, meta, body, self.metrics)
+        headers_out += [(b"x-call-id", call_id.encode()), (b"x-model-version", version.encode())]
+        await respond(send, status, answered, headers_out)
