@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import nuvem
 from nuvem.errors import NuvemError
 from nuvem.gateway import jobs_api, scaling_api, system_api
-from nuvem.gateway.asgi import Receive, Scope, Send
+from nuvem.gateway.asgi import Receive, Scope, Send, render_error
 from nuvem.gateway.async_invoke import ASYNC_PREFIX, AsyncFunctionEndpoint
 from nuvem.gateway.invoke import PREFIX, FunctionEndpoint
 from nuvem.gateway.openapi import add_function_routes
@@ -52,9 +52,10 @@ def build_api(platform: Services, *, manage_lifespan: bool) -> FastAPI:
     api.state.platform = platform
 
     @api.exception_handler(NuvemError)
-    async def nuvem_error(request: Request, exc: NuvemError) -> JSONResponse:
-        headers = {"WWW-Authenticate": 'Basic realm="nuvem"'} if exc.status == 401 else None
-        return JSONResponse(exc.payload(), status_code=exc.status, headers=headers)
+    async def nuvem_error(request: Request, exc: NuvemError) -> Response:
+        status, headers, body = render_error(exc)
+        named = {key.decode("latin-1"): value.decode("latin-1") for key, value in headers}
+        return Response(body, status_code=status, headers=named)
 
     @api.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
