@@ -94,7 +94,7 @@ class Platform:
             metrics=metrics,
             admin_password_file=password_file,
             stack=stack,
-            jobs=JobService.create(settings, lambda: controller.deployments),
+            jobs=JobService.create(settings, lambda: controller.deployments, metrics),
         )
 
     async def start(self) -> None:

@@ -14,6 +14,7 @@ from nuvem.control.deployment import Deployment
 from nuvem.handler import Request, Response
 from nuvem.jobs.runner import JobRunner, RunnerOptions
 from nuvem.jobs.store_thread import StoreThread
+from nuvem.metrics.registry import Metrics
 from nuvem.routing.router import Router
 from nuvem.runtime.environment import Environment
 from nuvem.runtime.fake import FakeRuntime
@@ -55,6 +56,7 @@ class Parts:
     clock: Clock
     sender: Sender
     statuses: list[int]  # what the function answers, in turn (200 once empty)
+    metrics: Metrics
 
     async def submit(self, job_id: str, callback: str | None = None) -> None:
         request = JobRequest("POST", "/", "", (), job_id.encode())
@@ -90,8 +92,10 @@ async def parts(tmp_path: Path) -> AsyncIterator[Parts]:
     io.start()
     sender = Sender()
     options = RunnerOptions(lease=15.0, poll_interval=0.5, callback_attempts=3)
-    runner = JobRunner(io, lambda: {"f": deployment}, sender, "here", options, clock=clock)
-    yield Parts(runner, clock, sender, statuses)
+    metrics = Metrics()
+    targets = {"f": deployment}
+    runner = JobRunner(io, lambda: targets, sender, "here", metrics, options, clock=clock)
+    yield Parts(runner, clock, sender, statuses, metrics)
     await io.stop()
     io.store.close()
 
@@ -160,3 +164,16 @@ async def test_a_finished_job_calls_back_and_retries_the_callback_on_the_clock(
     assert len(parts.sender.sent) == 2
     assert parts.sender.sent[1][1]["X-Retry"] == "1"
     assert parts.job("a").callback_state is CallbackState.DELIVERED
+
+
+async def test_every_attempt_counts_as_an_invocation_with_its_status(parts: Parts) -> None:
+    parts.statuses += [503]
+    await parts.submit("a")
+    await parts.step()
+    await parts.step(1.0)  # the retry, after its back-off
+    assert parts.job("a").state is JobState.SUCCEEDED
+    deployment = parts.runner.targets()["f"]
+    assert isinstance(deployment, Deployment)
+    assert deployment.invocations == 2
+    counted = parts.metrics.invocations
+    assert [counted.labels("f", code)._value.get() for code in ("503", "200")] == [1.0, 1.0]

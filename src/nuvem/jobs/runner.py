@@ -23,7 +23,8 @@ from nuvem.jobs.callback import CallbackSender
 from nuvem.jobs.callback_url import check_resolved
 from nuvem.jobs.retry_policy import decide
 from nuvem.jobs.store_thread import StoreThread
-from nuvem.routing.dispatch import Target, dispatch
+from nuvem.metrics.registry import Metrics
+from nuvem.routing.invocation import InvocationTarget, invoke
 from nuvem.runtime.protocol import CallMeta
 from nuvem.stack.function import FunctionSpec
 from nuvem.stores.job import CallbackState, Finish, Job, JobResult, JobState
@@ -31,7 +32,7 @@ from nuvem.stores.job import CallbackState, Finish, Job, JobResult, JobState
 log = logging.getLogger(__name__)
 
 
-class JobTarget(Target, Protocol):
+class JobTarget(InvocationTarget, Protocol):
     @property
     def spec(self) -> FunctionSpec: ...
 
@@ -55,6 +56,7 @@ class JobRunner:
         targets: Callable[[], Mapping[str, JobTarget]],
         sender: CallbackSender,
         owner: str,
+        metrics: Metrics,
         options: RunnerOptions | None = None,
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.monotonic,
@@ -63,6 +65,7 @@ class JobRunner:
         self.targets = targets
         self.sender = sender
         self.owner = owner
+        self.metrics = metrics  # job calls count in the invocation metrics like /function's
         self.options = options or RunnerOptions()
         self.clock = clock  # wall time: what the store keeps (retry times, expiry)
         # Monotonic time for call deadlines and durations: the clock the routers keep.
@@ -206,14 +209,17 @@ class JobRunner:
         began = self.timer()
         error = None
         try:
-            answer = await dispatch(
+            status, raw_headers, body = await invoke(
                 target,
                 meta,
                 job.request.body,
+                self.metrics,
                 clock=self.timer,
                 deadline=began + (settings.timeout or target.timeout),
             )
-            status, answer_headers, body = answer.status, tuple(answer.headers), answer.body
+            answer_headers = tuple(
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers
+            )
         except NuvemError as exc:
             status, error = exc.status, str(exc)
             answer_headers = (("content-type", "application/json"),)

@@ -13,6 +13,7 @@ from nuvem.jobs.callback import CALLBACK_TIMEOUT, CallbackSender, HttpCallbackSe
 from nuvem.jobs.callback_url import check_callback_url
 from nuvem.jobs.runner import JobRunner, JobTarget, RunnerOptions
 from nuvem.jobs.store_thread import StoreThread
+from nuvem.metrics.registry import Metrics
 from nuvem.stack.async_jobs import AsyncJobs
 from nuvem.stack.function import FunctionSpec
 from nuvem.stores.job import Job, JobRequest, JobStore, NewJob
@@ -38,6 +39,7 @@ class JobService:
         cls,
         settings: Settings,
         targets: Callable[[], Mapping[str, JobTarget]],
+        metrics: Metrics,
         *,
         store: JobStore | None = None,
         sender: CallbackSender | None = None,
@@ -50,7 +52,7 @@ class JobService:
             lease=settings.job_lease, allow_hosts=settings.callback_allow_hosts
         )
         sender = sender or HttpCallbackSender(timeout=min(CALLBACK_TIMEOUT, options.lease * 0.8))
-        runner = JobRunner(StoreThread(store), targets, sender, owner, options)
+        runner = JobRunner(StoreThread(store), targets, sender, owner, metrics, options)
         return cls(store, runner, settings.callback_allow_hosts)
 
     async def submit(

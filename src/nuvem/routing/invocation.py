@@ -5,6 +5,7 @@ HTTP allows and observes the invocation metrics with the status, errors included
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from nuvem.errors import FunctionFailed, NuvemError
@@ -37,19 +38,21 @@ async def invoke(
     metrics: Metrics,
     *,
     started: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
     deadline: float | None = None,
 ) -> Answer:
     """Call the function once; its answer, or the NuvemError its caller answers with.
 
     `started` (perf_counter) is when the request arrived, for the duration metric; now by
-    default. `deadline` (monotonic) overrides the function's timeout, as jobs have their own.
+    default. `deadline` (on `clock`, the routers' monotonic time) overrides the function's
+    timeout, as jobs have their own.
     """
     if started is None:
         started = time.perf_counter()
     target.count_call()
     code = 0  # stays 0 when the call is cancelled (the client went away): not observed
     try:
-        answer = checked(target.name, await dispatch(target, meta, body, deadline=deadline))
+        answer = checked(target.name, await dispatch(target, meta, body, clock, deadline))
         code = answer[0]
         return answer
     except NuvemError as error:
