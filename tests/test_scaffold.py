@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nuvem.cli.client import ClientError
 from nuvem.cli.scaffold import init
+from nuvem.errors import Conflict
 from nuvem.stack.loader import load_stack
 
 
@@ -18,7 +18,7 @@ def test_init_writes_a_valid_stack_and_refuses_to_overwrite(tmp_path: Path) -> N
     assert sorted(p.name for p in written) == ["functions.py", "nuvem.yaml"]
     stack = load_stack(tmp_path / "app" / "nuvem.yaml")
     assert set(stack.functions) == {"echo", "hello"}
-    with pytest.raises(ClientError, match="already exist"):
+    with pytest.raises(Conflict, match="already exist"):
         init(tmp_path / "app")
 
 

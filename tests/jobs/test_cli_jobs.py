@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from gateway_process import ADMIN_PASSWORD, GatewayProcess, kill_workers
+from nuvem.errors import PayloadTooLarge
+from nuvem.gateway.asgi import MAX_BODY
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -108,3 +110,8 @@ async def test_cancel_and_errors(gateway: GatewayProcess) -> None:
     bad = nuvem(gateway, "jobs", "submit", "echo", "--callback-url", "http://169.254.169.254/")
     assert bad.returncode == 2
     assert b"metadata" in bad.stderr
+    too_large = b"x" * (MAX_BODY + 1)
+    for command in (("jobs", "submit", "echo"), ("invoke", "echo")):
+        refused = nuvem(gateway, *command, stdin=too_large)
+        assert refused.returncode == PayloadTooLarge.exit_code == 2, refused.stderr
+        assert b"larger than 64 MiB" in refused.stderr

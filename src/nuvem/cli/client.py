@@ -1,4 +1,5 @@
-"""A small HTTP client for a running platform, with errors turned into CLI exits."""
+"""A small HTTP client for a running platform. Error answers become the NuvemError their
+status stands for (errors.py), whose exit code the CLI exits with."""
 
 from __future__ import annotations
 
@@ -8,16 +9,8 @@ from typing import Any
 import httpx
 
 from nuvem.config import Settings
+from nuvem.errors import DeadlineExceeded, NuvemError, Unauthorized, Unreachable, error_for_status
 from nuvem.gateway.auth import ADMIN_PASSWORD_FILE, ADMIN_USER
-
-
-class ClientError(Exception):
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-_EXIT_BY_STATUS = {400: 2, 401: 3, 403: 3, 404: 4, 409: 5, 429: 6, 500: 7, 502: 7, 503: 8, 504: 9}
 
 
 def admin_password(settings: Settings) -> str | None:
@@ -40,6 +33,11 @@ def error_text(response: httpx.Response) -> str:
     return response.text.strip() or response.reason_phrase
 
 
+def response_error(response: httpx.Response, context: str = "") -> NuvemError:
+    """The error an error answer stands for, its text prefixed with `context`."""
+    return error_for_status(response.status_code, context + error_text(response))
+
+
 class Client:
     def __init__(self, settings: Settings, timeout: float | None = 60.0) -> None:
         self.settings = settings
@@ -57,26 +55,24 @@ class Client:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.ConnectError:
-            raise ClientError(
+            raise Unreachable(
                 f"cannot reach nuvem at {self.settings.url}; start it with `nuvem up` or set "
-                "NUVEM_URL",
-                exit_code=11,
+                "NUVEM_URL"
             ) from None
         except httpx.TimeoutException:
-            raise ClientError(f"nuvem at {self.settings.url} did not answer in time", 9) from None
+            raise DeadlineExceeded(f"nuvem at {self.settings.url} did not answer in time") from None
         if response.status_code == 401 and path.startswith("/system"):
-            raise ClientError(
+            raise Unauthorized(
                 f"{error_text(response)}; set NUVEM_ADMIN_PASSWORD (or --state-dir to read "
-                f"{Path(self.settings.state_dir) / ADMIN_PASSWORD_FILE})",
-                exit_code=3,
+                f"{Path(self.settings.state_dir) / ADMIN_PASSWORD_FILE})"
             )
         return response
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        """A /system call whose JSON answer is returned; an error answer raises ClientError."""
+        """A /system call whose JSON answer is returned; an error answer raises its error."""
         response = self.request(method, path, **kwargs)
         if response.status_code >= 400:
-            raise ClientError(error_text(response), _EXIT_BY_STATUS.get(response.status_code, 1))
+            raise response_error(response)
         if not response.content:
             return None
         return response.json()
@@ -86,7 +82,3 @@ class Client:
             return self.http.get("/healthz", timeout=2.0).status_code == 200
         except httpx.HTTPError:
             return False
-
-
-def exit_code_for(status: int) -> int:
-    return _EXIT_BY_STATUS.get(status, 1)

@@ -11,8 +11,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from nuvem.cli.client import Client, ClientError, error_text, exit_code_for
+from nuvem.cli.client import Client, response_error
 from nuvem.cli.context import print_json, settings_for
+from nuvem.errors import BadRequest, DeadlineExceeded, Unavailable
 from nuvem.stack.loader import load_stack
 
 out = Console()
@@ -31,10 +32,7 @@ def deploy(file: Path, wait: bool, timeout: float, state_dir: Path | None) -> No
             if response.status_code == 404:
                 response = client.request("POST", "/system/functions", json=body)
             if response.status_code >= 400:
-                raise ClientError(
-                    f"deploying {spec.name}: {error_text(response)}",
-                    exit_code_for(response.status_code),
-                )
+                raise response_error(response, f"deploying {spec.name}: ")
             err.print(f"[green]✓[/green] {spec.name}: accepted", highlight=False)
         if wait:
             _wait_ready(client, list(stack.functions), timeout)
@@ -55,7 +53,7 @@ def _wait_ready(client: Client, names: list[str], timeout: float) -> None:
                         highlight=False,
                     )
                 elif info["status"] == "error":
-                    raise ClientError(f"{name} cannot start: {info['error']}", exit_code=8)
+                    raise Unavailable(f"{name} cannot start: {info['error']}")
                 else:
                     doing = f" ({info['progress']})" if info.get("progress") else ""
                     status.update(
@@ -63,7 +61,7 @@ def _wait_ready(client: Client, names: list[str], timeout: float) -> None:
                         + doing
                     )
             if pending and time.monotonic() > deadline:
-                raise ClientError(f"not ready after {timeout:.0f}s: {', '.join(pending)}", 9)
+                raise DeadlineExceeded(f"not ready after {timeout:.0f}s: {', '.join(pending)}")
             if pending:
                 time.sleep(0.2)
 
@@ -113,7 +111,7 @@ def invoke(
     for line in headers:
         key, sep, value = line.partition(":")
         if not sep:
-            raise ClientError(f"header {line!r} is not 'Name: value'", exit_code=2)
+            raise BadRequest(f"header {line!r} is not 'Name: value'")
         sent[key.strip()] = value.strip()
     if settings.api_key:
         sent["Authorization"] = f"Bearer {settings.api_key}"
@@ -121,7 +119,7 @@ def invoke(
         target = f"/function/{name}" + (f"/{path.lstrip('/')}" if path else "")
         response = client.request(method.upper(), target, content=body, headers=sent)
     if response.status_code >= 400:
-        raise ClientError(error_text(response), exit_code_for(response.status_code))
+        raise response_error(response)
     sys.stdout.buffer.write(response.content)
     if response.content and not response.content.endswith(b"\n") and sys.stdout.isatty():
         sys.stdout.write("\n")
@@ -147,7 +145,7 @@ def logs(name: str, tail: int | None, follow: bool, state_dir: Path | None) -> N
             with client.http.stream("GET", "/system/logs", params=params) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise ClientError(error_text(response), exit_code_for(response.status_code))
+                    raise response_error(response)
                 for raw in response.iter_lines():
                     if not raw:
                         continue

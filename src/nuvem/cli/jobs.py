@@ -11,8 +11,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from nuvem.cli.client import Client, ClientError, error_text, exit_code_for
+from nuvem.cli.client import Client, response_error
 from nuvem.cli.context import print_json, settings_for
+from nuvem.errors import BadRequest, DeadlineExceeded, FunctionFailed
 
 out = Console()
 err = Console(stderr=True)
@@ -45,7 +46,7 @@ def submit(
     for line in headers:
         key, sep, value = line.partition(":")
         if not sep:
-            raise ClientError(f"header {line!r} is not 'Name: value'", exit_code=2)
+            raise BadRequest(f"header {line!r} is not 'Name: value'")
         sent[key.strip()] = value.strip()
     if callback_url:
         sent["X-Callback-Url"] = callback_url
@@ -55,7 +56,7 @@ def submit(
         target = f"/async-function/{name}" + (f"/{path.lstrip('/')}" if path else "")
         response = client.request("POST", target, content=body, headers=sent)
         if response.status_code != 202:
-            raise ClientError(error_text(response), exit_code_for(response.status_code))
+            raise response_error(response)
         job_id = response.headers["x-call-id"]
         if not wait:
             sys.stdout.write(job_id + "\n")  # alone on stdout: JOB=$(nuvem jobs submit ...)
@@ -100,10 +101,9 @@ def _write_result(client: Client, headers: dict[str, str], job_id: str, timeout:
             _emit(response)
             return
         if time.monotonic() > deadline:
-            raise ClientError(
+            raise DeadlineExceeded(
                 f"job {job_id} is still {response.headers.get('x-job-state', 'unfinished')} "
-                f"after {timeout:g}s; collect it later with `nuvem jobs result {job_id}`",
-                exit_code=9,
+                f"after {timeout:g}s; collect it later with `nuvem jobs result {job_id}`"
             )
         time.sleep(POLL_SECONDS)  # polling the gateway: the CLI has nothing else to do
 
@@ -111,7 +111,7 @@ def _write_result(client: Client, headers: dict[str, str], job_id: str, timeout:
 def _emit(response: Any) -> None:
     function_status = response.headers.get("x-function-status")
     if function_status is None:  # an error of the gateway, not an answer of the function
-        raise ClientError(error_text(response), exit_code_for(response.status_code))
+        raise response_error(response)
     sys.stdout.buffer.write(response.content)
     if response.content and not response.content.endswith(b"\n") and sys.stdout.isatty():
         sys.stdout.write("\n")
@@ -119,7 +119,7 @@ def _emit(response: Any) -> None:
     if int(function_status) >= 400:
         state = response.headers.get("x-job-state", "failed")
         err.print(f"[red]job {state}[/red] with status {function_status}", highlight=False)
-        raise ClientError(f"the function answered {function_status}", exit_code=7)
+        raise FunctionFailed(f"the function answered {function_status}")
 
 
 def show_list(

@@ -13,7 +13,6 @@ import typer
 from rich.console import Console
 
 from nuvem.cli import functions, jobs, keys
-from nuvem.cli.client import ClientError
 from nuvem.errors import NuvemError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,9 +32,6 @@ def handle_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except ClientError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
         except NuvemError as exc:
             err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nuvem.cli.client import ClientError
+from nuvem.errors import Conflict
 
 STACK = """\
 # A nuvem stack: `nuvem up -f nuvem.yaml`, then `nuvem deploy -f nuvem.yaml` after changes.
@@ -38,10 +38,9 @@ def init(folder: Path) -> list[Path]:
     targets = {folder / "nuvem.yaml": STACK, folder / "functions.py": FUNCTIONS}
     existing = [str(path) for path in targets if path.exists()]
     if existing:
-        raise ClientError(
+        raise Conflict(
             f"{', '.join(existing)} already exist(s); nothing was written "
-            "(choose another folder: nuvem init FOLDER)",
-            exit_code=5,
+            "(choose another folder: nuvem init FOLDER)"
         )
     for path, text in targets.items():
         path.write_text(text)

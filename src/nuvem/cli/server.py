@@ -18,9 +18,10 @@ import uvicorn
 import uvloop
 from rich.console import Console
 
-from nuvem.cli.client import Client, ClientError
+from nuvem.cli.client import Client
 from nuvem.cli.context import settings_for
 from nuvem.cli.environment_progress import rich_progress
+from nuvem.errors import LifecycleError
 from nuvem.gateway.app import create_app
 from nuvem.platform import Platform
 from nuvem.runtime.environment import Phase, ProgressEvent
@@ -130,16 +131,15 @@ def detach(
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 tail = log_path.read_text(errors="replace").splitlines()[-15:]
-                raise ClientError(
+                raise LifecycleError(
                     f"nuvem exited with code {process.returncode} while starting:\n"
-                    + "\n".join(tail),
-                    exit_code=12,
+                    + "\n".join(tail)
                 )
             if client.healthy():
                 break
             time.sleep(0.1)
         else:
-            raise ClientError(f"nuvem did not answer on {url} within 120s; see {log_path}", 12)
+            raise LifecycleError(f"nuvem did not answer on {url} within 120s; see {log_path}")
     err.print(f"[bold]nuvem[/bold] running on [cyan]{url}[/cyan] (pid {process.pid})")
     err.print(f"  logs: {log_path}")
     password_file = settings.state_dir / "admin-password"
@@ -161,6 +161,6 @@ def shutdown(state_dir: Path | None) -> None:
         with err.status("draining calls in flight and stopping replicas"):
             while (pid is not None and alive(pid)) or (pid is None and client.healthy()):
                 if time.monotonic() > deadline:
-                    raise ClientError("nuvem did not stop in time", 12)
+                    raise LifecycleError("nuvem did not stop in time")
                 time.sleep(0.1)
     err.print("nuvem stopped")
