@@ -126,7 +126,12 @@ def _resolve_roots(stack: Stack, root: Path) -> Stack:
             # Model files are named relative to the function's folder, like its handler.
             update["model"] = spec.model.resolved(folder)
         functions[key] = spec.model_copy(update=update)
-    return stack.model_copy(update={"functions": functions})
+    update_stack: dict[str, Any] = {"functions": functions}
+    if stack.cluster.token_file:
+        # Like a handler's folder, the token file is named relative to the stack file.
+        token = (base / Path(stack.cluster.token_file).expanduser()).resolve()
+        update_stack["cluster"] = stack.cluster.model_copy(update={"token_file": str(token)})
+    return stack.model_copy(update=update_stack)
 
 
 def _check_model_files(stack: Stack, name: str, spots: dict[Loc, _Spot]) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from nuvem.stack.cluster import Cluster
 from nuvem.stack.function import FunctionSpec, Strict
 from nuvem.stack.store_urls import Stores
 
@@ -14,6 +15,9 @@ class Stack(Strict):
     version: str = Field(default="1", description="stack file format version")
     functions: dict[str, FunctionSpec] = Field(default_factory=dict)
     stores: Stores = Field(default_factory=Stores, description="job queue and records")
+    cluster: Cluster = Field(
+        default_factory=Cluster, description="where replicas run: engine local or ray"
+    )
 
     @field_validator("version", mode="before")
     @classmethod
