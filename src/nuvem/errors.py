@@ -120,6 +120,20 @@ class LifecycleError(NuvemError):
     exit_code = 12
 
 
+class ClusterError(NuvemError):
+    """The Ray cluster cannot be started, joined or reached."""
+
+    status = 503
+    exit_code = 13
+
+
+class ClusterTokenError(ClusterError):
+    """The cluster token is missing, unreadable or unsafe, or the head refused it."""
+
+    status = 401
+    exit_code = 3
+
+
 # The error a status code stands for, where a client reads one from an answer.
 _BY_STATUS: dict[int, type[NuvemError]] = {
     cls.status: cls
