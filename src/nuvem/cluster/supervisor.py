@@ -1,0 +1,162 @@
+"""`nuvem node join` as a process: join, stay until asked to leave, then drain and leave.
+
+Ctrl-C (SIGINT) or SIGTERM starts the leave: the node is drained, then its Ray processes
+stop. A second Ctrl-C while draining kills them at once. If Ray's processes end by
+themselves (the head declared the node dead, or it crashed), the supervisor says so and
+exits non-zero, for whatever runs it (systemd, a node provider) to start it again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+
+from nuvem.cluster import record
+from nuvem.cluster.drain import DrainHook, wait_until_idle
+from nuvem.cluster.node import DRAIN_TIMEOUT, JOIN_TIMEOUT, RayNode
+from nuvem.cluster.options import JoinOptions
+from nuvem.cluster.process_session import process_alive
+from nuvem.errors import ClusterError, Conflict
+
+NODE_LOG = Path("cluster") / "node.log"
+RAY_LOG = Path("cluster") / "ray-node.log"
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_POLL = 0.1  # seconds, when waiting on another process
+
+
+def run(
+    options: JoinOptions,
+    state_dir: Path,
+    say: Callable[[str], None],
+    hook: DrainHook = wait_until_idle,
+    drain_timeout: float = DRAIN_TIMEOUT,
+) -> int:
+    """Join, then block until a signal or the node's end; return the exit code."""
+    _refuse_second_node(state_dir)
+    say(f"joining {options.address}")
+    node = RayNode.join(options, state_dir / RAY_LOG)
+    asked = threading.Event()
+    forced = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if asked.is_set():
+            forced.set()
+            node.kill()  # the second Ctrl-C: no more waiting
+        asked.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in _SIGNALS}
+    ended = threading.Event()
+
+    def watch() -> None:
+        node.session.process.wait()
+        ended.set()
+        asked.set()  # wakes the loop below; `ended` says why
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        record.write_node(
+            state_dir,
+            record.NodeRecord(
+                head=options.address,
+                address=node.node.address,
+                port=node.node.port,
+                node_id=node.node.id,
+                pid=os.getpid(),
+                ray_pid=node.pid,
+                log=str(state_dir / RAY_LOG),
+            ),
+        )
+        offer = node.node.total
+        say(
+            f"joined {options.address} as node {node.node.id[:12]} at {node.node.address} "
+            f"({offer.cpu:g} CPU, {offer.gpu:g} GPU, {offer.memory / 2**30:.1f} GiB); "
+            "Ctrl-C to leave"
+        )
+        asked.wait()  # until a signal comes, or Ray's processes end
+        if ended.is_set() and not forced.is_set():
+            say(
+                f"the Ray node ended by itself (code {node.session.exited()}); its last "
+                f"lines:\n{node.session.log_tail()}"
+            )
+            node.kill()
+            return 1
+        say(f"leaving: draining node {node.node.id[:12]} (up to {drain_timeout:g}s)")
+        started = time.monotonic()
+        node.leave(hook, drain_timeout)
+        if forced.is_set():
+            say("stopped without draining")
+            return 130
+        say(f"left {options.address} in {time.monotonic() - started:.1f}s")
+        return 0
+    finally:
+        record.clear(state_dir, record.NODE_RECORD)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if node.session.members():
+            node.kill()
+
+
+def detach(argv: Sequence[str], state_dir: Path, within: float = JOIN_TIMEOUT) -> record.NodeRecord:
+    """Run `nuvem ARGV` (a foreground `node join`) in the background; return its record
+    once joined."""
+    _refuse_second_node(state_dir)
+    log_path = state_dir / NODE_LOG
+    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nuvem.cli.main", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = record.read_node(state_dir)
+        if found is not None and found.pid == process.pid:
+            return found
+        if process.poll() is not None:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-10:])
+            raise ClusterError(
+                f"nuvem node join exited with code {process.returncode} while joining:\n{tail}"
+            )
+        time.sleep(_POLL)
+    process.terminate()
+    raise ClusterError(f"the node did not join within {within:g}s", hint=f"see {log_path}")
+
+
+def leave(state_dir: Path, within: float = DRAIN_TIMEOUT + 30) -> record.NodeRecord:
+    """Ask the node this state folder runs to leave (SIGTERM), and wait until it has."""
+    found = record.read_node(state_dir)
+    if found is None or not process_alive(found.pid):
+        record.clear(state_dir, record.NODE_RECORD)
+        raise ClusterError(
+            f"no node runs from {state_dir}",
+            hint="start one with `nuvem node join HOST:PORT --token-file F`",
+        )
+    os.kill(found.pid, signal.SIGTERM)
+    deadline = time.monotonic() + within
+    while process_alive(found.pid):
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"the node (pid {found.pid}) did not leave within {within:g}s",
+                hint=f"see {state_dir / NODE_LOG}; `kill -9 {found.pid}` ends it at once",
+            )
+        time.sleep(_POLL)
+    return found
+
+
+def _refuse_second_node(state_dir: Path) -> None:
+    found = record.read_node(state_dir)
+    if found is not None and process_alive(found.pid):
+        raise Conflict(
+            f"this state folder runs a node already (pid {found.pid}, at {found.address})",
+            hint="`nuvem node leave` first, or give another --state-dir",
+        )
