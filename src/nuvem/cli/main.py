@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from nuvem.cli import functions, jobs, keys
+from nuvem.cli import functions, jobs, keys, nodes
 from nuvem.errors import NuvemError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -315,6 +315,102 @@ def jobs_ls(
 def jobs_cancel(job_id: str, state_dir: StateDir = None) -> None:
     """Cancel a queued or running job."""
     jobs.cancel(job_id, state_dir)
+
+
+node_app = typer.Typer(
+    help="This machine as a node of a Ray cluster: join, leave, and the cluster token.",
+    no_args_is_help=True,
+)
+app.add_typer(node_app, name="node")
+
+
+@node_app.command("join")
+@handle_errors
+def node_join(
+    address: Annotated[str, typer.Argument(help="the Ray head's HOST:PORT")],
+    token_file: Annotated[
+        Path, typer.Option("--token-file", help="the cluster token (a file only you may read)")
+    ],
+    node_ip: Annotated[
+        str | None,
+        typer.Option(
+            "--node-ip",
+            help="the address this node is reached at; default: the one facing the head",
+        ),
+    ] = None,
+    cpus: Annotated[int | None, typer.Option(min=0, help="CPUs to offer; default: all")] = None,
+    gpus: Annotated[
+        int | None, typer.Option(min=0, help="GPUs to offer; default: all found")
+    ] = None,
+    memory: Annotated[
+        str | None, typer.Option(help="memory to offer, e.g. 8Gi; default: all")
+    ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", help="key=value, once per label")
+    ] = None,
+    object_store_memory: Annotated[
+        str, typer.Option(help="shared memory for Ray's object store, e.g. 256Mi")
+    ] = "256Mi",
+    drain_timeout: Annotated[
+        float, typer.Option(min=0, help="seconds a leaving node waits for its work to move")
+    ] = 30.0,
+    detach: Annotated[bool, typer.Option(help="run in the background; return once joined")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Make this machine a node of the cluster at HOST:PORT; Ctrl-C drains it and leaves."""
+    code = nodes.join(
+        address,
+        token_file,
+        node_ip,
+        cpus,
+        gpus,
+        memory,
+        label or [],
+        object_store_memory,
+        drain_timeout,
+        detach,
+        state_dir,
+    )
+    if code:
+        raise typer.Exit(code)
+
+
+@node_app.command("leave")
+@handle_errors
+def node_leave(state_dir: StateDir = None) -> None:
+    """Drain the node this machine runs (`nuvem node join --detach`) and leave the cluster."""
+    nodes.leave(state_dir)
+
+
+@node_app.command("token")
+@handle_errors
+def node_token(
+    command: Annotated[
+        bool, typer.Option("--command", help="print the whole join command instead")
+    ] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Print the cluster token of this gateway's Ray head (it is a secret)."""
+    nodes.token(command, state_dir)
+
+
+@app.command("nodes")
+@handle_errors
+def list_nodes(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    everything: Annotated[
+        bool, typer.Option("--all", help="also the earlier, dead entries of rejoined nodes")
+    ] = False,
+    address: Annotated[
+        str | None, typer.Option(help="the head's HOST:PORT; default: this gateway's")
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", help="default: this gateway's token")
+    ] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """List the cluster's nodes: address, state, resources in use and labels."""
+    nodes.show_list(as_json, everything, address, token_file, state_dir)
 
 
 def main() -> None:

@@ -21,6 +21,8 @@ from rich.console import Console
 from nuvem.cli.client import Client
 from nuvem.cli.context import settings_for
 from nuvem.cli.environment_progress import rich_progress
+from nuvem.cluster.head import running_head
+from nuvem.cluster.options import plan
 from nuvem.errors import LifecycleError
 from nuvem.gateway.app import create_app
 from nuvem.platform import Platform
@@ -102,8 +104,13 @@ def run(file: Path | None, host: str, port: int, state_dir: Path | None) -> None
     err.print(f"[bold]nuvem[/bold] gateway on [cyan]http://{host}:{port}[/cyan]", highlight=False)
     err.print(f"  admin user: admin, password {where}", highlight=False)
     err.print(f"  state: {settings.state_dir}", highlight=False)
+    # The stack's Ray head (cluster.engine: ray) lives as long as the gateway serves.
+    cluster = plan(stack.cluster, settings.state_dir) if stack is not None else None
     try:
-        uvloop.run(server.serve())
+        with running_head(
+            cluster, settings.state_dir, say=lambda line: err.print(line, highlight=False)
+        ):
+            uvloop.run(server.serve())
     finally:
         pid_file.unlink(missing_ok=True)
     err.print("nuvem stopped")
