@@ -11,12 +11,13 @@ from pathlib import Path
 from types import TracebackType
 
 from nuvem.cluster import record
+from nuvem.cluster.gcs import Unreachable
 from nuvem.cluster.membership import Membership, NodeState
 from nuvem.cluster.options import ExistingHead, HeadOptions, head_command, ray_environ
 from nuvem.cluster.ports import free_node_ports, free_ports, port_free
 from nuvem.cluster.process_session import ProcessSession
 from nuvem.cluster.token import ClusterToken, ensure_token, read_token, token_path
-from nuvem.errors import ClusterError, ClusterTokenError
+from nuvem.errors import ClusterError
 
 START_TIMEOUT = 90.0  # seconds; a head takes 4-9 s here, more on a loaded machine
 STOP_GRACE = 20.0
@@ -100,9 +101,7 @@ def _wait_up(
         try:
             membership = membership or Membership(local, token)
             heads = [n for n in membership.nodes() if n.head and n.state is NodeState.ALIVE]
-        except ClusterTokenError:
-            raise
-        except ClusterError:  # not listening yet
+        except Unreachable:  # not listening yet
             heads = []
         if heads:
             return f"{heads[0].address}:{options.port}"
