@@ -17,7 +17,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -32,6 +32,33 @@ from ray_cluster import NODE_IPS, SMALL_STORE, RayCluster, next_ip, worker_range
 
 pytestmark = pytest.mark.slow
 T = TypeVar("T")
+
+# A driver that places one actor on the node it is given and keeps it until stdin closes.
+REPLICA_ON_NODE = """
+import sys
+from pathlib import Path
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from nuvem.cluster.driver import connect
+from nuvem.cluster.token import read_token
+
+address, token, node_id = sys.argv[1:]
+connect(address, read_token(Path(token)))
+
+
+@ray.remote(num_cpus=0)
+class Replica:
+    def node(self):
+        return ray.get_runtime_context().get_node_id()
+
+
+strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
+replica = Replica.options(scheduling_strategy=strategy).remote()
+print(ray.get(replica.node.remote()), flush=True)
+sys.stdin.read()
+"""
 
 
 def wait_for(condition: Callable[[], T | None], within: float, what: str) -> T:
@@ -281,12 +308,9 @@ def test_a_killed_node_is_seen_dead_within_seconds(ray_cluster: RayCluster, tmp_
     assert all(n.state() is NodeState.ALIVE for n in ray_cluster.nodes)
 
 
-def test_ctrl_c_on_a_foreground_join_drains_and_leaves(
-    ray_cluster: RayCluster, tmp_path: Path
-) -> None:
-    ip = next_ip()
-    state = tmp_path / "node-state"
-    process = subprocess.Popen(
+def join_in_foreground(ray_cluster: RayCluster, state: Path, *args: str) -> subprocess.Popen[str]:
+    """`nuvem node join` as a terminal runs it, in a session of its own."""
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -296,18 +320,11 @@ def test_ctrl_c_on_a_foreground_join_drains_and_leaves(
             ray_cluster.address,
             "--token-file",
             str(ray_cluster.token_file),
-            "--node-ip",
-            ip,
-            "--cpus",
-            "1",
-            "--gpus",
-            "2",
-            "--label",
-            "role=spare",
             "--object-store-memory",
             SMALL_STORE,
             "--state-dir",
             str(state),
+            *args,
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -316,14 +333,68 @@ def test_ctrl_c_on_a_foreground_join_drains_and_leaves(
         env={**os.environ, "COLUMNS": "1000"},
         start_new_session=True,  # like a terminal's foreground job, apart from pytest's
     )
+
+
+def joined_record(state: Path, process: subprocess.Popen[str]) -> dict[str, Any]:
+    path = state / "cluster" / "node.json"
+    wait_for(lambda: path.exists() or process.poll() is not None, within=90, what="the node joined")
+    assert path.exists(), process.communicate()[1]
+    record: dict[str, Any] = json.loads(path.read_text())
+    return record
+
+
+def test_a_node_the_head_declares_dead_makes_join_exit(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    # A frozen raylet is what a network cut looks like from the head: no heartbeats, while
+    # every process of the node still runs. The head gives up on it; nuvem node join
+    # must then end the node and exit non-zero, for its supervisor to start it again.
+    state = tmp_path / "node-state"
+    process = join_in_foreground(ray_cluster, state, "--node-ip", next_ip(), "--cpus", "1")
+    try:
+        joined = joined_record(state, process)
+        raylet = next(
+            pid
+            for pid in session_members(joined["ray_pid"])
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "raylet"
+        )
+        os.kill(raylet, signal.SIGSTOP)
+        stopped = time.monotonic()
+        membership = ray_cluster.membership()
+        wait_for(
+            lambda: (
+                (n := membership.node_at(joined["address"], joined["port"]))
+                and n.state is NodeState.DEAD
+            ),
+            within=15,
+            what="the frozen node declared dead",
+        )
+        print(f"frozen node seen dead after {time.monotonic() - stopped:.2f}s")
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 1, stderr
+    assert "the node is gone: the head declared this node dead" in stderr
+    assert session_members(joined["ray_pid"]) == []  # the frozen raylet too
+    assert not (state / "cluster" / "node.json").exists()
+
+
+def test_ctrl_c_on_a_foreground_join_drains_and_leaves(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    ip = next_ip()
+    state = tmp_path / "node-state"
+    process = join_in_foreground(
+        ray_cluster,
+        state,
+        *("--node-ip", ip, "--cpus", "1", "--gpus", "2", "--label", "role=spare"),
+        *("--drain-timeout", "60"),
+    )
     membership = ray_cluster.membership()
     try:
-        record = wait_for(
-            lambda: (state / "cluster" / "node.json").exists() and state / "cluster" / "node.json",
-            within=90,
-            what="the node joined",
-        )
-        joined = json.loads(record.read_text())
+        joined = joined_record(state, process)
         node = membership.node_at(ip, joined["port"])
         assert node is not None
         assert node.state is NodeState.ALIVE
@@ -343,11 +414,43 @@ def test_ctrl_c_on_a_foreground_join_drains_and_leaves(
         assert again.returncode == 5  # one node per state folder
         assert f"this state folder runs a node already (pid {process.pid}" in again.stderr
 
-        interrupted = time.monotonic()
-        process.send_signal(signal.SIGINT)
+        # Work on the node (an actor, as a replica will be) keeps it draining, not gone,
+        # until that work ends: here its driver exits, as the runtime will move a replica.
+        work = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                REPLICA_ON_NODE,
+                ray_cluster.address,
+                str(ray_cluster.token_file),
+                node.id,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert work.stdout is not None
+            assert work.stdout.readline().strip() == node.id, work.stderr
+            interrupted = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            draining = wait_for(
+                lambda: (
+                    (n := membership.node_at(ip, joined["port"]))
+                    and n.state is NodeState.DRAINING
+                    and n
+                ),
+                within=30,
+                what="the node draining",
+            )
+            assert draining.id == node.id
+            assert process.poll() is None  # it waits for the work to move
+        finally:
+            work.communicate(input="", timeout=60)  # its driver exits, the actor with it
         _, stderr = process.communicate(timeout=60)
         took = time.monotonic() - interrupted
-        print(f"Ctrl-C to left: {took:.2f}s")
+        print(f"Ctrl-C to left, with an actor moved off meanwhile: {took:.2f}s")
     finally:
         if process.poll() is None:
             process.kill()

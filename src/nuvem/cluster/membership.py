@@ -15,8 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nuvem.cluster.gcs import probe, ray_module
+from nuvem.cluster.gcs import Unreachable, probe, ray_module
 from nuvem.cluster.token import ClusterToken
+from nuvem.errors import ClusterError
 
 # Resources Ray adds by itself: one per node address, one for the head, the object store.
 _BOOKKEEPING_PREFIX = "node:"
@@ -99,11 +100,18 @@ class Membership:
         self.address = address
         self._gcs = probe(address, token)
         self._pb = ray_module("ray.core.generated.gcs_pb2")
+        self._ray_error: type[Exception] = ray_module("ray.exceptions").RayError
 
     def nodes(self) -> list[Node]:
         """Every node the head knows, the dead ones it still remembers included."""
-        infos = self._gcs.get_all_node_info(timeout=_GCS_TIMEOUT)
-        usage = self._gcs.get_all_resource_usage(timeout=_GCS_TIMEOUT)
+        try:
+            infos = self._gcs.get_all_node_info(timeout=_GCS_TIMEOUT)
+            usage = self._gcs.get_all_resource_usage(timeout=_GCS_TIMEOUT)
+        except self._ray_error as exc:
+            raise Unreachable(
+                f"the Ray head at {self.address} did not answer: {exc}",
+                hint="check that the head runs (`nuvem up`) and that this machine reaches it",
+            ) from None
         available = {
             bytes(batch.node_id): dict(batch.resources_available)
             for batch in usage.resource_usage_data.batch
@@ -124,9 +132,12 @@ class Membership:
         reason = autoscaler.DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION")
         # PREEMPTION: a drain the raylet may not reject (an IDLE_TERMINATION one it would,
         # while work runs there); the node is going either way.
-        accepted, why = self._gcs.drain_node(node.id, reason, message, int(deadline * 1000))
+        try:
+            accepted, why = self._gcs.drain_node(node.id, reason, message, int(deadline * 1000))
+        except self._ray_error as exc:
+            raise Unreachable(f"the Ray head at {self.address} did not answer: {exc}") from None
         if not accepted:
-            raise RuntimeError(f"the head did not accept draining node {node.id}: {why}")
+            raise ClusterError(f"the head did not accept draining node {node.id}: {why}")
 
     def _node(self, info: Any, available: Mapping[bytes, Mapping[str, float]]) -> Node:
         dead = info.state == self._pb.GcsNodeInfo.DEAD

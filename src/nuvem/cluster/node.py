@@ -23,6 +23,7 @@ DRAIN_TIMEOUT = 30.0
 STOP_GRACE = 5.0  # after the drain, for Ray's processes to end on SIGTERM
 _ALIVE = frozenset({NodeState.ALIVE})
 SETTLE_TIMEOUT = 10.0
+DRAIN_MESSAGE = "nuvem node leave: the node is draining"  # the head's reason, once dead
 _REFUSED = "InvalidAuthToken"  # what Ray prints when the head refuses the token
 _STARTED = "Ray runtime started."  # what `ray start` prints once its start-up is done
 
@@ -86,14 +87,20 @@ class RayNode:
         node = self.membership.node_at(self.node.address, self.node.port)
         return NodeState.DEAD if node is None or node.id != self.node.id else node.state
 
-    def leave(self, hook: DrainHook = wait_until_idle, timeout: float = DRAIN_TIMEOUT) -> None:
+    def leave(self, hook: DrainHook = wait_until_idle, timeout: float = DRAIN_TIMEOUT) -> bool:
         """Drain (mark draining, run `hook` until it returns or `timeout` passes), then stop
-        this node's Ray processes, and only them."""
+        this node's Ray processes, and only them. False when the head could not be asked
+        to drain the node (it is stopped all the same)."""
         deadline = time.time() + timeout
-        if self.state() is not NodeState.DEAD and self.session.exited() is None:
-            self.membership.drain(self.node, "nuvem node leave: the node is draining", deadline)
-            hook(DrainRequest(self.node, self.membership, deadline))
+        try:
+            if self.state() is not NodeState.DEAD and self.session.exited() is None:
+                self.membership.drain(self.node, DRAIN_MESSAGE, deadline)
+                hook(DrainRequest(self.node, self.membership, deadline))
+            drained = True
+        except ClusterError:  # the head is gone or refuses: nothing to drain with
+            drained = False
         self.session.stop(STOP_GRACE)
+        return drained
 
     def kill(self) -> None:
         """SIGKILL every process of this node, as a crash would (for tests and Ctrl-C twice)."""

@@ -8,6 +8,7 @@ exits non-zero, for whatever runs it (systemd, a node provider) to start it agai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from types import FrameType
 
 from nuvem.cluster import record
 from nuvem.cluster.drain import DrainHook, wait_until_idle
+from nuvem.cluster.membership import NodeState
 from nuvem.cluster.node import DRAIN_TIMEOUT, JOIN_TIMEOUT, RayNode
 from nuvem.cluster.options import JoinOptions
 from nuvem.cluster.process_session import process_alive
@@ -29,6 +31,7 @@ NODE_LOG = Path("cluster") / "node.log"
 RAY_LOG = Path("cluster") / "ray-node.log"
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _POLL = 0.1  # seconds, when waiting on another process
+_WATCH = 1.0  # seconds between looks at the node's state in the head
 
 
 def run(
@@ -42,24 +45,9 @@ def run(
     _refuse_second_node(state_dir)
     say(f"joining {options.address}")
     node = RayNode.join(options, state_dir / RAY_LOG)
-    asked = threading.Event()
-    forced = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        if asked.is_set():
-            forced.set()
-            node.kill()  # the second Ctrl-C: no more waiting
-        asked.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in _SIGNALS}
-    ended = threading.Event()
-
-    def watch() -> None:
-        node.session.process.wait()
-        ended.set()
-        asked.set()  # wakes the loop below; `ended` says why
-
-    threading.Thread(target=watch, daemon=True).start()
+    watch = _Watch(node)
+    previous = {sig: signal.signal(sig, watch.on_signal) for sig in _SIGNALS}
+    threading.Thread(target=watch.run, name="node-watch", daemon=True).start()
     try:
         record.write_node(
             state_dir,
@@ -79,20 +67,25 @@ def run(
             f"({offer.cpu:g} CPU, {offer.gpu:g} GPU, {offer.memory / 2**30:.1f} GiB); "
             "Ctrl-C to leave"
         )
-        asked.wait()  # until a signal comes, or Ray's processes end
-        if ended.is_set() and not forced.is_set():
-            say(
-                f"the Ray node ended by itself (code {node.session.exited()}); its last "
-                f"lines:\n{node.session.log_tail()}"
+        watch.woken.wait()  # a signal, or the node's end
+        if not watch.signalled.is_set():
+            why = (
+                "the head declared this node dead"
+                if watch.lost.is_set()
+                else f"its Ray processes ended (code {node.session.exited()})"
             )
+            say(f"the node is gone: {why}; its last lines:\n{node.session.log_tail()}")
             node.kill()
             return 1
         say(f"leaving: draining node {node.node.id[:12]} (up to {drain_timeout:g}s)")
         started = time.monotonic()
-        node.leave(hook, drain_timeout)
-        if forced.is_set():
+        drained = node.leave(hook, drain_timeout)
+        if watch.forced.is_set():
             say("stopped without draining")
             return 130
+        if not drained:
+            say("the head did not answer, so the node stopped without draining")
+            return 1
         say(f"left {options.address} in {time.monotonic() - started:.1f}s")
         return 0
     finally:
@@ -101,6 +94,40 @@ def run(
             signal.signal(sig, handler)
         if node.session.members():
             node.kill()
+
+
+class _Watch:
+    """What wakes the supervisor: a signal, Ray's processes ending, or the head declaring
+    the node dead (a raylet the head gave up on may exit without `ray start` noticing)."""
+
+    def __init__(self, node: RayNode) -> None:
+        self.node = node
+        self.woken = threading.Event()
+        self.signalled = threading.Event()  # asked to leave
+        self.forced = threading.Event()  # asked twice: stop at once
+        self.lost = threading.Event()  # the head lists the node dead
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.signalled.is_set():
+            self.forced.set()
+            self.node.kill()
+        self.signalled.set()
+        self.woken.set()
+
+    def run(self) -> None:
+        """In a thread of its own, so a head that does not answer never delays Ctrl-C."""
+        while not self.signalled.is_set():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.node.session.process.wait(timeout=_WATCH)
+                break  # Ray's processes ended
+            try:
+                dead = self.node.state() is NodeState.DEAD
+            except ClusterError:
+                dead = False  # the head cannot be asked now: the node may well be fine
+            if dead and not self.signalled.is_set():  # not our own drain
+                self.lost.set()
+                break
+        self.woken.set()
 
 
 def detach(argv: Sequence[str], state_dir: Path, within: float = JOIN_TIMEOUT) -> record.NodeRecord:
