@@ -13,6 +13,7 @@ Loaded as a pytest plugin (`-p ray_cluster` in pyproject.toml).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import itertools
@@ -68,16 +69,37 @@ def need_ray() -> None:
         missing("Ray", "run `make install`, or pip install 'nuvem[ray]'")
 
 
+# The cluster ends as soon as the last test that uses it has run, not at the end of the
+# session: the rest of the suite should not share two cores with five idle Ray processes.
+_users_left = 0
+_running = contextlib.ExitStack()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    global _users_left
+    _users_left = sum("ray_cluster" in getattr(item, "fixturenames", ()) for item in session.items)
+
+
+@pytest.hookimpl(trylast=True)  # after the test's own fixtures are torn down
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    global _users_left
+    if "ray_cluster" in getattr(item, "fixturenames", ()):
+        _users_left -= 1
+        if _users_left <= 0:
+            _running.close()
+
+
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[RayCluster]:
     need_ray()
     # Short paths: Ray's Unix sockets live under its temp folder, and those are limited
     # to 107 characters.
     root = Path(tempfile.mkdtemp(prefix="nuvem-ray-", dir="/tmp"))
+    _running.callback(shutil.rmtree, root, ignore_errors=True)
     try:
-        yield from _cluster(root)
+        yield _running.enter_context(contextlib.contextmanager(_cluster)(root))
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        _running.close()
 
 
 def _cluster(root: Path) -> Iterator[RayCluster]:
