@@ -35,7 +35,7 @@ _lock = threading.Lock()
 _token_in_use: ClusterToken | None = None
 
 
-class Unreachable(ClusterError):
+class HeadUnreachable(ClusterError):
     """Nothing answers at the head's address (yet): worth trying again, unlike the rest."""
 
 
@@ -91,7 +91,7 @@ def probe(address: str, token: ClusterToken, timeout: float = CONNECT_TIMEOUT) -
             hint="copy the token again from the head: `nuvem node token` there prints it",
         ) from None
     except exceptions.RpcError as exc:
-        raise Unreachable(
+        raise HeadUnreachable(
             f"the Ray head at {address} did not answer: {exc}",
             hint="check that the head runs and that this address reaches it",
         ) from None
@@ -105,12 +105,12 @@ def _check_grpc(host: str, port: int, timeout: float) -> None:
             sock.sendall(_H2_PREFACE)
             reply = _read(sock, 9)
     except TimeoutError:
-        raise Unreachable(
+        raise HeadUnreachable(
             f"no answer from {address} within {timeout:g}s",
             hint="check the address, and that a firewall lets this machine reach that port",
         ) from None
     except OSError as exc:
-        raise Unreachable(
+        raise HeadUnreachable(
             f"cannot reach a Ray head at {address}: {exc.strerror or exc}",
             hint="start the head first (`nuvem up` with `cluster: {engine: ray}`), or check "
             "the address and port it printed",

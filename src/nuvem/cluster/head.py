@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 
 from nuvem.cluster import record
-from nuvem.cluster.gcs import Unreachable
+from nuvem.cluster.gcs import HeadUnreachable
 from nuvem.cluster.membership import Membership, NodeState
 from nuvem.cluster.options import ExistingHead, HeadOptions, head_command, ray_environ
 from nuvem.cluster.ports import free_node_ports, free_ports, port_free
@@ -101,7 +101,7 @@ def _wait_up(
         try:
             membership = membership or Membership(local, token)
             heads = [n for n in membership.nodes() if n.head and n.state is NodeState.ALIVE]
-        except Unreachable:  # not listening yet
+        except HeadUnreachable:  # not listening yet
             heads = []
         if heads:
             return f"{heads[0].address}:{options.port}"

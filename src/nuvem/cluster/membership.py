@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nuvem.cluster.gcs import Unreachable, probe, ray_module
+from nuvem.cluster.gcs import HeadUnreachable, probe, ray_module
 from nuvem.cluster.token import ClusterToken
 from nuvem.errors import ClusterError
 
@@ -108,7 +108,7 @@ class Membership:
             infos = self._gcs.get_all_node_info(timeout=_GCS_TIMEOUT)
             usage = self._gcs.get_all_resource_usage(timeout=_GCS_TIMEOUT)
         except self._ray_error as exc:
-            raise Unreachable(
+            raise HeadUnreachable(
                 f"the Ray head at {self.address} did not answer: {exc}",
                 hint="check that the head runs (`nuvem up`) and that this machine reaches it",
             ) from None
@@ -135,7 +135,7 @@ class Membership:
         try:
             accepted, why = self._gcs.drain_node(node.id, reason, message, int(deadline * 1000))
         except self._ray_error as exc:
-            raise Unreachable(f"the Ray head at {self.address} did not answer: {exc}") from None
+            raise HeadUnreachable(f"the Ray head at {self.address} did not answer: {exc}") from None
         if not accepted:
             raise ClusterError(f"the head did not accept draining node {node.id}: {why}")
 
