@@ -1,9 +1,10 @@
 """The worker process: loads one handler and serves calls over an inherited socket.
 
 Run as `python -m nuvem.runtime.worker --fd N --handler REF --root DIR`. The gateway holds
-the other end of a socketpair; frames are multiplexed by call id, so one connection
-carries up to `--max-inflight` concurrent calls. Standard library only (uvloop is used
-when the environment has it), because this runs inside every function's own environment.
+the other end of a socketpair (on a cluster node: of an authenticated TCP connection);
+frames are multiplexed by call id, so one connection carries up to `--max-inflight`
+concurrent calls. Standard library only (uvloop is used when the environment has it),
+because this runs inside every function's own environment.
 """
 
 from __future__ import annotations
@@ -174,9 +175,16 @@ async def main_async(args: argparse.Namespace) -> int:
         if worker is not None:
             worker.on_lost(exc)
 
-    _, connection = await loop.create_unix_connection(
-        lambda: protocol.FrameProtocol(on_frame, on_lost), sock=sock
-    )
+    def make() -> protocol.FrameProtocol:
+        return protocol.FrameProtocol(on_frame, on_lost)
+
+    if sock.family == socket.AF_UNIX:
+        _, connection = await loop.create_unix_connection(make, sock=sock)
+    else:
+        # A replica on a cluster node: the gateway's authenticated TCP connection, handed over
+        # by the node's replica host. Small frames must not wait for Nagle's timer.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _, connection = await loop.create_connection(make, sock=sock)
     try:
         handler = await loader.load(args.handler, Path(args.root))
     except BaseException as exc:

@@ -1,0 +1,115 @@
+"""A function's folder as one archive named by its content hash, so nodes that do not share
+the gateway's filesystem get the code once per version and can check what they got.
+
+The archive is reproducible (sorted names, fixed times and modes), so the same folder always
+has the same digest, and unpacking refuses anything that could land outside its folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from nuvem.errors import BadRequest, PayloadTooLarge
+
+# What is never code: caches, environments, version control.
+SKIP_DIRS = frozenset({"__pycache__", ".git", ".hg", ".venv", "venv", ".mypy_cache", ".ruff_cache"})
+MAX_BUNDLE = 256 * 2**20
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class CodeBundle:
+    digest: str  # sha256 hex of `data`
+    data: bytes
+    files: int
+
+
+def pack(folder: Path, limit: int = MAX_BUNDLE) -> CodeBundle:
+    """Every regular file under `folder` (symlinks followed only inside it), reproducibly."""
+    root = folder.resolve()
+    if not root.is_dir():
+        raise BadRequest(
+            f"function folder {folder} does not exist", "set `root` to the handler's folder"
+        )
+    buffer = io.BytesIO()
+    size = files = 0
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        for path in _files(root):
+            relative = path.relative_to(root).as_posix()
+            data = path.read_bytes()
+            size += len(data)
+            if size > limit:
+                raise PayloadTooLarge(
+                    f"function folder {folder} holds more than {limit // 2**20} MiB of files",
+                    "keep weights and data out of the handler folder (models fetch their own)",
+                )
+            info = zipfile.ZipInfo(relative, date_time=_EPOCH)
+            executable = path.stat().st_mode & stat.S_IXUSR
+            info.external_attr = (0o755 if executable else 0o644) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
+            files += 1
+    data = buffer.getvalue()
+    return CodeBundle(hashlib.sha256(data).hexdigest(), data, files)
+
+
+def _files(root: Path) -> list[Path]:
+    found = []
+    for directory, dirs, names in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+        for name in sorted(names):
+            path = Path(directory) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                continue  # a link out of the folder is not the function's code
+            if path.is_file() and not name.endswith((".pyc", ".pyo")):
+                found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def unpack(data: bytes, digest: str, cache: Path) -> Path:
+    """The bundle's folder under `cache` (`cache/<digest>`), unpacked once; BadRequest when
+    the data does not match its digest or holds a path that escapes the folder."""
+    target = cache / digest
+    if target.is_dir():
+        return target
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != digest:
+        raise BadRequest(
+            f"code bundle {digest[:12]} arrived corrupted (its sha256 is {actual[:12]})",
+            "deploy the function again",
+        )
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = cache / f".{digest}.{os.getpid()}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for info in archive.infolist():
+                name = PurePosixPath(info.filename)
+                mode = info.external_attr >> 16
+                if name.is_absolute() or ".." in name.parts or stat.S_ISLNK(mode):
+                    raise BadRequest(
+                        f"code bundle {digest[:12]} holds an unsafe entry {info.filename!r}",
+                        "bundles hold only files inside the function's folder",
+                    )
+                if info.is_dir():
+                    continue
+                path = staging.joinpath(*name.parts)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(archive.read(info))
+                path.chmod(0o755 if mode & stat.S_IXUSR else 0o644)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not target.is_dir():  # another replica of this version unpacked it first
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
