@@ -48,6 +48,9 @@ Seconds = Annotated[float, BeforeValidator(parse_duration)]
 SecondsOrZero = Annotated[float, BeforeValidator(_duration_or_zero)]
 ScalingMode = Literal["concurrency", "rps", "queue"]
 Bytes = Annotated[int, BeforeValidator(parse_memory), PlainSerializer(int)]
+# Whole counts serialize as integers, as they did when only whole GPUs existed: the spec's
+# fingerprint (and so its running replicas) must not change when nuvem is upgraded.
+Gpus = Annotated[float, PlainSerializer(lambda v: int(v) if float(v).is_integer() else v)]
 
 
 class Strict(BaseModel):
@@ -57,7 +60,39 @@ class Strict(BaseModel):
 class Resources(Strict):
     cpu: float = Field(default=1.0, gt=0, description="CPU cores one replica needs")
     memory: Bytes | None = Field(default=None, description="memory limit per replica, e.g. 512Mi")
-    gpu: int = Field(default=0, ge=0, description="GPUs one replica needs")
+    gpu: Gpus = Field(
+        default=0,
+        ge=0,
+        description="GPUs one replica needs; a fraction below 1 shares a device (0.5: two "
+        "replicas per GPU), more than 1 must be whole",
+    )
+
+    @field_validator("gpu")
+    @classmethod
+    def _gpu(cls, value: float) -> float:
+        if value > 1 and not value.is_integer():
+            raise ValueError(
+                f"gpu {value:g} is more than one device but not a whole number; use a "
+                "fraction below 1 to share a device, or a whole count"
+            )
+        return value
+
+
+class Placement(Strict):
+    """Where replicas may run on a cluster (cluster: {engine: ray}); the local engine has
+    one node, which has every label."""
+
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="node labels a replica's node must carry, e.g. pool: gpu"
+    )
+    spread: bool = Field(default=False, description="spread replicas over as many nodes as fit")
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): _scalar_text(v) for k, v in value.items()}
+        return value
 
 
 class Scaling(Strict):
@@ -115,6 +150,7 @@ class FunctionSpec(Strict):
     requirements: tuple[str, ...] = Field(default=(), description="pip requirements")
     env: dict[str, str] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
+    placement: Placement = Field(default_factory=Placement, description="where replicas run")
     scaling: Scaling = Field(default_factory=Scaling)
     timeout: Seconds = Field(default=30.0, description="deadline of one call, queue included")
     max_inflight: int = Field(default=4, ge=1, le=10_000, description="calls per replica")
@@ -180,5 +216,8 @@ class FunctionSpec(Strict):
 
     def fingerprint(self) -> str:
         """Changes whenever a replica started from the old spec would behave differently."""
-        data = self.model_dump(mode="json", exclude={"scaling", "labels", "max_queue", "jobs"})
+        skip = {"scaling", "labels", "max_queue", "jobs"}
+        if self.placement == Placement():
+            skip.add("placement")  # as before placement existed: an upgrade restarts nothing
+        data = self.model_dump(mode="json", exclude=skip)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

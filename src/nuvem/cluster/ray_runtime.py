@@ -1,0 +1,287 @@
+"""`RayRuntime`: replicas on a Ray cluster, called over nuvem's own framed protocol.
+
+Ray places each replica (a `ReplicaActor` with the function's CPUs, GPUs, memory, labels),
+keeps its resources reserved, and tells when its node is lost. Everything on the call path
+stays nuvem's: the gateway opens an authenticated TCP link to the worker the actor started
+and speaks the same frames as to a local worker, so the router, queues, deadlines and
+batching are the same on every node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nuvem.cluster import code_bundle, link, ray_api
+from nuvem.cluster.placement import NodeRoom, actor_options, demand_of, pending_reason
+from nuvem.cluster.replica_actor import ReplicaActor
+from nuvem.runtime import protocol
+from nuvem.runtime.environment import Environment
+from nuvem.runtime.local import SetupFailed
+from nuvem.runtime.logbook import LogBook
+from nuvem.runtime.protocol import ErrorMeta, HelloMeta, Kind
+from nuvem.runtime.replica import Replica, exit_cause
+from nuvem.runtime.replica_state import ReplicaState
+from nuvem.stack.function import FunctionSpec
+
+log = logging.getLogger(__name__)
+
+SETUP_TIMEOUT = 300.0
+CONNECT_WAIT = 30.0
+STATUS_INTERVAL = 1.0  # how often memory and log lines are read from a replica's node
+
+
+class RemoteWorker:
+    """A worker process on another node, seen through its actor like a local process."""
+
+    def __init__(self, actor: Any, pid: int, node: str, on_lost: Callable[[str], None]) -> None:
+        self.actor = actor
+        self.pid = pid
+        self.node = node
+        self.returncode: int | None = None
+        self.rss: int | None = None
+        self._on_lost = on_lost
+        self._done = asyncio.Event()
+        self._watch = asyncio.get_running_loop().create_task(self._watch_exit())
+
+    async def _watch_exit(self) -> None:
+        try:
+            self.returncode = await self.actor.wait.remote()
+        except ray_api.actor_died_errors() as exc:
+            # The actor is gone without its worker's exit code: its node died or was cut off.
+            self._on_lost(f"was lost with its node {self.node} ({_first_line(exc)})")
+        finally:
+            self._done.set()
+            with contextlib.suppress(Exception):
+                ray_api.kill(self.actor)  # frees the node's resources at once
+
+    async def wait(self) -> int | None:
+        await self._done.wait()
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self._done.is_set():
+            raise ProcessLookupError(self.pid)
+        if signum == signal.SIGTERM:
+            self.actor.terminate.remote()
+        else:
+            self.actor.kill.remote()
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+class RayRuntime:
+    """Starts replicas as actors on a Ray cluster the driver is connected to."""
+
+    def __init__(
+        self,
+        logbook: LogBook,
+        *,
+        setup_timeout: float = SETUP_TIMEOUT,
+        nodes: Callable[[], list[NodeRoom]] | None = None,
+    ) -> None:
+        self.logbook = logbook
+        self.setup_timeout = setup_timeout
+        self.pending: dict[str, str] = {}  # replica id -> why it runs nowhere yet
+        self._nodes = nodes or live_nodes
+        self._bundles: dict[str, Any] = {}  # digest -> ObjectRef: sent to the object store once
+        self._actors: dict[str, Any] = {}  # replica id -> its actor, until it is gone
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica:
+        bundle = await asyncio.to_thread(code_bundle.pack, Path(spec.root))
+        ref = self._bundles.get(bundle.digest)
+        if ref is None:
+            ref = self._bundles[bundle.digest] = await asyncio.to_thread(ray_api.put, bundle.data)
+        secret = os.urandom(32)
+        actor = ray_api.remote_actor(ReplicaActor, actor_options(spec))
+        self._actors[replica_id] = actor
+        try:
+            await self._placed(spec, replica_id, actor)
+            async with asyncio.timeout(self.setup_timeout):
+                host, port, node = await actor.prepare.remote(
+                    spec.model_dump_json(), replica_id, [ref], bundle.digest, secret
+                )
+            serving = actor.serve.remote(CONNECT_WAIT)
+            sock = await link.connect(host, port, secret)
+            pid = await serving
+            return await self._handshake(spec, replica_id, actor, pid, node, sock)
+        except TimeoutError:
+            self._forget(replica_id, actor)
+            raise SetupFailed(
+                f"function {spec.name!r}: replica {replica_id} was not ready within "
+                f"{self.setup_timeout:.0f}s (environment build and handler setup)",
+                "make setup() faster, or look at the node's logs",
+            ) from None
+        except ray_api.actor_died_errors() as exc:
+            self._forget(replica_id, actor)
+            raise SetupFailed(
+                f"function {spec.name!r}: replica {replica_id} failed on its node: "
+                f"{_first_line(exc)}",
+                f"see `nuvem logs {spec.name}`",
+            ) from None
+        except ray_api.task_error() as exc:
+            self._forget(replica_id, actor)
+            cause = getattr(exc, "cause", None) or exc
+            raise SetupFailed(
+                f"function {spec.name!r}: replica {replica_id} could not be prepared on its "
+                f"node: {_first_line(cause)}",
+                f"fix the function and deploy it again; see `nuvem logs {spec.name}`",
+            ) from None
+        except BaseException:
+            self._forget(replica_id, actor)
+            raise
+        finally:
+            self.pending.pop(replica_id, None)
+
+    async def _placed(self, spec: FunctionSpec, replica_id: str, actor: Any) -> None:
+        """Wait until Ray has placed the actor; meanwhile say why it waits."""
+        placed = asyncio.ensure_future(actor.__ray_ready__.remote())
+        # Cancelled while pending, the actor is killed: its answer is of no interest then.
+        placed.add_done_callback(lambda f: f.cancelled() or f.exception())
+        demand = demand_of(spec)
+        said = None
+        while True:
+            done, _ = await asyncio.wait({placed}, timeout=1.0)
+            if done:
+                placed.result()
+                return
+            nodes = await asyncio.to_thread(self._nodes)
+            reason = pending_reason(demand, nodes)
+            self.pending[replica_id] = reason
+            if reason != said:
+                said = reason
+                self.logbook.write(spec.name, replica_id, "system", f"pending: {reason}")
+
+    async def _handshake(
+        self, spec: FunctionSpec, replica_id: str, actor: Any, pid: int, node: str, sock: Any
+    ) -> Replica:
+        loop = asyncio.get_running_loop()
+        first: asyncio.Future[protocol.Frame | None] = loop.create_future()
+
+        def on_first(frame: protocol.Frame) -> None:
+            if not first.done():
+                first.set_result(frame)
+
+        def on_lost(exc: Exception | None) -> None:
+            if not first.done():
+                first.set_result(None)
+
+        _, connection = await loop.create_connection(
+            lambda: protocol.FrameProtocol(on_first, on_lost), sock=sock
+        )
+        replica: Replica | None = None
+
+        def lost(cause: str) -> None:
+            if replica is not None and replica.exit_cause is None:
+                replica.exit_cause = cause
+            # The link may look open (a raylet crashed, its machine lives on): close it, so
+            # the replica counts as dead now and the orphaned worker ends itself.
+            connection.close()
+
+        worker = RemoteWorker(actor, pid, node, lost)
+        try:
+            async with asyncio.timeout(self.setup_timeout):
+                frame = await first
+        except TimeoutError:
+            connection.close()
+            worker.kill()
+            raise
+        if frame is None or frame.kind is Kind.SETUP_FAILED:
+            connection.close()
+            code = await worker.wait()
+            if frame is None:
+                raise SetupFailed(
+                    f"function {spec.name!r}: replica {replica_id} on node {node} "
+                    f"{exit_cause(code)} during setup",
+                    f"see `nuvem logs {spec.name}`",
+                )
+            error = ErrorMeta.load(frame.meta)
+            raise SetupFailed(
+                f"function {spec.name!r}: handler {spec.handler!r} failed to load on node "
+                f"{node}: {error.message}",
+                f"fix the handler; `nuvem logs {spec.name}` shows the traceback",
+            )
+        hello = HelloMeta.load(frame.meta)
+        self.logbook.write(
+            spec.name,
+            replica_id,
+            "system",
+            f"replica ready on node {node} (pid {hello.pid}, Python {hello.python})",
+        )
+        replica = Replica(replica_id, spec.name, spec.fingerprint(), worker, connection)  # type: ignore[arg-type]
+        replica.node = node  # type: ignore[attr-defined]
+        replica.state = ReplicaState.READY
+        replica.attach()
+        self._spawn(self._follow(spec.name, replica_id, actor, worker))
+        return replica
+
+    async def _follow(
+        self, function: str, replica_id: str, actor: Any, worker: RemoteWorker
+    ) -> None:
+        """Read the replica's memory and log lines from its node until it is gone."""
+        while not worker._done.is_set():
+            try:
+                rss, lines, dropped = await actor.status.remote()
+            except Exception:  # the actor is going or gone: its exit is watched elsewhere
+                break
+            worker.rss = rss
+            for line in lines:
+                self.logbook.write(function, replica_id, line.stream, line.text)
+            if dropped:
+                self.logbook.write(
+                    function, replica_id, "system", f"{dropped} log lines were dropped on the node"
+                )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STATUS_INTERVAL):
+                    await worker._done.wait()
+        self._actors.pop(replica_id, None)
+
+    def _forget(self, replica_id: str, actor: Any) -> None:
+        self._actors.pop(replica_id, None)
+        with contextlib.suppress(Exception):
+            ray_api.kill(actor)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Release every actor still held (their workers die with them)."""
+        for replica_id, actor in list(self._actors.items()):
+            self._forget(replica_id, actor)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def live_nodes() -> list[NodeRoom]:
+    """The cluster's live nodes with their total and free resources and labels."""
+    free = ray_api.free_resources_per_node()
+    rooms = []
+    for node in ray_api.nodes():
+        if not node.get("Alive"):
+            continue
+        node_id = node["NodeID"]
+        rooms.append(
+            NodeRoom(
+                address=node.get("NodeManagerAddress", node_id),
+                total=dict(node.get("Resources", {})),
+                free=dict(free.get(node_id, {})),
+                labels={str(k): str(v) for k, v in (node.get("Labels") or {}).items()},
+            )
+        )
+    return rooms
