@@ -39,7 +39,7 @@ class GpuSlots:
             if not fitting:
                 return None
             index = max(fitting, key=lambda i: (self._used[i], -i))
-            grants = ((index, want),)
+            grants: tuple[tuple[int, int], ...] = ((index, want),)
         else:
             free = [i for i, used in enumerate(self._used) if used == 0]
             whole = want // _UNIT
