@@ -55,6 +55,7 @@ class ActorProcess:
         self.workers = workers  # the far end, once it has accepted the connection
         self.pid = 4242
         self.returncode: int | None = None
+        self.lost: str | None = None
         self._ended = asyncio.Event()
 
     async def wait(self) -> int | None:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,9 @@ from nuvem.cluster.placement import NodeRoom, actor_options, demand_of, pending_
 from nuvem.cluster.replica_actor import ReplicaActor
 from nuvem.runtime import protocol
 from nuvem.runtime.environment import Environment
-from nuvem.runtime.local import SetupFailed
+from nuvem.runtime.framed_replica import connect_replica
 from nuvem.runtime.logbook import LogBook
-from nuvem.runtime.protocol import ErrorMeta, HelloMeta, Kind
-from nuvem.runtime.replica import Replica, exit_cause
-from nuvem.runtime.replica_state import ReplicaState
+from nuvem.runtime.replica import Replica, SetupFailed
 from nuvem.stack.function import FunctionSpec
 
 log = logging.getLogger(__name__)
@@ -38,16 +36,17 @@ STATUS_INTERVAL = 1.0  # how often memory and log lines are read from a replica'
 
 
 class RemoteWorker:
-    """A worker process on another node, seen through its actor like a local process."""
+    """A worker process on another node, seen through its actor. Implements `WorkerProcess`."""
 
-    def __init__(self, actor: Any, pid: int, node: str, on_lost: Callable[[str], None]) -> None:
+    def __init__(self, actor: Any, pid: int, node: str) -> None:
         self.actor = actor
         self.pid = pid
         self.node = node
         self.returncode: int | None = None
-        self.rss: int | None = None
-        self._on_lost = on_lost
-        self._done = asyncio.Event()
+        self.lost: str | None = None
+        self.memory: int | None = None  # the latest reading from its node
+        self.on_lost: Callable[[], None] = lambda: None
+        self.done = asyncio.Event()
         self._watch = asyncio.get_running_loop().create_task(self._watch_exit())
 
     async def _watch_exit(self) -> None:
@@ -55,26 +54,35 @@ class RemoteWorker:
             self.returncode = await self.actor.wait.remote()
         except ray_api.actor_died_errors() as exc:
             # The actor is gone without its worker's exit code: its node died or was cut off.
-            self._on_lost(f"was lost with its node {self.node} ({_first_line(exc)})")
+            self.lost = f"was lost with its node {self.node} ({_loss(exc)})"
+            # The link may still look open (a raylet crashed, its machine lives on): close
+            # it, so the replica is dead now and the orphaned worker ends itself.
+            self.on_lost()
         finally:
-            self._done.set()
+            self.done.set()
             with contextlib.suppress(Exception):
                 ray_api.kill(self.actor)  # frees the node's resources at once
 
     async def wait(self) -> int | None:
-        await self._done.wait()
+        await self.done.wait()
         return self.returncode
 
-    def send_signal(self, signum: int) -> None:
-        if self._done.is_set():
-            raise ProcessLookupError(self.pid)
-        if signum == signal.SIGTERM:
+    def terminate(self) -> None:
+        if not self.done.is_set():
             self.actor.terminate.remote()
-        else:
-            self.actor.kill.remote()
 
     def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
+        if not self.done.is_set():
+            self.actor.kill.remote()
+
+    def rss(self) -> int | None:
+        return self.memory
+
+
+def _loss(exc: BaseException) -> str:
+    if type(exc).__name__ == "ActorUnavailableError":
+        return "the node stopped answering"
+    return "the node or the replica's actor died"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -116,8 +124,8 @@ class RayRuntime:
                 )
             serving = actor.serve.remote(CONNECT_WAIT)
             sock = await link.connect(host, port, secret)
-            pid = await serving
-            return await self._handshake(spec, replica_id, actor, pid, node, sock)
+            worker = RemoteWorker(actor, await serving, node)
+            return await self._connect(spec, replica_id, worker, sock)
         except TimeoutError:
             self._forget(replica_id, actor)
             raise SetupFailed(
@@ -165,79 +173,42 @@ class RayRuntime:
                 said = reason
                 self.logbook.write(spec.name, replica_id, "system", f"pending: {reason}")
 
-    async def _handshake(
-        self, spec: FunctionSpec, replica_id: str, actor: Any, pid: int, node: str, sock: Any
+    async def _connect(
+        self, spec: FunctionSpec, replica_id: str, worker: RemoteWorker, sock: socket.socket
     ) -> Replica:
-        loop = asyncio.get_running_loop()
-        first: asyncio.Future[protocol.Frame | None] = loop.create_future()
-
-        def on_first(frame: protocol.Frame) -> None:
-            if not first.done():
-                first.set_result(frame)
-
-        def on_lost(exc: Exception | None) -> None:
-            if not first.done():
-                first.set_result(None)
-
-        _, connection = await loop.create_connection(
-            lambda: protocol.FrameProtocol(on_first, on_lost), sock=sock
-        )
-        replica: Replica | None = None
-
-        def lost(cause: str) -> None:
-            if replica is not None and replica.exit_cause is None:
-                replica.exit_cause = cause
-            # The link may look open (a raylet crashed, its machine lives on): close it, so
-            # the replica counts as dead now and the orphaned worker ends itself.
-            connection.close()
-
-        worker = RemoteWorker(actor, pid, node, lost)
-        try:
-            async with asyncio.timeout(self.setup_timeout):
-                frame = await first
-        except TimeoutError:
-            connection.close()
-            worker.kill()
-            raise
-        if frame is None or frame.kind is Kind.SETUP_FAILED:
-            connection.close()
-            code = await worker.wait()
-            if frame is None:
-                raise SetupFailed(
-                    f"function {spec.name!r}: replica {replica_id} on node {node} "
-                    f"{exit_cause(code)} during setup",
-                    f"see `nuvem logs {spec.name}`",
+        async def connect(
+            factory: Callable[[], protocol.FrameProtocol],
+        ) -> protocol.FrameProtocol:
+            try:
+                _, connection = await asyncio.get_running_loop().create_connection(
+                    factory, sock=sock
                 )
-            error = ErrorMeta.load(frame.meta)
-            raise SetupFailed(
-                f"function {spec.name!r}: handler {spec.handler!r} failed to load on node "
-                f"{node}: {error.message}",
-                f"fix the handler; `nuvem logs {spec.name}` shows the traceback",
-            )
-        hello = HelloMeta.load(frame.meta)
+            except BaseException:
+                sock.close()
+                raise
+            worker.on_lost = connection.close
+            return connection
+
+        replica, hello = await connect_replica(
+            spec, replica_id, worker, connect, self.setup_timeout, node=worker.node
+        )
         self.logbook.write(
             spec.name,
             replica_id,
             "system",
-            f"replica ready on node {node} (pid {hello.pid}, Python {hello.python})",
+            f"replica ready on node {worker.node} (pid {hello.pid}, Python {hello.python})",
         )
-        replica = Replica(replica_id, spec.name, spec.fingerprint(), worker, connection)  # type: ignore[arg-type]
-        replica.node = node  # type: ignore[attr-defined]
-        replica.state = ReplicaState.READY
-        replica.attach()
-        self._spawn(self._follow(spec.name, replica_id, actor, worker))
+        self._spawn(self._follow(spec.name, replica_id, worker))
         return replica
 
-    async def _follow(
-        self, function: str, replica_id: str, actor: Any, worker: RemoteWorker
-    ) -> None:
+    async def _follow(self, function: str, replica_id: str, worker: RemoteWorker) -> None:
         """Read the replica's memory and log lines from its node until it is gone."""
-        while not worker._done.is_set():
+        while not worker.done.is_set():
             try:
-                rss, lines, dropped = await actor.status.remote()
+                memory, lines, dropped = await worker.actor.status.remote()
             except Exception:  # the actor is going or gone: its exit is watched elsewhere
                 break
-            worker.rss = rss
+            worker.memory = memory
             for line in lines:
                 self.logbook.write(function, replica_id, line.stream, line.text)
             if dropped:
@@ -246,7 +217,7 @@ class RayRuntime:
                 )
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STATUS_INTERVAL):
-                    await worker._done.wait()
+                    await worker.done.wait()
         self._actors.pop(replica_id, None)
 
     def _forget(self, replica_id: str, actor: Any) -> None:

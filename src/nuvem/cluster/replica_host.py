@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import socket
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 from nuvem.cluster import code_bundle, link
 from nuvem.errors import Conflict
 from nuvem.runtime.environment import EnvironmentBuilder
+from nuvem.runtime.line_pump import pump_lines
 from nuvem.runtime.process_stats import rss_bytes
 from nuvem.runtime.worker_command import worker_argv, worker_environ
 from nuvem.stack.function import FunctionSpec
@@ -99,7 +101,7 @@ class ReplicaHost:
             sock.close()  # the worker has its own copy; ours would keep the link open
         for stream, name in ((self.process.stdout, "stdout"), (self.process.stderr, "stderr")):
             assert stream is not None
-            pump = asyncio.create_task(self._pump(stream, name))
+            pump = asyncio.create_task(pump_lines(stream, functools.partial(self._keep, name)))
             self._pumps.add(pump)
             pump.add_done_callback(self._pumps.discard)
         return self.process.pid
@@ -146,15 +148,7 @@ class ReplicaHost:
             self.kill()
             await self.process.wait()
 
-    async def _pump(self, stream: asyncio.StreamReader, name: str) -> None:
-        while True:
-            try:
-                line = await stream.readline()
-            except ValueError:  # a line longer than the stream's limit: take it in pieces
-                line = await stream.read(65536)
-            if not line:
-                return
-            if len(self.logs) == self.logs.maxlen:
-                self.dropped += 1
-            text = line.decode("utf-8", "replace").rstrip("\n")
-            self.logs.append(LogLine(time.time(), name, text))
+    def _keep(self, stream: str, text: str) -> None:
+        if len(self.logs) == self.logs.maxlen:
+            self.dropped += 1
+        self.logs.append(LogLine(time.time(), stream, text))

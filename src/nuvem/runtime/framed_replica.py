@@ -127,7 +127,7 @@ class FramedReplica:
             except TimeoutError:
                 await end(process)
         if self.exit_cause is None:
-            self.exit_cause = exit_cause(process.returncode)
+            self.exit_cause = process.lost or exit_cause(process.returncode)
         self.state = ReplicaState.DEAD
         error = replica_died(self.function, self.id, self.exit_cause)
         pending, self._pending = self._pending, {}

@@ -4,19 +4,22 @@ a socketpair (`FramedReplica` over a `LocalProcess`)."""
 from __future__ import annotations
 
 import asyncio
-import math
-import os
+import functools
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from nuvem.runtime import protocol
+from nuvem.runtime.devices import gpu_count
 from nuvem.runtime.environment import Environment
 from nuvem.runtime.framed_replica import connect_replica
+from nuvem.runtime.gpu_slots import GpuSlots
+from nuvem.runtime.line_pump import pump_lines
 from nuvem.runtime.logbook import LogBook
-from nuvem.runtime.model_env import batching_args, model_environ
-from nuvem.runtime.replica import Replica
+from nuvem.runtime.replica import Replica, SetupFailed
 from nuvem.runtime.warm_pool import WarmPool
+from nuvem.runtime.worker_command import worker_argv, worker_environ
 from nuvem.runtime.worker_process import LocalProcess
 from nuvem.stack.function import FunctionSpec
 
@@ -30,6 +33,7 @@ class LocalRuntime:
         setup_timeout: float = SETUP_TIMEOUT,
         model_cache: Path | None = None,
         warm_workers: int = 1,
+        gpus: int | None = None,  # this machine's, unless told
     ) -> None:
         self.logbook = logbook
         self.model_cache = model_cache  # where models' downloaded weights are kept
@@ -37,61 +41,59 @@ class LocalRuntime:
         self._pumps: set[asyncio.Task[None]] = set()  # held so the loop does not drop them
         # Pre-started workers for fast cold starts; spawns the usual way when none matches.
         self.pool = WarmPool(warm_workers)
+        self.gpus = GpuSlots(gpu_count() if gpus is None else gpus)
 
     async def close(self) -> None:
         """End the pre-started workers (replicas are the controller's to stop)."""
         await self.pool.close()
 
-    def _environ(self, spec: FunctionSpec, env: Environment, replica_id: str) -> dict[str, str]:
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("NUVEM_")}
-        threads = str(max(1, math.ceil(spec.resources.cpu)))
-        environ.update(
-            {
-                "PYTHONUNBUFFERED": "1",
-                "OMP_NUM_THREADS": threads,
-                "MKL_NUM_THREADS": threads,
-                "OPENBLAS_NUM_THREADS": threads,
-                "NUVEM_FUNCTION": spec.name,
-                "NUVEM_REPLICA": replica_id,
-            }
-        )
-        if spec.resources.gpu == 0:
-            environ["CUDA_VISIBLE_DEVICES"] = ""
-        if env.path is not None:
-            environ["VIRTUAL_ENV"] = str(env.path)
-            environ.pop("PYTHONPATH", None)
-        else:
-            # The platform's interpreter: make sure `import nuvem` finds this very package.
-            package_root = str(Path(__file__).resolve().parents[2])
-            environ["PYTHONPATH"] = os.pathsep.join(
-                p for p in (package_root, environ.get("PYTHONPATH", "")) if p
-            )
-        environ.update(model_environ(spec, self.model_cache))
-        environ.update(spec.env)
-        return environ
-
     async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica:
         """Spawn a worker and wait until its handler is loaded; raise SetupFailed if not."""
+        devices: tuple[int, ...] | None = None
+        if spec.resources.gpu > 0:
+            devices = self.gpus.take(replica_id, spec.resources.gpu)
+            if devices is None:
+                raise SetupFailed(
+                    f"function {spec.name!r}: no GPU room for replica {replica_id}: "
+                    f"{self.gpus.shortage(spec.resources.gpu)}",
+                    "scale down another GPU function, or lower resources.gpu (a fraction "
+                    "shares a device)",
+                )
+        try:
+            replica = await self._start(spec, env, replica_id, devices)
+        except BaseException:
+            self.gpus.release(replica_id)
+            raise
+        if devices:
+            self._spawn(self._release_gpus(replica))
+        return replica
+
+    async def _release_gpus(self, replica: Replica) -> None:
+        await replica.wait_dead()
+        self.gpus.release(replica.id)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._pumps.add(task)
+        task.add_done_callback(self._pumps.discard)
+
+    async def _start(
+        self,
+        spec: FunctionSpec,
+        env: Environment,
+        replica_id: str,
+        devices: tuple[int, ...] | None,
+    ) -> Replica:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            argv = worker_argv(spec, env, theirs.fileno())
             spawned = await self.pool.spawn(
-                str(env.python),
-                "-m",
-                "nuvem.runtime.worker",
-                "--fd",
-                str(theirs.fileno()),
-                "--handler",
-                spec.handler,
-                "--root",
-                spec.root,
-                "--threads",
-                str(spec.threads),
-                *batching_args(spec),
+                *argv,
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=self._environ(spec, env, replica_id),
+                env=worker_environ(spec, env, replica_id, self.model_cache, gpus=devices),
                 cwd=spec.root,
                 start_new_session=True,  # Ctrl-C in the terminal reaches the gateway only
             )
@@ -100,9 +102,8 @@ class LocalRuntime:
         assert spawned.stdout is not None
         assert spawned.stderr is not None
         for stream, name in ((spawned.stdout, "stdout"), (spawned.stderr, "stderr")):
-            pump = asyncio.create_task(self._pump(stream, spec.name, replica_id, name))
-            self._pumps.add(pump)
-            pump.add_done_callback(self._pumps.discard)
+            write = functools.partial(self.logbook.write, spec.name, replica_id, name)
+            self._spawn(pump_lines(stream, write))
 
         async def connect(
             factory: Callable[[], protocol.FrameProtocol],
@@ -126,16 +127,3 @@ class LocalRuntime:
             f"replica ready (pid {hello.pid}, Python {hello.python})",
         )
         return replica
-
-    async def _pump(
-        self, stream: asyncio.StreamReader, function: str, replica_id: str, name: str
-    ) -> None:
-        while True:
-            try:
-                line = await stream.readline()
-            except ValueError:  # a line longer than the stream's limit: take it in pieces
-                line = await stream.read(65536)
-            if not line:
-                return
-            text = line.decode("utf-8", "replace").rstrip("\n")
-            self.logbook.write(function, replica_id, name, text)

@@ -43,9 +43,11 @@ def worker_environ(
     replica_id: str,
     model_cache: Path | None,
     base: Mapping[str, str] | None = None,
+    gpus: tuple[int, ...] | None = None,
 ) -> dict[str, str]:
     """The worker's environment: `base` (this process's) without private variables, thread
-    counts from the spec's CPUs, the function's own `env:` last."""
+    counts from the spec's CPUs, its GPUs (`gpus`: device indices; None keeps what the
+    cluster engine set), the function's own `env:` last."""
     inherited = os.environ if base is None else base
     environ = {k: v for k, v in inherited.items() if not k.startswith(_PRIVATE_PREFIXES)}
     threads = str(max(1, math.ceil(spec.resources.cpu)))
@@ -61,6 +63,8 @@ def worker_environ(
     )
     if spec.resources.gpu == 0:
         environ["CUDA_VISIBLE_DEVICES"] = ""
+    elif gpus is not None:
+        environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(index) for index in gpus)
     if env.path is not None:
         environ["VIRTUAL_ENV"] = str(env.path)
         environ.pop("PYTHONPATH", None)

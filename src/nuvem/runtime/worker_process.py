@@ -20,6 +20,8 @@ class WorkerProcess(Protocol):
     def pid(self) -> int: ...  # on the node it runs on
     @property
     def returncode(self) -> int | None: ...  # None while it runs (or when unknown)
+    @property
+    def lost(self) -> str | None: ...  # why it ended when no exit code can tell (node lost)
 
     async def wait(self) -> int | None:
         """Return once it has ended: its exit code, or None when that cannot be known
@@ -65,6 +67,10 @@ class LocalProcess:
     @property
     def returncode(self) -> int | None:
         return self.process.returncode
+
+    @property
+    def lost(self) -> str | None:
+        return None  # a local process always leaves its exit code
 
     async def wait(self) -> int | None:
         return await self.process.wait()
