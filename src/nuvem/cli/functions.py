@@ -6,7 +6,9 @@ import datetime
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -73,19 +75,41 @@ def show_list(as_json: bool, state_dir: Path | None) -> None:
         print_json(found)
         return
     table = Table(box=None, header_style="bold")
-    for column in ("NAME", "STATUS", "REPLICAS", "INFLIGHT", "QUEUED", "INVOCATIONS", "HANDLER"):
+    columns = (
+        "NAME",
+        "STATUS",
+        "REPLICAS",
+        "NODES",
+        "INFLIGHT",
+        "QUEUED",
+        "INVOCATIONS",
+        "HANDLER",
+    )
+    for column in columns:
         table.add_column(column)
+    waiting = []
     for f in found:
         table.add_row(
             f["name"],
             f["status"],
             f"{f['availableReplicas']}/{f['replicas']}",
+            _nodes(f.get("replicaList", [])),
             str(f["inflight"]),
             str(f["queued"]),
             str(f["invocationCount"]),
             f["handler"],
         )
+        waiting += [(f["name"], p) for p in f.get("pending", [])]
     out.print(table)
+    for name, pending in waiting:
+        out.print(f"[yellow]pending[/yellow] {name} {pending['replica']}: {pending['reason']}")
+
+
+def _nodes(replicas: list[dict[str, Any]]) -> str:
+    """Where a function's replicas run: `127.0.0.2 (2), 127.0.0.3`."""
+    counts = Counter(r["node"] for r in replicas if r["state"] != "dead")
+    shown = (f"{node} ({n})" if n > 1 else node for node, n in sorted(counts.items()))
+    return ", ".join(shown) or "-"
 
 
 def remove(name: str, state_dir: Path | None) -> None:

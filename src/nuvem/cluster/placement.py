@@ -73,33 +73,44 @@ def _describe(name: str, amount: float) -> str:
     return f"{amount:g} {unit}"
 
 
-def pending_reason(demand: Demand, nodes: Sequence[NodeRoom]) -> str:
+@dataclass(frozen=True, slots=True)
+class Shortage:
+    short: str  # cpu, gpu, memory, labels, nodes, or busy (fits, but not now)
+    reason: str
+
+
+def pending_reason(demand: Demand, nodes: Sequence[NodeRoom]) -> Shortage:
     """Why no node takes the replica now, naming what is short, and what would help."""
     wanted = demand.resources()
     need = ", ".join(_describe(n, a) for n, a in wanted.items()) or "nothing"
     if not nodes:
-        return "no node is alive in the cluster; join one with `nuvem node join`"
+        return Shortage("nodes", "no node is alive in the cluster; join one with `nuvem node join`")
     labelled = [n for n in nodes if all(n.labels.get(k) == v for k, v in demand.labels.items())]
     if not labelled:
         wanted_labels = ", ".join(f"{k}={v}" for k, v in sorted(demand.labels.items()))
-        return f"no node has the labels {wanted_labels}; join one with --label"
+        return Shortage("labels", f"no node has the labels {wanted_labels}; join one with --label")
     for name, amount in wanted.items():
         largest = max(n.total.get(name, 0.0) for n in labelled)
         if largest < amount:
-            return (
+            field_name = name.lower()
+            return Shortage(
+                field_name,
                 f"no node has {_describe(name, amount)} (the largest has "
-                f"{_describe(name, largest)}); join a bigger node or lower resources.{name.lower()}"
+                f"{_describe(name, largest)}); join a bigger node or lower "
+                f"resources.{field_name}",
             )
-    short = []
+    short: list[str] = []
+    kinds: list[str] = []
     for name, amount in wanted.items():
         most_free = max(n.free.get(name, 0.0) for n in labelled)
         if most_free < amount:
-            short.append(
-                f"{_describe(name, amount)} wanted, at most {_describe(name, most_free)} free"
-            )
+            free = _describe(name, most_free)
+            short.append(f"{_describe(name, amount)} wanted, at most {free} free")
+            kinds.append(name.lower())
     if short:
-        return (
+        return Shortage(
+            kinds[0],
             f"every node that fits ({need}) is busy: {'; '.join(short)}; it starts when room "
-            "frees up or a node joins"
+            "frees up or a node joins",
         )
-    return f"waiting for the cluster to place it ({need})"
+    return Shortage("busy", f"waiting for the cluster to place it ({need})")

@@ -25,7 +25,7 @@ from nuvem.runtime import protocol
 from nuvem.runtime.environment import Environment
 from nuvem.runtime.framed_replica import connect_replica
 from nuvem.runtime.logbook import LogBook
-from nuvem.runtime.replica import Replica, SetupFailed
+from nuvem.runtime.replica import Pending, Replica, SetupFailed
 from nuvem.stack.function import FunctionSpec
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class RayRuntime:
     ) -> None:
         self.logbook = logbook
         self.setup_timeout = setup_timeout
-        self.pending: dict[str, str] = {}  # replica id -> why it runs nowhere yet
+        self._pending: dict[str, tuple[str, Pending]] = {}  # replica id -> function, why
         self._nodes = nodes or live_nodes
         self._bundles: dict[str, Any] = {}  # digest -> ObjectRef: sent to the object store once
         self._actors: dict[str, Any] = {}  # replica id -> its actor, until it is gone
@@ -152,7 +152,7 @@ class RayRuntime:
             self._forget(replica_id, actor)
             raise
         finally:
-            self.pending.pop(replica_id, None)
+            self._pending.pop(replica_id, None)
 
     async def _placed(self, spec: FunctionSpec, replica_id: str, actor: Any) -> None:
         """Wait until Ray has placed the actor; meanwhile say why it waits."""
@@ -167,11 +167,14 @@ class RayRuntime:
                 placed.result()
                 return
             nodes = await asyncio.to_thread(self._nodes)
-            reason = pending_reason(demand, nodes)
-            self.pending[replica_id] = reason
-            if reason != said:
-                said = reason
-                self.logbook.write(spec.name, replica_id, "system", f"pending: {reason}")
+            shortage = pending_reason(demand, nodes)
+            self._pending[replica_id] = (
+                spec.name,
+                Pending(replica_id, shortage.short, shortage.reason),
+            )
+            if shortage.reason != said:
+                said = shortage.reason
+                self.logbook.write(spec.name, replica_id, "system", f"pending: {said}")
 
     async def _connect(
         self, spec: FunctionSpec, replica_id: str, worker: RemoteWorker, sock: socket.socket
@@ -229,6 +232,9 @@ class RayRuntime:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def pending(self, function: str) -> list[Pending]:
+        return [pending for name, pending in self._pending.values() if name == function]
 
     async def close(self) -> None:
         """Release every actor still held (their workers die with them)."""

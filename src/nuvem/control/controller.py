@@ -226,6 +226,7 @@ class Controller:
         began = time.perf_counter()
         for deployment in list(self.deployments.values()):
             try:
+                deployment.report_pending(self.runtime.pending(deployment.name))
                 self._autoscale(deployment)
                 self._reconcile(deployment)
                 self.watchdog.check(deployment)

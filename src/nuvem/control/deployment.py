@@ -18,13 +18,14 @@ from nuvem.control.load_window import LoadWindow, Sample
 from nuvem.control.replica_plan import DeploymentView, ReplicaView
 from nuvem.errors import NuvemError
 from nuvem.routing.router import Router
-from nuvem.runtime.replica import Replica
+from nuvem.runtime.replica import Pending, Replica
 from nuvem.runtime.replica_state import ReplicaState
 from nuvem.stack.function import FunctionSpec
 
 START_BACKOFF = 0.5  # seconds after the first failed start; doubles per failure
 MAX_START_BACKOFF = 30.0
 _LIVE = (ReplicaState.STARTING, ReplicaState.READY)
+PENDING = "pending"  # a count, not a ReplicaState: no replica exists before it is placed
 
 
 def start_backoff(failures: int) -> float:
@@ -47,6 +48,7 @@ class Deployment:
         self._last_error: str | None = None
         self._invocations = 0
         self._progress: str | None = None  # what a start in progress is doing (env build)
+        self._pending: tuple[Pending, ...] = ()  # starts no node has room for yet
         self._removed = False
         self._load = LoadWindow()
         self._changed_at = now  # when `desired` last changed, by whatever means
@@ -104,6 +106,10 @@ class Deployment:
         return self._progress
 
     @property
+    def pending(self) -> tuple[Pending, ...]:
+        return self._pending
+
+    @property
     def removed(self) -> bool:
         return self._removed
 
@@ -158,6 +164,10 @@ class Deployment:
     def report_progress(self, progress: str) -> None:
         """What the start in progress is doing (an environment build), for `nuvem deploy`."""
         self._progress = progress
+
+    def report_pending(self, pending: Sequence[Pending]) -> None:
+        """The starts in progress that wait for room on the cluster, and why (each tick)."""
+        self._pending = tuple(pending)
 
     def retire(self, replica_id: str) -> Replica:
         """The replica is to drain: the next plans leave it out. Returns it."""
@@ -280,8 +290,11 @@ class Deployment:
         )
 
     def state_counts(self) -> dict[str, int]:
+        """Replicas by state; `pending` are starts that no node has room for yet."""
         counts = {state.value: 0 for state in ReplicaState}
-        counts[ReplicaState.STARTING.value] += self._starting
+        pending = min(len(self._pending), self._starting)
+        counts[PENDING] = pending
+        counts[ReplicaState.STARTING.value] += self._starting - pending
         for replica in self._replicas:
             counts[replica.state.value] += 1
         return counts

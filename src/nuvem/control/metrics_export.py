@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from nuvem.control.deployment import Deployment
+from nuvem.control.deployment import PENDING, Deployment
 from nuvem.metrics.registry import Metrics
 from nuvem.runtime.replica_state import ReplicaState
 
@@ -12,6 +12,7 @@ from nuvem.runtime.replica_state import ReplicaState
 class MetricsExport:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self._shown: dict[str, set[str]] = {}  # function -> pending reasons it has a series of
 
     def export(self, deployment: Deployment) -> None:
         name = deployment.name
@@ -22,6 +23,12 @@ class MetricsExport:
         m.queued.labels(name).set(deployment.router.queued)
         for state, count in deployment.state_counts().items():
             m.replicas.labels(name, state).set(count)
+        short = {kind: 0 for kind in self._shown.get(name, set())}
+        for pending in deployment.pending:
+            short[pending.short] = short.get(pending.short, 0) + 1
+        for kind, count in short.items():
+            m.pending.labels(name, kind).set(count)
+        self._shown[name] = set(short)
 
     def forget(self, name: str) -> None:
         """Drop every series of a removed function, so none lingers at its last value."""
@@ -31,6 +38,9 @@ class MetricsExport:
         for metric in (*per_function, m.cold_start, m.replica_start_seconds):
             with contextlib.suppress(KeyError):
                 metric.remove(name)
-        for state in ReplicaState:
+        for state in (*(s.value for s in ReplicaState), PENDING):
             with contextlib.suppress(KeyError):
-                m.replicas.remove(name, state.value)
+                m.replicas.remove(name, state)
+        for kind in self._shown.pop(name, set()):
+            with contextlib.suppress(KeyError):
+                m.pending.remove(name, kind)

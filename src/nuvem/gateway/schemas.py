@@ -9,6 +9,20 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from nuvem.control.deployment import Deployment
 
 
+class ReplicaStatus(BaseModel):
+    id: str
+    state: str = Field(description="starting | ready | draining | dead")
+    node: str = Field(description="where it runs: local, or a cluster node's address")
+    pid: int
+    inflight: int
+
+
+class PendingStatus(BaseModel):
+    replica: str
+    short: str = Field(description="what is missing: cpu, gpu, memory, labels, nodes or busy")
+    reason: str
+
+
 class FunctionStatus(BaseModel):
     name: str
     image: str = Field(description="the handler reference (OpenFaaS clients read `image`)")
@@ -17,12 +31,18 @@ class FunctionStatus(BaseModel):
     availableReplicas: int = Field(description="replicas ready to serve")  # noqa: N815
     invocationCount: int  # noqa: N815
     status: str = Field(
-        description="ready | starting | degraded | error | stopped | idle (autoscaled to zero: "
-        "a call wakes it)"
+        description="ready | starting | pending (no node has room yet) | degraded | error | "
+        "stopped | idle (autoscaled to zero: a call wakes it)"
     )
     error: str | None = None
     progress: str | None = Field(default=None, description="what starting replicas are doing")
     replicaStates: dict[str, int]  # noqa: N815
+    replicaList: list[ReplicaStatus] = Field(  # noqa: N815
+        default_factory=list, description="every replica not yet dead, with its node"
+    )
+    pending: list[PendingStatus] = Field(
+        default_factory=list, description="starts no node has room for yet, and why"
+    )
     inflight: int
     queued: int
     labels: dict[str, str]
@@ -37,6 +57,8 @@ class FunctionStatus(BaseModel):
             status = "ready"
         elif deployment.last_error is not None:
             status = "error" if ready == 0 else "degraded"
+        elif deployment.pending and ready == 0:
+            status = "pending"
         else:
             status = "starting"
         spec = deployment.spec
@@ -51,6 +73,16 @@ class FunctionStatus(BaseModel):
             error=deployment.last_error,
             progress=deployment.progress if deployment.starting else None,
             replicaStates=deployment.state_counts(),
+            replicaList=[
+                ReplicaStatus(
+                    id=r.id, state=r.state.value, node=r.node, pid=r.pid, inflight=r.inflight
+                )
+                for r in deployment.replicas
+            ],
+            pending=[
+                PendingStatus(replica=p.replica_id, short=p.short, reason=p.reason)
+                for p in deployment.pending
+            ],
             inflight=deployment.router.inflight,
             queued=deployment.router.queued,
             labels=spec.labels,

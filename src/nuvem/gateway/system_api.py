@@ -65,7 +65,7 @@ def _validate_placement(spec: FunctionSpec) -> None:
     available = gpu_count()
     if spec.resources.gpu > available:
         raise BadRequest(
-            f"function {spec.name!r} needs {spec.resources.gpu} GPU(s) and this machine has "
+            f"function {spec.name!r} needs {spec.resources.gpu:g} GPU(s) and this machine has "
             f"{available}",
             "set resources.gpu to 0, or add a node with GPUs",
         )

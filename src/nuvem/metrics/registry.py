@@ -49,6 +49,13 @@ class Metrics:
         self.replicas = Gauge(
             "nuvem_replicas", "Replicas by state", ["function_name", "state"], registry=r
         )
+        self.pending = Gauge(
+            "nuvem_replicas_pending",
+            "Replica starts that no node has room for yet, by what is short "
+            "(cpu, gpu, memory, labels, nodes, busy)",
+            ["function_name", "short"],
+            registry=r,
+        )
         self.desired = Gauge(
             "nuvem_replicas_desired", "Desired replicas", ["function_name"], registry=r
         )

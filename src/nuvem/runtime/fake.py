@@ -27,6 +27,7 @@ from nuvem.runtime.replica import (
     DRAIN_OVERRUN,
     STOPPED,
     CallResult,
+    Pending,
     SetupFailed,
     handler_raised,
     load_failed,
@@ -157,6 +158,9 @@ class FakeRuntime:
         )
         self.started.append(replica)
         return replica
+
+    def pending(self, function: str) -> list[Pending]:
+        return []
 
     async def _load(self, spec: FunctionSpec) -> loader.LoadedHandler:
         if self.handler is not None:

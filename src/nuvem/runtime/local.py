@@ -17,7 +17,7 @@ from nuvem.runtime.framed_replica import connect_replica
 from nuvem.runtime.gpu_slots import GpuSlots
 from nuvem.runtime.line_pump import pump_lines
 from nuvem.runtime.logbook import LogBook
-from nuvem.runtime.replica import Replica, SetupFailed
+from nuvem.runtime.replica import Pending, Replica, SetupFailed
 from nuvem.runtime.warm_pool import WarmPool
 from nuvem.runtime.worker_command import worker_argv, worker_environ
 from nuvem.runtime.worker_process import LocalProcess
@@ -42,6 +42,9 @@ class LocalRuntime:
         # Pre-started workers for fast cold starts; spawns the usual way when none matches.
         self.pool = WarmPool(warm_workers)
         self.gpus = GpuSlots(gpu_count() if gpus is None else gpus)
+
+    def pending(self, function: str) -> list[Pending]:
+        return []  # one machine: a start that does not fit fails at once, with the reason
 
     async def close(self) -> None:
         """End the pre-started workers (replicas are the controller's to stop)."""

@@ -34,6 +34,15 @@ class SetupFailed(Unavailable):
     raised or took too long, or the worker exited first."""
 
 
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A replica being started that no node can take yet."""
+
+    replica_id: str
+    short: str  # what is missing: cpu, gpu, memory, labels or nodes
+    reason: str  # in words, with what would help
+
+
 # Exit causes every runtime gives a replica it stopped.
 STOPPED = "stopped by the controller"
 DRAIN_OVERRUN = "did not stop within the drain period"
@@ -123,6 +132,10 @@ class Runtime(Protocol):
     async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica:
         """Start one replica and return it ready for calls; raise SetupFailed if it cannot
         be (and leave nothing of it running)."""
+        ...
+
+    def pending(self, function: str) -> list[Pending]:
+        """Starts of `function` waiting for room (no node has the resources yet)."""
         ...
 
     async def close(self) -> None:
