@@ -17,6 +17,7 @@ from nuvem.control.deployment import Deployment
 from nuvem.gateway.app import create_app
 from nuvem.platform import Platform
 from nuvem.stack.loader import load_stack_text
+from nuvem.stack.stack import Stack
 
 ADMIN_PASSWORD = "test-admin-password"
 
@@ -42,11 +43,11 @@ async def wait_until(
 
 @contextlib.asynccontextmanager
 async def serving(
-    state_dir: Path, client_timeout: float = 30.0
+    state_dir: Path, client_timeout: float = 30.0, stack: Stack | None = None
 ) -> AsyncIterator[tuple[Platform, str, httpx.AsyncClient]]:
     """A real gateway on a free loopback port: its platform, URL and an admin client."""
     settings = Settings(state_dir=state_dir, admin_password=ADMIN_PASSWORD, url="http://127.0.0.1")
-    platform = Platform.create(settings, tick_interval=0.2)
+    platform = Platform.create(settings, stack=stack, tick_interval=0.2)
     port = free_port()
     config = uvicorn.Config(
         create_app(platform), host="127.0.0.1", port=port, log_level="warning", lifespan="on"

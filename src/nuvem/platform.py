@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nuvem.cluster.engine import Engine, LocalEngine, RayEngine
 from nuvem.config import Settings
 from nuvem.control.controller import Controller, Environments
 from nuvem.control.deployment import Deployment
@@ -35,6 +36,7 @@ class Platform:
     logbook: LogBook
     metrics: Metrics
     jobs: JobService
+    engine: Engine = field(default_factory=LocalEngine)
     admin_password_file: Path | None = None
     stack: Stack | None = None
     on_shutdown_request: Callable[[], None] | None = field(default=None, repr=False)
@@ -67,6 +69,14 @@ class Platform:
             if on_progress is not None:
                 on_progress(event)
 
+        engine: Engine = LocalEngine()
+        if stack is not None and stack.cluster.engine == "ray":
+            from nuvem.cluster.ray_runtime import NodeEnvironments, RayRuntime
+
+            ray_engine = RayEngine(state, stack.cluster)
+            engine = ray_engine
+            runtime = runtime or RayRuntime(logbook, connect=ray_engine.connect)
+            environments = environments or NodeEnvironments()
         controller = Controller(
             records=records,
             runtime=runtime
@@ -94,6 +104,7 @@ class Platform:
             metrics=metrics,
             admin_password_file=password_file,
             stack=stack,
+            engine=engine,
             jobs=JobService.create(settings, lambda: controller.deployments, metrics),
         )
 

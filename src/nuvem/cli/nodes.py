@@ -10,16 +10,19 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from nuvem.cli.client import Client
 from nuvem.cli.context import print_json, settings_for
 from nuvem.cluster import record, supervisor
 from nuvem.cluster.membership import Membership, Node, NodeState, Resources
 from nuvem.cluster.options import JoinOptions, Offer
 from nuvem.cluster.token import read_token, token_path
-from nuvem.errors import BadRequest, ClusterTokenError, NotFound
+from nuvem.config import Settings
+from nuvem.errors import BadRequest, ClusterTokenError, NotFound, NuvemError
 from nuvem.stack.cluster import MIN_OBJECT_STORE, check_node_ip, parse_label, split_address
 from nuvem.stack.units import parse_memory
 
@@ -135,14 +138,18 @@ def show_list(
     nodes = Membership(address, read_token(token_file)).nodes()
     if not everything:
         nodes = _latest(nodes)
+    replicas = _replicas_by_node(settings)
     if as_json:
-        print_json([node.as_dict() for node in nodes])
+        print_json(
+            [{**node.as_dict(), "replicas": replicas.get(node.address, [])} for node in nodes]
+        )
         return
     table = Table(box=None, header_style="bold")
-    for column in ("ADDRESS", "STATE", "CPU", "GPU", "MEMORY", "LABELS", "ID"):
+    for column in ("ADDRESS", "STATE", "CPU", "GPU", "MEMORY", "LABELS", "REPLICAS", "ID"):
         table.add_column(column)
     for node in nodes:
         used = _used(node)
+        on_node = replicas.get(node.address, []) if node.state is not NodeState.DEAD else []
         table.add_row(
             f"{node.address} (head)" if node.head else node.address,
             node.state.value if not node.death else f"{node.state.value}: {node.death}",
@@ -150,9 +157,21 @@ def show_list(
             f"{used.gpu:g}/{node.total.gpu:g}",
             f"{used.memory / 2**30:.1f}/{node.total.memory / 2**30:.1f} GiB",
             ", ".join(f"{k}={v}" for k, v in node.labels.items()),
+            ", ".join(r["id"] for r in on_node) or "-",
             node.id[:12],
         )
     out.print(table)
+
+
+def _replicas_by_node(settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    """The replicas on each node, from the gateway when one serves this state folder; none
+    when it does not (the nodes come from the head either way)."""
+    try:
+        with Client(settings, timeout=3.0) as client:
+            listed = client.call("GET", "/system/nodes")
+    except NuvemError:
+        return {}
+    return {node["address"]: node["replicas"] for node in listed}
 
 
 def _latest(nodes: list[Node]) -> list[Node]:

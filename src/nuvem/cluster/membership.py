@@ -98,6 +98,7 @@ class Membership:
 
     def __init__(self, address: str, token: ClusterToken) -> None:
         self.address = address
+        self.token = token
         self._gcs = probe(address, token)
         self._pb = ray_module("ray.core.generated.gcs_pb2")
         self._ray_error: type[Exception] = ray_module("ray.exceptions").RayError

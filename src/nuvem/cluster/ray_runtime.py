@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,11 @@ class RayRuntime:
         *,
         setup_timeout: float = SETUP_TIMEOUT,
         nodes: Callable[[], list[NodeRoom]] | None = None,
+        connect: Callable[[], None] | None = None,
     ) -> None:
         self.logbook = logbook
+        self._connect_driver = connect  # makes this process a Ray driver; None: it is one
+        self._driver_lock = asyncio.Lock()
         self.setup_timeout = setup_timeout
         self._pending: dict[str, tuple[str, Pending]] = {}  # replica id -> function, why
         self._nodes = nodes or live_nodes
@@ -108,7 +112,16 @@ class RayRuntime:
         self._actors: dict[str, Any] = {}  # replica id -> its actor, until it is gone
         self._tasks: set[asyncio.Task[None]] = set()
 
+    async def _driver(self) -> None:
+        # Connected on the first start, not at construction: the head nuvem starts beside
+        # the gateway is up only once the gateway serves.
+        async with self._driver_lock:
+            if self._connect_driver is not None:
+                await asyncio.to_thread(self._connect_driver)
+                self._connect_driver = None
+
     async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica:
+        await self._driver()
         bundle = await asyncio.to_thread(code_bundle.pack, Path(spec.root))
         ref = self._bundles.get(bundle.digest)
         if ref is None:
@@ -262,3 +275,11 @@ def live_nodes() -> list[NodeRoom]:
             )
         )
     return rooms
+
+
+class NodeEnvironments:
+    """On a cluster the node that runs a replica builds its function's environment (cached
+    there by requirements hash): the gateway builds none."""
+
+    async def ensure(self, spec: FunctionSpec) -> Environment:
+        return Environment(key=spec.environment_key(), python=Path(sys.executable), path=None)

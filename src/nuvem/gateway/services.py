@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from nuvem.cluster.engine import Engine
 from nuvem.config import Settings
 from nuvem.control.controller import Controller
 from nuvem.gateway.auth import Authenticator
@@ -22,6 +23,7 @@ class Services(Protocol):
     logbook: LogBook
     metrics: Metrics
     jobs: JobService
+    engine: Engine
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...

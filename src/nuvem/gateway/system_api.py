@@ -46,7 +46,7 @@ Admin = Annotated[Services, Depends(admin)]
 router = APIRouter(prefix="/system", tags=["system"])
 
 
-def _validate_placement(spec: FunctionSpec) -> None:
+def _validate_placement(spec: FunctionSpec, engine: str) -> None:
     root = Path(spec.root)
     if not root.is_absolute() or not root.is_dir():
         raise BadRequest(
@@ -63,7 +63,8 @@ def _validate_placement(spec: FunctionSpec) -> None:
             "file's folder), or an https URL for the weights",
         )
     available = gpu_count()
-    if spec.resources.gpu > available:
+    # On a cluster a replica that fits no node waits, pending, with the reason.
+    if engine == "local" and spec.resources.gpu > available:
         raise BadRequest(
             f"function {spec.name!r} needs {spec.resources.gpu:g} GPU(s) and this machine has "
             f"{available}",
@@ -84,7 +85,7 @@ def create_function(platform: Admin, spec: FunctionSpec) -> FunctionStatus:
         raise Conflict(
             f"function {spec.name!r} already exists", "update it with PUT /system/functions"
         )
-    _validate_placement(spec)
+    _validate_placement(spec, platform.engine.name)
     check_version_free(spec, platform.controller.deployments)
     return FunctionStatus.of(platform.controller.deploy(spec))
 
@@ -93,7 +94,7 @@ def create_function(platform: Admin, spec: FunctionSpec) -> FunctionStatus:
 def update_function(platform: Admin, spec: FunctionSpec) -> FunctionStatus:
     """Update a deployed function; replicas roll over to the new spec without downtime."""
     platform.controller.get(spec.name)
-    _validate_placement(spec)
+    _validate_placement(spec, platform.engine.name)
     check_version_free(spec, platform.controller.deployments)
     return FunctionStatus.of(platform.controller.deploy(spec))
 

@@ -1,0 +1,350 @@
+"""Replicas on a real Ray cluster, through a real gateway (`nuvem up` with `engine: ray`).
+
+The session's cluster (tests/ray_cluster.py) has a head at 127.0.0.2 (1 CPU) and nodes at
+127.0.0.3 (1 CPU, 2 GPUs declared, zone=a) and 127.0.0.4 (1 CPU, zone=b). Tests that lose
+or add a node join one of their own. The gateway runs in its own process: it is the
+cluster's Ray driver, and the test process stays none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import textwrap
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway_process import ADMIN_PASSWORD, GatewayProcess
+from nuvem.cluster.node import RayNode
+from nuvem.cluster.options import JoinOptions, Offer
+from ray_cluster import RayCluster, next_ip, worker_range
+from support import wait_until
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+HANDLERS = """
+import os, sys, time
+
+def where(req):
+    return {
+        "file": __file__,
+        "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "ray": sorted(k for k in os.environ if k.startswith("RAY_")),
+        "prefix": sys.prefix,
+    }
+
+def where_slowly(req):
+    time.sleep(0.5)
+    return {"replica": os.environ["NUVEM_REPLICA"], **where(req)}
+
+def slow(req):
+    time.sleep(float(req.body or b"0.05"))
+    return b"done"
+
+def six_version(req):
+    import six
+    return six.__version__
+"""
+
+
+@pytest.fixture(scope="module")
+def code(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("code")
+    (folder / "app.py").write_text(HANDLERS)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory, code: Path
+) -> Iterator[GatewayProcess]:
+    root = tmp_path_factory.mktemp("ray-gateway")
+    stack = root / "nuvem.yaml"
+    stack.write_text(
+        textwrap.dedent(
+            f"""
+            cluster:
+              engine: ray
+              address: {ray_cluster.address}
+              token_file: {ray_cluster.token_file}
+            """
+        )
+    )
+    process = GatewayProcess(root, stack, {"NUVEM_TICK_INTERVAL": "0.2"})
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+async def admin(gateway: GatewayProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=gateway.url, auth=("admin", ADMIN_PASSWORD), timeout=60
+    ) as client:
+        await wait_until_healthy(client, gateway)
+        yield client
+
+
+async def wait_until_healthy(client: httpx.AsyncClient, gateway: GatewayProcess) -> None:
+    for _ in range(600):
+        assert gateway.process is not None
+        if gateway.process.poll() is not None:
+            raise AssertionError(f"gateway exited:\n{gateway.log.read_text()[-3000:]}")
+        try:
+            if (await client.get("/healthz")).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError("gateway did not become healthy")
+
+
+async def deploy(admin: httpx.AsyncClient, spec: dict[str, object]) -> None:
+    answer = await admin.post("/system/functions", json=spec)
+    assert answer.status_code == 202, answer.text
+
+
+async def status(admin: httpx.AsyncClient, name: str) -> dict[str, object]:
+    answer = await admin.get(f"/system/function/{name}")
+    assert answer.status_code == 200, answer.text
+    found: dict[str, object] = answer.json()
+    return found
+
+
+async def until_ready(admin: httpx.AsyncClient, name: str, replicas: int, within: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        found = await status(admin, name)
+        if int(str(found["availableReplicas"])) >= replicas:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"{name} not ready: {json.dumps(found)[:2000]}")
+        await asyncio.sleep(0.1)
+
+
+def nodes_of(found: dict[str, object]) -> list[str]:
+    replicas = found["replicaList"]
+    assert isinstance(replicas, list)
+    return sorted(r["node"] for r in replicas if r["state"] == "ready")
+
+
+async def remove(admin: httpx.AsyncClient, name: str) -> None:
+    await admin.delete(f"/system/function/{name}")
+
+
+async def test_labels_place_replicas_and_code_comes_from_the_bundle(
+    admin: httpx.AsyncClient, code: Path
+) -> None:
+    await deploy(
+        admin,
+        {
+            "name": "zoned",
+            "handler": "app:where",
+            "root": str(code),
+            "resources": {"cpu": 0.25},
+            "placement": {"labels": {"zone": "b"}},
+            "scaling": {"min": 2, "max": 2},
+        },
+    )
+    await until_ready(admin, "zoned", 2, within=60)
+    assert nodes_of(await status(admin, "zoned")) == ["127.0.0.4", "127.0.0.4"]
+    answer = await admin.post("/function/zoned")
+    assert answer.status_code == 200, answer.text
+    seen = answer.json()
+    # The node runs the code it was sent (unpacked by digest), not the gateway's folder.
+    assert "/code/" in seen["file"]
+    assert not seen["file"].startswith(str(code))
+    assert seen["ray"] == []  # Ray's settings, its token among them, never reach user code
+    assert seen["gpus"] == ""
+    nodes = (await admin.get("/system/nodes")).json()
+    on_b = next(n for n in nodes if n["address"] == "127.0.0.4")
+    assert sorted(r["function"] for r in on_b["replicas"]) == ["zoned", "zoned"]
+    assert on_b["labels"]["zone"] == "b"
+    assert on_b["used"]["cpu"] == pytest.approx(0.5)
+    await remove(admin, "zoned")
+
+
+async def test_fractional_gpus_share_a_device_and_too_many_wait_with_the_reason(
+    admin: httpx.AsyncClient, code: Path
+) -> None:
+    await deploy(
+        admin,
+        {
+            "name": "halves",
+            "handler": "app:where_slowly",
+            "root": str(code),
+            "resources": {"cpu": 0.1, "gpu": 0.5},
+            "scaling": {"min": 3, "max": 3},
+        },
+    )
+    await until_ready(admin, "halves", 3, within=60)
+    assert nodes_of(await status(admin, "halves")) == ["127.0.0.3"] * 3
+    # Three calls at once go to the three replicas (least outstanding first).
+    answers = await asyncio.gather(*(admin.post("/function/halves") for _ in range(3)))
+    seen = {a.json()["replica"]: a.json()["gpus"] for a in answers}
+    assert len(seen) == 3
+    per_device = Counter(seen.values())
+    # Halves share a device, two to a device at most: two devices for three halves.
+    assert set(per_device) <= {"0", "1"}
+    assert sorted(per_device.values()) == [1, 2]
+    await deploy(
+        admin,
+        {
+            "name": "greedy",
+            "handler": "app:where",
+            "root": str(code),
+            "resources": {"cpu": 0.1, "gpu": 4},
+            "scaling": {"min": 1, "max": 1},
+        },
+    )
+
+    async def pending() -> list[dict[str, str]]:
+        found = (await status(admin, "greedy"))["pending"]
+        assert isinstance(found, list)
+        return found
+
+    for _ in range(100):
+        if await pending():
+            break
+        await asyncio.sleep(0.1)
+    waiting = await pending()
+    assert waiting[0]["short"] == "gpu"
+    assert "no node has 4 GPU (the largest has 2 GPU)" in waiting[0]["reason"]
+    assert (await status(admin, "greedy"))["status"] == "pending"
+    metrics = (await admin.get("/metrics")).text
+    assert 'nuvem_replicas_pending{function_name="greedy",short="gpu"} 1.0' in metrics
+    await remove(admin, "greedy")
+    await remove(admin, "halves")
+
+
+async def test_a_pending_replica_starts_when_a_node_with_room_joins(
+    admin: httpx.AsyncClient, code: Path, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    await deploy(
+        admin,
+        {
+            "name": "late",
+            "handler": "app:where",
+            "root": str(code),
+            "resources": {"cpu": 0.5},
+            "placement": {"labels": {"pool": "late"}},
+            "scaling": {"min": 1, "max": 1},
+        },
+    )
+    for _ in range(100):
+        found = await status(admin, "late")
+        if found["pending"]:
+            break
+        await asyncio.sleep(0.1)
+    assert found["pending"][0]["short"] == "labels"  # type: ignore[index]
+    node = await asyncio.to_thread(_join, ray_cluster, tmp_path, {"pool": "late"})
+    try:
+        await until_ready(admin, "late", 1, within=60)
+        assert nodes_of(await status(admin, "late")) == [node.options.node_ip]
+        assert (await admin.post("/function/late")).status_code == 200
+    finally:
+        await remove(admin, "late")
+        node.kill()
+
+
+async def test_a_lost_node_fails_no_idempotent_call(
+    admin: httpx.AsyncClient, code: Path, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    # A second zone-b node beside 127.0.0.4: spread over the two, a replica lands on each,
+    # and after the loss the survivor has room for the replacement.
+    node = await asyncio.to_thread(_join, ray_cluster, tmp_path, {"zone": "b"})
+    try:
+        await _lose_a_node_under_load(admin, code, node)
+    finally:
+        node.kill()
+        await remove(admin, "steady")
+
+
+async def _lose_a_node_under_load(admin: httpx.AsyncClient, code: Path, node: RayNode) -> None:
+    await deploy(
+        admin,
+        {
+            "name": "steady",
+            "handler": "app:slow",
+            "root": str(code),
+            "idempotent": True,
+            "resources": {"cpu": 0.5},
+            "placement": {"labels": {"zone": "b"}, "spread": True},
+            "max_inflight": 8,
+            "scaling": {"min": 2, "max": 2},
+        },
+    )
+    await until_ready(admin, "steady", 2, within=60)
+    doomed = node.options.node_ip
+    assert nodes_of(await status(admin, "steady")) == sorted(["127.0.0.4", doomed])
+    codes: list[int] = []
+    stop = asyncio.Event()
+
+    async def caller() -> None:
+        while not stop.is_set():
+            answer = await admin.post("/function/steady", content=b"0.05")
+            codes.append(answer.status_code)
+
+    callers = [asyncio.create_task(caller()) for _ in range(6)]
+    await wait_until(lambda: len(codes) > 30, within=30, what="load running")
+    loop = asyncio.get_running_loop()
+    killed_at = loop.time()
+    node.kill()
+    replaced_at = None
+    while loop.time() - killed_at < 30:
+        found = await status(admin, "steady")
+        where = nodes_of(found)
+        if where == ["127.0.0.4", "127.0.0.4"]:
+            replaced_at = loop.time()
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)  # keep the load on the replacements a moment
+    stop.set()
+    await asyncio.gather(*callers)
+    assert replaced_at is not None, "the lost node's replicas were not replaced"
+    print(f"node lost under load: {len(codes)} calls, replaced in {replaced_at - killed_at:.2f}s")
+    failed = [c for c in codes if c != 200]
+    assert failed == [], f"{len(failed)} of {len(codes)} calls failed: {sorted(set(failed))}"
+    events = (await admin.get("/system/events", params={"function": "steady"})).json()
+    assert any(f"was lost with its node {doomed}" in e["message"] for e in events), events
+
+
+def _join(cluster: RayCluster, logs: Path, labels: dict[str, str]) -> RayNode:
+    # Ray's sockets live under its temp folder, whose path must stay short (107 bytes).
+    root = Path(tempfile.mkdtemp(prefix="nuvem-node-", dir="/tmp"))
+    options = JoinOptions(
+        cluster.address,
+        cluster.token_file,
+        node_ip=next_ip(),
+        offer=Offer(cpus=1, memory=2**30, object_store_memory=80 * 2**20, labels=labels),
+        workers=worker_range(),
+        temp_dir=root,
+    )
+    return RayNode.join(options, logs / "node.log")
+
+
+async def test_a_function_venv_is_built_on_its_node(admin: httpx.AsyncClient, code: Path) -> None:
+    await deploy(
+        admin,
+        {
+            "name": "withsix",
+            "handler": "app:six_version",
+            "root": str(code),
+            "requirements": ["six==1.16.0"],
+            "resources": {"cpu": 0.1},
+            "placement": {"labels": {"zone": "a"}},
+            "scaling": {"min": 1, "max": 1},
+        },
+    )
+    await until_ready(admin, "withsix", 1, within=180)
+    answer = await admin.post("/function/withsix")
+    assert (answer.status_code, answer.text) == (200, "1.16.0")
+    await remove(admin, "withsix")
