@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -52,21 +53,52 @@ async def local_runtime() -> AsyncIterator[tuple[Runtime, Environment]]:
         await runtime.close()
 
 
+# Set by tests/cluster/test_ray_contract.py, which runs this suite in a process of its own
+# (that process becomes the cluster's driver): "HOST:PORT,TOKEN_FILE,LABEL=VALUE,NODE_IP",
+# the node with that label being the only one, at NODE_IP.
+RAY_CONTRACT = "NUVEM_TEST_RAY_CONTRACT"
+
+
+@contextlib.asynccontextmanager
+async def ray_runtime() -> AsyncIterator[tuple[Runtime, Environment]]:
+    from nuvem.cluster import driver
+    from nuvem.cluster.ray_runtime import RayRuntime
+    from nuvem.cluster.token import read_token
+
+    address, token_file, _, _ = os.environ[RAY_CONTRACT].split(",")
+    runtime = RayRuntime(
+        LogBook(),
+        setup_timeout=60,
+        connect=lambda: driver.connect(address, read_token(Path(token_file))),
+    )
+    try:
+        yield runtime, PLATFORM_PYTHON
+    finally:
+        await runtime.close()
+
+
 RUNTIMES: dict[str, Callable[[], contextlib.AbstractAsyncContextManager[Any]]] = {
     "fake": fake_runtime,
     "local": local_runtime,
 }
+if os.environ.get(RAY_CONTRACT):
+    RUNTIMES = {"ray": ray_runtime}
 
 
 @dataclass
 class Harness:
     runtime: Runtime
     env: Environment
+    node: str = "local"  # where its replicas run
     started: list[Replica] = field(default_factory=list)
 
     def spec(self, handler: str, **overrides: Any) -> FunctionSpec:
+        placement = {}
+        if os.environ.get(RAY_CONTRACT):  # on a worker node, not beside the driver
+            key, _, value = os.environ[RAY_CONTRACT].split(",")[2].partition("=")
+            placement = {"placement": {"labels": {key: value}}, "resources": {"cpu": 0.1}}
         return FunctionSpec.model_validate(
-            {"name": "f", "handler": handler, "root": str(HANDLERS), **overrides}
+            {"name": "f", "handler": handler, "root": str(HANDLERS), **placement, **overrides}
         )
 
     async def start(self, handler: str, **overrides: Any) -> Replica:
@@ -80,6 +112,8 @@ class Harness:
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     async with RUNTIMES[request.param]() as (runtime, env):
         harness = Harness(runtime, env)
+        if request.param == "ray":
+            harness.node = os.environ[RAY_CONTRACT].split(",")[3]
         try:
             yield harness
         finally:
@@ -98,7 +132,7 @@ async def test_a_started_replica_is_ready_and_says_what_it_is(harness: Harness) 
     assert replica.state is ReplicaState.READY
     assert (replica.id, replica.function) == ("f-1", "f")
     assert replica.fingerprint == harness.spec("handlers:echo").fingerprint()
-    assert replica.node == "local"
+    assert replica.node == harness.node
     assert replica.pid > 0
     assert (replica.exit_cause, replica.retired, replica.inflight) == (None, False, 0)
     assert replica.oldest_call_age() == 0.0
