@@ -87,6 +87,7 @@ class Platform:
             logbook=logbook,
             metrics=metrics,
             tick_interval=tick_interval or settings.tick_interval,
+            leaving=engine.leaving if engine.name != "local" else None,
         )
         deployments = controller.deployments
         password_file = ensure_admin(records, state, settings.admin_password)

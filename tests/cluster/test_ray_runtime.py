@@ -348,3 +348,37 @@ async def test_a_function_venv_is_built_on_its_node(admin: httpx.AsyncClient, co
     answer = await admin.post("/function/withsix")
     assert (answer.status_code, answer.text) == (200, "1.16.0")
     await remove(admin, "withsix")
+
+
+async def test_a_leaving_node_hands_its_replicas_over_before_it_goes(
+    admin: httpx.AsyncClient, code: Path, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    node = await asyncio.to_thread(_join, ray_cluster, tmp_path, {"zone": "b"})
+    leaving = node.options.node_ip
+    try:
+        await deploy(
+            admin,
+            {
+                "name": "movers",
+                "handler": "app:slow",
+                "root": str(code),
+                "resources": {"cpu": 0.5},
+                "placement": {"labels": {"zone": "b"}, "spread": True},
+                "scaling": {"min": 2, "max": 2},
+            },
+        )
+        await until_ready(admin, "movers", 2, within=60)
+        assert nodes_of(await status(admin, "movers")) == sorted(["127.0.0.4", leaving])
+        # What Ctrl-C on `nuvem node join` does: drain, wait until the node is empty, stop.
+        left = asyncio.create_task(asyncio.to_thread(node.leave, timeout=30))
+        codes: list[int] = []
+        while not left.done():
+            codes.append((await admin.post("/function/movers", content=b"0.01")).status_code)
+        assert await left is True
+        assert nodes_of(await status(admin, "movers")) == ["127.0.0.4", "127.0.0.4"]
+        assert set(codes) == {200}, codes  # nothing failed while the replica moved
+        events = (await admin.get("/system/events", params={"function": "movers"})).json()
+        assert not any("replacing it" in e["message"] for e in events), events  # no death
+    finally:
+        node.kill()
+        await remove(admin, "movers")

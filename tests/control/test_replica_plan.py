@@ -9,11 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nuvem.control.replica_plan import (
+    MOVED,
     REPLACED,
     SCALED_DOWN,
     DeploymentView,
     ReplicaPlan,
     ReplicaView,
+    Retirement,
     plan,
 )
 
@@ -140,3 +142,16 @@ def test_a_new_spec_that_does_not_start_leaves_the_old_replicas_serving() -> Non
 def test_scaling_down_during_a_start_keeps_the_ready_replica() -> None:
     ready = (ReplicaView("a", True, True, 0),)
     assert plan(DeploymentView(1, ready, 1, 0.0, 1.0, 1)) == ReplicaPlan()
+
+
+def test_a_replica_on_a_draining_node_moves_before_it_goes() -> None:
+    on_leaving_node = ReplicaView("old", current=False, ready=True, inflight=2, moving=True)
+    view = DeploymentView(
+        desired=1, replicas=(on_leaving_node,), starting=0, retry_at=0, now=1, surge=1
+    )
+    # First a replacement elsewhere; the replica keeps serving meanwhile.
+    assert plan(view) == ReplicaPlan(start=1, retire=())
+    while_starting = replace(view, starting=1)
+    assert plan(while_starting) == ReplicaPlan(start=0, retire=())
+    moved = replace(view, replicas=(on_leaving_node, ReplicaView("new", True, True, 0)))
+    assert plan(moved) == ReplicaPlan(start=0, retire=(Retirement("old", MOVED),))

@@ -30,6 +30,10 @@ class Engine(Protocol):
         """Every node, dead ones included (their state says so)."""
         ...
 
+    def leaving(self) -> frozenset[str]:
+        """Addresses of the nodes that are draining: their replicas move elsewhere."""
+        ...
+
 
 class LocalEngine:
     """One machine: one node, always alive, with this machine's CPUs, memory and GPUs."""
@@ -67,6 +71,9 @@ class LocalEngine:
             )
         ]
 
+    def leaving(self) -> frozenset[str]:
+        return frozenset()
+
 
 class RayEngine:
     """A Ray cluster: the stack's `cluster.address`, or else the head `nuvem up` started
@@ -101,3 +108,6 @@ class RayEngine:
 
     def nodes(self) -> list[Node]:
         return self.membership().nodes()
+
+    def leaving(self) -> frozenset[str]:
+        return frozenset(n.address for n in self.nodes() if n.state is NodeState.DRAINING)

@@ -50,8 +50,13 @@ class Controller:
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
         tick_interval: float = 1.0,
+        leaving: Callable[[], frozenset[str]] | None = None,
     ) -> None:
         self.records = records
+        # The nodes draining now (asked of the cluster engine, blocking): replicas there
+        # move to other nodes. None: one machine, nothing ever leaves.
+        self.leaving = leaving
+        self._leaving: frozenset[str] = frozenset()
         self.runtime = runtime
         self.environments = environments
         self.logbook = logbook
@@ -224,8 +229,10 @@ class Controller:
     async def tick(self) -> None:
         """One reconcile step over every function; a failing function does not stop others."""
         began = time.perf_counter()
+        leaving = await self._leaving_nodes()
         for deployment in list(self.deployments.values()):
             try:
+                deployment.report_leaving(leaving)
                 deployment.report_pending(self.runtime.pending(deployment.name))
                 self._autoscale(deployment)
                 self._reconcile(deployment)
@@ -234,6 +241,16 @@ class Controller:
                 log.exception("reconciling %s failed", deployment.name)
             self.export.export(deployment)
         self.metrics.reconcile_seconds.observe(time.perf_counter() - began)
+
+    async def _leaving_nodes(self) -> frozenset[str]:
+        if self.leaving is None:
+            return frozenset()
+        try:
+            async with asyncio.timeout(2.0):
+                self._leaving = await asyncio.to_thread(self.leaving)
+        except Exception:  # the head is slow or away: go on with what was known
+            log.warning("could not ask the cluster which nodes are leaving", exc_info=True)
+        return self._leaving
 
     def _autoscale(self, deployment: Deployment) -> None:
         now = self.clock()

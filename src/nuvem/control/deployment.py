@@ -49,6 +49,7 @@ class Deployment:
         self._invocations = 0
         self._progress: str | None = None  # what a start in progress is doing (env build)
         self._pending: tuple[Pending, ...] = ()  # starts no node has room for yet
+        self._leaving: frozenset[str] = frozenset()  # nodes draining: replicas move off
         self._removed = False
         self._load = LoadWindow()
         self._changed_at = now  # when `desired` last changed, by whatever means
@@ -165,6 +166,11 @@ class Deployment:
         """What the start in progress is doing (an environment build), for `nuvem deploy`."""
         self._progress = progress
 
+    def report_leaving(self, nodes: frozenset[str]) -> None:
+        """The nodes that are draining (each tick): replicas there are replaced elsewhere
+        and retired once the replacements are ready."""
+        self._leaving = nodes
+
     def report_pending(self, pending: Sequence[Pending]) -> None:
         """The starts in progress that wait for room on the cluster, and why (each tick)."""
         self._pending = tuple(pending)
@@ -233,7 +239,11 @@ class Deployment:
         fingerprint = self._spec.fingerprint()
         live = tuple(
             ReplicaView(
-                r.id, r.fingerprint == fingerprint, r.state is ReplicaState.READY, r.inflight
+                r.id,
+                r.fingerprint == fingerprint and r.node not in self._leaving,
+                r.state is ReplicaState.READY,
+                r.inflight,
+                moving=r.node in self._leaving,
             )
             for r in self._replicas
             if r.state in _LIVE and r.id not in self._retiring

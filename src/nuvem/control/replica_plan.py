@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 SCALED_DOWN = "scaled down"
 REPLACED = "replaced by the updated spec"
+MOVED = "moved off its draining node"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +28,10 @@ class ReplicaView:
     """A replica that is alive and not draining, as the plan sees it."""
 
     id: str
-    current: bool  # started from the deployment's present spec
+    current: bool  # started from the present spec, on a node that is not leaving
     ready: bool  # taking calls (else still starting)
     inflight: int
+    moving: bool = False  # its node is draining: it is replaced elsewhere, then retired
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,10 @@ def plan(view: DeploymentView) -> ReplicaPlan:
             retire.append(Retirement(replica.id, reason))
             count -= 1
 
-    take(outdated, len(outdated), REPLACED)
+    moving = [r for r in outdated if r.moving]
+    stale = [r for r in outdated if not r.moving]
+    take(moving, len(moving), MOVED)
+    take(stale, len(stale), REPLACED)
     take(current, len(current) + view.starting - view.desired, SCALED_DOWN)
     missing = view.desired - len(current) - view.starting
     start = 0
