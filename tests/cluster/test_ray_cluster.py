@@ -343,6 +343,46 @@ def joined_record(state: Path, process: subprocess.Popen[str]) -> dict[str, Any]
     return record
 
 
+def _frozen_raylet(joined: dict[str, Any]) -> int:
+    return next(
+        pid
+        for pid in session_members(joined["ray_pid"])
+        if Path(f"/proc/{pid}/comm").read_text().strip() == "raylet"
+    )
+
+
+def test_a_node_cut_off_and_declared_dead_rejoins_by_itself(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    state = tmp_path / "node-state"
+    ip = next_ip()
+    process = join_in_foreground(ray_cluster, state, "--node-ip", ip, "--cpus", "1")
+    try:
+        first = joined_record(state, process)
+        os.kill(_frozen_raylet(first), signal.SIGSTOP)  # a network cut, as the head sees it
+        membership = ray_cluster.membership()
+
+        def back() -> bool:
+            alive = [
+                n
+                for n in membership.nodes()
+                if n.address == ip and n.state is NodeState.ALIVE and n.id != first["node_id"]
+            ]
+            return bool(alive)
+
+        wait_for(back, within=60, what="the node back under a new id")
+        process.send_signal(signal.SIGINT)  # and it still leaves when asked
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert "the head declared this node dead" in stderr
+    assert "rejoining" in stderr
+    assert session_members(first["ray_pid"]) == []
+
+
 def test_a_node_the_head_declares_dead_makes_join_exit(
     ray_cluster: RayCluster, tmp_path: Path
 ) -> None:
@@ -350,7 +390,9 @@ def test_a_node_the_head_declares_dead_makes_join_exit(
     # every process of the node still runs. The head gives up on it; nuvem node join
     # must then end the node and exit non-zero, for its supervisor to start it again.
     state = tmp_path / "node-state"
-    process = join_in_foreground(ray_cluster, state, "--node-ip", next_ip(), "--cpus", "1")
+    process = join_in_foreground(
+        ray_cluster, state, "--node-ip", next_ip(), "--cpus", "1", "--no-rejoin"
+    )
     try:
         joined = joined_record(state, process)
         raylet = next(

@@ -355,6 +355,9 @@ def node_join(
         float, typer.Option(min=0, help="seconds a leaving node waits for its work to move")
     ] = 30.0,
     detach: Annotated[bool, typer.Option(help="run in the background; return once joined")] = False,
+    rejoin: Annotated[
+        bool, typer.Option(help="join again by itself when the node is lost (network cut)")
+    ] = True,
     state_dir: StateDir = None,
 ) -> None:
     """Make this machine a node of the cluster at HOST:PORT; Ctrl-C drains it and leaves."""
@@ -370,6 +373,7 @@ def node_join(
         drain_timeout,
         detach,
         state_dir,
+        rejoin=rejoin,
     )
     if code:
         raise typer.Exit(code)

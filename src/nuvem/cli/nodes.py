@@ -44,6 +44,7 @@ def join(
     drain_timeout: float,
     detach: bool,
     state_dir: Path | None,
+    rejoin: bool = True,
 ) -> int:
 
     try:
@@ -80,7 +81,9 @@ def join(
     def say(line: str) -> None:
         err.print(line, highlight=False, soft_wrap=True)
 
-    return supervisor.run(options, settings.state_dir, say, drain_timeout=drain_timeout)
+    return supervisor.run(
+        options, settings.state_dir, say, drain_timeout=drain_timeout, rejoin=rejoin
+    )
 
 
 def leave(state_dir: Path | None) -> None:

@@ -2,8 +2,9 @@
 
 Ctrl-C (SIGINT) or SIGTERM starts the leave: the node is drained, then its Ray processes
 stop. A second Ctrl-C while draining kills them at once. If Ray's processes end by
-themselves (the head declared the node dead, or it crashed), the supervisor says so and
-exits non-zero, for whatever runs it (systemd, a node provider) to start it again.
+themselves (the head declared the node dead after a network cut, or it crashed), the
+supervisor says so, ends what is left of them and joins again, with back-off, until it
+is asked to stop (`--no-rejoin`: it exits non-zero instead, for its own supervisor).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
+from nuvem.backoff import backoff
 from nuvem.cluster import record
 from nuvem.cluster.drain import DrainHook, wait_until_idle
 from nuvem.cluster.membership import NodeState
@@ -32,6 +34,8 @@ RAY_LOG = Path("cluster") / "ray-node.log"
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _POLL = 0.1  # seconds, when waiting on another process
 _WATCH = 1.0  # seconds between looks at the node's state in the head
+REJOIN_BACKOFF = 1.0  # seconds before the first rejoin; doubles per failed one
+MAX_REJOIN_BACKOFF = 30.0
 
 
 def run(
@@ -40,13 +44,53 @@ def run(
     say: Callable[[str], None],
     hook: DrainHook = wait_until_idle,
     drain_timeout: float = DRAIN_TIMEOUT,
+    rejoin: bool = True,
 ) -> int:
-    """Join, then block until a signal or the node's end; return the exit code."""
+    """Join, then block until a signal; return the exit code. A node that is lost (the
+    head declared it dead, or its Ray processes ended) joins again by itself, with
+    back-off, unless `rejoin` is off: then the exit is non-zero at once."""
     _refuse_second_node(state_dir)
-    say(f"joining {options.address}")
+    signals = _Signals()
+    previous = {sig: signal.signal(sig, signals.on_signal) for sig in _SIGNALS}
+    attempt = 0
+    try:
+        while True:
+            try:
+                code = _serve(options, state_dir, say, signals, hook, drain_timeout, attempt)
+            except ClusterError as exc:
+                if not rejoin or attempt == 0:
+                    raise  # the first join fails loudly: a wrong address, token, or IP
+                say(f"could not join again: {exc}")
+                code = None
+            if code is not None:
+                return code
+            if not rejoin:
+                return 1
+            attempt += 1
+            wait = backoff(attempt, REJOIN_BACKOFF, MAX_REJOIN_BACKOFF)
+            say(f"joining again in {wait:.0f}s (attempt {attempt}); Ctrl-C to stop")
+            if signals.woken.wait(wait):
+                return 0  # asked to stop while no node ran: nothing to drain
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _serve(
+    options: JoinOptions,
+    state_dir: Path,
+    say: Callable[[str], None],
+    signals: _Signals,
+    hook: DrainHook,
+    drain_timeout: float,
+    attempt: int,
+) -> int | None:
+    """One life of the node: join, stay, leave when signalled (the exit code); None when
+    the node was lost instead."""
+    say(f"joining {options.address}" if attempt == 0 else f"rejoining {options.address}")
     node = RayNode.join(options, state_dir / RAY_LOG)
-    watch = _Watch(node)
-    previous = {sig: signal.signal(sig, watch.on_signal) for sig in _SIGNALS}
+    signals.node = node
+    watch = signals.watch = _Watch(node, signals)
     threading.Thread(target=watch.run, name="node-watch", daemon=True).start()
     try:
         record.write_node(
@@ -67,8 +111,11 @@ def run(
             f"({offer.cpu:g} CPU, {offer.gpu:g} GPU, {offer.memory / 2**30:.1f} GiB); "
             "Ctrl-C to leave"
         )
-        watch.woken.wait()  # a signal, or the node's end
-        if not watch.signalled.is_set():
+        if signals.signalled.is_set():
+            pass  # Ctrl-C came while joining: leave at once
+        else:
+            watch.woken.wait()  # a signal, or the node's end
+        if not signals.signalled.is_set():
             why = (
                 "the head declared this node dead"
                 if watch.lost.is_set()
@@ -76,11 +123,11 @@ def run(
             )
             say(f"the node is gone: {why}; its last lines:\n{node.session.log_tail()}")
             node.kill()
-            return 1
+            return None
         say(f"leaving: draining node {node.node.id[:12]} (up to {drain_timeout:g}s)")
         started = time.monotonic()
         drained = node.leave(hook, drain_timeout)
-        if watch.forced.is_set():
+        if signals.forced.is_set():
             say("stopped without draining")
             return 130
         if not drained:
@@ -89,30 +136,44 @@ def run(
         say(f"left {options.address} in {time.monotonic() - started:.1f}s")
         return 0
     finally:
+        signals.node = signals.watch = None
         record.clear(state_dir, record.NODE_RECORD)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         if node.session.members():
             node.kill()
 
 
-class _Watch:
-    """What wakes the supervisor: a signal, Ray's processes ending, or the head declaring
-    the node dead (a raylet the head gave up on may exit without `ray start` noticing)."""
+class _Signals:
+    """Ctrl-C and SIGTERM, across the node's lives: the first leaves, the second forces."""
 
-    def __init__(self, node: RayNode) -> None:
-        self.node = node
+    def __init__(self) -> None:
+        self.node: RayNode | None = None  # the node of the present life, if one runs
+        self.watch: _Watch | None = None  # and what its life waits on
         self.woken = threading.Event()
         self.signalled = threading.Event()  # asked to leave
         self.forced = threading.Event()  # asked twice: stop at once
-        self.lost = threading.Event()  # the head lists the node dead
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.signalled.is_set():
             self.forced.set()
-            self.node.kill()
+            if self.node is not None:
+                self.node.kill()
         self.signalled.set()
         self.woken.set()
+        if self.watch is not None:
+            self.watch.woken.set()
+
+
+class _Watch:
+    """What wakes one life of the node: a signal, Ray's processes ending, or the head
+    declaring the node dead (a raylet the head gave up on may exit without `ray start`
+    noticing)."""
+
+    def __init__(self, node: RayNode, signals: _Signals) -> None:
+        self.node = node
+        self.signalled = signals.signalled
+        self.woken = threading.Event()
+        self.lost = threading.Event()  # the head lists the node dead
+        self._signals = signals
 
     def run(self) -> None:
         """In a thread of its own, so a head that does not answer never delays Ctrl-C."""
