@@ -260,12 +260,13 @@ async def test_a_lost_node_fails_no_idempotent_call(
 ) -> None:
     # A second zone-b node beside 127.0.0.4: spread over the two, a replica lands on each,
     # and after the loss the survivor has room for the replacement.
-    node = await asyncio.to_thread(_join, ray_cluster, tmp_path, {"zone": "b"})
+    node = await asyncio.to_thread(_join, ray_cluster, tmp_path, {"zone": "b", "doomed": "yes"})
     try:
         await _lose_a_node_under_load(admin, code, node)
     finally:
         node.kill()
         await remove(admin, "steady")
+        await remove(admin, "fragile")
 
 
 async def _lose_a_node_under_load(admin: httpx.AsyncClient, code: Path, node: RayNode) -> None:
@@ -293,6 +294,20 @@ async def _lose_a_node_under_load(admin: httpx.AsyncClient, code: Path, node: Ra
             answer = await admin.post("/function/steady", content=b"0.05")
             codes.append(answer.status_code)
 
+    # A call that is not safe to retry, running on the node when it goes: a 502 naming it.
+    await deploy(
+        admin,
+        {
+            "name": "fragile",
+            "handler": "app:slow",
+            "root": str(code),
+            "resources": {"cpu": 0.1},
+            "placement": {"labels": {"doomed": "yes"}},
+            "scaling": {"min": 1, "max": 1},
+        },
+    )
+    await until_ready(admin, "fragile", 1, within=60)
+    in_flight = asyncio.create_task(admin.post("/function/fragile", content=b"20"))
     callers = [asyncio.create_task(caller()) for _ in range(6)]
     await wait_until(lambda: len(codes) > 30, within=30, what="load running")
     loop = asyncio.get_running_loop()
@@ -311,6 +326,9 @@ async def _lose_a_node_under_load(admin: httpx.AsyncClient, code: Path, node: Ra
     await asyncio.gather(*callers)
     assert replaced_at is not None, "the lost node's replicas were not replaced"
     print(f"node lost under load: {len(codes)} calls, replaced in {replaced_at - killed_at:.2f}s")
+    lost_call = await in_flight
+    assert lost_call.status_code == 502, lost_call.text
+    assert f"was lost with its node {doomed}" in lost_call.json()["error"]
     failed = [c for c in codes if c != 200]
     assert failed == [], f"{len(failed)} of {len(codes)} calls failed: {sorted(set(failed))}"
     events = (await admin.get("/system/events", params={"function": "steady"})).json()
