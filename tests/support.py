@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import socket
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar, overload
 
 import httpx
 import uvicorn
@@ -20,6 +23,7 @@ from nuvem.stack.loader import load_stack_text
 from nuvem.stack.stack import Stack
 
 ADMIN_PASSWORD = "test-admin-password"
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -29,15 +33,39 @@ def free_port() -> int:
         return port
 
 
+@overload
 async def wait_until(
-    condition: Callable[[], bool], within: float = 10.0, what: str = "condition"
-) -> None:
-    """Poll `condition` until it holds; fail the test after `within` seconds."""
+    condition: Callable[[], Awaitable[T]],
+    within: float = 10.0,
+    what: str | Callable[[], str] = "condition",
+) -> T: ...
+
+
+@overload
+async def wait_until(
+    condition: Callable[[], T], within: float = 10.0, what: str | Callable[[], str] = "condition"
+) -> T: ...
+
+
+async def wait_until(
+    condition: Callable[[], object],
+    within: float = 10.0,
+    what: str | Callable[[], str] = "condition",
+) -> object:
+    """Poll `condition` (a function or a coroutine function) until it returns something
+    truthy, and return that; fail the test after `within` seconds. `what` (or what it
+    returns, asked only then) says in the failure what was awaited."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    while not condition():
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
         if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
+            said = what if isinstance(what, str) else what()
+            raise AssertionError(f"timed out after {within}s waiting for {said}")
         await asyncio.sleep(0.02)
 
 
@@ -75,8 +103,10 @@ async def deploy_stack(
     deployments = [platform.controller.deploy(spec) for spec in stack.functions.values()]
     for deployment in deployments:
         await wait_until(
-            lambda d=deployment: len(d.ready()) >= d.desired or d.last_error is not None,
-            within=within,
-            what=f"{deployment.name} ready",
+            functools.partial(_settled, deployment), within=within, what=f"{deployment.name} ready"
         )
     return deployments
+
+
+def _settled(deployment: Deployment) -> bool:
+    return len(deployment.ready()) >= deployment.desired or deployment.last_error is not None

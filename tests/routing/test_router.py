@@ -84,14 +84,12 @@ async def test_waiter_times_out_at_its_deadline() -> None:
     replica = FakeReplica("a")
     router.add(replica)
     await router.acquire(1e12)
-    loop = asyncio.get_running_loop()
     with pytest.raises(DeadlineExceeded):
         await router.acquire(deadline=router._clock() + 0.05)
     # the expired waiter does not take the next free slot
     router.release(replica)
     assert replica.inflight == 0
     assert router.queued == 0
-    del loop
 
 
 async def test_new_replica_serves_waiting_calls() -> None:
@@ -129,10 +127,14 @@ def test_never_exceeds_max_inflight(loads: list[int], max_inflight: int, calls: 
         free = sum(max_inflight - r.inflight for r in replicas)
         granted = 0
         for _ in range(min(calls, free)):
-            await router.acquire(1e9)
+            before = {replica.id: replica.inflight for replica in replicas}
+            chosen = await router.acquire(1e9)
             granted += 1
             assert all(r.inflight <= max_inflight for r in replicas)
             # least outstanding: no ready replica with a free slot has fewer than the chosen
+            open_slots = [n for n in before.values() if n < max_inflight]
+            assert before[chosen.id] == min(open_slots), (before, chosen.id)
+            assert chosen.inflight == before[chosen.id] + 1
         assert granted == min(calls, free)
         assert (
             sum(r.inflight for r in replicas) == sum(min(n, max_inflight) for n in loads) + granted
