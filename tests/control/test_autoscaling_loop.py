@@ -7,19 +7,13 @@ from typing import Any
 
 import pytest
 
-from control.test_controller import (  # type: ignore[import-not-found]
-    Clock,
-    PlatformEnvironments,
-    echo_runtime,
-    settle,
-    spec,
-)
 from nuvem.control.controller import Controller
 from nuvem.control.deployment import Deployment
 from nuvem.metrics.registry import Metrics
 from nuvem.routing.router import Routable
 from nuvem.runtime.logbook import LogBook
 from nuvem.stores.memory import MemoryRecordStore
+from support import FakeClock, PlatformEnvironments, echo_runtime, settle, spec
 
 pytestmark = pytest.mark.anyio
 
@@ -35,8 +29,8 @@ SCALING = {
 
 
 @pytest.fixture
-def parts() -> tuple[Controller, Clock, MemoryRecordStore, Metrics]:
-    clock = Clock()
+def parts() -> tuple[Controller, FakeClock, MemoryRecordStore, Metrics]:
+    clock = FakeClock()
     records = MemoryRecordStore()
     metrics = Metrics()
     controller = Controller(
@@ -45,7 +39,7 @@ def parts() -> tuple[Controller, Clock, MemoryRecordStore, Metrics]:
     return controller, clock, records, metrics
 
 
-async def step(controller: Controller, clock: Clock, seconds: float = 1.0) -> None:
+async def step(controller: Controller, clock: FakeClock, seconds: float = 1.0) -> None:
     clock.now += seconds
     await controller.tick()
     await settle(controller)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,47 +11,17 @@ from nuvem.control.deployment import start_backoff
 from nuvem.errors import BadRequest
 from nuvem.metrics.registry import Metrics
 from nuvem.runtime import fake
-from nuvem.runtime.environment import Environment
 from nuvem.runtime.logbook import LogBook
-from nuvem.stack.function import FunctionSpec
 from nuvem.stores.memory import MemoryRecordStore
+from support import FakeClock, PlatformEnvironments, echo_runtime, settle, spec
 
 pytestmark = pytest.mark.anyio
 
 
-def echo_runtime() -> fake.FakeRuntime:
-    """In-process replicas that echo the body (the specs here name no real handler)."""
-    return fake.FakeRuntime(handler=lambda request: request.body)
-
-
-class PlatformEnvironments:
-    async def ensure(self, spec: FunctionSpec) -> Environment:
-        return Environment(key=None, python=Path("/usr/bin/python3"), path=None)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def spec(**overrides: Any) -> FunctionSpec:
-    return FunctionSpec.model_validate({"name": "f", "handler": "m:f", "root": "/", **overrides})
-
-
-async def settle(controller: Controller) -> None:
-    """Let spawned start/stop tasks run to completion, and the exit watchers they woke."""
-    await controller.settle()
-    for _ in range(3):
-        await asyncio.sleep(0)
-
-
 @pytest.fixture
-def parts() -> tuple[Controller, fake.FakeRuntime, Clock, MemoryRecordStore]:
+def parts() -> tuple[Controller, fake.FakeRuntime, FakeClock, MemoryRecordStore]:
     runtime = echo_runtime()
-    clock = Clock()
+    clock = FakeClock()
     records = MemoryRecordStore()
     controller = Controller(
         records, runtime, PlatformEnvironments(), LogBook(), Metrics(), clock=clock

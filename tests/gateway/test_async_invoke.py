@@ -8,9 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from callback_receiver import callback_receiver
-from conftest import Running
-from support import wait_until
+from support import Running, callback_receiver, wait_until
 
 pytestmark = pytest.mark.anyio
 

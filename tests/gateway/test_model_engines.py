@@ -4,10 +4,9 @@ files of our own, and DenseNet-161; all through the real gateway and tritonclien
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,10 +16,17 @@ import pytest
 import torch
 import tritonclient.http as triton
 
-from model_support import ModelGateway, jpeg, model_gateway, reference_model, weights_file
 from nuvem.models.labels import imagenet_labels
 from nuvem.models.preprocess import postprocess, preprocess
-from support import ADMIN_PASSWORD
+from support import (
+    ADMIN_PASSWORD,
+    Running,
+    jpeg,
+    reference_model,
+    serving,
+    triton_call,
+    weights_file,
+)
 
 pytestmark = pytest.mark.anyio
 T = TypeVar("T")
@@ -37,11 +43,6 @@ class Affine(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y = self.linear(x)
         return y, y.sum(dim=1)
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +71,8 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-async def served(folder: Path) -> AsyncIterator[ModelGateway]:
-    async with model_gateway(folder) as gateway:
+async def served(folder: Path) -> AsyncIterator[Running]:
+    async with serving(folder, folder / "state", client_timeout=60.0) as gateway:
         await gateway.deploy(
             f"""
             functions:
@@ -96,24 +97,11 @@ async def served(folder: Path) -> AsyncIterator[ModelGateway]:
                     - {{name: total, datatype: FP32, shape: [-1]}}
               densenet:
                 model: {{arch: densenet161, weights: {weights_file("densenet161")}}}
-            """
+            """,
+            within=120,
+            started=True,
         )
         yield gateway
-
-
-async def triton_call(
-    gateway: ModelGateway, call: Callable[[triton.InferenceServerClient], T]
-) -> T:
-    url = gateway.url.removeprefix("http://")
-
-    def run() -> T:
-        client = triton.InferenceServerClient(url, network_timeout=120)
-        try:
-            return call(client)
-        finally:
-            client.close()
-
-    return await asyncio.to_thread(run)
 
 
 def admin_headers() -> dict[str, str]:
@@ -127,28 +115,26 @@ def onnx_exports(folder: Path) -> list[Path]:
     return list(folder.glob("resnet18-*.onnx"))
 
 
-async def test_resnet_on_onnxruntime_matches_eager_pytorch(
-    served: ModelGateway, folder: Path
-) -> None:
+async def test_resnet_on_onnxruntime_matches_eager_pytorch(served: Running, folder: Path) -> None:
     exports = onnx_exports(folder)
     assert len(exports) == 1  # exported once, next to the weights, named by their digest
     pixels = np.stack([preprocess(jpeg(seed=s)).numpy() for s in (1, 2)])
     tensor = triton.InferInput("input", list(pixels.shape), "FP32")
     tensor.set_data_from_numpy(pixels)
     result = await triton_call(
-        served, lambda c: c.infer("resnet-onnx", [tensor], headers=admin_headers())
+        served.url, lambda c: c.infer("resnet-onnx", [tensor], headers=admin_headers())
     )
     with torch.inference_mode():
         expected = reference_model()(torch.from_numpy(pixels)).numpy()
     np.testing.assert_allclose(result.as_numpy("output"), expected, atol=2e-3)
     metadata = await triton_call(
-        served, lambda c: c.get_model_metadata("resnet-onnx", headers=admin_headers())
+        served.url, lambda c: c.get_model_metadata("resnet-onnx", headers=admin_headers())
     )
     assert metadata["platform"] == "onnxruntime_onnx"
     assert metadata["inputs"][0]["name"] == "input"
 
 
-async def test_own_onnx_and_torchscript_models_describe_and_run(served: ModelGateway) -> None:
+async def test_own_onnx_and_torchscript_models_describe_and_run(served: Running) -> None:
     x = np.array([[1, 2, 3, 4], [0, -1, 0.5, 2]], dtype=np.float32)
     with torch.inference_mode():
         y, total = (t.numpy() for t in Affine().eval()(torch.from_numpy(x)))
@@ -158,7 +144,7 @@ async def test_own_onnx_and_torchscript_models_describe_and_run(served: ModelGat
         ("affine-export", "pytorch_export"),
     ):
         metadata = await triton_call(
-            served, lambda c, n=name: c.get_model_metadata(n, headers=admin_headers())
+            served.url, lambda c, n=name: c.get_model_metadata(n, headers=admin_headers())
         )
         assert metadata["platform"] == platform
         assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
@@ -166,7 +152,7 @@ async def test_own_onnx_and_torchscript_models_describe_and_run(served: ModelGat
         tensor = triton.InferInput("x", [2, 4], "FP32")
         tensor.set_data_from_numpy(x, binary_data=False)
         result = await triton_call(
-            served,
+            served.url,
             lambda c, n=name, t=tensor: c.infer(
                 n,
                 [t],
@@ -183,14 +169,14 @@ async def test_own_onnx_and_torchscript_models_describe_and_run(served: ModelGat
     assert "takes tensors, not images" in image.json()["error"]
 
 
-async def test_densenet_answers_alike_on_both_protocols(served: ModelGateway) -> None:
+async def test_densenet_answers_alike_on_both_protocols(served: Running) -> None:
     image = jpeg(seed=9)
     async with httpx.AsyncClient(base_url=served.url, headers=admin_headers(), timeout=60) as c:
         answer = (await c.post("/predictions/densenet", content=image)).json()
     tensor = triton.InferInput("image", [1], "BYTES")
     tensor.set_data_from_numpy(np.array([image], dtype=np.object_))
     result = await triton_call(
-        served,
+        served.url,
         lambda c: c.infer(
             "densenet",
             [tensor],

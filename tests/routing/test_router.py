@@ -14,6 +14,7 @@ from nuvem.routing.router import Router
 from nuvem.runtime.protocol import CallMeta
 from nuvem.runtime.replica import CallResult
 from nuvem.runtime.replica_state import ReplicaState
+from support import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -32,16 +33,8 @@ class FakeReplica:
         return future
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_picks_ready_replica_with_fewest_inflight() -> None:
-    router = Router("f", max_inflight=4, max_queue=10, clock=Clock())
+    router = Router("f", max_inflight=4, max_queue=10, clock=FakeClock(100.0))
     a, b, c = FakeReplica("a", inflight=2), FakeReplica("b", inflight=1), FakeReplica("c")
     c.state = ReplicaState.DRAINING
     for replica in (a, b, c):
@@ -52,7 +45,7 @@ async def test_picks_ready_replica_with_fewest_inflight() -> None:
 
 
 async def test_full_queue_refuses_at_once_with_retry_hint() -> None:
-    router = Router("f", max_inflight=1, max_queue=1, clock=Clock())
+    router = Router("f", max_inflight=1, max_queue=1, clock=FakeClock(100.0))
     router.add(FakeReplica("a"))
     await router.acquire(1e9)
     waiting = asyncio.create_task(router.acquire(1e9))
@@ -65,7 +58,7 @@ async def test_full_queue_refuses_at_once_with_retry_hint() -> None:
 
 
 async def test_release_hands_slot_to_the_oldest_waiter() -> None:
-    router = Router("f", max_inflight=1, max_queue=5, clock=Clock())
+    router = Router("f", max_inflight=1, max_queue=5, clock=FakeClock(100.0))
     replica = FakeReplica("a")
     router.add(replica)
     await router.acquire(1e9)
@@ -93,7 +86,7 @@ async def test_waiter_times_out_at_its_deadline() -> None:
 
 
 async def test_new_replica_serves_waiting_calls() -> None:
-    router = Router("f", max_inflight=1, max_queue=5, clock=Clock())
+    router = Router("f", max_inflight=1, max_queue=5, clock=FakeClock(100.0))
     waiting = asyncio.create_task(router.acquire(1e9))
     await asyncio.sleep(0)
     assert router.queued == 1
@@ -103,7 +96,7 @@ async def test_new_replica_serves_waiting_calls() -> None:
 
 
 async def test_fail_waiters_answers_everyone() -> None:
-    router = Router("f", max_inflight=1, max_queue=5, clock=Clock())
+    router = Router("f", max_inflight=1, max_queue=5, clock=FakeClock(100.0))
     waiting = [asyncio.create_task(router.acquire(1e9)) for _ in range(3)]
     await asyncio.sleep(0)
     router.fail_waiters(DeadlineExceeded("gone"))
@@ -120,7 +113,7 @@ async def test_fail_waiters_answers_everyone() -> None:
 )
 def test_never_exceeds_max_inflight(loads: list[int], max_inflight: int, calls: int) -> None:
     async def scenario() -> None:
-        router = Router("f", max_inflight=max_inflight, max_queue=1000, clock=Clock())
+        router = Router("f", max_inflight=max_inflight, max_queue=1000, clock=FakeClock(100.0))
         replicas = [FakeReplica(str(i), inflight=min(n, max_inflight)) for i, n in enumerate(loads)]
         for replica in replicas:
             router.add(replica)
