@@ -15,10 +15,10 @@ from nuvem.runtime.framed_replica import connect_replica
 from nuvem.runtime.protocol import CallMeta, HelloMeta, Kind, ResultMeta
 from nuvem.runtime.replica import SetupFailed
 from nuvem.runtime.replica_state import ReplicaState
-from nuvem.stack.function import FunctionSpec
+from support import spec
 
 pytestmark = pytest.mark.anyio
-SPEC = FunctionSpec.model_validate({"name": "f", "handler": "m:f", "root": "/"})
+SPEC = spec()
 
 
 class RemoteWorker(protocol.FrameProtocol):
