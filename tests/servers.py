@@ -18,6 +18,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -27,7 +28,7 @@ PG_BIN = Path(os.environ.get("NUVEM_PG_BIN", "/usr/lib/postgresql/15/bin"))
 START_SECONDS = 30.0
 
 
-def missing(what: str, fix: str) -> None:
+def missing(what: str, fix: str) -> NoReturn:
     message = f"{what} is not installed ({fix})"
     if os.environ.get("CI"):
         pytest.fail(message + "; CI must run the server tests", pytrace=False)

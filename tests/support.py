@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import httpx
 import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nuvem.config import Settings
 from nuvem.control.controller import Controller
@@ -203,7 +204,7 @@ def app_folder(root: Path, functions: str, stack: str) -> Iterator[Path]:
 
 @contextlib.asynccontextmanager
 async def serve_asgi(
-    app: Any, lifespan: Literal["on", "off"] = "off", shutdown_within: float = 60.0
+    app: ASGIApp, lifespan: Literal["on", "off"] = "off", shutdown_within: float = 60.0
 ) -> AsyncIterator[str]:
     """Serve the ASGI 3 `app` with uvicorn on a free loopback port of this event loop; yields
     its URL."""
@@ -311,9 +312,9 @@ class Receiver:
 
     async def app(
         self,
-        scope: dict[str, Any],
-        receive: Callable[[], Awaitable[dict[str, Any]]],
-        send: Callable[[dict[str, Any]], Awaitable[None]],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         if scope["type"] != "http":
             return

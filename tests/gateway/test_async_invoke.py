@@ -24,7 +24,8 @@ async def wait_state(
         seen = (await gateway.admin.get(f"/system/jobs/{job_id}")).json()
         return seen if seen[field] in states else None
 
-    found = await wait_until(
+    # Annotated: a result with Any in its type makes wait_until's overloads answer Any.
+    found: dict[str, Any] | None = await wait_until(
         reached,
         within,
         what=lambda: f"job {job_id} {field} {states}; it stayed {seen.get(field)!r}",
@@ -85,7 +86,7 @@ async def test_callback_receives_the_result_with_openfaas_headers(gateway: Runni
 
 async def test_callback_is_retried_until_delivered(gateway: Running) -> None:
     await gateway.deploy("functions: {echo: {handler: 'handlers:echo'}}")
-    gateway.platform.jobs.runner.options = type(gateway.platform.jobs.runner.options)(  # type: ignore[union-attr]
+    gateway.platform.jobs.runner.options = type(gateway.platform.jobs.runner.options)(
         callback_backoff=0.05, callback_max_backoff=0.1
     )
     async with callback_receiver() as receiver:

@@ -8,7 +8,7 @@ import shutil
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 import httpx
 import numpy as np
@@ -29,7 +29,6 @@ from support import (
 )
 
 pytestmark = pytest.mark.anyio
-T = TypeVar("T")
 
 
 class Affine(torch.nn.Module):
@@ -54,7 +53,9 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with warnings.catch_warnings():
         # TorchScript and its ONNX exporter are deprecated, and still what many have.
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(torch.jit.trace(model, example), str(root / "affine.pt"))
+        # torch.jit.trace has no annotations.
+        traced = torch.jit.trace(model, example)  # type: ignore[no-untyped-call]
+        torch.jit.save(traced, str(root / "affine.pt"))
         batch = torch.export.Dim("batch")
         exported = torch.export.export(model, (example,), dynamic_shapes={"x": {0: batch}})
         torch.export.save(exported, str(root / "affine.pt2"))
@@ -143,23 +144,25 @@ async def test_own_onnx_and_torchscript_models_describe_and_run(served: Running)
         ("affine-script", "pytorch_libtorch"),
         ("affine-export", "pytorch_export"),
     ):
-        metadata = await triton_call(
-            served.url, lambda c, n=name: c.get_model_metadata(n, headers=admin_headers())
-        )
+
+        def metadata_of(c: triton.InferenceServerClient, n: str = name) -> dict[str, Any]:
+            found: dict[str, Any] = c.get_model_metadata(n, headers=admin_headers())
+            return found
+
+        metadata = await triton_call(served.url, metadata_of)
         assert metadata["platform"] == platform
         assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
         assert [o["name"] for o in metadata["outputs"]] == ["y", "total"]
         tensor = triton.InferInput("x", [2, 4], "FP32")
         tensor.set_data_from_numpy(x, binary_data=False)
-        result = await triton_call(
-            served.url,
-            lambda c, n=name, t=tensor: c.infer(
-                n,
-                [t],
-                outputs=[triton.InferRequestedOutput("total", binary_data=False)],
-                headers=admin_headers(),
-            ),
-        )
+
+        def total_of(
+            c: triton.InferenceServerClient, n: str = name, t: triton.InferInput = tensor
+        ) -> triton.InferResult:
+            wanted = [triton.InferRequestedOutput("total", binary_data=False)]
+            return c.infer(n, [t], outputs=wanted, headers=admin_headers())
+
+        result = await triton_call(served.url, total_of)
         np.testing.assert_allclose(result.as_numpy("total"), total, atol=1e-5)
         assert result.as_numpy("y") is None  # only what was asked for
     del y

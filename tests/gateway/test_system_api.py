@@ -128,7 +128,7 @@ async def test_logs_ndjson_tail_and_follow(gateway: Running) -> None:
 
     async def follow() -> list[dict[str, object]]:
         seen = []
-        params = {"name": "fail", "tail": 0, "follow": "true"}
+        params: dict[str, str | int] = {"name": "fail", "tail": 0, "follow": "true"}
         async with gateway.admin.stream("GET", "/system/logs", params=params) as stream:
             async for line in stream.aiter_lines():
                 seen.append(json.loads(line))
@@ -143,7 +143,7 @@ async def test_logs_ndjson_tail_and_follow(gateway: Running) -> None:
     )
     await gateway.invoke("fail")
     seen = await asyncio.wait_for(follower, 10)
-    assert seen[-1]["text"].startswith("ValueError")
+    assert str(seen[-1]["text"]).startswith("ValueError")
     assert (await gateway.admin.get("/system/logs", params={"name": "ghost"})).status_code == 404
 
 

@@ -57,9 +57,14 @@ def sql_only(backend: str) -> None:
         pytest.skip("Redis hands out expired leases by real idle time; see test_redis_jobs.py")
 
 
-def new(job_id: str, function: str = "f", **kwargs: object) -> NewJob:
+def new(
+    job_id: str,
+    function: str = "f",
+    callback_url: str | None = None,
+    idempotency_key: str | None = None,
+) -> NewJob:
     request = JobRequest("POST", "/", "a=1", (("x-h", "v"),), b"body-" + job_id.encode())
-    return NewJob(id=job_id, function=function, request=request, max_attempts=3, **kwargs)  # type: ignore[arg-type]
+    return NewJob(job_id, function, request, 3, callback_url, idempotency_key)
 
 
 RESULT = JobResult(200, (("content-type", "text/plain"),), b"done", 0.5)
