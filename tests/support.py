@@ -413,6 +413,7 @@ class Nuvem:
         self.pids: set[int] = set()
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
+        self._poller: httpx.Client | None = None
 
     @property
     def pid_file(self) -> Path:
@@ -500,9 +501,17 @@ class Nuvem:
         self.process.kill()
         self.process.wait()
 
+    def _get(self, path: str, admin: bool = False, timeout: float = 30.0) -> httpx.Response:
+        """A GET on one client kept for polling: a client made per poll costs a TLS context
+        each time, CPU the gateway starting next to it would miss."""
+        if self._poller is None:
+            self._poller = httpx.Client(base_url=self.url)
+        auth = ("admin", self.admin_password()) if admin else None
+        return self._poller.get(path, auth=auth, timeout=timeout)
+
     def healthy(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/healthz", timeout=2.0).status_code == 200
+            return self._get("/healthz", timeout=2.0).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -517,8 +526,7 @@ class Nuvem:
 
     def function(self, name: str) -> dict[str, Any]:
         """`/system/function/NAME`, which must answer 200."""
-        with self.admin() as admin:
-            response = admin.get(f"/system/function/{name}")
+        response = self._get(f"/system/function/{name}", admin=True)
         assert response.status_code == 200, response.text
         found: dict[str, Any] = response.json()
         return found
@@ -529,8 +537,7 @@ class Nuvem:
         if self.processes and self.process.poll() is not None:
             raise AssertionError(f"nuvem up exited:\n{self.log()[-3000:]}")
         try:
-            with self.admin() as admin:
-                response = admin.get(f"/system/function/{function}", timeout=5.0)
+            response = self._get(f"/system/function/{function}", admin=True, timeout=5.0)
             available: int = response.json().get("availableReplicas", 0)
         except (httpx.HTTPError, ValueError):
             return False
@@ -564,6 +571,8 @@ class Nuvem:
         for pid in self.pids:
             if alive(pid):
                 end_pid(pid, signal.SIGTERM, within=15)
+        if self._poller is not None:
+            self._poller.close()
 
 
 # -- for the control loop, and a clock moved by hand ----------------------------------------
