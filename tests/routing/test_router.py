@@ -53,6 +53,7 @@ async def test_full_queue_refuses_at_once_with_retry_hint() -> None:
     assert router.queued == 1
     with pytest.raises(Overloaded) as refused:
         await router.acquire(1e9)
+    assert refused.value.retry_after is not None
     assert refused.value.retry_after >= 1
     waiting.cancel()
 
