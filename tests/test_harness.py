@@ -1,14 +1,27 @@
 """Tests share one harness: a module under tests/ imports `support`, the pytest plugins that
-pyproject.toml registers with -p (`servers`) and handler files, never another test module
-(that is how helpers got written three times)."""
+pyproject.toml registers with -p (`servers`, `ray_cluster`) and handler files, never another
+test module (that is how helpers got written three times)."""
 
 from __future__ import annotations
 
 import ast
+import itertools
+import shlex
+import tomllib
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
-SHARED = {"support", "servers", "handlers", "batch_handlers", "broken_import"}
+
+
+def _plugins(pyproject: Path = TESTS.parent / "pyproject.toml") -> set[str]:
+    """The modules pytest loads with `-p NAME` (its addopts in pyproject.toml)."""
+    words = shlex.split(
+        tomllib.loads(pyproject.read_text())["tool"]["pytest"]["ini_options"]["addopts"]
+    )
+    return {name for flag, name in itertools.pairwise(words) if flag == "-p"}
+
+
+SHARED = {"support", "handlers", "batch_handlers", "broken_import", *_plugins()}
 
 
 def _local_modules(tests: Path) -> set[str]:
