@@ -18,7 +18,7 @@ install: $(VENV)/.installed  ## create .venv with nuvem and everything its tests
 run: install  ## start nuvem with the example stack on http://127.0.0.1:8080
 	$(BIN)/nuvem up -f examples/nuvem.yaml
 
-lint: install  ## ruff and mypy (strict)
+lint: install  ## ruff, and mypy (strict) over src and tests
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy

@@ -15,39 +15,39 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
-from support import free_port
+from support import block_until, end_pid, free_port, stop_process
 
 PG_BIN = Path(os.environ.get("NUVEM_PG_BIN", "/usr/lib/postgresql/15/bin"))
 START_SECONDS = 30.0
 
 
-def missing(what: str, fix: str) -> None:
+def missing(what: str, fix: str) -> NoReturn:
     message = f"{what} is not installed ({fix})"
     if os.environ.get("CI"):
         pytest.fail(message + "; CI must run the server tests", pytrace=False)
     pytest.skip(message)
 
 
-def _wait_for(check: object, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + START_SECONDS
-    while True:
+def _wait_for(check: Callable[[], object], process: subprocess.Popen[bytes], what: str) -> None:
+    """Until `check()` passes (it raises while the server does not accept connections)."""
+
+    def accepting() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited with {process.returncode}; see its log above")
         try:
-            if check():  # type: ignore[operator]
-                return
+            check()
         except Exception:  # not accepting connections yet
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start within {START_SECONDS}s")
-        time.sleep(0.05)  # a server process starting: nothing to await on here
+            return False
+        return True
+
+    block_until(accepting, START_SECONDS, f"{what} to start")
 
 
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -61,33 +61,11 @@ def _stop_postgres(data: Path) -> None:
         pid = int((data / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGINT)  # fast shutdown
-    deadline = time.monotonic() + 15
-    while _running(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)  # a process outside this test's event loop: poll its end
-    if _running(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    end_pid(pid, signal.SIGINT)  # fast shutdown
 
 
 def _stop(process: subprocess.Popen[bytes], signal_number: int, log: Path) -> None:
-    if process.poll() is None:
-        process.send_signal(signal_number)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if process.returncode not in (0, -signal_number):
+    if stop_process(process, signal_number) not in (0, -signal_number):
         print(log.read_text(errors="replace")[-3000:])
 
 
@@ -185,9 +163,7 @@ def postgres_server() -> Iterator[str]:
     )
     url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     try:
-        _wait_for(
-            lambda: psycopg.connect(url, connect_timeout=2).close() is None, process, "postgres"
-        )
+        _wait_for(lambda: psycopg.connect(url, connect_timeout=2).close(), process, "postgres")
         yield url
     finally:
         _stop_postgres(data)

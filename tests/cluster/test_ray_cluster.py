@@ -15,23 +15,22 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from nuvem.cluster.head import running_head
-from nuvem.cluster.membership import Node, NodeState
+from nuvem.cluster.membership import Membership, Node, NodeState
 from nuvem.cluster.node import RayNode
 from nuvem.cluster.options import ExistingHead, JoinOptions, Offer
 from nuvem.cluster.process_session import process_alive, session_members
 from nuvem.cluster.record import read_head
 from nuvem.errors import ClusterError
 from ray_cluster import NODE_IPS, SMALL_STORE, RayCluster, next_ip, worker_range
+from support import block_until
 
 pytestmark = pytest.mark.slow
-T = TypeVar("T")
 
 # A driver that places one actor on the node it is given and keeps it until stdin closes.
 REPLICA_ON_NODE = """
@@ -61,19 +60,7 @@ sys.stdin.read()
 """
 
 
-def wait_for(condition: Callable[[], T | None], within: float, what: str) -> T:
-    """Poll `condition` (another process's doing) until it returns a value."""
-    deadline = time.monotonic() + within
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        time.sleep(0.05)
-
-
-def nuvem(*args: str, timeout: float = 60, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def nuvem(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "nuvem.cli.main", *args],
         capture_output=True,
@@ -81,8 +68,13 @@ def nuvem(*args: str, timeout: float = 60, **kwargs: object) -> subprocess.Compl
         timeout=timeout,
         env={**os.environ, "COLUMNS": "1000"},  # one line per error, for the assertions
         check=False,
-        **kwargs,  # type: ignore[call-overload]
     )
+
+
+def node_in(membership: Membership, address: str, port: int, state: NodeState) -> Node | None:
+    """The node at `address:port` once it is in `state`."""
+    found = membership.node_at(address, port)
+    return found if found is not None and found.state is state else None
 
 
 def by_address(nodes: list[Node]) -> dict[str, Node]:
@@ -260,7 +252,8 @@ def test_an_address_that_is_not_a_ray_head_is_named(ray_cluster: RayCluster) -> 
     finally:
         http.kill()
         http.wait()
-        http.stdout.close()
+        if http.stdout is not None:
+            http.stdout.close()
 
 
 def test_an_existing_head_is_used_and_checked(ray_cluster: RayCluster, tmp_path: Path) -> None:
@@ -291,15 +284,12 @@ def test_a_killed_node_is_seen_dead_within_seconds(ray_cluster: RayCluster, tmp_
     membership = ray_cluster.membership()
     killed = time.monotonic()
     node.kill()  # every process of the node at once, as when its machine dies
-    dead = wait_for(
-        lambda: (
-            (n := membership.node_at(node.node.address, node.node.port))
-            and n.state is NodeState.DEAD
-            and n
-        ),
+    dead = block_until(
+        lambda: node_in(membership, node.node.address, node.node.port, NodeState.DEAD),
         within=15,
         what="the killed node declared dead",
     )
+    assert dead is not None
     took = time.monotonic() - killed
     print(f"SIGKILLed node seen dead after {took:.2f}s")
     assert took < 5  # ~1.5-2.5 s with nuvem's health checks; Ray's defaults take ~15 s
@@ -337,7 +327,9 @@ def join_in_foreground(ray_cluster: RayCluster, state: Path, *args: str) -> subp
 
 def joined_record(state: Path, process: subprocess.Popen[str]) -> dict[str, Any]:
     path = state / "cluster" / "node.json"
-    wait_for(lambda: path.exists() or process.poll() is not None, within=90, what="the node joined")
+    block_until(
+        lambda: path.exists() or process.poll() is not None, within=90, what="the node joined"
+    )
     assert path.exists(), process.communicate()[1]
     record: dict[str, Any] = json.loads(path.read_text())
     return record
@@ -370,7 +362,7 @@ def test_a_node_cut_off_and_declared_dead_rejoins_by_itself(
             ]
             return bool(alive)
 
-        wait_for(back, within=60, what="the node back under a new id")
+        block_until(back, within=60, what="the node back under a new id")
         process.send_signal(signal.SIGINT)  # and it still leaves when asked
         _, stderr = process.communicate(timeout=60)
     finally:
@@ -403,11 +395,8 @@ def test_a_node_the_head_declares_dead_makes_join_exit(
         os.kill(raylet, signal.SIGSTOP)
         stopped = time.monotonic()
         membership = ray_cluster.membership()
-        wait_for(
-            lambda: (
-                (n := membership.node_at(joined["address"], joined["port"]))
-                and n.state is NodeState.DEAD
-            ),
+        block_until(
+            lambda: node_in(membership, joined["address"], joined["port"], NodeState.DEAD),
             within=15,
             what="the frozen node declared dead",
         )
@@ -477,15 +466,12 @@ def test_ctrl_c_on_a_foreground_join_drains_and_leaves(
             assert work.stdout.readline().strip() == node.id, work.stderr
             interrupted = time.monotonic()
             process.send_signal(signal.SIGINT)
-            draining = wait_for(
-                lambda: (
-                    (n := membership.node_at(ip, joined["port"]))
-                    and n.state is NodeState.DRAINING
-                    and n
-                ),
+            draining = block_until(
+                lambda: node_in(membership, ip, joined["port"], NodeState.DRAINING),
                 within=30,
                 what="the node draining",
             )
+            assert draining is not None
             assert draining.id == node.id
             assert process.poll() is None  # it waits for the work to move
         finally:

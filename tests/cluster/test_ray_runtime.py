@@ -19,11 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway_process import ADMIN_PASSWORD, GatewayProcess
 from nuvem.cluster.node import RayNode
 from nuvem.cluster.options import JoinOptions, Offer
 from ray_cluster import RayCluster, next_ip, worker_range
-from support import wait_until
+from support import ADMIN_PASSWORD, Nuvem, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -62,7 +61,7 @@ def code(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def gateway(
     ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory, code: Path
-) -> Iterator[GatewayProcess]:
+) -> Iterator[Nuvem]:
     root = tmp_path_factory.mktemp("ray-gateway")
     stack = root / "nuvem.yaml"
     stack.write_text(
@@ -75,8 +74,8 @@ def gateway(
             """
         )
     )
-    process = GatewayProcess(root, stack, {"NUVEM_TICK_INTERVAL": "0.2"})
-    process.start()
+    process = Nuvem(root, {"NUVEM_TICK_INTERVAL": "0.2"})
+    process.start("-f", str(stack), "--log-level", "warning")
     try:
         yield process
     finally:
@@ -84,7 +83,7 @@ def gateway(
 
 
 @pytest.fixture
-async def admin(gateway: GatewayProcess) -> AsyncIterator[httpx.AsyncClient]:
+async def admin(gateway: Nuvem) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(
         base_url=gateway.url, auth=("admin", ADMIN_PASSWORD), timeout=60
     ) as client:
@@ -92,18 +91,16 @@ async def admin(gateway: GatewayProcess) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def wait_until_healthy(client: httpx.AsyncClient, gateway: GatewayProcess) -> None:
-    for _ in range(600):
-        assert gateway.process is not None
+async def wait_until_healthy(client: httpx.AsyncClient, gateway: Nuvem) -> None:
+    async def healthy() -> bool:
         if gateway.process.poll() is not None:
-            raise AssertionError(f"gateway exited:\n{gateway.log.read_text()[-3000:]}")
+            raise AssertionError(f"gateway exited:\n{gateway.log()[-3000:]}")
         try:
-            if (await client.get("/healthz")).status_code == 200:
-                return
+            return (await client.get("/healthz")).status_code == 200
         except httpx.HTTPError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError("gateway did not become healthy")
+            return False
+
+    await wait_until(healthy, within=60, what="the gateway healthy")
 
 
 async def deploy(admin: httpx.AsyncClient, spec: dict[str, object]) -> None:
@@ -119,15 +116,14 @@ async def status(admin: httpx.AsyncClient, name: str) -> dict[str, object]:
 
 
 async def until_ready(admin: httpx.AsyncClient, name: str, replicas: int, within: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
+    found: dict[str, object] = {}
+
+    async def ready() -> bool:
+        nonlocal found
         found = await status(admin, name)
-        if int(str(found["availableReplicas"])) >= replicas:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"{name} not ready: {json.dumps(found)[:2000]}")
-        await asyncio.sleep(0.1)
+        return int(str(found["availableReplicas"])) >= replicas
+
+    await wait_until(ready, within, what=lambda: f"{name} ready: {json.dumps(found)[:2000]}")
 
 
 def nodes_of(found: dict[str, object]) -> list[str]:
@@ -211,10 +207,7 @@ async def test_fractional_gpus_share_a_device_and_too_many_wait_with_the_reason(
         assert isinstance(found, list)
         return found
 
-    for _ in range(100):
-        if await pending():
-            break
-        await asyncio.sleep(0.1)
+    await wait_until(pending, within=10, what="greedy pending")
     waiting = await pending()
     assert waiting[0]["short"] == "gpu"
     assert "no node has 4 GPU (the largest has 2 GPU)" in waiting[0]["reason"]
@@ -239,12 +232,14 @@ async def test_a_pending_replica_starts_when_a_node_with_room_joins(
             "scaling": {"min": 1, "max": 1},
         },
     )
-    for _ in range(100):
-        found = await status(admin, "late")
-        if found["pending"]:
-            break
-        await asyncio.sleep(0.1)
-    assert found["pending"][0]["short"] == "labels"  # type: ignore[index]
+
+    async def pending() -> list[dict[str, str]]:
+        found = (await status(admin, "late"))["pending"]
+        assert isinstance(found, list)
+        return found
+
+    waiting = await wait_until(pending, within=10, what="late pending")
+    assert waiting[0]["short"] == "labels"
     node = await asyncio.to_thread(_join, ray_cluster, tmp_path, {"pool": "late"})
     try:
         await until_ready(admin, "late", 1, within=60)
@@ -311,19 +306,21 @@ async def _lose_a_node_under_load(admin: httpx.AsyncClient, code: Path, node: Ra
     callers = [asyncio.create_task(caller()) for _ in range(6)]
     await wait_until(lambda: len(codes) > 30, within=30, what="load running")
     loop = asyncio.get_running_loop()
+
+    async def replaced() -> float | None:
+        where = nodes_of(await status(admin, "steady"))
+        return loop.time() if where == ["127.0.0.4", "127.0.0.4"] else None
+
     killed_at = loop.time()
     node.kill()
-    replaced_at = None
-    while loop.time() - killed_at < 30:
-        found = await status(admin, "steady")
-        where = nodes_of(found)
-        if where == ["127.0.0.4", "127.0.0.4"]:
-            replaced_at = loop.time()
-            break
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(1.0)  # keep the load on the replacements a moment
-    stop.set()
-    await asyncio.gather(*callers)
+    try:
+        replaced_at = await wait_until(
+            replaced, within=30, what="the lost node's replicas replaced"
+        )
+        await asyncio.sleep(1.0)  # keep the load on the replacements a moment
+    finally:
+        stop.set()
+        await asyncio.gather(*callers)
     assert replaced_at is not None, "the lost node's replicas were not replaced"
     print(f"node lost under load: {len(codes)} calls, replaced in {replaced_at - killed_at:.2f}s")
     lost_call = await in_flight

@@ -128,8 +128,9 @@ async def test_no_gateway_in_time_is_unavailable(host: ReplicaHost) -> None:
 async def test_a_killed_worker_reports_its_signal_and_its_logs(host: ReplicaHost) -> None:
     endpoint, _ = await _prepare(host, "handlers:crash")
     frames, _pid = await _connected(host, endpoint)
-    assert host.rss() is not None
-    assert host.rss() > 1_000_000
+    rss = host.rss()
+    assert rss is not None
+    assert rss > 1_000_000
     host.kill()
     assert await asyncio.wait_for(host.wait(), 10) == -signal.SIGKILL
     assert host.rss() is None

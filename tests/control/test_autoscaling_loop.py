@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
-from control.test_controller import (  # type: ignore[import-not-found]
-    Clock,
-    PlatformEnvironments,
-    echo_runtime,
-    settle,
-    spec,
-)
 from nuvem.control.controller import Controller
 from nuvem.control.deployment import Deployment
 from nuvem.metrics.registry import Metrics
 from nuvem.routing.router import Routable
+from nuvem.runtime.fake import FakeRuntime
 from nuvem.runtime.logbook import LogBook
 from nuvem.stores.memory import MemoryRecordStore
+from support import FakeClock, PlatformEnvironments, echo_runtime, settle, spec
 
 pytestmark = pytest.mark.anyio
 
@@ -34,9 +28,12 @@ SCALING = {
 }
 
 
+Parts = tuple[Controller, FakeClock, MemoryRecordStore, Metrics]
+
+
 @pytest.fixture
-def parts() -> tuple[Controller, Clock, MemoryRecordStore, Metrics]:
-    clock = Clock()
+def parts() -> Parts:
+    clock = FakeClock()
     records = MemoryRecordStore()
     metrics = Metrics()
     controller = Controller(
@@ -45,7 +42,7 @@ def parts() -> tuple[Controller, Clock, MemoryRecordStore, Metrics]:
     return controller, clock, records, metrics
 
 
-async def step(controller: Controller, clock: Clock, seconds: float = 1.0) -> None:
+async def step(controller: Controller, clock: FakeClock, seconds: float = 1.0) -> None:
     clock.now += seconds
     await controller.tick()
     await settle(controller)
@@ -76,7 +73,7 @@ class Load:
         self.held.clear()
 
 
-async def test_a_burst_is_met_in_one_step_held_steady_then_released_slowly(parts: Any) -> None:
+async def test_a_burst_is_met_in_one_step_held_steady_then_released_slowly(parts: Parts) -> None:
     controller, clock, records, metrics = parts
     deployment = controller.deploy(spec(max_inflight=1, scaling=SCALING))
     await step(controller, clock)
@@ -111,7 +108,7 @@ async def test_a_burst_is_met_in_one_step_held_steady_then_released_slowly(parts
     assert decisions >= 2
 
 
-async def test_idle_function_goes_to_zero_and_a_call_wakes_it_at_once(parts: Any) -> None:
+async def test_idle_function_goes_to_zero_and_a_call_wakes_it_at_once(parts: Parts) -> None:
     controller, clock, _, _ = parts
     deployment = controller.deploy(spec(scaling={**SCALING, "min": 0}))
     await step(controller, clock)
@@ -136,7 +133,7 @@ async def test_idle_function_goes_to_zero_and_a_call_wakes_it_at_once(parts: Any
     assert len(load.held) == 1
 
 
-async def test_manual_scale_is_a_nudge_the_autoscaler_takes_over(parts: Any) -> None:
+async def test_manual_scale_is_a_nudge_the_autoscaler_takes_over(parts: Parts) -> None:
     controller, clock, records, _ = parts
     deployment = controller.deploy(spec(scaling=SCALING))
     await step(controller, clock)
@@ -154,7 +151,7 @@ async def test_manual_scale_is_a_nudge_the_autoscaler_takes_over(parts: Any) -> 
     assert "autoscaled" in kinds
 
 
-async def test_without_a_mode_nothing_is_autoscaled(parts: Any) -> None:
+async def test_without_a_mode_nothing_is_autoscaled(parts: Parts) -> None:
     controller, clock, _, _ = parts
     deployment = controller.deploy(spec(max_inflight=1, scaling={"min": 1, "max": 4}))
     await step(controller, clock)
@@ -166,9 +163,10 @@ async def test_without_a_mode_nothing_is_autoscaled(parts: Any) -> None:
     assert deployment.decision is None
 
 
-async def test_back_to_back_ticks_start_each_missing_replica_once(parts: Any) -> None:
+async def test_back_to_back_ticks_start_each_missing_replica_once(parts: Parts) -> None:
     controller, clock, _, _ = parts
     runtime = controller.runtime
+    assert isinstance(runtime, FakeRuntime)
     deployment = controller.deploy(spec(scaling={"min": 1, "max": 6}))
     await step(controller, clock)
     controller.scale("f", 5)

@@ -2,58 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-from typing import Any
-
 import pytest
 
 from nuvem.control.controller import Controller
-from nuvem.control.deployment import start_backoff
+from nuvem.control.deployment import Deployment, start_backoff
 from nuvem.errors import BadRequest
 from nuvem.metrics.registry import Metrics
 from nuvem.runtime import fake
-from nuvem.runtime.environment import Environment
 from nuvem.runtime.logbook import LogBook
-from nuvem.stack.function import FunctionSpec
 from nuvem.stores.memory import MemoryRecordStore
+from support import FakeClock, PlatformEnvironments, echo_runtime, settle, spec
 
 pytestmark = pytest.mark.anyio
 
 
-def echo_runtime() -> fake.FakeRuntime:
-    """In-process replicas that echo the body (the specs here name no real handler)."""
-    return fake.FakeRuntime(handler=lambda request: request.body)
-
-
-class PlatformEnvironments:
-    async def ensure(self, spec: FunctionSpec) -> Environment:
-        return Environment(key=None, python=Path("/usr/bin/python3"), path=None)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def spec(**overrides: Any) -> FunctionSpec:
-    return FunctionSpec.model_validate({"name": "f", "handler": "m:f", "root": "/", **overrides})
-
-
-async def settle(controller: Controller) -> None:
-    """Let spawned start/stop tasks run to completion, and the exit watchers they woke."""
-    await controller.settle()
-    for _ in range(3):
-        await asyncio.sleep(0)
+Parts = tuple[Controller, fake.FakeRuntime, FakeClock, MemoryRecordStore]
 
 
 @pytest.fixture
-def parts() -> tuple[Controller, fake.FakeRuntime, Clock, MemoryRecordStore]:
+def parts() -> Parts:
     runtime = echo_runtime()
-    clock = Clock()
+    clock = FakeClock()
     records = MemoryRecordStore()
     controller = Controller(
         records, runtime, PlatformEnvironments(), LogBook(), Metrics(), clock=clock
@@ -61,16 +30,18 @@ def parts() -> tuple[Controller, fake.FakeRuntime, Clock, MemoryRecordStore]:
     return controller, runtime, clock, records
 
 
-async def test_tick_starts_desired_replicas(parts: Any) -> None:
+async def test_tick_starts_desired_replicas(parts: Parts) -> None:
     controller, _runtime, _, records = parts
     deployment = controller.deploy(spec(scaling={"min": 2, "max": 4}))
     await controller.tick()
     await settle(controller)
     assert len(deployment.ready()) == 2
-    assert records.get_function("f").replicas == 2
+    record = records.get_function("f")
+    assert record is not None
+    assert record.replicas == 2
 
 
-async def test_scale_within_bounds_and_down(parts: Any) -> None:
+async def test_scale_within_bounds_and_down(parts: Parts) -> None:
     controller, _, _, _ = parts
     deployment = controller.deploy(spec(scaling={"min": 1, "max": 3}))
     await controller.tick()
@@ -89,7 +60,7 @@ async def test_scale_within_bounds_and_down(parts: Any) -> None:
     assert kinds.count("scaled") == 2
 
 
-async def test_dead_replica_is_replaced_and_counted(parts: Any) -> None:
+async def test_dead_replica_is_replaced_and_counted(parts: Parts) -> None:
     controller, runtime, _, _ = parts
     deployment = controller.deploy(spec())
     await controller.tick()
@@ -107,7 +78,7 @@ async def test_dead_replica_is_replaced_and_counted(parts: Any) -> None:
     assert "killed by SIGKILL" in died[0].message
 
 
-async def test_failed_starts_back_off_on_the_clock(parts: Any) -> None:
+async def test_failed_starts_back_off_on_the_clock(parts: Parts) -> None:
     controller, runtime, clock, _ = parts
     runtime.fail_next = 2
     deployment = controller.deploy(spec())
@@ -136,7 +107,7 @@ def test_backoff_grows_and_is_bounded() -> None:
     assert max(delays) == 30.0
 
 
-async def test_update_replaces_replicas_after_new_ones_are_ready(parts: Any) -> None:
+async def test_update_replaces_replicas_after_new_ones_are_ready(parts: Parts) -> None:
     controller, _runtime, _, _ = parts
     deployment = controller.deploy(spec())
     await controller.tick()
@@ -153,13 +124,15 @@ async def test_update_replaces_replicas_after_new_ones_are_ready(parts: Any) -> 
     assert deployment.ready()[0].fingerprint == deployment.spec.fingerprint()
 
 
-async def test_one_failing_function_does_not_stop_others(parts: Any, monkeypatch: Any) -> None:
+async def test_one_failing_function_does_not_stop_others(
+    parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
     controller, _, _, _ = parts
     controller.deploy(spec(name="bad"))
     good = controller.deploy(spec(name="good"))
     original = controller._reconcile
 
-    def reconcile(deployment: Any) -> None:
+    def reconcile(deployment: Deployment) -> None:
         if deployment.name == "bad":
             raise RuntimeError("boom")
         original(deployment)
@@ -170,7 +143,7 @@ async def test_one_failing_function_does_not_stop_others(parts: Any, monkeypatch
     assert len(good.ready()) == 1
 
 
-async def test_restart_restores_records(parts: Any) -> None:
+async def test_restart_restores_records(parts: Parts) -> None:
     controller, _runtime, clock, records = parts
     controller.deploy(spec(scaling={"min": 1, "max": 3}))
     controller.scale("f", 2)

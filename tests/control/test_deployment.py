@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given
@@ -14,19 +11,12 @@ from hypothesis import strategies as st
 from nuvem.control.deployment import Deployment, start_backoff
 from nuvem.errors import NotFound
 from nuvem.routing.router import Router
-from nuvem.runtime.environment import Environment
 from nuvem.runtime.fake import FakeReplica, FakeRuntime
 from nuvem.runtime.loader import LoadedHandler
 from nuvem.runtime.replica import SetupFailed
-from nuvem.stack.function import FunctionSpec
+from support import PLATFORM_PYTHON, spec
 
 pytestmark = pytest.mark.anyio
-
-ENV = Environment(key=None, python=Path(sys.executable), path=None)
-
-
-def spec(**overrides: Any) -> FunctionSpec:
-    return FunctionSpec.model_validate({"name": "f", "handler": "m:f", "root": "/", **overrides})
 
 
 def deployment(desired: int = 1) -> Deployment:
@@ -86,7 +76,7 @@ async def test_a_failed_start_fails_waiting_calls_only_when_nothing_can_serve() 
 async def test_a_replica_that_dies_unasked_is_a_failure_a_retired_one_is_not() -> None:
     d = deployment(2)
     runtime = FakeRuntime(handler=lambda r: r.body)
-    crashed, retired = [await runtime.start(spec(), ENV, f"f-{n}") for n in (1, 2)]
+    crashed, retired = [await runtime.start(spec(), PLATFORM_PYTHON, f"f-{n}") for n in (1, 2)]
     for r in (crashed, retired):
         d.start_requested()
         assert d.started(r)

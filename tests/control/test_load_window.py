@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from nuvem.control.autoscaler import Load
 from nuvem.control.load_window import LoadWindow, Sample, between
 from nuvem.routing.router import Router
+from nuvem.runtime.protocol import CallMeta
+from nuvem.runtime.replica import CallResult
 
 
-def sample(at: float, arrivals: int = 0, inflight_s: float = 0.0, **kw: float) -> Sample:
-    values = {
-        "queued_seconds": 0.0,
-        "completed": 0,
-        "service_seconds": 0.0,
-        "inflight": 0,
-        "queued": 0,
-        **kw,
-    }
-    return Sample(at, arrivals, inflight_s, **values)  # type: ignore[arg-type]
+def sample(
+    at: float,
+    arrivals: int = 0,
+    inflight_s: float = 0.0,
+    *,
+    queued_seconds: float = 0.0,
+    completed: int = 0,
+    service_seconds: float = 0.0,
+    inflight: int = 0,
+    queued: int = 0,
+) -> Sample:
+    return Sample(
+        at, arrivals, inflight_s, queued_seconds, completed, service_seconds, inflight, queued
+    )
 
 
 def test_between_two_samples_gives_exact_averages() -> None:
@@ -74,14 +82,14 @@ def test_the_router_meters_time_in_flight_and_queued() -> None:
 
             self.state = ReplicaState.READY
 
-        def submit(self, meta: object, body: bytes) -> object:
+        def submit(self, meta: CallMeta, body: bytes) -> asyncio.Future[CallResult]:
             raise NotImplementedError
 
     replica = Slot()
-    router.add(replica)  # type: ignore[arg-type]
+    router.add(replica)
     assert router.try_acquire() is replica
     now[0] = 2.0
-    router.release(replica)  # type: ignore[arg-type]
+    router.release(replica)
     now[0] = 5.0
     router.meter()
     assert router.inflight_seconds == 2.0

@@ -6,9 +6,8 @@ import asyncio
 
 import pytest
 
-from conftest import Running
 from nuvem.runtime.local import LocalRuntime
-from support import wait_until
+from support import Running, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -27,9 +26,10 @@ functions:
 """
 
 
-def cold_starts(gateway: Running, function: str) -> float:
+def cold_starts(gateway: Running, function: str) -> tuple[float, float]:
+    """The seconds cold calls of `function` took, and how many there were."""
     metric = gateway.platform.metrics.cold_start.labels(function)
-    return float(metric._sum.get()), sum(b.get() for b in metric._buckets)  # type: ignore[return-value]
+    return float(metric._sum.get()), sum(b.get() for b in metric._buckets)
 
 
 async def test_idle_function_goes_to_zero_and_a_call_brings_it_back(gateway: Running) -> None:

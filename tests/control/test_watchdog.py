@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -14,20 +11,14 @@ from nuvem.control.watchdog import Watchdog, kill_reason, stuck_after
 from nuvem.errors import ReplicaDied
 from nuvem.handler import Request
 from nuvem.routing.router import Router
-from nuvem.runtime.environment import Environment
 from nuvem.runtime.fake import FakeRuntime
 from nuvem.runtime.protocol import CallMeta
 from nuvem.runtime.replica_state import ReplicaState
-from nuvem.stack.function import FunctionSpec
+from support import PLATFORM_PYTHON, spec
 
 pytestmark = pytest.mark.anyio
 
-ENV = Environment(key=None, python=Path(sys.executable), path=None)
 MIB = 2**20
-
-
-def spec(**overrides: Any) -> FunctionSpec:
-    return FunctionSpec.model_validate({"name": "f", "handler": "m:f", "root": "/", **overrides})
 
 
 def test_memory_over_the_limit_is_fatal_under_it_or_unknown_is_not() -> None:
@@ -56,7 +47,7 @@ async def test_kills_the_replica_over_its_limit_and_the_stuck_one() -> None:
     runtime = FakeRuntime(handler=hang, clock=lambda: now[0])
     function = spec(timeout="10s", resources={"memory": "100Mi"})
     deployment = Deployment(function, 3, Router("f", 4, 4))
-    hog, stuck, fine = [await runtime.start(function, ENV, f"f-{n}") for n in range(3)]
+    hog, stuck, fine = [await runtime.start(function, PLATFORM_PYTHON, f"f-{n}") for n in range(3)]
     for replica in (hog, stuck, fine):
         deployment.start_requested()
         deployment.started(replica)

@@ -6,10 +6,9 @@ import json
 
 import pytest
 
-from e2e.test_cli import Nuvem, nuvem, wait_for  # type: ignore[import-not-found]
+from support import Nuvem, block_until
 
 pytestmark = pytest.mark.e2e
-__all__ = ["nuvem"]  # the fixture, used by name
 
 STACK = """\
 functions:
@@ -23,7 +22,7 @@ functions:
 def test_idle_to_zero_shown_by_top_and_woken_by_a_call(nuvem: Nuvem) -> None:
     nuvem.write("nuvem.yaml", STACK)
     nuvem.up("-f", "nuvem.yaml")
-    wait_for(lambda: nuvem.function("hello")["replicas"] == 0, 30, "hello at zero replicas")
+    block_until(lambda: nuvem.function("hello")["replicas"] == 0, 30, "hello at zero replicas")
     assert nuvem.function("hello")["status"] == "idle"  # not "stopped": a call wakes it
     nuvem.run("deploy", "-f", "nuvem.yaml")  # waiting for an idle function returns at once
 

@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from conftest import Running
-from support import wait_until
+from support import Running, wait_until
 
 pytestmark = pytest.mark.anyio
 

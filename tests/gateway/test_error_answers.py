@@ -8,9 +8,9 @@ import json
 import httpx
 import pytest
 
-from conftest import Running
 from nuvem.errors import NotFound, Overloaded, Unauthorized
 from nuvem.gateway.asgi import AUTHENTICATE, render_error
+from support import Running
 
 pytestmark = pytest.mark.anyio
 

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Running
 from nuvem.runtime.replica_state import ReplicaState
-from support import wait_until
+from support import Running, wait_until
 
 pytestmark = pytest.mark.anyio
 

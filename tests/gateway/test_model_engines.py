@@ -4,12 +4,11 @@ files of our own, and DenseNet-161; all through the real gateway and tritonclien
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 import httpx
 import numpy as np
@@ -17,13 +16,19 @@ import pytest
 import torch
 import tritonclient.http as triton
 
-from model_support import ModelGateway, jpeg, model_gateway, reference_model, weights_file
 from nuvem.models.labels import imagenet_labels
 from nuvem.models.preprocess import postprocess, preprocess
-from support import ADMIN_PASSWORD
+from support import (
+    ADMIN_PASSWORD,
+    Running,
+    jpeg,
+    reference_model,
+    serving,
+    triton_call,
+    weights_file,
+)
 
 pytestmark = pytest.mark.anyio
-T = TypeVar("T")
 
 
 class Affine(torch.nn.Module):
@@ -40,11 +45,6 @@ class Affine(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("engines")
     shutil.copy(weights_file(), root / "resnet18.safetensors")
@@ -53,7 +53,9 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with warnings.catch_warnings():
         # TorchScript and its ONNX exporter are deprecated, and still what many have.
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(torch.jit.trace(model, example), str(root / "affine.pt"))
+        # torch.jit.trace has no annotations.
+        traced = torch.jit.trace(model, example)  # type: ignore[no-untyped-call]
+        torch.jit.save(traced, str(root / "affine.pt"))
         batch = torch.export.Dim("batch")
         exported = torch.export.export(model, (example,), dynamic_shapes={"x": {0: batch}})
         torch.export.save(exported, str(root / "affine.pt2"))
@@ -70,8 +72,8 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-async def served(folder: Path) -> AsyncIterator[ModelGateway]:
-    async with model_gateway(folder) as gateway:
+async def served(folder: Path) -> AsyncIterator[Running]:
+    async with serving(folder, folder / "state", client_timeout=60.0) as gateway:
         await gateway.deploy(
             f"""
             functions:
@@ -96,24 +98,11 @@ async def served(folder: Path) -> AsyncIterator[ModelGateway]:
                     - {{name: total, datatype: FP32, shape: [-1]}}
               densenet:
                 model: {{arch: densenet161, weights: {weights_file("densenet161")}}}
-            """
+            """,
+            within=120,
+            started=True,
         )
         yield gateway
-
-
-async def triton_call(
-    gateway: ModelGateway, call: Callable[[triton.InferenceServerClient], T]
-) -> T:
-    url = gateway.url.removeprefix("http://")
-
-    def run() -> T:
-        client = triton.InferenceServerClient(url, network_timeout=120)
-        try:
-            return call(client)
-        finally:
-            client.close()
-
-    return await asyncio.to_thread(run)
 
 
 def admin_headers() -> dict[str, str]:
@@ -127,28 +116,26 @@ def onnx_exports(folder: Path) -> list[Path]:
     return list(folder.glob("resnet18-*.onnx"))
 
 
-async def test_resnet_on_onnxruntime_matches_eager_pytorch(
-    served: ModelGateway, folder: Path
-) -> None:
+async def test_resnet_on_onnxruntime_matches_eager_pytorch(served: Running, folder: Path) -> None:
     exports = onnx_exports(folder)
     assert len(exports) == 1  # exported once, next to the weights, named by their digest
     pixels = np.stack([preprocess(jpeg(seed=s)).numpy() for s in (1, 2)])
     tensor = triton.InferInput("input", list(pixels.shape), "FP32")
     tensor.set_data_from_numpy(pixels)
     result = await triton_call(
-        served, lambda c: c.infer("resnet-onnx", [tensor], headers=admin_headers())
+        served.url, lambda c: c.infer("resnet-onnx", [tensor], headers=admin_headers())
     )
     with torch.inference_mode():
         expected = reference_model()(torch.from_numpy(pixels)).numpy()
     np.testing.assert_allclose(result.as_numpy("output"), expected, atol=2e-3)
     metadata = await triton_call(
-        served, lambda c: c.get_model_metadata("resnet-onnx", headers=admin_headers())
+        served.url, lambda c: c.get_model_metadata("resnet-onnx", headers=admin_headers())
     )
     assert metadata["platform"] == "onnxruntime_onnx"
     assert metadata["inputs"][0]["name"] == "input"
 
 
-async def test_own_onnx_and_torchscript_models_describe_and_run(served: ModelGateway) -> None:
+async def test_own_onnx_and_torchscript_models_describe_and_run(served: Running) -> None:
     x = np.array([[1, 2, 3, 4], [0, -1, 0.5, 2]], dtype=np.float32)
     with torch.inference_mode():
         y, total = (t.numpy() for t in Affine().eval()(torch.from_numpy(x)))
@@ -157,23 +144,25 @@ async def test_own_onnx_and_torchscript_models_describe_and_run(served: ModelGat
         ("affine-script", "pytorch_libtorch"),
         ("affine-export", "pytorch_export"),
     ):
-        metadata = await triton_call(
-            served, lambda c, n=name: c.get_model_metadata(n, headers=admin_headers())
-        )
+
+        def metadata_of(c: triton.InferenceServerClient, n: str = name) -> dict[str, Any]:
+            found: dict[str, Any] = c.get_model_metadata(n, headers=admin_headers())
+            return found
+
+        metadata = await triton_call(served.url, metadata_of)
         assert metadata["platform"] == platform
         assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
         assert [o["name"] for o in metadata["outputs"]] == ["y", "total"]
         tensor = triton.InferInput("x", [2, 4], "FP32")
         tensor.set_data_from_numpy(x, binary_data=False)
-        result = await triton_call(
-            served,
-            lambda c, n=name, t=tensor: c.infer(
-                n,
-                [t],
-                outputs=[triton.InferRequestedOutput("total", binary_data=False)],
-                headers=admin_headers(),
-            ),
-        )
+
+        def total_of(
+            c: triton.InferenceServerClient, n: str = name, t: triton.InferInput = tensor
+        ) -> triton.InferResult:
+            wanted = [triton.InferRequestedOutput("total", binary_data=False)]
+            return c.infer(n, [t], outputs=wanted, headers=admin_headers())
+
+        result = await triton_call(served.url, total_of)
         np.testing.assert_allclose(result.as_numpy("total"), total, atol=1e-5)
         assert result.as_numpy("y") is None  # only what was asked for
     del y
@@ -183,14 +172,14 @@ async def test_own_onnx_and_torchscript_models_describe_and_run(served: ModelGat
     assert "takes tensors, not images" in image.json()["error"]
 
 
-async def test_densenet_answers_alike_on_both_protocols(served: ModelGateway) -> None:
+async def test_densenet_answers_alike_on_both_protocols(served: Running) -> None:
     image = jpeg(seed=9)
     async with httpx.AsyncClient(base_url=served.url, headers=admin_headers(), timeout=60) as c:
         answer = (await c.post("/predictions/densenet", content=image)).json()
     tensor = triton.InferInput("image", [1], "BYTES")
     tensor.set_data_from_numpy(np.array([image], dtype=np.object_))
     result = await triton_call(
-        served,
+        served.url,
         lambda c: c.infer(
             "densenet",
             [tensor],

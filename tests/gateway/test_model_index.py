@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from nuvem.control.controller import Controller
 from nuvem.control.deployment import Deployment
 from nuvem.errors import Conflict, NotFound
 from nuvem.gateway.model_index import ModelIndex, check_version_free
@@ -23,17 +24,20 @@ class Deployed:
             self.deployments[spec.name] = Deployment(spec, 1, Router(spec.name, 4, 4))
 
 
+def index_of(*specs: dict[str, Any]) -> ModelIndex:
+    # ModelIndex reads nothing of its controller but `deployments`.
+    return ModelIndex(cast(Controller, Deployed(*specs)))
+
+
 def model(name: str, version: str, default: bool = False) -> dict[str, Any]:
     return {"path": "/m.onnx", "name": name, "version": version, "default": default}
 
 
 def test_the_highest_version_is_the_default_numerically() -> None:
-    index = ModelIndex(
-        Deployed(  # type: ignore[arg-type]
-            {"name": "a", "model": model("clf", "9")},
-            {"name": "b", "model": model("clf", "10")},
-            {"name": "c", "model": {"path": "/m.onnx"}},
-        )
+    index = index_of(
+        {"name": "a", "model": model("clf", "9")},
+        {"name": "b", "model": model("clf", "10")},
+        {"name": "c", "model": {"path": "/m.onnx"}},
     )
     assert index.resolve("clf") == ("10", index.versions("clf")["10"])
     assert index.resolve("clf", "9")[1].name == "a"
@@ -41,17 +45,15 @@ def test_the_highest_version_is_the_default_numerically() -> None:
 
 
 def test_a_version_marked_default_wins() -> None:
-    index = ModelIndex(
-        Deployed(  # type: ignore[arg-type]
-            {"name": "a", "model": model("clf", "1", default=True)},
-            {"name": "b", "model": model("clf", "2")},
-        )
+    index = index_of(
+        {"name": "a", "model": model("clf", "1", default=True)},
+        {"name": "b", "model": model("clf", "2")},
     )
     assert index.resolve("clf")[0] == "1"
 
 
 def test_unknown_models_and_versions_say_what_exists() -> None:
-    index = ModelIndex(Deployed({"name": "a", "model": model("clf", "1")}))  # type: ignore[arg-type]
+    index = index_of({"name": "a", "model": model("clf", "1")})
     with pytest.raises(NotFound, match=r"model 'x' is not deployed \(models: clf\)"):
         index.resolve("x")
     with pytest.raises(NotFound, match=r"no version '3' \(versions: 1\)"):

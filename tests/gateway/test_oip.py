@@ -3,7 +3,6 @@ serving two versions of a ResNet-18 (different weights, so answers tell them apa
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,22 +14,17 @@ import torch
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from model_support import ModelGateway, jpeg, model_gateway, reference_model, weights_file
 from nuvem.models.labels import imagenet_labels
 from nuvem.models.preprocess import preprocess
+from support import Running, jpeg, reference_model, serving, triton_call, weights_file
 
 pytestmark = pytest.mark.anyio
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @dataclass
 class Served:
-    gateway: ModelGateway
+    gateway: Running
     key: str
 
     @property
@@ -38,23 +32,13 @@ class Served:
         return {"Authorization": f"Bearer {self.key}"}
 
     async def triton(self, call: Callable[[triton.InferenceServerClient], T]) -> T:
-        """Run a tritonclient call in a thread: it blocks, and the gateway shares this loop.
-        The client is made in that thread too, since gevent's connections belong to one."""
-        url = self.gateway.url.removeprefix("http://")
-
-        def run() -> T:
-            client = triton.InferenceServerClient(url, network_timeout=120)
-            try:
-                return call(client)
-            finally:
-                client.close()
-
-        return await asyncio.to_thread(run)
+        return await triton_call(self.gateway.url, call)
 
 
 @pytest.fixture(scope="module")
 async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
-    async with model_gateway(tmp_path_factory.mktemp("oip")) as gateway:
+    root = tmp_path_factory.mktemp("oip")
+    async with serving(root, root / "state", client_timeout=60.0) as gateway:
         await gateway.deploy(
             f"""
             functions:
@@ -65,7 +49,9 @@ async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
               resnet-v2:
                 model: {{arch: resnet18, weights: {weights_file(seed=1)}, name: resnet,
                          version: 2}}
-            """
+            """,
+            within=120,
+            started=True,
         )
         yield Served(gateway, await gateway.api_key("resnet-v1", "resnet-v2"))
 

@@ -5,22 +5,15 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from conftest import Running
 from nuvem.gateway.rate_limit import MemoryRateLimiter, RedisRateLimiter, key_limit
 from nuvem.stores.records import ApiKeyRecord
+from support import FakeClock, Running
 
 pytestmark = pytest.mark.anyio
 
 
-class Clock:
-    now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_bucket_allows_a_burst_then_refills_at_the_rate() -> None:
-    clock = Clock()
+    clock = FakeClock()
     limiter = MemoryRateLimiter(clock=clock)
     assert [limiter.take("k", 2.0, 3) for _ in range(3)] == [0.0, 0.0, 0.0]
     assert limiter.take("k", 2.0, 3) == pytest.approx(0.5)

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Running
-from support import wait_until
+from support import Running, wait_until
 
 pytestmark = pytest.mark.anyio
 

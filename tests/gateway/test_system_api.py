@@ -8,15 +8,12 @@ import os
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from conftest import Running
 from nuvem.config import Settings
-from nuvem.gateway.app import create_app
 from nuvem.gateway.auth import ADMIN_PASSWORD_FILE
 from nuvem.platform import Platform
-from support import ADMIN_PASSWORD, wait_until
+from support import ADMIN_PASSWORD, Running, serving, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -131,7 +128,7 @@ async def test_logs_ndjson_tail_and_follow(gateway: Running) -> None:
 
     async def follow() -> list[dict[str, object]]:
         seen = []
-        params = {"name": "fail", "tail": 0, "follow": "true"}
+        params: dict[str, str | int] = {"name": "fail", "tail": 0, "follow": "true"}
         async with gateway.admin.stream("GET", "/system/logs", params=params) as stream:
             async for line in stream.aiter_lines():
                 seen.append(json.loads(line))
@@ -146,7 +143,7 @@ async def test_logs_ndjson_tail_and_follow(gateway: Running) -> None:
     )
     await gateway.invoke("fail")
     seen = await asyncio.wait_for(follower, 10)
-    assert seen[-1]["text"].startswith("ValueError")
+    assert str(seen[-1]["text"]).startswith("ValueError")
     assert (await gateway.admin.get("/system/logs", params={"name": "ghost"})).status_code == 404
 
 
@@ -186,41 +183,25 @@ async def test_info_events_metrics_openapi(gateway: Running) -> None:
 
 
 async def test_state_survives_restart(tmp_path: Path, handlers_dir: Path) -> None:
-    settings = Settings(state_dir=tmp_path / "state", admin_password=ADMIN_PASSWORD)
-
-    async def session(check: bool) -> str:
-        began = time.time()
-        platform = Platform.create(settings, tick_interval=0.2)
-        app = create_app(platform, manage_lifespan=False)
-        await platform.start()
-        try:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://nuvem", auth=("admin", ADMIN_PASSWORD)
-            ) as client:
-                if not check:
-                    spec = {
-                        "name": "echo",
-                        "handler": "handlers:echo",
-                        "root": str(handlers_dir),
-                        "scaling": {"min": 1, "max": 3},
-                    }
-                    assert (await client.post("/system/functions", json=spec)).status_code == 202
-                    await client.post("/system/scale-function/echo", json={"replicas": 2})
-                    key = (await client.post("/system/keys", json={})).json()["key"]
-                    return str(key)
-                deployment = platform.controller.get("echo")
-                await wait_until(lambda: len(deployment.ready()) == 2, what="two replicas back")
-                # Log lines of the first run were kept on disk and read back.
-                earlier = [line for line in platform.logbook.tail("echo") if line.timestamp < began]
-                assert any(line.text.startswith("deployed echo") for line in earlier)
-                return "ok"
-        finally:
-            await platform.stop()
-
-    key = await session(check=False)
-    assert await session(check=True) == "ok"
-    platform = Platform.create(settings)
+    state = tmp_path / "state"
+    async with serving(handlers_dir, state) as first:
+        spec = {
+            "name": "echo",
+            "handler": "handlers:echo",
+            "root": str(handlers_dir),
+            "scaling": {"min": 1, "max": 3},
+        }
+        assert (await first.admin.post("/system/functions", json=spec)).status_code == 202
+        await first.admin.post("/system/scale-function/echo", json={"replicas": 2})
+        key = str((await first.admin.post("/system/keys", json={})).json()["key"])
+    began = time.time()
+    async with serving(handlers_dir, state) as second:
+        deployment = second.platform.controller.get("echo")
+        await wait_until(lambda: len(deployment.ready()) == 2, what="two replicas back")
+        # Log lines of the first run were kept on disk and read back.
+        earlier = [line for line in second.platform.logbook.tail("echo") if line.timestamp < began]
+        assert any(line.text.startswith("deployed echo") for line in earlier)
+    platform = Platform.create(Settings(state_dir=state, admin_password=ADMIN_PASSWORD))
     try:
         assert platform.auth._key_for(key) is not None
     finally:

@@ -10,34 +10,32 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from model_support import ModelGateway, jpeg, model_gateway, reference_model, weights_file
 from nuvem.models.labels import imagenet_labels
 from nuvem.models.preprocess import postprocess, preprocess
+from support import Running, jpeg, reference_model, serving, weights_file
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ModelGateway]:
-    async with model_gateway(tmp_path_factory.mktemp("torchserve")) as gateway:
+async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
+    root = tmp_path_factory.mktemp("torchserve")
+    async with serving(root, root / "state", client_timeout=60.0) as gateway:
         await gateway.deploy(
             f"""
             functions:
               resnet:
                 model: {{arch: resnet18, weights: {weights_file()}}}
                 batching: {{max_batch_size: 8, max_delay_ms: 1000}}
-            """
+            """,
+            within=120,
+            started=True,
         )
         yield gateway
 
 
 @pytest.fixture(scope="module")
-async def client(served: ModelGateway) -> AsyncIterator[httpx.AsyncClient]:
+async def client(served: Running) -> AsyncIterator[httpx.AsyncClient]:
     key = await served.api_key("resnet")
     headers = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=served.url, headers=headers, timeout=60) as c:
@@ -115,7 +113,7 @@ async def test_enormous_dimensions_are_refused_before_decoding(client: httpx.Asy
     assert "too large" in response.json()["error"]
 
 
-async def test_errors_name_the_problem(served: ModelGateway, client: httpx.AsyncClient) -> None:
+async def test_errors_name_the_problem(served: Running, client: httpx.AsyncClient) -> None:
     async with httpx.AsyncClient(base_url=served.url) as anonymous:
         unauthorised = await anonymous.post("/predictions/resnet", content=jpeg())
         ping = await anonymous.get("/ping")
@@ -133,7 +131,7 @@ async def test_errors_name_the_problem(served: ModelGateway, client: httpx.Async
     assert "empty image" in empty.json()["error"]
 
 
-async def test_deploying_a_model_without_its_weights_file_is_a_400(served: ModelGateway) -> None:
+async def test_deploying_a_model_without_its_weights_file_is_a_400(served: Running) -> None:
     spec = {
         "name": "ghost",
         "root": str(served.root),

@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from callback_receiver import callback_receiver
-from gateway_process import ADMIN_PASSWORD, GatewayProcess, kill_workers, worker_pids
-from support import wait_until
+from support import (
+    ADMIN_PASSWORD,
+    Nuvem,
+    app_folder,
+    callback_receiver,
+    wait_until,
+    worker_pids,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -32,6 +36,7 @@ def work(req):
     time.sleep(float(req.query.get("seconds", "0.05")))
     return req.body
 """
+UP = ("-f", "nuvem.yaml", "--log-level", "warning")
 STACK = """
 functions:
   work:
@@ -54,18 +59,15 @@ def backend(request: pytest.FixtureRequest) -> dict[str, str]:
 
 @pytest.fixture
 def app_root(tmp_path: Path) -> Iterator[Path]:
-    (tmp_path / "functions.py").write_text(textwrap.dedent(HANDLER))
-    (tmp_path / "nuvem.yaml").write_text(textwrap.dedent(STACK))
-    yield tmp_path
-    kill_workers(tmp_path)
+    with app_folder(tmp_path, HANDLER, STACK) as root:
+        yield root
 
 
 async def test_no_job_is_lost_when_gateway_and_replica_crash(
     app_root: Path, backend: dict[str, str]
 ) -> None:
-    env = {**backend, "NUVEM_JOB_LEASE": "2"}
-    gateway = GatewayProcess(app_root, app_root / "nuvem.yaml", env)
-    gateway.start()
+    gateway = Nuvem(app_root, {**backend, "NUVEM_JOB_LEASE": "2"})
+    gateway.start(*UP)
     try:
         await gateway.ready("work", 2)
         async with callback_receiver() as receiver:
@@ -83,13 +85,10 @@ async def test_no_job_is_lost_when_gateway_and_replica_crash(
                 assert callback.headers["x-function-status"] == "200"
     finally:
         gateway.stop()
-        log = gateway.log.read_text() if gateway.log.exists() else ""
-        print(log[-3000:])
+        print("".join(gateway.log(i) for i in range(len(gateway.logs)))[-3000:])
 
 
-async def _run_with_crashes(
-    gateway: GatewayProcess, root: Path, callback_url: str
-) -> dict[int, str]:
+async def _run_with_crashes(gateway: Nuvem, root: Path, callback_url: str) -> dict[int, str]:
     accepted: dict[int, str] = {}
     pending = list(range(JOBS))
 
@@ -117,14 +116,14 @@ async def _run_with_crashes(
     async def crasher() -> None:
         await wait_until(lambda: len(accepted) >= 120, within=60, what="120 accepted")
         gateway.kill()
-        gateway.start()
+        gateway.start(*UP)
         await gateway.ready("work", 2)
         await wait_until(lambda: len(accepted) >= 250, within=60, what="250 accepted")
         victim = worker_pids(root)[0]
         os.kill(victim, signal.SIGKILL)
         await wait_until(lambda: len(accepted) >= 380, within=60, what="380 accepted")
         gateway.kill()
-        gateway.start()
+        gateway.start(*UP)
         await gateway.ready("work", 2)
 
     async with httpx.AsyncClient(
@@ -134,23 +133,22 @@ async def _run_with_crashes(
     return accepted
 
 
-async def _all_succeeded(gateway: GatewayProcess, accepted: dict[int, str]) -> None:
+async def _all_succeeded(gateway: Nuvem, accepted: dict[int, str]) -> None:
     async with httpx.AsyncClient(
         base_url=gateway.url, auth=("admin", ADMIN_PASSWORD), timeout=10
     ) as http:
         listing: list[dict[str, object]] = []
 
-        async def poll() -> bool:
+        async def all_done() -> bool:
             nonlocal listing
             listing = (await http.get("/system/jobs?limit=1000")).json()
             return sum(1 for j in listing if j["state"] == "succeeded") >= JOBS
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 90
-        while not await poll():
-            states = sorted({str(j["state"]) for j in listing})
-            assert loop.time() < deadline, f"jobs not all succeeded: {states}"
-            await asyncio.sleep(0.2)
+        await wait_until(
+            all_done,
+            within=90,
+            what=lambda: f"jobs all succeeded: {sorted({str(j['state']) for j in listing})}",
+        )
         assert len(listing) == JOBS  # idempotent retries made no second job
         assert {j["id"] for j in listing} == set(accepted.values())
         reclaimed = [j for j in listing if int(str(j["attempts"])) > 1]

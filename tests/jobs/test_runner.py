@@ -21,18 +21,11 @@ from nuvem.runtime.fake import FakeRuntime
 from nuvem.stack.function import FunctionSpec
 from nuvem.stores.job import CallbackState, Job, JobRequest, JobState, NewJob
 from nuvem.stores.sql_jobs import SqlJobStore
+from support import FakeClock
 
 pytestmark = pytest.mark.anyio
 
 START = 1_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Sender:
@@ -53,7 +46,7 @@ class Sender:
 @dataclass
 class Parts:
     runner: JobRunner
-    clock: Clock
+    clock: FakeClock
     sender: Sender
     statuses: list[int]  # what the function answers, in turn (200 once empty)
     metrics: Metrics
@@ -75,7 +68,7 @@ class Parts:
 
 @pytest.fixture
 async def parts(tmp_path: Path) -> AsyncIterator[Parts]:
-    clock = Clock()
+    clock = FakeClock(START)
     statuses: list[int] = []
 
     def answer(request: Request) -> Response:

@@ -12,6 +12,7 @@ import pytest
 from nuvem.jobs.store_thread import StoreThread
 from nuvem.stores.job import Finish, Job, JobRequest, JobResult, JobState, NewJob
 from nuvem.stores.sql_jobs import SqlJobStore
+from support import wait_until
 
 pytestmark = pytest.mark.anyio
 RESULT = JobResult(200, (), b"ok", 0.1)
@@ -45,12 +46,25 @@ async def thread(tmp_path: Path) -> AsyncIterator[StoreThread]:
 
 
 async def held_up(io: StoreThread) -> threading.Event:
-    """Keep the thread busy until the event is set, so that what comes next queues up."""
+    """Keep the thread busy until the event is set, so that what comes next queues up.
+
+    Returns once the thread is inside the blocking call: had it not taken that call yet,
+    what comes next could join the call's round, or split across two."""
     gate = threading.Event()
-    busy = asyncio.ensure_future(io.call(gate.wait))
-    await asyncio.sleep(0)
-    assert not busy.done()
+    inside = threading.Event()
+
+    def hold() -> None:
+        inside.set()
+        gate.wait()
+
+    busy = asyncio.ensure_future(io.call(hold))
+    await wait_until(inside.is_set, what="the store thread inside the held-up call")
+    _held.add(busy)
+    busy.add_done_callback(_held.discard)
     return gate
+
+
+_held: set[asyncio.Future[None]] = set()  # the loop keeps only weak references to tasks
 
 
 async def test_calls_run_off_the_event_loop(thread: StoreThread) -> None:
@@ -65,7 +79,8 @@ async def test_submits_that_wait_together_share_one_transaction(thread: StoreThr
     gate.set()
     answers = await asyncio.gather(*waiting)
     assert [(job.id, created) for job, created in answers] == [(f"j{i}", True) for i in range(20)]
-    assert (thread.batches, thread.batched) == (1, 20)
+    # The thread counts a batch after answering it: read the counters on the thread.
+    assert await thread.call(lambda: (thread.batches, thread.batched)) == (1, 20)
     stored = thread.store.find(limit=100)
     assert {job.id for job in stored} == {f"j{i}" for i in range(20)}
 

@@ -3,15 +3,14 @@ concurrency limit; when one dies (SIGKILL) the other finishes its jobs, and noth
 
 from __future__ import annotations
 
-import asyncio
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from gateway_process import ADMIN_PASSWORD, GatewayProcess, kill_workers
+from support import ADMIN_PASSWORD, Nuvem, app_folder, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -49,10 +48,8 @@ def max_overlap(runs: list[tuple[float, float]]) -> int:
 
 @pytest.fixture
 def app_root(tmp_path: Path) -> Iterator[Path]:
-    (tmp_path / "functions.py").write_text(textwrap.dedent(HANDLER))
-    (tmp_path / "nuvem.yaml").write_text(textwrap.dedent(STACK))
-    yield tmp_path
-    kill_workers(tmp_path)
+    with app_folder(tmp_path, HANDLER, STACK) as root:
+        yield root
 
 
 async def test_two_gateways_share_jobs_and_survive_one_dying(
@@ -60,11 +57,12 @@ async def test_two_gateways_share_jobs_and_survive_one_dying(
 ) -> None:
     env = {"NUVEM_QUEUE_URL": clean_redis, "NUVEM_RECORDS_URL": postgres_url}
     env["NUVEM_JOB_LEASE"] = "2"
-    a = GatewayProcess(app_root, app_root / "nuvem.yaml", env, state="state-a")
-    b = GatewayProcess(app_root, app_root / "nuvem.yaml", env, state="state-b")
-    a.start()
+    a = Nuvem(app_root, env, state="state-a")
+    b = Nuvem(app_root, env, state="state-b")
+    up = ("-f", "nuvem.yaml", "--log-level", "warning")
+    a.start(*up)
     await a.ready("work", 1)  # the first one creates the schema and the admin
-    b.start()
+    b.start(*up)
     await b.ready("work", 1)
     try:
         ids: list[str] = []
@@ -78,20 +76,19 @@ async def test_two_gateways_share_jobs_and_survive_one_dying(
                 assert response.status_code == 202
                 ids.append(response.headers["x-call-id"])
                 if i == JOBS // 2:
-                    assert a.process is not None
                     a.kill()  # mid-run, with jobs claimed by it
                     on_a = on_b  # its clients fail over to the survivor
-            assert a.process is not None
-            pids = {str(a.process.pid), str(b.process.pid if b.process else "")}
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 60
-            while True:
+            pids = {str(a.process.pid), str(b.process.pid)}
+            listing: list[dict[str, Any]] = []
+
+            async def all_done() -> bool:
+                nonlocal listing
                 listing = (await on_b.get("/system/jobs?limit=1000")).json()
-                done = [j for j in listing if j["state"] == "succeeded"]
-                if len(done) == JOBS:
-                    break
-                assert loop.time() < deadline, sorted({j["state"] for j in listing})
-                await asyncio.sleep(0.2)
+                return len([j for j in listing if j["state"] == "succeeded"]) == JOBS
+
+            await wait_until(
+                all_done, within=60, what=lambda: str(sorted({j["state"] for j in listing}))
+            )
             assert {j["id"] for j in listing} == set(ids)
             ran_by = set()
             runs: list[tuple[float, float]] = []

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,17 +13,10 @@ pytest.importorskip("torch")
 
 from nuvem.errors import ModelError
 from nuvem.models.weights import fetch
-from support import free_port
+from support import FileServer, file_server, free_port
 
 PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # 1 MiB and a bit: more than one chunk
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
-
-
-@dataclass
-class FileServer:
-    url: str
-    files: dict[str, bytes] = field(default_factory=dict)
-    requests: Counter[str] = field(default_factory=Counter)
 
 
 @pytest.fixture
@@ -42,36 +31,8 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FileServer]:
         "all_proxy",
     ):
         monkeypatch.delenv(name, raising=False)
-    state = FileServer(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state.requests[self.path] += 1
-            body = state.files.get(self.path)
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    # A short poll keeps shutdown() from waiting half a second per test.
-    thread = threading.Thread(
-        target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-    )
-    thread.start()
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
+    with file_server() as files:
+        yield files
 
 
 def test_downloads_once_then_uses_the_cache(server: FileServer, tmp_path: Path) -> None:

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
 
-from nuvem.errors import ModelError  # noqa: E402
-from nuvem.models import architectures  # noqa: E402
-from nuvem.models.densenet import DenseNet, remap_legacy_keys  # noqa: E402
-from nuvem.models.weights import (  # noqa: E402
+import torch
+
+from nuvem.errors import ModelError
+from nuvem.models import architectures
+from nuvem.models.densenet import DenseNet, remap_legacy_keys
+from nuvem.models.weights import (
     describe,
     identify,
     load_weights,
@@ -93,10 +95,8 @@ def test_legacy_densenet_keys_load(tmp_path: Path) -> None:
     # Plain torch loading accepts them too, as torchvision's densenet161(weights=...) does.
     plain = small_densenet()
     plain.load_state_dict(legacy)
-    assert torch.equal(
-        plain.features.denseblock1.denselayer1.norm1.weight,
-        model.features.denseblock1.denselayer1.norm1.weight,
-    )
+    norm1 = "features.denseblock1.denselayer1.norm1.weight"
+    assert torch.equal(plain.get_parameter(norm1), model.get_parameter(norm1))
 
 
 def test_remap_legacy_keys_follows_torchvision() -> None:
@@ -143,13 +143,15 @@ def test_other_class_count_suggests_num_classes(tmp_path: Path) -> None:
     ten = architectures.build("resnet18", num_classes=10)
     path = save_weights(ten, tmp_path / "finetuned.pth")
     model = architectures.build("resnet18")
-    before = model.conv1.weight.clone()
+    before = model.get_parameter("conv1.weight").clone()
     with pytest.raises(
         ModelError, match=r"fc\.weight: file \[10, 512\], model \[1000, 512\]"
     ) as info:
         load_weights(model, path)
     assert "build it with num_classes=10" in str(info.value)
-    assert torch.equal(model.conv1.weight, before), "a failed load must leave the model alone"
+    assert torch.equal(model.get_parameter("conv1.weight"), before), (
+        "a failed load must leave the model alone"
+    )
 
 
 def test_missing_file(tmp_path: Path) -> None:

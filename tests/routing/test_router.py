@@ -14,6 +14,7 @@ from nuvem.routing.router import Router
 from nuvem.runtime.protocol import CallMeta
 from nuvem.runtime.replica import CallResult
 from nuvem.runtime.replica_state import ReplicaState
+from support import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -32,16 +33,8 @@ class FakeReplica:
         return future
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_picks_ready_replica_with_fewest_inflight() -> None:
-    router = Router("f", max_inflight=4, max_queue=10, clock=Clock())
+    router = Router("f", max_inflight=4, max_queue=10, clock=FakeClock(100.0))
     a, b, c = FakeReplica("a", inflight=2), FakeReplica("b", inflight=1), FakeReplica("c")
     c.state = ReplicaState.DRAINING
     for replica in (a, b, c):
@@ -52,7 +45,7 @@ async def test_picks_ready_replica_with_fewest_inflight() -> None:
 
 
 async def test_full_queue_refuses_at_once_with_retry_hint() -> None:
-    router = Router("f", max_inflight=1, max_queue=1, clock=Clock())
+    router = Router("f", max_inflight=1, max_queue=1, clock=FakeClock(100.0))
     router.add(FakeReplica("a"))
     await router.acquire(1e9)
     waiting = asyncio.create_task(router.acquire(1e9))
@@ -60,12 +53,13 @@ async def test_full_queue_refuses_at_once_with_retry_hint() -> None:
     assert router.queued == 1
     with pytest.raises(Overloaded) as refused:
         await router.acquire(1e9)
+    assert refused.value.retry_after is not None
     assert refused.value.retry_after >= 1
     waiting.cancel()
 
 
 async def test_release_hands_slot_to_the_oldest_waiter() -> None:
-    router = Router("f", max_inflight=1, max_queue=5, clock=Clock())
+    router = Router("f", max_inflight=1, max_queue=5, clock=FakeClock(100.0))
     replica = FakeReplica("a")
     router.add(replica)
     await router.acquire(1e9)
@@ -84,18 +78,16 @@ async def test_waiter_times_out_at_its_deadline() -> None:
     replica = FakeReplica("a")
     router.add(replica)
     await router.acquire(1e12)
-    loop = asyncio.get_running_loop()
     with pytest.raises(DeadlineExceeded):
         await router.acquire(deadline=router._clock() + 0.05)
     # the expired waiter does not take the next free slot
     router.release(replica)
     assert replica.inflight == 0
     assert router.queued == 0
-    del loop
 
 
 async def test_new_replica_serves_waiting_calls() -> None:
-    router = Router("f", max_inflight=1, max_queue=5, clock=Clock())
+    router = Router("f", max_inflight=1, max_queue=5, clock=FakeClock(100.0))
     waiting = asyncio.create_task(router.acquire(1e9))
     await asyncio.sleep(0)
     assert router.queued == 1
@@ -105,7 +97,7 @@ async def test_new_replica_serves_waiting_calls() -> None:
 
 
 async def test_fail_waiters_answers_everyone() -> None:
-    router = Router("f", max_inflight=1, max_queue=5, clock=Clock())
+    router = Router("f", max_inflight=1, max_queue=5, clock=FakeClock(100.0))
     waiting = [asyncio.create_task(router.acquire(1e9)) for _ in range(3)]
     await asyncio.sleep(0)
     router.fail_waiters(DeadlineExceeded("gone"))
@@ -122,17 +114,21 @@ async def test_fail_waiters_answers_everyone() -> None:
 )
 def test_never_exceeds_max_inflight(loads: list[int], max_inflight: int, calls: int) -> None:
     async def scenario() -> None:
-        router = Router("f", max_inflight=max_inflight, max_queue=1000, clock=Clock())
+        router = Router("f", max_inflight=max_inflight, max_queue=1000, clock=FakeClock(100.0))
         replicas = [FakeReplica(str(i), inflight=min(n, max_inflight)) for i, n in enumerate(loads)]
         for replica in replicas:
             router.add(replica)
         free = sum(max_inflight - r.inflight for r in replicas)
         granted = 0
         for _ in range(min(calls, free)):
-            await router.acquire(1e9)
+            before = {replica.id: replica.inflight for replica in replicas}
+            chosen = await router.acquire(1e9)
             granted += 1
             assert all(r.inflight <= max_inflight for r in replicas)
             # least outstanding: no ready replica with a free slot has fewer than the chosen
+            open_slots = [n for n in before.values() if n < max_inflight]
+            assert before[chosen.id] == min(open_slots), (before, chosen.id)
+            assert chosen.inflight == before[chosen.id] + 1
         assert granted == min(calls, free)
         assert (
             sum(r.inflight for r in replicas) == sum(min(n, max_inflight) for n in loads) + granted

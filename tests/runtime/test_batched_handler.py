@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from conftest import Running
+from support import Running
 
 pytestmark = pytest.mark.anyio
 

@@ -66,7 +66,9 @@ def test_calls_queued_together_run_as_one_batch_in_order() -> None:
         status, _headers, body = outcome.result
         assert status == 200
         assert body == f'{{"double":{call_id * 2}}}'.encode()
-    assert (BATCH_SIZE_HEADER, "4") in outcomes[3].result[1]  # type: ignore[index]
+    third = outcomes[3].result
+    assert third is not None
+    assert (BATCH_SIZE_HEADER, "4") in third[1]
 
 
 def test_a_failing_item_fails_only_its_own_call() -> None:

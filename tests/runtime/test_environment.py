@@ -34,6 +34,7 @@ from nuvem.runtime.environment import (
     ProgressEvent,
 )
 from nuvem.stack.function import FunctionSpec
+from support import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -309,10 +310,9 @@ async def test_cancelled_build_kills_the_installer_and_leaves_nothing(
     builder = EnvironmentBuilder(tmp_path, uv=str(fake))
     function = spec("f", "six==1.16.0")
     task = asyncio.create_task(builder.ensure(function))
-    deadline = time.monotonic() + 30
-    while not pid_file.exists() or not pid_file.read_text():
-        assert time.monotonic() < deadline, "the installer never started"
-        await asyncio.sleep(0.02)
+    await wait_until(
+        lambda: pid_file.exists() and pid_file.read_text(), 30, "the installer to start"
+    )
 
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -4,21 +4,21 @@ cluster runtime reuses (there the worker is on another node, its process an acto
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any, cast
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 import pytest
 
 from nuvem.errors import ReplicaDied
 from nuvem.runtime import protocol
-from nuvem.runtime.framed_replica import connect_replica
+from nuvem.runtime.framed_replica import FramedReplica, connect_replica
 from nuvem.runtime.protocol import CallMeta, HelloMeta, Kind, ResultMeta
 from nuvem.runtime.replica import SetupFailed
 from nuvem.runtime.replica_state import ReplicaState
-from nuvem.stack.function import FunctionSpec
+from support import spec
 
 pytestmark = pytest.mark.anyio
-SPEC = FunctionSpec.model_validate({"name": "f", "handler": "m:f", "root": "/"})
+SPEC = spec()
 
 
 class RemoteWorker(protocol.FrameProtocol):
@@ -81,35 +81,43 @@ class ActorProcess:
             self._ended.set()
 
 
-@pytest.fixture
-async def served() -> AsyncIterator[tuple[list[RemoteWorker], Any]]:
-    workers: list[RemoteWorker] = []
-    fail = {"setup": False}
+@dataclass
+class Served:
+    """The far end's TCP server: the workers it accepted, and whether their setup fails."""
 
-    def worker() -> RemoteWorker:
-        workers.append(RemoteWorker(fail["setup"]))
-        return workers[-1]
+    port: int = 0
+    fail_setup: bool = False
+    workers: list[RemoteWorker] = field(default_factory=list)
 
-    server = await asyncio.get_running_loop().create_server(worker, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    def accept(self) -> RemoteWorker:
+        self.workers.append(RemoteWorker(self.fail_setup))
+        return self.workers[-1]
 
-    async def connect(factory: Any) -> protocol.FrameProtocol:
+    async def connect(
+        self, factory: Callable[[], protocol.FrameProtocol]
+    ) -> protocol.FrameProtocol:
         _, connection = await asyncio.get_running_loop().create_connection(
-            factory, "127.0.0.1", port
+            factory, "127.0.0.1", self.port
         )
-        return cast(protocol.FrameProtocol, connection)
+        return connection
 
-    yield workers, (connect, fail)
+
+@pytest.fixture
+async def served() -> AsyncIterator[Served]:
+    state = Served()
+    server = await asyncio.get_running_loop().create_server(state.accept, "127.0.0.1", 0)
+    state.port = server.sockets[0].getsockname()[1]
+    yield state
     server.close()
     await server.wait_closed()
 
 
-async def open_replica(served: tuple[list[RemoteWorker], Any]) -> Any:
-    workers, (connect, _) = served
-    return await connect_replica(SPEC, "f-1", ActorProcess(workers), connect, 5.0, "node-2")
+async def open_replica(served: Served) -> tuple[FramedReplica, HelloMeta]:
+    process = ActorProcess(served.workers)
+    return await connect_replica(SPEC, "f-1", process, served.connect, 5.0, "node-2")
 
 
-async def test_calls_travel_over_tcp_and_a_drain_lets_them_finish(served: Any) -> None:
+async def test_calls_travel_over_tcp_and_a_drain_lets_them_finish(served: Served) -> None:
     replica, hello = await open_replica(served)
     assert (replica.state, replica.node, replica.pid, hello.pid) == (
         ReplicaState.READY,
@@ -126,7 +134,7 @@ async def test_calls_travel_over_tcp_and_a_drain_lets_them_finish(served: Any) -
     assert (replica.state, replica.exit_cause) == (ReplicaState.DEAD, "stopped by the controller")
 
 
-async def test_a_kill_fails_the_calls_in_flight(served: Any) -> None:
+async def test_a_kill_fails_the_calls_in_flight(served: Served) -> None:
     replica, _ = await open_replica(served)
     held = replica.submit(CallMeta("POST", "/hold", "", []), b"")
     replica.kill("its node was lost")
@@ -135,7 +143,7 @@ async def test_a_kill_fails_the_calls_in_flight(served: Any) -> None:
     await replica.wait_dead()
 
 
-async def test_a_failed_setup_far_away_raises_setup_failed(served: Any) -> None:
-    served[1][1]["setup"] = True
+async def test_a_failed_setup_far_away_raises_setup_failed(served: Served) -> None:
+    served.fail_setup = True
     with pytest.raises(SetupFailed, match="failed to load: no weights"):
         await open_replica(served)

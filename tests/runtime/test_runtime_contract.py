@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import os
-import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +28,9 @@ from nuvem.runtime.protocol import CallMeta
 from nuvem.runtime.replica import Replica, Runtime, SetupFailed
 from nuvem.runtime.replica_state import ReplicaState
 from nuvem.stack.function import FunctionSpec
-from support import wait_until
+from support import HANDLERS, PLATFORM_PYTHON, wait_until
 
 pytestmark = pytest.mark.anyio
-
-HANDLERS = Path(__file__).resolve().parents[1] / "handlers"
-PLATFORM_PYTHON = Environment(key=None, python=Path(sys.executable), path=None)
 
 
 @contextlib.asynccontextmanager

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Running
 from nuvem.runtime.local import LocalRuntime
-from support import wait_until
+from support import Running, jpeg, wait_until, weights_file
 
 pytestmark = pytest.mark.anyio
 
@@ -66,7 +65,6 @@ def maps_of(pid: int) -> str:
 @pytest.mark.slow
 async def test_model_replicas_get_workers_with_torch_already_imported(gateway: Running) -> None:
     pytest.importorskip("torch")
-    from model_support import jpeg, weights_file
 
     runtime = pool_of(gateway)
     weights = weights_file("resnet18")

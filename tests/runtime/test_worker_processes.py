@@ -6,9 +6,8 @@ import asyncio
 
 import pytest
 
-from conftest import Running
 from nuvem.runtime.process_stats import alive
-from support import wait_until
+from support import Running, wait_until
 
 pytestmark = pytest.mark.anyio
 

@@ -88,8 +88,10 @@ def test_threads_default_to_the_cores_shared_among_the_replicas() -> None:
 
 
 def test_batching_and_model_change_the_fingerprint() -> None:
-    base = FunctionSpec(name="m", model={"path": "/m.onnx"})
-    batched = FunctionSpec(name="m", model={"path": "/m.onnx"}, batching={"max_batch_size": 4})
+    base = FunctionSpec.model_validate({"name": "m", "model": {"path": "/m.onnx"}})
+    batched = FunctionSpec.model_validate(
+        {"name": "m", "model": {"path": "/m.onnx"}, "batching": {"max_batch_size": 4}}
+    )
     assert base.fingerprint() != batched.fingerprint()
 
 

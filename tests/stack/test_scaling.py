@@ -9,9 +9,10 @@ import pytest
 
 from nuvem.errors import SpecError
 from nuvem.stack.loader import load_stack_text
+from nuvem.stack.stack import Stack
 
 
-def load(text: str) -> object:
+def load(text: str) -> Stack:
     return load_stack_text(textwrap.dedent(text), "nuvem.yaml", Path("/"))
 
 
@@ -25,7 +26,7 @@ def test_scaling_settings_take_units_and_defaults() -> None:
                       scale_down_delay_s: 0, zero_after_s: 2m}
         """
     )
-    scaling = stack.functions["f"].scaling  # type: ignore[attr-defined]
+    scaling = stack.functions["f"].scaling
     assert (scaling.mode, scaling.target) == ("rps", 20)
     assert (scaling.panic_window_s, scaling.stable_window_s) == (0.5, 60.0)
     assert (scaling.scale_down_delay_s, scaling.zero_after_s) == (0.0, 120.0)

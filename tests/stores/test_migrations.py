@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from nuvem.errors import NuvemError
+from nuvem.stores import sql_jobs, sql_records
 from nuvem.stores.migrations import Migration, upgrade
 from nuvem.stores.postgres import PostgresRecordStore
 from nuvem.stores.record_codec import SCHEMA_VERSION
@@ -84,13 +90,54 @@ def test_newer_database_is_refused_untouched(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_postgres_gateways_starting_together_upgrade_once(postgres_url: str) -> None:
-    stores = [PostgresRecordStore(postgres_url) for _ in range(3)]
-    jobs = [SqlJobStore.postgres(postgres_url) for _ in range(2)]
+Store = PostgresRecordStore | SqlJobStore
+
+
+def counted(steps: list[Migration], schema: str, applied: list[str]) -> list[Migration]:
+    """The same steps, each noting in `applied` when it runs."""
+
+    def step_that_counts(step: Migration) -> Migration:
+        def apply(conn: Connection) -> None:
+            applied.append(f"{schema} {step.version}")  # list.append is atomic
+            step.apply(conn)
+
+        return dataclasses.replace(step, apply=apply)
+
+    return [step_that_counts(step) for step in steps]
+
+
+def test_postgres_gateways_starting_together_upgrade_once(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    applied: list[str] = []
+    monkeypatch.setattr(
+        sql_records, "MIGRATIONS", counted(sql_records.MIGRATIONS, "records", applied)
+    )
+    monkeypatch.setattr(sql_jobs, "MIGRATIONS", counted(sql_jobs.MIGRATIONS, "jobs", applied))
+    openers: list[Callable[[], Store]] = [
+        *[functools.partial(PostgresRecordStore, postgres_url)] * 3,
+        *[functools.partial(SqlJobStore.postgres, postgres_url)] * 2,
+    ]
+    # Five gateways open the same empty database at one moment, each on a thread of its own.
+    start = threading.Barrier(len(openers))
+
+    def open_together(opener: Callable[[], Store]) -> Store:
+        start.wait(timeout=30)
+        return opener()
+
+    with ThreadPoolExecutor(len(openers)) as pool:
+        outcomes = [pool.submit(open_together, opener) for opener in openers]
+        wait(outcomes, timeout=120)
+    opened = [o.result() for o in outcomes if o.exception() is None]
     try:
-        assert {s.get_setting("schema_version") for s in stores} == {str(SCHEMA_VERSION)}
+        for outcome in outcomes:
+            outcome.result()  # a gateway that failed to open fails the test, with its error
+        records = [s for s in opened if isinstance(s, PostgresRecordStore)]
+        assert len(records) == 3
+        assert {s.get_setting("schema_version") for s in records} == {str(SCHEMA_VERSION)}
+        expected = [f"records {m.version}" for m in sql_records.MIGRATIONS]
+        expected += [f"jobs {m.version}" for m in sql_jobs.MIGRATIONS]
+        assert sorted(applied) == sorted(expected)  # every step once, by one of them
     finally:
-        for store in stores:
+        for store in opened:
             store.close()
-        for job_store in jobs:
-            job_store.close()

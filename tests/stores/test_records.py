@@ -23,17 +23,7 @@ from nuvem.stores.postgres import PostgresRecordStore
 from nuvem.stores.record_codec import SCHEMA_VERSION
 from nuvem.stores.records import ApiKeyRecord, EventRecord, RecordStore
 from nuvem.stores.sql_records import SqliteRecordStore
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float = 1.0) -> None:
-        self.now += seconds
+from support import FakeClock
 
 
 def spec(name: str = "echo", **fields: Any) -> FunctionSpec:
@@ -53,7 +43,7 @@ def key(key_id: str = "0123456789ab", **fields: Any) -> ApiKeyRecord:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_000.0)
 
 
 @pytest.fixture(params=["sqlite", "memory", "postgres"])
@@ -262,7 +252,7 @@ def test_close_twice_is_harmless(store: RecordStore) -> None:
 
 def test_sqlite_records_survive_reopen(tmp_path: Path) -> None:
     path = tmp_path / "records.db"
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     first = SqliteRecordStore(path, clock=clock)
     function = first.put_function(spec(scaling={"min": 0}), replicas=2)
     first.put_key(key(functions=("echo",)))
@@ -339,7 +329,7 @@ KEY_IDS = st.sampled_from(["aaaaaaaaaaaa", "bbbbbbbbbbbb"])
 class SameBehaviour(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.clock = FakeClock()
+        self.clock = FakeClock(1_000.0)
         self.folder = tempfile.TemporaryDirectory()
         self.sqlite = SqliteRecordStore(Path(self.folder.name) / "records.db", clock=self.clock)
         self.memory = MemoryRecordStore(clock=self.clock)

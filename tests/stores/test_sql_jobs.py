@@ -20,19 +20,12 @@ from nuvem.stores.job import (
     NewJob,
 )
 from nuvem.stores.sql_jobs import SqlJobStore
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from support import FakeClock
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(1000.0)
 
 
 @pytest.fixture(params=["sqlite", "postgres", "redis"])
@@ -42,7 +35,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def store(
-    backend: str, tmp_path: Path, clock: Clock, request: pytest.FixtureRequest
+    backend: str, tmp_path: Path, clock: FakeClock, request: pytest.FixtureRequest
 ) -> Iterator[JobStore]:
     opened: JobStore
     if backend == "sqlite":
@@ -64,9 +57,14 @@ def sql_only(backend: str) -> None:
         pytest.skip("Redis hands out expired leases by real idle time; see test_redis_jobs.py")
 
 
-def new(job_id: str, function: str = "f", **kwargs: object) -> NewJob:
+def new(
+    job_id: str,
+    function: str = "f",
+    callback_url: str | None = None,
+    idempotency_key: str | None = None,
+) -> NewJob:
     request = JobRequest("POST", "/", "a=1", (("x-h", "v"),), b"body-" + job_id.encode())
-    return NewJob(id=job_id, function=function, request=request, max_attempts=3, **kwargs)  # type: ignore[arg-type]
+    return NewJob(job_id, function, request, 3, callback_url, idempotency_key)
 
 
 RESULT = JobResult(200, (("content-type", "text/plain"),), b"done", 0.5)
@@ -118,7 +116,7 @@ def test_submit_many_keeps_order_and_idempotency(store: JobStore) -> None:
     assert store.submit_many([]) == []
 
 
-def test_finish_many_answers_for_each_job(store: JobStore, clock: Clock) -> None:
+def test_finish_many_answers_for_each_job(store: JobStore, clock: FakeClock) -> None:
     for job_id in ("a", "b", "c", "d"):
         store.submit(new(job_id))
     store.claim("me", {"f": 3}, lease=10)  # a, b, c run here; d stays queued
@@ -156,7 +154,7 @@ def test_claim_respects_capacity_per_function(store: JobStore) -> None:
     assert [j.id for j in store.claim("other", {"f": 10}, lease=10)] == ["f2", "f3", "f4"]
 
 
-def test_capacity_counts_jobs_running_on_every_gateway(store: JobStore, clock: Clock) -> None:
+def test_capacity_counts_jobs_running_on_every_gateway(store: JobStore, clock: FakeClock) -> None:
     for i in range(6):
         store.submit(new(f"f{i}"))
     assert len(store.claim("a", {"f": 3}, lease=10)) == 3
@@ -167,7 +165,7 @@ def test_capacity_counts_jobs_running_on_every_gateway(store: JobStore, clock: C
 
 
 @pytest.mark.usefixtures("sql_only")
-def test_jobs_under_lost_leases_do_not_count(store: JobStore, clock: Clock) -> None:
+def test_jobs_under_lost_leases_do_not_count(store: JobStore, clock: FakeClock) -> None:
     for i in range(4):
         store.submit(new(f"f{i}"))
     assert len(store.claim("a", {"f": 3}, lease=10)) == 3
@@ -176,7 +174,9 @@ def test_jobs_under_lost_leases_do_not_count(store: JobStore, clock: Clock) -> N
 
 
 @pytest.mark.usefixtures("sql_only")
-def test_expired_lease_is_reclaimed_and_counts_an_attempt(store: JobStore, clock: Clock) -> None:
+def test_expired_lease_is_reclaimed_and_counts_an_attempt(
+    store: JobStore, clock: FakeClock
+) -> None:
     store.submit(new("a"))
     store.claim("dead-gateway", {"f": 1}, lease=10)
     clock.now += 5
@@ -194,7 +194,7 @@ def test_expired_lease_is_reclaimed_and_counts_an_attempt(store: JobStore, clock
     assert done.result == RESULT
 
 
-def test_renew_keeps_the_lease_and_reports_lost_ones(store: JobStore, clock: Clock) -> None:
+def test_renew_keeps_the_lease_and_reports_lost_ones(store: JobStore, clock: FakeClock) -> None:
     store.submit(new("a"))
     store.submit(new("b"))
     store.claim("me", {"f": 2}, lease=10)
@@ -205,7 +205,7 @@ def test_renew_keeps_the_lease_and_reports_lost_ones(store: JobStore, clock: Clo
     assert store.claim("other", {"f": 5}, lease=10) == []
 
 
-def test_retry_waits_until_its_time(store: JobStore, clock: Clock) -> None:
+def test_retry_waits_until_its_time(store: JobStore, clock: FakeClock) -> None:
     store.submit(new("a"))
     store.claim("me", {"f": 1}, lease=10)
     store.finish("me", "a", Finish(JobState.QUEUED, error="status 503", retry_at=clock.now + 30))
@@ -219,7 +219,7 @@ def test_retry_waits_until_its_time(store: JobStore, clock: Clock) -> None:
     assert again.attempts == 2
 
 
-def test_cancel_only_active_jobs(store: JobStore, clock: Clock) -> None:
+def test_cancel_only_active_jobs(store: JobStore, clock: FakeClock) -> None:
     store.submit(new("a"))
     store.submit(new("b"))
     store.claim("me", {"f": 1}, lease=10)
@@ -234,7 +234,7 @@ def test_cancel_only_active_jobs(store: JobStore, clock: Clock) -> None:
     assert store.cancel("missing", 0) is None
 
 
-def test_callbacks_are_pending_once_finished_and_leased(store: JobStore, clock: Clock) -> None:
+def test_callbacks_are_pending_once_finished_and_leased(store: JobStore, clock: FakeClock) -> None:
     store.submit(new("a", callback_url="http://example.com/cb"))
     assert store.claim_callbacks("me", 10, lease=30) == []
     store.claim("me", {"f": 1}, lease=10)
@@ -253,7 +253,7 @@ def test_callbacks_are_pending_once_finished_and_leased(store: JobStore, clock: 
     assert store.claim_callbacks("me", 10, lease=30) == []
 
 
-def test_purge_deletes_expired_finished_jobs_only(store: JobStore, clock: Clock) -> None:
+def test_purge_deletes_expired_finished_jobs_only(store: JobStore, clock: FakeClock) -> None:
     store.submit(new("a"))
     store.submit(new("b"))
     store.claim("me", {"f": 1}, lease=10)
@@ -264,7 +264,7 @@ def test_purge_deletes_expired_finished_jobs_only(store: JobStore, clock: Clock)
     assert store.get("b") is not None
 
 
-def test_find_filters_and_leaves_bodies_out(store: JobStore, clock: Clock) -> None:
+def test_find_filters_and_leaves_bodies_out(store: JobStore, clock: FakeClock) -> None:
     for i, function in enumerate(["f", "g", "f"]):
         clock.now += 1
         store.submit(new(f"j{i}", function))
@@ -276,7 +276,7 @@ def test_find_filters_and_leaves_bodies_out(store: JobStore, clock: Clock) -> No
     assert store.find()[0].request.body == b""
 
 
-def test_sqlite_jobs_survive_reopening(tmp_path: Path, clock: Clock) -> None:
+def test_sqlite_jobs_survive_reopening(tmp_path: Path, clock: FakeClock) -> None:
     first = SqlJobStore.sqlite(tmp_path / "jobs.db", clock=clock)
     first.submit(new("a"))
     first.close()
