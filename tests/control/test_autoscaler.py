@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from nuvem.control.autoscaler import (
@@ -239,6 +239,13 @@ def test_no_flapping_under_constant_load(
 
 
 @given(loads, loads, configs(), st.integers(0, 50), st.integers(1, 64))
+@example(  # one more queued call made a growing queue count as standing, and ask for less
+    Load(queued=279, rps=1, latency=2, growth=70),
+    Load(queued=1),
+    Scaling(max=15, mode="concurrency", target=20),
+    0,
+    1,
+)
 @settings(max_examples=400)
 def test_more_load_never_asks_for_fewer_replicas(
     low: Load, extra: Load, scaling: Scaling, desired: int, slots: int

@@ -53,10 +53,11 @@ class Load:
         grows for as long as the burst has lasted."""
         if self.latency <= 0:
             return self.concurrency  # nothing completed yet: no service time to go by
-        if self.queue_standing():
-            return max(self.concurrency, self.rps * self.latency)
         backlog = min(self.queued, self.queued * self.latency / drain_s)
-        return max(self.inflight, self.rps * self.latency + backlog)
+        moving = max(self.inflight, self.rps * self.latency + backlog)
+        # A standing queue counts whole, and never for less than the same queue would if it
+        # moved: one more queued call must not tip it into standing and ask for fewer.
+        return max(self.concurrency, moving) if self.queue_standing() else moving
 
     def describe(self) -> str:
         trend = "" if self.queue_standing() else f" ({self.growth:+.0f}/s)"
