@@ -122,12 +122,7 @@ class MemoryRecordStore:
     def list_events(
         self, function: str | None = None, after_id: int = 0, limit: int = 100
     ) -> list[EventRecord]:
-        """Events in ascending id order, only `function`'s when it is given.
-
-        With `after_id` <= 0: the newest `limit` events (a tail). Otherwise: the first
-        `limit` events after `after_id` (a follower pages forward with the last id it saw).
-        A `limit` <= 0 returns nothing.
-        """
+        """As `RecordStore.list_events` says."""
         if limit <= 0:
             return []
         with self._lock:
