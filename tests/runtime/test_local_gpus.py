@@ -12,7 +12,7 @@ from nuvem.runtime.local import LocalRuntime
 from nuvem.runtime.logbook import LogBook
 from nuvem.runtime.protocol import CallMeta
 from nuvem.runtime.replica import Replica, SetupFailed
-from nuvem.stack.function import FunctionSpec
+from nuvem.stack.function import FunctionSpec, Resources
 from support import HANDLERS, PLATFORM_PYTHON, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.anyio
 
 def _spec(gpu: float) -> FunctionSpec:
     return FunctionSpec(
-        name="gpu", handler="handlers:environment", root=str(HANDLERS), resources={"gpu": gpu}
+        name="gpu", handler="handlers:environment", root=str(HANDLERS), resources=Resources(gpu=gpu)
     )
 
 
