@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -25,6 +25,7 @@ from nuvem.cluster.membership import NodeState
 from nuvem.cluster.node import DRAIN_TIMEOUT, JOIN_TIMEOUT, RayNode
 from nuvem.cluster.options import JoinOptions
 from nuvem.cluster.process_session import process_alive
+from nuvem.config import STATE_DIR_VARIABLE
 from nuvem.errors import ClusterError, Conflict
 
 NODE_LOG = Path("cluster") / "node.log"
@@ -44,7 +45,7 @@ def run(
     """Join, then block until a signal or the node's end; return the exit code."""
     _refuse_second_node(state_dir)
     say(f"joining {options.address}")
-    node = RayNode.join(options, state_dir / RAY_LOG)
+    node = RayNode.join(options, state_dir / RAY_LOG, node_environ(os.environ, state_dir))
     watch = _Watch(node)
     previous = {sig: signal.signal(sig, watch.on_signal) for sig in _SIGNALS}
     threading.Thread(target=watch.run, name="node-watch", daemon=True).start()
@@ -178,6 +179,12 @@ def leave(state_dir: Path, within: float = DRAIN_TIMEOUT + 30) -> record.NodeRec
             )
         time.sleep(_POLL)
     return found
+
+
+def node_environ(base: Mapping[str, str], state_dir: Path) -> dict[str, str]:
+    """The environment of the node's Ray processes: its replica actors keep code and
+    environments in the node's state folder, which they find there (`--state-dir` or not)."""
+    return {**base, STATE_DIR_VARIABLE: str(state_dir)}
 
 
 def _refuse_second_node(state_dir: Path) -> None:
