@@ -136,10 +136,8 @@ def late_node(found: Cluster, workdir: Path) -> Iterator[tuple[Server, Path, flo
     cli = [sys.executable, "-m", "nuvem.cli.main", "node", "join", found.address]
     cli += ["--token-file", str(found.token.path), "--node-ip", LATE_IP, "--cpus", "2"]
     cli += ["--label", "late=yes", "--label", "spare=yes", "--object-store-memory", "80Mi"]
-    cli += ["--state-dir", str(state)]
-    # The replica actors read the node's state folder from the environment Ray passes on.
+    cli += ["--state-dir", str(state)]  # its replicas' code and environments too
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NUVEM_", "RAY_"))}
-    env["NUVEM_STATE_DIR"] = str(state)
     began = time.monotonic()
     server = Server("nuvem node join", cli, env, workdir / "late-node.log")
     try:
