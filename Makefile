@@ -34,10 +34,11 @@ system-deps:  ## Debian packages the benchmarks and server tests use (wrk, redis
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 
-bench: install system-deps  ## benchmarks: echo against a baseline, async jobs and autoscaling against their goals
+bench: install system-deps  ## benchmarks: echo against a baseline; async jobs, autoscaling and cluster mode against their goals
 	$(BIN)/python bench/echo.py
 	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/autoscale.py
+	$(BIN)/python bench/cluster.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

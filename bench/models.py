@@ -209,6 +209,13 @@ wrk.headers["Authorization"] = "Bearer {key}"
 """
 
 
+def jpeg_script(folder: Path, image: Path, key: str) -> Path:
+    """The wrk script that POSTs `image` as image/jpeg with the API key."""
+    script = folder / "jpeg.lua"
+    script.write_text(_LUA.replace("{path}", json.dumps(str(image))).replace("{key}", key))
+    return script
+
+
 def run_wrk(url: str, script: Path, concurrency: int, seconds: int) -> Measurement:
     # A model call under load can take seconds: wrk's 2 s default would count it as failed.
     return echo_run_wrk("wrk", url, script, concurrency, seconds, request_timeout=60)
@@ -280,8 +287,7 @@ def measure_served(
         )
         if answer.status_code != 200 or len(answer.json()) != 5:
             raise BenchError(f"{url} answered {answer.status_code}: {answer.text}")
-        script = workdir / "jpeg.lua"
-        script.write_text(_LUA.replace("{path}", json.dumps(str(image))).replace("{key}", key))
+        script = jpeg_script(workdir, image, key)
         for concurrency in CONCURRENCY:
             run_wrk(url, script, concurrency, max(2, seconds // 3))  # warm-up
             before, began = cpu_seconds(pid), time.perf_counter()

@@ -9,6 +9,7 @@ from pathlib import Path
 import platformdirs
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+STATE_DIR_VARIABLE = "NUVEM_STATE_DIR"  # also how a node's Ray processes learn their folder
 
 
 def default_state_dir() -> Path:
@@ -40,7 +41,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if environ is None else environ)
-        state = env.get("NUVEM_STATE_DIR")
+        state = env.get(STATE_DIR_VARIABLE)
         return cls(
             url=env.get("NUVEM_URL", DEFAULT_URL).rstrip("/"),
             admin_password=env.get("NUVEM_ADMIN_PASSWORD") or None,

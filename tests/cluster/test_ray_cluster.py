@@ -431,6 +431,10 @@ def test_ctrl_c_on_a_foreground_join_drains_and_leaves(
         assert node.state is NodeState.ALIVE
         assert node.labels == {"role": "spare"}
         assert node.total.gpu == 2
+        # Replica actors keep code and environments in the state folder `--state-dir` named,
+        # which they find in the environment Ray's processes pass on.
+        raylet = Path(f"/proc/{joined['ray_pid']}/environ").read_bytes().split(b"\0")
+        assert f"NUVEM_STATE_DIR={state}".encode() in raylet
         again = nuvem(
             "node",
             "join",

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -27,6 +27,7 @@ from nuvem.cluster.membership import NodeState
 from nuvem.cluster.node import DRAIN_TIMEOUT, JOIN_TIMEOUT, RayNode
 from nuvem.cluster.options import JoinOptions
 from nuvem.cluster.process_session import process_alive
+from nuvem.config import STATE_DIR_VARIABLE
 from nuvem.errors import ClusterError, Conflict
 
 NODE_LOG = Path("cluster") / "node.log"
@@ -88,7 +89,7 @@ def _serve(
     """One life of the node: join, stay, leave when signalled (the exit code); None when
     the node was lost instead."""
     say(f"joining {options.address}" if attempt == 0 else f"rejoining {options.address}")
-    node = RayNode.join(options, state_dir / RAY_LOG)
+    node = RayNode.join(options, state_dir / RAY_LOG, node_environ(os.environ, state_dir))
     signals.node = node
     watch = signals.watch = _Watch(node, signals)
     threading.Thread(target=watch.run, name="node-watch", daemon=True).start()
@@ -239,6 +240,12 @@ def leave(state_dir: Path, within: float = DRAIN_TIMEOUT + 30) -> record.NodeRec
             )
         time.sleep(_POLL)
     return found
+
+
+def node_environ(base: Mapping[str, str], state_dir: Path) -> dict[str, str]:
+    """The environment of the node's Ray processes: its replica actors keep code and
+    environments in the node's state folder, which they find there (`--state-dir` or not)."""
+    return {**base, STATE_DIR_VARIABLE: str(state_dir)}
 
 
 def _refuse_second_node(state_dir: Path) -> None:
