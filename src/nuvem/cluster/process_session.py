@@ -89,6 +89,10 @@ class ProcessSession:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(_POLL)
             if not self.members():
+                # Dead but maybe not reaped yet (members() counts zombies as gone): reap the
+                # leader now, or its Popen warns "still running" whenever it is collected.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(5)
                 return
         raise OSError(f"processes {self.members()} of session {self.pid} outlived SIGKILL")
 
