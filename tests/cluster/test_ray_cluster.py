@@ -335,7 +335,7 @@ def joined_record(state: Path, process: subprocess.Popen[str]) -> dict[str, Any]
     return record
 
 
-def _frozen_raylet(joined: dict[str, Any]) -> int:
+def _raylet(joined: dict[str, Any]) -> int:
     return next(
         pid
         for pid in session_members(joined["ray_pid"])
@@ -351,7 +351,7 @@ def test_a_node_cut_off_and_declared_dead_rejoins_by_itself(
     process = join_in_foreground(ray_cluster, state, "--node-ip", ip, "--cpus", "1")
     try:
         first = joined_record(state, process)
-        os.kill(_frozen_raylet(first), signal.SIGSTOP)  # a network cut, as the head sees it
+        os.kill(_raylet(first), signal.SIGSTOP)  # a network cut, as the head sees it
         membership = ray_cluster.membership()
 
         def back() -> bool:
@@ -387,12 +387,7 @@ def test_a_node_the_head_declares_dead_makes_join_exit(
     )
     try:
         joined = joined_record(state, process)
-        raylet = next(
-            pid
-            for pid in session_members(joined["ray_pid"])
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "raylet"
-        )
-        os.kill(raylet, signal.SIGSTOP)
+        os.kill(_raylet(joined), signal.SIGSTOP)
         stopped = time.monotonic()
         membership = ray_cluster.membership()
         block_until(
