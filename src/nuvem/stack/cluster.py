@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BeforeValidator, Field, PlainSerializer, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from nuvem.stack.function import Strict
-from nuvem.stack.units import parse_memory
-
-Bytes = Annotated[int, BeforeValidator(parse_memory), PlainSerializer(int)]
+from nuvem.stack.function import Bytes, Strict, text_mapping
 
 # Ray refuses a smaller object store (ray_constants.OBJECT_STORE_MINIMUM_MEMORY_BYTES).
 MIN_OBJECT_STORE = 75 * 1024 * 1024
@@ -165,10 +162,7 @@ class Cluster(Strict):
     @field_validator("labels", mode="before")
     @classmethod
     def _label_text(cls, value: object) -> object:
-        # YAML reads `gpu: true` or `rack: 3` as a bool or a number; a label is the text.
-        if isinstance(value, dict):
-            return {key: _scalar_text(label) for key, label in value.items()}
-        return value
+        return text_mapping(value)
 
     @field_validator("labels")
     @classmethod
@@ -176,11 +170,3 @@ class Cluster(Strict):
         for key, label in value.items():
             check_label(key, label)
         return value
-
-
-def _scalar_text(value: object) -> object:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return value

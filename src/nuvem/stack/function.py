@@ -38,7 +38,7 @@ def _scalar_text(value: Any) -> Any:
     return value
 
 
-def _text_mapping(value: Any) -> Any:
+def text_mapping(value: Any) -> Any:
     """A mapping's keys and scalar values as the text the user wrote (env, labels)."""
     if isinstance(value, dict):
         return {str(k): _scalar_text(v) for k, v in value.items()}
@@ -97,7 +97,7 @@ class Placement(Strict):
     @field_validator("labels", mode="before")
     @classmethod
     def _stringify(cls, value: Any) -> Any:
-        return _text_mapping(value)
+        return text_mapping(value)
 
 
 class Scaling(Strict):
@@ -208,7 +208,7 @@ class FunctionSpec(Strict):
     @field_validator("env", "labels", mode="before")
     @classmethod
     def _stringify(cls, value: Any) -> Any:
-        return _text_mapping(value)
+        return text_mapping(value)
 
     def environment_key(self) -> str | None:
         """Identifies the virtual environment: None when the platform's own one serves."""

@@ -113,6 +113,7 @@ def load_stack_text(text: str, name: str, root: Path) -> Stack:
         raise SpecError(_report(name, [_problem(e, spots) for e in exc.errors()])) from None
     stack = _resolve_roots(stack, root)
     _check_model_files(stack, name, spots)
+    _check_pool_modules(stack, name, spots)
     return stack
 
 
@@ -131,7 +132,38 @@ def _resolve_roots(stack: Stack, root: Path) -> Stack:
         # Like a handler's folder, the token file is named relative to the stack file.
         token = (base / Path(stack.cluster.token_file).expanduser()).resolve()
         update_stack["cluster"] = stack.cluster.model_copy(update={"token_file": str(token)})
+    pools = {}
+    for key, pool in stack.pools.items():
+        if not pool.built_in:
+            # Like a handler's folder, a module of one's own is named relative to the file.
+            module = (base / Path(pool.module).expanduser()).resolve()
+            pool = pool.model_copy(update={"module": str(module)})
+        pools[key] = pool
+    update_stack["pools"] = pools
     return stack.model_copy(update=update_stack)
+
+
+def _check_pool_modules(stack: Stack, name: str, spots: dict[Loc, _Spot]) -> None:
+    """A module of one's own must be a folder of .tf files, found now rather than at the
+    first scale-up."""
+    problems = []
+    for key, pool in stack.pools.items():
+        if pool.built_in:
+            continue
+        folder = Path(pool.module)
+        if folder.is_dir() and any(folder.glob("*.tf")):
+            continue
+        loc: Loc = ("pools", key, "module")
+        problems.append(
+            _Problem(
+                _line_for(loc, "value_error", spots),
+                _dotted(loc),
+                f"no Terraform module at {folder} (a folder of .tf files); write one of "
+                "local, proxmox, aws, or the path of your module relative to the stack file",
+            )
+        )
+    if problems:
+        raise SpecError(_report(name, problems))
 
 
 def _check_model_files(stack: Stack, name: str, spots: dict[Loc, _Spot]) -> None:

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from nuvem.stack.cluster import Cluster
 from nuvem.stack.function import FunctionSpec, Strict
+from nuvem.stack.pools import PoolSpec
 from nuvem.stack.store_urls import Stores
 
 
@@ -17,6 +18,9 @@ class Stack(Strict):
     stores: Stores = Field(default_factory=Stores, description="job queue and records")
     cluster: Cluster = Field(
         default_factory=Cluster, description="where replicas run: engine local or ray"
+    )
+    pools: dict[str, PoolSpec] = Field(
+        default_factory=dict, description="machines added and removed on demand (engine: ray)"
     )
 
     @field_validator("version", mode="before")
@@ -43,4 +47,33 @@ class Stack(Strict):
                     body = {**body, "name": name}
                 functions[name] = body
             data = {**data, "functions": functions}
+        if isinstance(data, dict) and isinstance(data.get("pools"), dict):
+            data = {
+                **data,
+                "pools": {
+                    str(name): _named(name, body, "pool") for name, body in data["pools"].items()
+                },
+            }
         return data
+
+    @model_validator(mode="after")
+    def _pools_need_ray(self) -> Stack:
+        if self.pools and self.cluster.engine != "ray":
+            raise ValueError(
+                "pools add machines as nodes of a Ray cluster; set `cluster: {engine: ray}` "
+                "or remove `pools:`"
+            )
+        return self
+
+
+def _named(name: object, body: Any, kind: str) -> Any:
+    """A pool's body with its key as its name (the key is the name)."""
+    if not isinstance(body, dict):
+        return body
+    given = body.get("name", name)
+    if given != name:
+        raise ValueError(
+            f"{kind} {name!r} sets name {given!r}; the key is the name, remove `name:` or "
+            "rename the key"
+        )
+    return {**body, "name": str(name)}

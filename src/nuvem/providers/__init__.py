@@ -1,0 +1,1 @@
+"""Node providers: what creates and removes the machines of a pool (Terraform modules)."""
