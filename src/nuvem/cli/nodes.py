@@ -24,6 +24,7 @@ from nuvem.cluster.token import read_token, token_path
 from nuvem.config import Settings
 from nuvem.errors import BadRequest, ClusterTokenError, NotFound, NuvemError
 from nuvem.stack.cluster import MIN_OBJECT_STORE, check_node_ip, parse_label, split_address
+from nuvem.stack.pools import NODE_LABEL, POOL_LABEL
 from nuvem.stack.units import parse_memory
 
 out = Console()
@@ -141,40 +142,81 @@ def show_list(
     nodes = Membership(address, read_token(token_file)).nodes()
     if not everything:
         nodes = _latest(nodes)
-    replicas = _replicas_by_node(settings)
+    replicas, machines = _gateway_view(settings)
+    # Pool machines that are no Ray node (yet, or any more): requested, provisioning,
+    # failed; the removed ones with --all.
+    joined = {node.labels.get(NODE_LABEL) for node in nodes if node.state is not NodeState.DEAD}
+    waiting = [
+        m
+        for m in machines.values()
+        if m["name"] not in joined and (everything or m["state"] != "removed")
+    ]
     if as_json:
-        print_json(
-            [{**node.as_dict(), "replicas": replicas.get(node.address, [])} for node in nodes]
-        )
+        listed = []
+        for node in nodes:
+            machine = machines.get(node.labels.get(NODE_LABEL, ""), {})
+            listed.append(
+                {
+                    **node.as_dict(),
+                    "replicas": replicas.get(node.address, []),
+                    "pool": machine.get("pool", ""),
+                    "lifecycle": machine.get("state", ""),
+                }
+            )
+        print_json({"nodes": listed, "machines": waiting} if machines else listed)
         return
     table = Table(box=None, header_style="bold")
-    for column in ("ADDRESS", "STATE", "CPU", "GPU", "MEMORY", "LABELS", "REPLICAS", "ID"):
+    columns = ("ADDRESS", "STATE", "POOL", "CPU", "GPU", "MEMORY", "LABELS", "REPLICAS", "ID")
+    for column in columns:
         table.add_column(column)
     for node in nodes:
         used = _used(node)
         on_node = replicas.get(node.address, []) if node.state is not NodeState.DEAD else []
+        pool_machine = machines.get(node.labels.get(NODE_LABEL, ""))
         table.add_row(
             f"{node.address} (head)" if node.head else node.address,
             node.state.value if not node.death else f"{node.state.value}: {node.death}",
+            f"{pool_machine['name']} ({pool_machine['state']})" if pool_machine else "-",
             f"{used.cpu:g}/{node.total.cpu:g}",
             f"{used.gpu:g}/{node.total.gpu:g}",
             f"{used.memory / 2**30:.1f}/{node.total.memory / 2**30:.1f} GiB",
-            ", ".join(f"{k}={v}" for k, v in node.labels.items()),
+            ", ".join(f"{k}={v}" for k, v in node.labels.items() if k not in _OWN_LABELS),
             ", ".join(r["id"] for r in on_node) or "-",
             node.id[:12],
+        )
+    for machine in waiting:
+        table.add_row(
+            machine["address"] or "-",
+            f"{machine['state']}: {machine['reason']}",
+            machine["name"],
+            "",
+            "",
+            "",
+            "",
+            "-",
+            "",
         )
     out.print(table)
 
 
-def _replicas_by_node(settings: Settings) -> dict[str, list[dict[str, Any]]]:
-    """The replicas on each node, from the gateway when one serves this state folder; none
-    when it does not (the nodes come from the head either way)."""
+_OWN_LABELS = frozenset({NODE_LABEL, POOL_LABEL})
+
+
+def _gateway_view(
+    settings: Settings,
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """The replicas on each node and the pools' machines by name, from the gateway when
+    one serves this state folder; none when it does not (the nodes come from the head
+    either way)."""
     try:
         with Client(settings, timeout=3.0) as client:
             listed = client.call("GET", "/system/nodes")
+            pools = client.call("GET", "/system/pools")
     except NuvemError:
-        return {}
-    return {node["address"]: node["replicas"] for node in listed}
+        return {}, {}
+    replicas = {node["address"]: node["replicas"] for node in listed}
+    machines = {m["name"]: m for pool in pools["pools"] for m in pool["machines"]}
+    return replicas, machines
 
 
 def _latest(nodes: list[Node]) -> list[Node]:

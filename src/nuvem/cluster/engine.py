@@ -16,6 +16,7 @@ from nuvem.cluster import record
 from nuvem.cluster.membership import Membership, Node, NodeState, Resources
 from nuvem.cluster.options import ExistingHead, plan
 from nuvem.cluster.token import read_token
+from nuvem.providers.provider import JoinInfo
 from nuvem.runtime.devices import gpu_count
 from nuvem.stack.cluster import Cluster
 
@@ -111,3 +112,13 @@ class RayEngine:
 
     def leaving(self) -> frozenset[str]:
         return frozenset(n.address for n in self.nodes() if n.state is NodeState.DRAINING)
+
+    def drain(self, node: Node, reason: str, deadline: float) -> None:
+        """Mark `node` draining: nothing new is placed there (a pool machine going away)."""
+        self.membership().drain(node, reason, deadline)
+
+    def join_info(self) -> JoinInfo:
+        """What a new machine needs to join this cluster: the head and the token."""
+        membership = self.membership()
+        token = membership.token
+        return JoinInfo(membership.address, token.value, str(token.path))

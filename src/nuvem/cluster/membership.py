@@ -76,6 +76,7 @@ class Node:
     started_at: float  # seconds since the epoch
     ended_at: float | None  # when it was seen dead
     death: str  # why it is dead, in Ray's words; empty while alive
+    drained: bool = False  # dead because it was drained (asked to go), not lost
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +103,10 @@ class Membership:
         self._gcs = probe(address, token)
         self._pb = ray_module("ray.core.generated.gcs_pb2")
         self._ray_error: type[Exception] = ray_module("ray.exceptions").RayError
+        death = ray_module("ray.core.generated.common_pb2").NodeDeathInfo
+        self._drain_reasons = frozenset(
+            {death.AUTOSCALER_DRAIN_PREEMPTED, death.AUTOSCALER_DRAIN_IDLE}
+        )
 
     def nodes(self) -> list[Node]:
         """Every node the head knows, the dead ones it still remembers included."""
@@ -161,6 +166,7 @@ class Membership:
             started_at=info.start_time_ms / 1000,
             ended_at=info.end_time_ms / 1000 if dead and info.end_time_ms else None,
             death=info.death_info.reason_message if dead else "",
+            drained=dead and info.death_info.reason in self._drain_reasons,
         )
 
 

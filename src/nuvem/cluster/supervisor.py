@@ -116,6 +116,12 @@ def _serve(
             pass  # Ctrl-C came while joining: leave at once
         else:
             watch.woken.wait()  # a signal, or the node's end
+        if not signals.signalled.is_set() and (watch.drained.is_set() or _drained(node)):
+            # Drained by the head on purpose (a pool removing this machine): leaving is
+            # what was asked, so no rejoin, and exit 0 so a service manager lets it be.
+            say("the head drained this node; it has left the cluster")
+            node.kill()
+            return 0
         if not signals.signalled.is_set():
             why = (
                 "the head declared this node dead"
@@ -141,6 +147,15 @@ def _serve(
         record.clear(state_dir, record.NODE_RECORD)
         if node.session.members():
             node.kill()
+
+
+def _drained(node: RayNode) -> bool:
+    """Whether the head drained this node (it ended because it was asked to go)."""
+    try:
+        seen = [n for n in node.membership.nodes() if n.id == node.node.id]
+    except ClusterError:
+        return False
+    return bool(seen) and (seen[0].drained or seen[0].state is NodeState.DRAINING)
 
 
 class _Signals:
@@ -174,6 +189,7 @@ class _Watch:
         self.signalled = signals.signalled
         self.woken = threading.Event()
         self.lost = threading.Event()  # the head lists the node dead
+        self.drained = threading.Event()  # the head was seen draining it
         self._signals = signals
 
     def run(self) -> None:
@@ -183,9 +199,12 @@ class _Watch:
                 self.node.session.process.wait(timeout=_WATCH)
                 break  # Ray's processes ended
             try:
-                dead = self.node.state() is NodeState.DEAD
+                state = self.node.state()
             except ClusterError:
-                dead = False  # the head cannot be asked now: the node may well be fine
+                state = None  # the head cannot be asked now: the node may well be fine
+            if state is NodeState.DRAINING:
+                self.drained.set()
+            dead = state is NodeState.DEAD
             if dead and not self.signalled.is_set():  # not our own drain
                 self.lost.set()
                 break

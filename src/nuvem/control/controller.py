@@ -14,12 +14,16 @@ import functools
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from nuvem.cluster.placement import demand_of
 from nuvem.control.autoscaler import decide
 from nuvem.control.deployment import Deployment
 from nuvem.control.metrics_export import MetricsExport
+from nuvem.control.node_plan import Need
+from nuvem.control.node_tier import NodeTier
 from nuvem.control.replica_plan import plan
 from nuvem.control.watchdog import Watchdog
 from nuvem.errors import BadRequest, NotFound, NuvemError
@@ -27,7 +31,8 @@ from nuvem.metrics.registry import Metrics
 from nuvem.routing.router import Router
 from nuvem.runtime.environment import Environment
 from nuvem.runtime.logbook import LogBook
-from nuvem.runtime.replica import Replica, Runtime
+from nuvem.runtime.replica import Pending, Replica, Runtime
+from nuvem.runtime.replica_state import ReplicaState
 from nuvem.stack.function import FunctionSpec
 from nuvem.stores.records import RecordStore
 
@@ -51,8 +56,12 @@ class Controller:
         clock: Callable[[], float] = time.monotonic,
         tick_interval: float = 1.0,
         leaving: Callable[[], frozenset[str]] | None = None,
+        node_tier: NodeTier | None = None,
     ) -> None:
         self.records = records
+        # The second tier: machines added and removed as replicas need them. None: the
+        # cluster has no pools (or there is no cluster).
+        self.node_tier = node_tier
         # The nodes draining now (asked of the cluster engine, blocking): replicas there
         # move to other nodes. None: one machine, nothing ever leaves.
         self.leaving = leaving
@@ -115,6 +124,8 @@ class Controller:
         for watcher in self._watchers:
             watcher.cancel()
         await asyncio.gather(*self._watchers, return_exceptions=True)
+        if self.node_tier is not None:
+            await self.node_tier.close()
         # A runtime may hold processes of its own (the local one: pre-started workers).
         await self.runtime.close()
 
@@ -230,17 +241,39 @@ class Controller:
         """One reconcile step over every function; a failing function does not stop others."""
         began = time.perf_counter()
         leaving = await self._leaving_nodes()
+        needs: list[Need] = []
         for deployment in list(self.deployments.values()):
             try:
                 deployment.report_leaving(leaving)
-                deployment.report_pending(self.runtime.pending(deployment.name))
+                pending = self.runtime.pending(deployment.name)
+                deployment.report_pending(pending)
+                needs += _needs(deployment.spec, pending)
                 self._autoscale(deployment)
                 self._reconcile(deployment)
                 self.watchdog.check(deployment)
             except Exception:  # isolate: one function's failure must not stall the rest
                 log.exception("reconciling %s failed", deployment.name)
             self.export.export(deployment)
+        if self.node_tier is not None:
+            await self._step_nodes(needs)
         self.metrics.reconcile_seconds.observe(time.perf_counter() - began)
+
+    async def _step_nodes(self, needs: list[Need]) -> None:
+        assert self.node_tier is not None
+        replicas_at = Counter(
+            replica.node
+            for deployment in self.deployments.values()
+            for replica in deployment.replicas
+            if replica.state is not ReplicaState.DEAD
+        )
+        try:
+            await self.node_tier.step(needs, replicas_at)
+        except Exception:  # isolate: the replica tier goes on whatever the machines do
+            log.exception("the node tier failed")
+
+    def pool_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
+        """The node tier's decisions, as events of no function."""
+        self.event(kind, None, message, data)
 
     async def _leaving_nodes(self) -> frozenset[str]:
         if self.leaving is None:
@@ -319,3 +352,12 @@ class Controller:
     async def _retire(self, deployment: Deployment, replica: Replica, reason: str) -> None:
         self.logbook.write(deployment.name, replica.id, "system", f"draining: {reason}")
         await replica.drain_and_stop(DRAIN_GRACE)
+
+
+def _needs(spec: FunctionSpec, pending: list[Pending]) -> list[Need]:
+    """The replicas of `spec` that wait for room, as the node tier weighs them."""
+    demand = demand_of(spec)
+    return [
+        Need(p.replica_id, spec.name, demand.cpu, demand.gpu, demand.memory, demand.labels)
+        for p in pending
+    ]

@@ -24,6 +24,10 @@ class JoinInfo:
 
     address: str  # the Ray head's HOST:PORT
     token: str
+    token_file: str = ""  # where the token lies on this machine (the `local` module uses it)
+
+    def __repr__(self) -> str:  # never print the secret by accident
+        return f"JoinInfo(address={self.address!r}, token_file={self.token_file!r})"
 
 
 @dataclass(frozen=True, slots=True)

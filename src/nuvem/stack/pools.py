@@ -43,7 +43,7 @@ class NodeShape(Strict):
     @field_validator("memory")
     @classmethod
     def _memory(cls, value: int) -> int:
-        if value < 256 * 2**20:
+        if value < 512 * 2**20:
             raise ValueError(
                 f"memory {value} bytes is too little for a node (Ray alone takes about "
                 "300Mi); write at least 512Mi, e.g. 2Gi"
