@@ -24,6 +24,10 @@ class JoinInfo:
 
     address: str  # the Ray head's HOST:PORT
     token: str
+    # Where the token lies on the machine that runs the provider (the head's own 0600
+    # file, HeadRecord.token_file): the module contract's `cluster.token_file`, which the
+    # `local` module's nodes read instead of a copy nuvem would have to write.
+    token_file: str = ""
 
 
 @dataclass(frozen=True, slots=True)
