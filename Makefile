@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= dev,models,servers,ray
+EXTRAS ?= dev,models,servers,ray,pools
 
 .PHONY: install run test lint format bench clean system-deps
 

@@ -358,6 +358,20 @@ def node_join(
     rejoin: Annotated[
         bool, typer.Option(help="join again by itself when the node is lost (network cut)")
     ] = True,
+    worker_ports: Annotated[
+        str | None,
+        typer.Option(
+            help="FIRST-LAST ports for the node's workers (apart for nodes sharing a machine); "
+            "default: {MIN_WORKER_PORT}-{MAX_WORKER_PORT}"
+        ),
+    ] = None,
+    temp_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Ray's session folder for this node (short: it holds Unix sockets); "
+            "default: the head's"
+        ),
+    ] = None,
     state_dir: StateDir = None,
 ) -> None:
     """Make this machine a node of the cluster at HOST:PORT; Ctrl-C drains it and leaves."""
@@ -374,6 +388,8 @@ def node_join(
         detach,
         state_dir,
         rejoin=rejoin,
+        worker_ports=worker_ports,
+        temp_dir=temp_dir,
     )
     if code:
         raise typer.Exit(code)

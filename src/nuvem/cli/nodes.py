@@ -20,6 +20,7 @@ from nuvem.cli.context import print_json, settings_for
 from nuvem.cluster import record, supervisor
 from nuvem.cluster.membership import Membership, Node, NodeState, Resources
 from nuvem.cluster.options import JoinOptions, Offer
+from nuvem.cluster.ports import MAX_WORKER_PORT, MIN_WORKER_PORT, parse_worker_ports
 from nuvem.cluster.token import read_token, token_path
 from nuvem.config import Settings
 from nuvem.errors import BadRequest, ClusterTokenError, NotFound, NuvemError
@@ -46,6 +47,8 @@ def join(
     detach: bool,
     state_dir: Path | None,
     rejoin: bool = True,
+    worker_ports: str | None = None,
+    temp_dir: Path | None = None,
 ) -> int:
 
     try:
@@ -57,6 +60,11 @@ def join(
             memory=parse_memory(memory) if memory is not None else None,
             object_store_memory=parse_memory(object_store_memory),
             labels=dict(parse_label(label) for label in labels),
+        )
+        workers = (
+            parse_worker_ports(worker_ports)
+            if worker_ports is not None
+            else (MIN_WORKER_PORT, MAX_WORKER_PORT)
         )
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
@@ -77,7 +85,14 @@ def join(
             highlight=False,
         )
         return 0
-    options = JoinOptions(address, token_file, node_ip=ip, offer=offer)
+    options = JoinOptions(
+        address,
+        token_file,
+        node_ip=ip,
+        offer=offer,
+        workers=workers,
+        temp_dir=temp_dir.absolute() if temp_dir is not None else None,
+    )
 
     def say(line: str) -> None:
         err.print(line, highlight=False, soft_wrap=True)

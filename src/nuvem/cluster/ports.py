@@ -55,6 +55,27 @@ class NodePorts:
         return [getattr(self, f.name) for f in fields(self) if "worker" not in f.name]
 
 
+def parse_worker_ports(text: str) -> tuple[int, int]:
+    """`FIRST-LAST` -> (first, last), the ports a node's workers take; ValueError with the
+    fix otherwise. Nodes sharing one machine need ranges apart, or their workers collide."""
+    first, sep, last = text.partition("-")
+    if not sep or not first.strip().isdigit() or not last.strip().isdigit():
+        raise ValueError(f"worker ports {text!r} are not FIRST-LAST, e.g. 20000-20199")
+    low, high = int(first), int(last)
+    if not 1024 <= low < high <= 65535:
+        raise ValueError(
+            f"worker ports {text!r} must be a range within 1024-65535 with FIRST below LAST, "
+            "e.g. 20000-20199"
+        )
+    if any(port in RESERVED for port in range(low, high + 1)):
+        raise ValueError(
+            f"worker ports {text!r} include a port Ray or nuvem holds already "
+            f"({', '.join(str(p) for p in sorted(RESERVED) if low <= p <= high)}); "
+            "choose a range without it"
+        )
+    return low, high
+
+
 def free_node_ports(workers: tuple[int, int] = (MIN_WORKER_PORT, MAX_WORKER_PORT)) -> NodePorts:
     """Free ports for one node, none in its worker range nor in RESERVED."""
     first, second, third, fourth, fifth, sixth = free_ports(

@@ -24,7 +24,10 @@ class JoinInfo:
 
     address: str  # the Ray head's HOST:PORT
     token: str
-    token_file: str = ""  # where the token lies on this machine (the `local` module uses it)
+    # Where the token lies on the machine that runs the provider (the head's own 0600
+    # file, HeadRecord.token_file): the module contract's `cluster.token_file`, which the
+    # `local` module's nodes read instead of a copy nuvem would have to write.
+    token_file: str = ""
 
     def __repr__(self) -> str:  # never print the secret by accident
         return f"JoinInfo(address={self.address!r}, token_file={self.token_file!r})"
