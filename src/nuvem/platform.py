@@ -11,10 +11,13 @@ from nuvem.cluster.engine import Engine, LocalEngine, RayEngine
 from nuvem.config import Settings
 from nuvem.control.controller import Controller, Environments
 from nuvem.control.deployment import Deployment
+from nuvem.control.node_tier import NodeTier
+from nuvem.control.pool_book import BOOK_FILE, PoolBook
 from nuvem.gateway.auth import Authenticator, ensure_admin
 from nuvem.gateway.rate_limit import open_rate_limiter
 from nuvem.jobs.service import JobService
 from nuvem.metrics.registry import Metrics
+from nuvem.providers.provider import NodeProvider
 from nuvem.runtime.environment import EnvironmentBuilder, ProgressEvent
 from nuvem.runtime.local import LocalRuntime
 from nuvem.runtime.logbook import LogBook
@@ -52,6 +55,7 @@ class Platform:
         environments: Environments | None = None,
         on_progress: Callable[[ProgressEvent], None] | None = None,
         tick_interval: float | None = None,  # default: settings.tick_interval
+        provider: NodeProvider | None = None,  # what makes pool machines; default terraform
     ) -> Platform:
         settings = apply_stores(settings, stack.stores if stack is not None else None)
         state = settings.state_dir
@@ -90,6 +94,8 @@ class Platform:
             leaving=engine.leaving if engine.name != "local" else None,
         )
         deployments = controller.deployments
+        if stack is not None and stack.pools and isinstance(engine, RayEngine):
+            controller.node_tier = _node_tier(state, stack, engine, controller, provider)
         password_file = ensure_admin(records, state, settings.admin_password)
         return cls(
             settings=settings,
@@ -129,3 +135,20 @@ class Platform:
             log.warning("shutdown requested, but this platform was not started by `nuvem up`")
             return
         self.on_shutdown_request()
+
+
+def _node_tier(
+    state: Path,
+    stack: Stack,
+    engine: RayEngine,
+    controller: Controller,
+    provider: NodeProvider | None,
+) -> NodeTier:
+    """The second tier, for a stack with pools: machines through Terraform by default."""
+    if provider is None:
+        from nuvem.providers.terraform import TerraformProvider
+
+        provider = TerraformProvider(state)
+    return NodeTier(
+        stack.pools, provider, engine, PoolBook(state / BOOK_FILE), controller.pool_event
+    )

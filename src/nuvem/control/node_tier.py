@@ -316,7 +316,10 @@ class NodeTier:
             run.failures = 0
             run.last_error = ""
         now = self.clock()
-        run.applied = frozenset(made) if made is not None else None
+        # After a failure nothing is settled: the next run (after the back-off) goes ahead
+        # even for the same machines, since what the provider holds may be half made
+        # (Terraform keeps a resource whose creation failed, tainted, to replace it).
+        run.applied = frozenset(made) if made is not None and not run.failures else None
         self._settle_machines(pool, wanted, made, now, started)
 
     async def _made(self, pool: PoolSpec) -> dict[str, MachineInfo] | None:
