@@ -155,8 +155,22 @@ async def test_cancel_a_queued_job(gateway: Running) -> None:
     status = (await gateway.admin.get(f"/system/jobs/{job_id}")).json()
     assert status["state"] == "cancelled"
     assert status["attempts"] == 0
-    early = await gateway.admin.get(f"/system/jobs/{job_id}/result")
+    never = await gateway.admin.get(f"/system/jobs/{job_id}/result")
+    assert never.status_code == 409
+    # A final state: no "yet", no Retry-After that would keep a client polling.
+    assert "retry-after" not in never.headers
+    assert never.headers["x-job-state"] == "cancelled"
+    assert "yet" not in never.json()["error"]
+    assert "cancelled" in never.json()["error"]
+
+
+async def test_result_of_an_unfinished_job_says_retry(gateway: Running) -> None:
+    await gateway.deploy("functions: {sleep: {handler: 'handlers:sleep', jobs: {concurrency: 1}}}")
+    running = await gateway.admin.post("/async-function/sleep?seconds=1")
+    early = await gateway.admin.get(f"/system/jobs/{running.headers['x-call-id']}/result")
     assert early.status_code == 409
+    assert early.headers["retry-after"] == "1"
+    assert "yet" in early.json()["error"]
 
 
 async def test_list_filters_by_function_and_state(gateway: Running) -> None:

@@ -97,7 +97,8 @@ def _write_result(client: Client, headers: dict[str, str], job_id: str, timeout:
     deadline = time.monotonic() + timeout
     while True:
         response = client.request("GET", f"/system/jobs/{job_id}/result", headers=headers)
-        if response.status_code != 409:
+        # Without Retry-After a 409 means the job ended without a result: waiting is no use.
+        if response.status_code != 409 or "retry-after" not in response.headers:
             _emit(response)
             return
         if time.monotonic() > deadline:
