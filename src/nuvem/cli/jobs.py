@@ -81,6 +81,8 @@ def status(job_id: str, as_json: bool, state_dir: Path | None) -> None:
             f"({found['callback_attempts']} attempts) {found['callback_url']}",
             highlight=False,
         )
+    if found.get("callback_error"):
+        out.print(f"[bold]callback error[/bold]: {found['callback_error']}", highlight=False)
 
 
 def result(job_id: str, wait: bool, timeout: float, state_dir: Path | None) -> None:

@@ -38,6 +38,7 @@ class JobInfo(BaseModel):
     callback_url: str | None
     callback_state: str
     callback_attempts: int
+    callback_error: str | None
 
     @classmethod
     def of(cls, job: Job) -> JobInfo:
@@ -57,6 +58,7 @@ class JobInfo(BaseModel):
             callback_url=job.callback_url,
             callback_state=job.callback_state.value,
             callback_attempts=job.callback_attempts,
+            callback_error=job.callback_error,
         )
 
 
