@@ -19,6 +19,9 @@ def default_state_dir() -> Path:
 @dataclass(frozen=True, slots=True)
 class Settings:
     url: str = DEFAULT_URL
+    # Whether `url` was chosen (NUVEM_URL) rather than defaulted: a chosen one wins over the
+    # URL a state folder's gateway recorded.
+    url_chosen: bool = False
     admin_password: str | None = None
     state_dir: Path = field(default_factory=default_state_dir)
     api_key: str | None = None
@@ -42,8 +45,10 @@ class Settings:
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if environ is None else environ)
         state = env.get(STATE_DIR_VARIABLE)
+        url = env.get("NUVEM_URL", "").strip().rstrip("/")
         return cls(
-            url=env.get("NUVEM_URL", DEFAULT_URL).rstrip("/"),
+            url=url or DEFAULT_URL,
+            url_chosen=bool(url),
             admin_password=env.get("NUVEM_ADMIN_PASSWORD") or None,
             state_dir=Path(state).expanduser() if state else default_state_dir(),
             api_key=env.get("NUVEM_API_KEY") or None,

@@ -85,6 +85,16 @@ def test_idle_for_zero_after_s_goes_to_zero_without_the_delay() -> None:
     assert "idle for 60s" in decision.reason
 
 
+def test_zero_after_s_is_not_stretched_by_the_stable_window() -> None:
+    # One call a few seconds ago: the stable average still asks for a replica, the panic
+    # window (shorter than the idle time) no longer does.
+    remembered = Load(inflight=0.05, rps=0.02, latency=1.0)
+    ctx = context(1, Load(), remembered, idle_s=5, below_for_s=5)
+    decision = decide(ctx, config(min=0, zero_after_s=5, panic_window_s=2))
+    assert decision.desired == 0
+    assert "idle for 5s (zero_after_s)" in decision.reason
+
+
 def test_never_to_zero_when_min_is_above_zero() -> None:
     assert decide(context(2, Load(), idle_s=10_000), config(min=1)).desired == 1
 

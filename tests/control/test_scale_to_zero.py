@@ -58,12 +58,29 @@ async def test_idle_function_goes_to_zero_and_a_call_brings_it_back(gateway: Run
     assert status.json()["replicas"] >= 1
 
 
+async def test_bounds_without_a_mode_scale_to_zero_after_zero_after_s(gateway: Running) -> None:
+    # No mode and the default 60 s stable window: autoscaling is implied, and zero comes
+    # after zero_after_s, not once the window has forgotten the call.
+    await gateway.deploy(
+        "functions: {nap: {handler: 'handlers:describe', scaling: {min: 0, max: 2, "
+        "zero_after_s: 1s}}}"
+    )
+    deployment = gateway.platform.controller.get("nap")
+    assert deployment.spec.scaling.mode == "concurrency"
+    assert (await gateway.invoke("nap")).status_code == 200
+    await wait_until(
+        lambda: deployment.desired == 0 and not deployment.replicas, within=15, what="zero"
+    )
+    assert (await gateway.invoke("nap")).status_code == 200  # woken, not refused
+
+
 async def test_a_replica_from_the_warm_pool_is_the_function_it_was_told_to_be(
     gateway: Running,
 ) -> None:
     runtime = gateway.platform.controller.runtime
     assert isinstance(runtime, LocalRuntime)
-    await gateway.deploy(STACK.replace("min: 0", "min: 1").replace("mode: concurrency", ""))
+    manual = STACK.replace("min: 0", "min: 1").replace("mode: concurrency", "mode: null")
+    await gateway.deploy(manual.replace("zero_after_s: 1s", ""))
     deployment = gateway.platform.controller.get("nap")
     cold = (await gateway.invoke("nap")).json()
     await wait_until(lambda: runtime.pool.idle_count() == 1, within=20, what="pool filled")

@@ -102,6 +102,22 @@ async def test_callback_is_retried_until_delivered(gateway: Running) -> None:
     assert job["callback_attempts"] == 3
 
 
+async def test_a_callback_host_that_does_not_resolve_is_retried(gateway: Running) -> None:
+    await gateway.deploy("functions: {echo: {handler: 'handlers:echo'}}")
+    gateway.platform.jobs.runner.options = type(gateway.platform.jobs.runner.options)(
+        callback_attempts=3, callback_backoff=0.05, callback_max_backoff=0.1
+    )
+    response = await gateway.admin.post(
+        "/async-function/echo",
+        content=b"x",
+        headers={"X-Callback-Url": "http://no-such-host.invalid/done"},
+    )
+    job = await wait_state(gateway, response.headers["x-call-id"], "failed", field="callback_state")
+    assert job["callback_attempts"] == 3  # retried like a receiver that is down
+    assert "'no-such-host.invalid' does not resolve" in job["callback_error"]
+    assert "NUVEM_CALLBACK_ALLOW_HOSTS" not in job["callback_error"]
+
+
 async def test_failing_function_fails_without_retry(gateway: Running) -> None:
     await gateway.deploy("functions: {fail: {handler: 'handlers:fail'}}")
     response = await gateway.admin.post("/async-function/fail", content=b"x")
@@ -155,8 +171,22 @@ async def test_cancel_a_queued_job(gateway: Running) -> None:
     status = (await gateway.admin.get(f"/system/jobs/{job_id}")).json()
     assert status["state"] == "cancelled"
     assert status["attempts"] == 0
-    early = await gateway.admin.get(f"/system/jobs/{job_id}/result")
+    never = await gateway.admin.get(f"/system/jobs/{job_id}/result")
+    assert never.status_code == 409
+    # A final state: no "yet", no Retry-After that would keep a client polling.
+    assert "retry-after" not in never.headers
+    assert never.headers["x-job-state"] == "cancelled"
+    assert "yet" not in never.json()["error"]
+    assert "cancelled" in never.json()["error"]
+
+
+async def test_result_of_an_unfinished_job_says_retry(gateway: Running) -> None:
+    await gateway.deploy("functions: {sleep: {handler: 'handlers:sleep', jobs: {concurrency: 1}}}")
+    running = await gateway.admin.post("/async-function/sleep?seconds=1")
+    early = await gateway.admin.get(f"/system/jobs/{running.headers['x-call-id']}/result")
     assert early.status_code == 409
+    assert early.headers["retry-after"] == "1"
+    assert "yet" in early.json()["error"]
 
 
 async def test_list_filters_by_function_and_state(gateway: Running) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from nuvem.errors import PayloadTooLarge
+from nuvem.errors import Conflict, PayloadTooLarge
 from nuvem.gateway.asgi import MAX_BODY
 from support import Nuvem, app_folder
 
@@ -79,6 +80,18 @@ async def test_submit_wait_and_failure_exit_code(gateway: Nuvem) -> None:
     assert failed.returncode == 7
     assert "no good" in failed.stdout
     assert "failed" in failed.stderr
+
+
+async def test_result_of_a_cancelled_job_ends_at_once(gateway: Nuvem) -> None:
+    nuvem(gateway, "jobs", "submit", "slow", "-d", "x")
+    queued = nuvem(gateway, "jobs", "submit", "slow", "-d", "x").stdout.strip()
+    assert nuvem(gateway, "jobs", "cancel", queued).returncode == 0
+    started = time.monotonic()
+    result = gateway.run("jobs", "result", queued, check=False, timeout=20)
+    assert time.monotonic() - started < 10  # it polled before, for the whole --timeout
+    assert result.returncode == Conflict.exit_code, result.stderr
+    assert f"job {queued} is cancelled" in result.stderr
+    assert "yet" not in result.stderr
 
 
 async def test_cancel_and_errors(gateway: Nuvem) -> None:

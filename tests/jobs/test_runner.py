@@ -159,6 +159,39 @@ async def test_a_finished_job_calls_back_and_retries_the_callback_on_the_clock(
     assert parts.job("a").callback_state is CallbackState.DELIVERED
 
 
+async def test_a_callback_host_that_does_not_resolve_is_retried_and_says_why(
+    parts: Parts,
+) -> None:
+    parts.runner.options = RunnerOptions(callback_attempts=2, callback_backoff=2.0)
+    await parts.submit("a", callback="http://no-such-host.invalid/done")
+    await parts.step()  # runs the job
+    await parts.step()  # the first delivery: the name does not resolve
+    first = parts.job("a")
+    assert first.callback_state is CallbackState.PENDING
+    assert first.callback_error is not None
+    assert "'no-such-host.invalid' does not resolve" in first.callback_error
+    await parts.step(2.0)  # the second and last
+    last = parts.job("a")
+    assert (last.callback_state, last.callback_attempts) == (CallbackState.FAILED, 2)
+    assert last.callback_error is not None
+    assert "does not resolve" in last.callback_error
+    assert parts.sender.sent == []
+
+
+async def test_a_callback_answer_that_fails_is_recorded_until_one_succeeds(parts: Parts) -> None:
+    parts.runner.options = RunnerOptions(
+        callback_attempts=3, callback_backoff=2.0, allow_hosts=frozenset({"receiver.test"})
+    )
+    parts.sender.answers += [502]
+    await parts.submit("a", callback="http://receiver.test/done")
+    await parts.step()
+    await parts.step()
+    assert parts.job("a").callback_error == "the callback URL answered 502"
+    await parts.step(2.0)
+    assert parts.job("a").callback_state is CallbackState.DELIVERED
+    assert parts.job("a").callback_error is None
+
+
 async def test_every_attempt_counts_as_an_invocation_with_its_status(parts: Parts) -> None:
     parts.statuses += [503]
     await parts.submit("a")

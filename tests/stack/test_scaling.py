@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from nuvem.errors import SpecError
+from nuvem.stack.function import FunctionSpec
 from nuvem.stack.loader import load_stack_text
 from nuvem.stack.stack import Stack
 
@@ -48,3 +49,46 @@ def test_bad_scaling_settings_name_the_line_and_the_fix(scaling: str, expected: 
         load(f"functions:\n  f:\n    handler: m:f\n    scaling: {scaling}\n")
     assert "nuvem.yaml:4" in str(caught.value)
     assert expected in str(caught.value)
+
+
+def test_bounds_that_reach_zero_mean_autoscaling() -> None:
+    stack = load(
+        """
+        functions:
+          zero: {handler: m:f, scaling: {min: 0, max: 2}}
+          told: {handler: m:f, scaling: {min: 0, max: 2, zero_after_s: 5}}
+          tuned: {handler: m:f, scaling: {max: 4, scale_down_delay_s: 10}}
+          fixed: {handler: m:f, scaling: {min: 1, max: 4}}
+          manual: {handler: m:f, scaling: {min: 0, max: 2, mode: null}}
+        """
+    )
+    modes = {name: f.scaling.mode for name, f in stack.functions.items()}
+    assert modes == {
+        "zero": "concurrency",
+        "told": "concurrency",
+        "tuned": "concurrency",
+        "fixed": None,
+        "manual": None,
+    }
+
+
+def test_zero_after_s_without_min_0_is_an_error_naming_the_line() -> None:
+    with pytest.raises(SpecError) as raised:
+        load(
+            """
+            functions:
+              f:
+                handler: m:f
+                scaling:
+                  max: 2
+                  zero_after_s: 5
+            """
+        )
+    assert ":5: functions.f.scaling: zero_after_s has no effect with min 1" in str(raised.value)
+    assert "set min: 0" in str(raised.value)
+
+
+def test_a_spec_sent_by_the_api_is_taken_as_it_is() -> None:
+    # Every field of a spec sent back by `nuvem deploy` is present: none was meant.
+    sent = FunctionSpec(name="f", handler="m:f").model_dump(mode="json")
+    assert FunctionSpec.model_validate(sent).scaling.mode is None

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from nuvem.errors import NuvemError
 from nuvem.stores import sql_jobs, sql_records
+from nuvem.stores.job import CallbackState, JobRequest, NewJob
 from nuvem.stores.migrations import Migration, upgrade
 from nuvem.stores.postgres import PostgresRecordStore
 from nuvem.stores.record_codec import SCHEMA_VERSION
@@ -141,3 +142,22 @@ def test_postgres_gateways_starting_together_upgrade_once(
     finally:
         for store in opened:
             store.close()
+
+
+def test_a_jobs_table_of_schema_1_gains_the_callback_error(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    SqlJobStore.sqlite(path).close()
+    with closing(sqlite3.connect(path)) as conn:  # back to what schema 1 wrote
+        conn.execute("ALTER TABLE jobs DROP COLUMN callback_error")
+        conn.execute("UPDATE jobs_schema SET version = 1")
+        conn.commit()
+    store = SqlJobStore.sqlite(path)
+    try:
+        request = JobRequest("POST", "/", "", (), b"x")
+        store.submit(NewJob("a", "f", request, 1, "http://example.com/cb"))
+        store.callback_done("a", CallbackState.PENDING, 1.0, "it answered 502")
+        job = store.get("a")
+        assert job is not None
+        assert job.callback_error == "it answered 502"
+    finally:
+        store.close()

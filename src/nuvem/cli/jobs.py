@@ -81,6 +81,8 @@ def status(job_id: str, as_json: bool, state_dir: Path | None) -> None:
             f"({found['callback_attempts']} attempts) {found['callback_url']}",
             highlight=False,
         )
+    if found.get("callback_error"):
+        out.print(f"[bold]callback error[/bold]: {found['callback_error']}", highlight=False)
 
 
 def result(job_id: str, wait: bool, timeout: float, state_dir: Path | None) -> None:
@@ -97,7 +99,8 @@ def _write_result(client: Client, headers: dict[str, str], job_id: str, timeout:
     deadline = time.monotonic() + timeout
     while True:
         response = client.request("GET", f"/system/jobs/{job_id}/result", headers=headers)
-        if response.status_code != 409:
+        # Without Retry-After a 409 means the job ended without a result: waiting is no use.
+        if response.status_code != 409 or "retry-after" not in response.headers:
             _emit(response)
             return
         if time.monotonic() > deadline:

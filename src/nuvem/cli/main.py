@@ -12,14 +12,23 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from nuvem.cli import functions, jobs, keys, nodes
+from nuvem import __version__
+from nuvem.cli import context, functions, jobs, keys, nodes
 from nuvem.errors import NuvemError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+HELP = """nuvem: a self-hosted serverless platform for AI.
+
+Environment:
+  NUVEM_URL             the gateway (default: the state folder's, or :8080)
+  NUVEM_STATE_DIR       where `nuvem up` keeps its state and records its URL
+  NUVEM_ADMIN_PASSWORD  the admin password (default: read from the state folder)
+  NUVEM_API_KEY         the API key `invoke` and `jobs` call with"""
+
 app = typer.Typer(
     name="nuvem",
-    help="nuvem: a self-hosted serverless platform for AI.",
+    help=HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -37,6 +46,30 @@ def handle_errors(command: F) -> F:
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"nuvem {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            metavar="URL",
+            help="the gateway to talk to (default: NUVEM_URL, else the state folder's)",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="print the version"),
+    ] = False,
+) -> None:
+    context.url_option = url
 
 
 StateDir = Annotated[

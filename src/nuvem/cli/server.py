@@ -18,11 +18,14 @@ import uvicorn
 import uvloop
 from rich.console import Console
 
+from nuvem.cli import listen_socket
 from nuvem.cli.client import Client
 from nuvem.cli.context import settings_for
 from nuvem.cli.environment_progress import rich_progress
+from nuvem.cli.state_lock import GatewayRecord, StateLock, write_record
 from nuvem.cluster.head import running_head
 from nuvem.cluster.options import plan
+from nuvem.config import DEFAULT_URL, Settings
 from nuvem.errors import LifecycleError
 from nuvem.gateway.app import create_app
 from nuvem.platform import Platform
@@ -63,9 +66,29 @@ class _Server(uvicorn.Server):
                 self._captured_signals.clear()
 
 
+def client_url(host: str, port: int) -> str:
+    """The URL a client on this machine reaches a gateway listening on `host:port` at."""
+    if host in ("0.0.0.0", ""):  # every interface: loopback is one of them
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def run(file: Path | None, host: str, port: int, state_dir: Path | None) -> None:
     settings = settings_for(state_dir)
-    settings = dataclasses.replace(settings, url=f"http://{host}:{port}")
+    url = client_url(host, port)
+    settings = dataclasses.replace(settings, url=url)
+    # The lock and the port come first: a second `nuvem up` on this state folder, or on a
+    # port in use, must fail before it prints, writes an event or touches the pid file.
+    with StateLock(settings.state_dir), contextlib.closing(listen_socket.bind(host, port)) as sock:
+        _serve(file, host, port, sock, settings)
+    err.print("nuvem stopped")
+
+
+def _serve(
+    file: Path | None, host: str, port: int, sock: socket.socket, settings: Settings
+) -> None:
     stack = load_stack(file) if file is not None else None
     progress = rich_progress(err)
 
@@ -73,6 +96,7 @@ def run(file: Path | None, host: str, port: int, state_dir: Path | None) -> None
         if event.phase is not Phase.CACHED:  # every replica start would say it otherwise
             progress(event)
 
+    write_record(settings.state_dir, GatewayRecord(url=settings.url, pid=os.getpid()))
     platform = Platform.create(settings, stack=stack, on_progress=on_progress)
     config = uvicorn.Config(
         create_app(platform),
@@ -110,17 +134,18 @@ def run(file: Path | None, host: str, port: int, state_dir: Path | None) -> None
         with running_head(
             cluster, settings.state_dir, say=lambda line: err.print(line, highlight=False)
         ):
-            uvloop.run(server.serve())
+            uvloop.run(server.serve(sockets=[sock]))
     finally:
         pid_file.unlink(missing_ok=True)
-    err.print("nuvem stopped")
 
 
 def detach(
     argv: list[str], file: Path | None, host: str, port: int, state_dir: Path | None
 ) -> None:
     settings = settings_for(state_dir)
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    # Said here, not as the last lines of the child's log.
+    StateLock(settings.state_dir).check()
+    listen_socket.check(host, port)
     args = [a for a in argv if a != "--detach"]
     log_path = settings.state_dir / LOG_FILE
     with log_path.open("ab") as log:
@@ -131,7 +156,7 @@ def detach(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    url = f"http://{host}:{port}"
+    url = client_url(host, port)
     client = Client(dataclasses.replace(settings, url=url))
     deadline = time.monotonic() + 120
     with err.status(f"starting nuvem on {url}"):
@@ -152,6 +177,14 @@ def detach(
     password_file = settings.state_dir / "admin-password"
     if password_file.exists():
         err.print(f"  admin user: admin, password in {password_file}")
+    if url != DEFAULT_URL:
+        # Commands given this --state-dir find the gateway by themselves; others need telling.
+        err.print(
+            f"  to reach it from other shells: export NUVEM_URL={url}\n"
+            f"  (commands given --state-dir {settings.state_dir} find it by themselves)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def shutdown(state_dir: Path | None) -> None:

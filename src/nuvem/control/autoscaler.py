@@ -140,8 +140,9 @@ def decide(ctx: ScalingContext, config: Scaling) -> Decision:
             burst,
         )
     idle_long = low == 0 and ctx.idle_s >= config.zero_after_s and ctx.pending == 0
-    floor = 0 if idle_long else max(low, 1)
-    needed = max(burst, steady, floor)
+    # After zero_after_s without a call the stable average still remembers the calls before
+    # (for up to stable_window_s): zero_after_s alone is the documented rule for zero.
+    needed = burst if idle_long else max(burst, steady, max(low, 1))
     if current == 0:
         return Decision(0, "at zero until a call arrives", burst)
     if needed >= current:

@@ -38,6 +38,7 @@ class JobInfo(BaseModel):
     callback_url: str | None
     callback_state: str
     callback_attempts: int
+    callback_error: str | None
 
     @classmethod
     def of(cls, job: Job) -> JobInfo:
@@ -57,6 +58,7 @@ class JobInfo(BaseModel):
             callback_url=job.callback_url,
             callback_state=job.callback_state.value,
             callback_attempts=job.callback_attempts,
+            callback_error=job.callback_error,
         )
 
 
@@ -116,23 +118,17 @@ def job_status(request: Request, job_id: str) -> JobInfo:
     response_class=Response,
     responses={
         200: {"description": "the function's answer: its body, headers and status code"},
-        409: {"description": "the job has no result yet"},
+        409: {
+            "description": "the job has no result: not yet (with Retry-After), or never "
+            "(a final state, in X-Job-State)"
+        },
     },
 )
 def job_result(request: Request, job_id: str) -> Response:
     """The function's answer as it gave it, with X-Function-Status and X-Job-State."""
     job = _job(request, job_id, with_body=True)
     if job.result is None or not job.state.finished:
-        message = (
-            f"job {job.id} is {job.state.value} and has no result yet (poll GET "
-            "/system/jobs/{id}, or pass X-Callback-Url when submitting)"
-        )
-        return Response(
-            content=json.dumps({"error": message}),
-            status_code=409,
-            media_type="application/json",
-            headers={"X-Job-State": job.state.value, "Retry-After": "1"},
-        )
+        return _no_result(job)
     headers: dict[str, Any] = {
         k: v for k, v in job.result.headers if k.lower() not in ("content-length",)
     }
@@ -143,6 +139,29 @@ def job_result(request: Request, job_id: str) -> Response:
         "X-Duration-Seconds": f"{job.result.duration:.6f}",
     }
     return Response(content=job.result.body, status_code=job.result.status, headers=headers)
+
+
+def _no_result(job: Job) -> Response:
+    """409 for a job without a result; Retry-After only while one may still come."""
+    headers = {"X-Job-State": job.state.value}
+    if not job.state.finished:
+        message = (
+            f"job {job.id} is {job.state.value} and has no result yet (poll GET "
+            "/system/jobs/{id}, or pass X-Callback-Url when submitting)"
+        )
+        headers["Retry-After"] = "1"
+    else:
+        why = f" ({job.error})" if job.error else ""
+        message = (
+            f"job {job.id} is {job.state.value}{why} after {job.attempts} attempt(s) and "
+            "has no result; it will not run again (submit it anew)"
+        )
+    return Response(
+        content=json.dumps({"error": message}),
+        status_code=409,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
 @router.post("/{job_id}/cancel", response_model=JobInfo)

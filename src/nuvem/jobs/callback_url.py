@@ -64,8 +64,14 @@ def _check_address(url: str, address: ipaddress.IPv4Address | ipaddress.IPv6Addr
         )
 
 
+class Unresolved(OSError):
+    """The callback's host does not resolve (now): retried like a receiver that is down,
+    since DNS can come back; it is no refusal the allow list could lift."""
+
+
 async def check_resolved(url: str, allow_hosts: frozenset[str] = frozenset()) -> None:
-    """Check every address the URL's host resolves to, right before sending to it."""
+    """Check every address the URL's host resolves to, right before sending to it: a
+    forbidden one is BadRequest (final), a failed resolution `Unresolved` (retried)."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower().rstrip(".")
     if host in allow_hosts:
@@ -74,6 +80,6 @@ async def check_resolved(url: str, allow_hosts: frozenset[str] = frozenset()) ->
     try:
         infos = await loop.getaddrinfo(host, parts.port or 80, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise BadRequest(f"callback host {host!r} does not resolve: {exc}", _HINT) from None
+        raise Unresolved(f"callback host {host!r} does not resolve: {exc}") from None
     for info in infos:
         _check_address(url, ipaddress.ip_address(info[4][0]))

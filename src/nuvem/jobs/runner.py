@@ -255,11 +255,14 @@ class JobRunner:
             answer = await self.sender.send(url, headers, body)
         except BadRequest as exc:
             log.warning("callback of job %s not sent: %s", job.id, exc)
-            await self._callback_done(job.id, CallbackState.FAILED)
+            await self._callback_done(job.id, CallbackState.FAILED, error=f"not sent: {exc}")
             return
-        except Exception as exc:  # the receiver is down or slow: retried below
+        except Exception as exc:  # unresolved, down or slow: retried below
             answer = 0
-            log.info("callback of job %s to %s failed: %r", job.id, url, exc)
+            failure = str(exc) or type(exc).__name__
+            log.info("callback of job %s to %s failed: %s", job.id, url, failure)
+        else:
+            failure = f"the callback URL answered {answer}"
         if 200 <= answer < 400:
             await self._callback_done(job.id, CallbackState.DELIVERED)
         elif job.callback_attempts >= self.options.callback_attempts:
@@ -269,7 +272,7 @@ class JobRunner:
                 url,
                 job.callback_attempts,
             )
-            await self._callback_done(job.id, CallbackState.FAILED)
+            await self._callback_done(job.id, CallbackState.FAILED, error=failure)
         else:
             delay = backoff(
                 job.callback_attempts,
@@ -277,7 +280,11 @@ class JobRunner:
                 self.options.callback_max_backoff,
                 random.random,
             )
-            await self._callback_done(job.id, CallbackState.PENDING, self.clock() + delay)
+            await self._callback_done(
+                job.id, CallbackState.PENDING, self.clock() + delay, error=failure
+            )
 
-    async def _callback_done(self, job_id: str, state: CallbackState, retry_at: float = 0) -> None:
-        await self.io.call(self.io.store.callback_done, job_id, state, retry_at)
+    async def _callback_done(
+        self, job_id: str, state: CallbackState, retry_at: float = 0, error: str | None = None
+    ) -> None:
+        await self.io.call(self.io.store.callback_done, job_id, state, retry_at, error)

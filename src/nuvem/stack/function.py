@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -100,11 +101,21 @@ class Placement(Strict):
         return text_mapping(value)
 
 
+# Validation context key set by the stack file loader (see `Scaling._meant`).
+STACK_FILE = "stack_file"
+# Settings only the autoscaler reads: writing one asks for autoscaling.
+_AUTOSCALER_ONLY = frozenset(
+    {"target", "panic_window_s", "stable_window_s", "scale_down_delay_s", "zero_after_s"}
+)
+
+
 class Scaling(Strict):
     """Replica bounds and the autoscaler's settings (docs/autoscaling.md).
 
     Without `mode` replicas change only by `nuvem scale` or an alert; with it the controller
-    sizes the function to its load every tick, and `nuvem scale` is a one-off nudge.
+    sizes the function to its load every tick, and `nuvem scale` is a one-off nudge. In a
+    stack file `mode` defaults to concurrency when `min` is 0 or an autoscaler setting is
+    written.
     """
 
     min: int = Field(default=1, ge=0, description="replicas kept at least")
@@ -112,7 +123,8 @@ class Scaling(Strict):
     mode: ScalingMode | None = Field(
         default=None,
         description="load the autoscaler follows: concurrency (calls in flight and queued), "
-        "rps (requests per second) or queue (calls waiting); unset: no autoscaling",
+        "rps (requests per second) or queue (calls waiting); unset: no autoscaling, "
+        "unless min is 0 or an autoscaler setting is written (then concurrency)",
     )
     target: float | None = Field(
         default=None,
@@ -128,6 +140,26 @@ class Scaling(Strict):
     zero_after_s: Seconds = Field(
         default=300.0, description="idle this long and min is 0: go to zero replicas"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _meant(cls, data: Any, info: ValidationInfo) -> Any:
+        """What a stack file's author meant: a function allowed to be at zero, or told when
+        to go there, can only come back by autoscaling, so it gets `mode: concurrency`; a
+        `zero_after_s` that cannot apply is an error, not a silent no-op. Only for stack
+        files: a spec sent back by the API carries every field, written or not."""
+        if not isinstance(data, dict) or not (info.context or {}).get(STACK_FILE):
+            return data
+        low = data.get("min", 1)
+        if "zero_after_s" in data and isinstance(low, int) and low > 0:
+            raise ValueError(
+                f"zero_after_s has no effect with min {low}: only min 0 goes to zero; "
+                "set min: 0, or remove zero_after_s"
+            )
+        # An explicit `mode: null` keeps replicas manual (stopped at zero by `nuvem scale`).
+        if "mode" not in data and (low == 0 or _AUTOSCALER_ONLY & data.keys()):
+            return {**data, "mode": "concurrency"}
+        return data
 
     @model_validator(mode="after")
     def _ordered(self) -> Scaling:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from nuvem.errors import SpecError
-from nuvem.stack.function import FunctionSpec
+from nuvem.stack.function import STACK_FILE, FunctionSpec
 from nuvem.stack.stack import Stack
 
 __all__ = ["load_stack", "load_stack_text"]
@@ -108,7 +108,7 @@ def load_stack_text(text: str, name: str, root: Path) -> Stack:
         # which names are allowed instead of failing twice on the type.
         data = {**data, "functions": {str(key): body for key, body in functions.items()}}
     try:
-        stack = Stack.model_validate(data)
+        stack = Stack.model_validate(data, context={STACK_FILE: True})
     except ValidationError as exc:
         raise SpecError(_report(name, [_problem(e, spots) for e in exc.errors()])) from None
     stack = _resolve_roots(stack, root)

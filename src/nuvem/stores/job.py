@@ -67,6 +67,7 @@ class Job:
     callback_url: str | None = None
     callback_state: CallbackState = CallbackState.NONE
     callback_attempts: int = 0
+    callback_error: str | None = None  # why the last delivery failed, when it did
     started_at: float | None = None
     finished_at: float | None = None
     expires_at: float | None = None  # a finished job is deleted after this time
@@ -139,8 +140,11 @@ class JobStore(Protocol):
         """Finished jobs whose callback is due, leased to owner for one delivery attempt."""
         ...
 
-    def callback_done(self, job_id: str, state: CallbackState, retry_at: float = 0.0) -> None:
-        """DELIVERED or FAILED, or PENDING again from retry_at."""
+    def callback_done(
+        self, job_id: str, state: CallbackState, retry_at: float = 0.0, error: str | None = None
+    ) -> None:
+        """DELIVERED or FAILED, or PENDING again from retry_at; `error` says why the
+        delivery failed (None after one that succeeded)."""
         ...
 
     def purge(self, now: float) -> int:

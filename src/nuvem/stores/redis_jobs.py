@@ -186,8 +186,10 @@ class RedisJobStore:
     def claim_callbacks(self, owner: str, limit: int, lease: float) -> list[Job]:
         return self.records.claim_callbacks(owner, limit, lease)
 
-    def callback_done(self, job_id: str, state: CallbackState, retry_at: float = 0.0) -> None:
-        self.records.callback_done(job_id, state, retry_at)
+    def callback_done(
+        self, job_id: str, state: CallbackState, retry_at: float = 0.0, error: str | None = None
+    ) -> None:
+        self.records.callback_done(job_id, state, retry_at, error)
 
     def purge(self, now: float) -> int:
         return self.records.purge(now)

@@ -57,6 +57,7 @@ jobs = sa.Table(
     sa.Column("callback_state", sa.String(16), nullable=False),
     sa.Column("callback_attempts", sa.Integer, nullable=False),
     sa.Column("callback_at", sa.Float, nullable=False),  # next delivery, or lease end
+    sa.Column("callback_error", sa.Text, nullable=True),  # why the last delivery failed
     sa.Column("result_status", sa.Integer, nullable=True),
     sa.Column("result_headers", sa.Text, nullable=True),
     sa.Column("result_body", sa.LargeBinary, nullable=True),
@@ -99,7 +100,20 @@ jobs_schema = sa.Table("jobs_schema", metadata, sa.Column("version", sa.Integer,
 
 MIGRATIONS = [
     Migration(1, "jobs table", lambda conn: metadata.create_all(conn, tables=[jobs, jobs_schema])),
+    Migration(
+        2,
+        "jobs.callback_error: why the last callback failed",
+        lambda conn: _add_column(conn, jobs.c.callback_error),
+    ),
 ]
+
+
+def _add_column(conn: sa.Connection, column: sa.Column[Any]) -> None:
+    # Step 1 creates the table as declared now, new columns included: add only where missing.
+    present = {c["name"] for c in sa.inspect(conn).get_columns(column.table.name)}
+    if column.name not in present:
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE {column.table.name} ADD COLUMN {column.name} {kind}"))
 
 
 def _read_version(conn: sa.Connection) -> int:
@@ -511,12 +525,14 @@ class SqlJobStore:
                 )
         return self._many(ids) if ids else []
 
-    def callback_done(self, job_id: str, state: CallbackState, retry_at: float = 0.0) -> None:
+    def callback_done(
+        self, job_id: str, state: CallbackState, retry_at: float = 0.0, error: str | None = None
+    ) -> None:
         with self._writer.begin() as conn:
             conn.execute(
                 sa.update(jobs)
                 .where(jobs.c.id == job_id)
-                .values(callback_state=state.value, callback_at=retry_at)
+                .values(callback_state=state.value, callback_at=retry_at, callback_error=error)
             )
 
     def purge(self, now: float) -> int:
@@ -645,6 +661,7 @@ def _job(row: sa.Row[Any], *, with_body: bool) -> Job:
         callback_url=m["callback_url"],
         callback_state=CallbackState(m["callback_state"]),
         callback_attempts=m["callback_attempts"],
+        callback_error=m["callback_error"],
         started_at=m["started_at"],
         finished_at=m["finished_at"],
         expires_at=m["expires_at"],
