@@ -3,6 +3,7 @@
 When a server's binaries are missing the tests that need it skip with the reason, except
 when the environment variable CI is set: then they fail, so CI never passes by skipping.
 PostgreSQL refuses to run as root; as root the server runs as `nobody` (via runuser).
+Terraform and Ansible, which the node pool tests run, are checked the same way.
 Loaded as a pytest plugin (`-p servers` in pyproject.toml), so every test may ask for
 `redis_url`, `clean_redis`, `postgres_server_url` and `postgres_url`.
 """
@@ -14,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,6 +35,22 @@ def missing(what: str, fix: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(message + "; CI must run the server tests", pytrace=False)
     pytest.skip(message)
+
+
+def need_terraform() -> str:
+    """The terraform binary node pools drive (tests/providers)."""
+    found = shutil.which("terraform")
+    if found is None:
+        missing("terraform", "install Terraform 1.5 or newer and put it on PATH")
+    return found
+
+
+def need_ansible() -> Path:
+    """ansible-playbook beside this Python, as the `local` module finds it."""
+    found = Path(sys.executable).parent / "ansible-playbook"
+    if not found.exists():
+        missing("ansible-playbook", "run `make install`, or pip install 'nuvem[pools]'")
+    return found
 
 
 def _wait_for(check: Callable[[], object], process: subprocess.Popen[bytes], what: str) -> None:

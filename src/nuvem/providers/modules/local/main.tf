@@ -78,10 +78,16 @@ resource "terraform_data" "node" {
     }
   }
 
-  # Leave the cluster (drained first); a node that is gone already is fine.
+  # Leave the cluster (drained first); a node that is gone already is fine. Ray's last
+  # processes may still be ending when `node leave` returns, and would write into the
+  # session folder again: wait for them (they name it on their command line), then remove it.
   provisioner "local-exec" {
     when    = destroy
-    command = "{ \"$PYTHON\" -m nuvem.cli.main node leave --state-dir \"$STATE_DIR\" || test ! -e \"$STATE_DIR/cluster/node.json\"; } && rm -rf \"$TEMP_DIR\""
+    command = <<-EOT
+      "$PYTHON" -m nuvem.cli.main node leave --state-dir "$STATE_DIR" || test ! -e "$STATE_DIR/cluster/node.json" || exit 1
+      for _ in $(seq 50); do pgrep -f -- "$TEMP_DIR" >/dev/null || break; sleep 0.2; done
+      rm -rf "$TEMP_DIR"
+    EOT
     environment = {
       PYTHON    = self.input.python
       STATE_DIR = self.input.state_dir
