@@ -393,14 +393,17 @@ class NodeTier:
             if spec is None:
                 continue
             machines = [m for m in present if m.pool == name]
-            current = self._wanted(name)
             wanted = target(pools.get(name), machines, self._replicas_at, now)
-            # A pool new to the tier has nothing under way: no provider run is asked for.
-            underway = []
-            if live is not None or machines:
-                underway = await self.provider.plan(live or spec, current, join)
-            planned = underway
-            if wanted != current or spec != live:
+            if live is not None and pools.get(name) == live:
+                # The spec stands: whatever the pool still has to do to reach it, the tier
+                # does by itself (right after an apply, say). Under way, not a change.
+                underway = await self.provider.plan(live, wanted, join)
+                planned = underway
+            else:
+                # A pool new to the tier has nothing under way: no run was asked for.
+                underway = []
+                if live is not None or machines:
+                    underway = await self.provider.plan(live or spec, self._wanted(name), join)
                 planned = await self.provider.plan(spec, wanted, join)
             previews.append(PoolPreview(name, live, planned, underway, drift(machines, matched)))
         return previews
