@@ -57,7 +57,9 @@ def target(
     the pool's `machines` (those not removed) and the replicas per node address."""
     if spec is None:
         return {}
-    kept = [m for m in machines if not m.removing and m.state is not NodeLifecycle.FAILED]
+    # As the tier's own view: machines on their way out are left out, failed ones are in
+    # (the policy removes them, and their names stay taken meanwhile).
+    kept = [m for m in machines if not m.removing]
     view = []
     for machine in kept:
         replicas = replicas_at.get(machine.address, 0) if machine.address else 0
@@ -67,7 +69,7 @@ def target(
         view.append(PoolNode(machine.name, spec.name, machine.state, replicas, None, empty_since))
     changes = decide(NodeView(now, {spec.name: spec}, view, ()))
     going = {c.node for c in changes if c.kind in ("drain", "remove")}
-    names = [m.name for m in kept if m.name not in going]
+    names = [m.name for m in kept if m.name not in going and m.state is not NodeLifecycle.FAILED]
     names += [c.node for c in changes if c.kind == "add"]
     return {name: node_request(spec, name) for name in sorted(names, key=node_index)}
 
