@@ -104,7 +104,8 @@ def _machines(changes: list[PlannedChange]) -> list[PlannedMachine]:
 
 
 def _failed_since(platform: Services) -> dict[str, list[MachineDrift]]:
-    """Per pool, the machines the tier saw fail or lose their node since the last apply."""
+    """Per pool, the machines the tier saw fail or lose their node since the last apply
+    (never applied: among the newest events, which is what an `after` of 0 reads)."""
     after = load_applied(platform.records).event
     found: dict[str, list[MachineDrift]] = {}
     while True:
