@@ -159,7 +159,7 @@ def test_nodes_command_lists_the_cluster(ray_cluster: RayCluster) -> None:
     table = nuvem("nodes", "--state-dir", str(ray_cluster.state_dir))
     assert table.returncode == 0, table.stderr
     row = next(line for line in table.stdout.splitlines() if NODE_IPS[0] in line)
-    assert row.split()[:4] == [NODE_IPS[0], "alive", "0/1", "0/2"]
+    assert row.split()[:5] == [NODE_IPS[0], "alive", "-", "0/1", "0/2"]  # "-": no pool
     assert "rack=0, zone=a" in row
 
     # Any machine with the token can ask, given the head's address.

@@ -37,10 +37,10 @@ def deploy(file: Path, wait: bool, timeout: float, state_dir: Path | None) -> No
                 raise response_error(response, f"deploying {spec.name}: ")
             err.print(f"[green]✓[/green] {spec.name}: accepted", highlight=False)
         if wait:
-            _wait_ready(client, list(stack.functions), timeout)
+            wait_ready(client, list(stack.functions), timeout)
 
 
-def _wait_ready(client: Client, names: list[str], timeout: float) -> None:
+def wait_ready(client: Client, names: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     pending = set(names)
     with err.status("waiting for replicas") as status:

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from nuvem import __version__
-from nuvem.cli import context, functions, jobs, keys, nodes
+from nuvem.cli import context, functions, jobs, keys, nodes, stack
 from nuvem.errors import NuvemError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -138,6 +138,49 @@ def deploy(
 ) -> None:
     """Add or update the stack file's functions on the running platform."""
     functions.deploy(file, wait, timeout, state_dir)
+
+
+@app.command()
+def plan(
+    file: StackFile = Path("nuvem.yaml"),
+    as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Show what `nuvem apply` would change: functions, pools and their machines, drift.
+
+    Exits 0 when nothing would change, 2 when something would, 1 on an error (as
+    `terraform plan -detailed-exitcode`)."""
+    try:
+        code = stack.plan(file, as_json, state_dir)
+    except NuvemError as exc:
+        # Every error is 1 here: 2 must mean "changes" to the scripts that ask.
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+@handle_errors
+def apply(
+    file: StackFile = Path("nuvem.yaml"),
+    wait: Annotated[bool, typer.Option(help="wait until the functions are ready")] = True,
+    timeout: Annotated[float, typer.Option(help="seconds to wait")] = 600.0,
+    state_dir: StateDir = None,
+) -> None:
+    """Make the platform match the stack file: deploy new and changed functions, remove
+    those not in it, set the pools."""
+    stack.apply(file, wait, timeout, state_dir)
+
+
+@app.command()
+@handle_errors
+def destroy(
+    file: StackFile = Path("nuvem.yaml"),
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Remove the stack file's functions and every machine of its pools."""
+    stack.destroy(file, yes, state_dir)
 
 
 @app.command("ls")

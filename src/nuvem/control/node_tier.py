@@ -28,12 +28,14 @@ from nuvem.control.node_plan import (
     node_index,
 )
 from nuvem.control.pool_book import Machine, PoolBook
-from nuvem.errors import NuvemError
+from nuvem.control.pool_preview import PoolPreview, drift, target
+from nuvem.errors import NotFound, NuvemError
 from nuvem.providers.provider import (
     JoinInfo,
     MachineInfo,
     NodeProvider,
     NodeRequest,
+    ProgressSink,
     ProviderFailed,
 )
 from nuvem.stack.pools import NODE_LABEL, POOL_LABEL, PoolSpec
@@ -89,6 +91,7 @@ class NodeTier:
         self._runs: dict[str, _Run] = {}
         self._empty_since: dict[str, float] = {}
         self._nodes: list[Node] = []  # the cluster's nodes at the last step
+        self._replicas_at: dict[str, int] = {}  # replicas per node address at the last step
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -100,6 +103,7 @@ class NodeTier:
         if nodes is None:
             return []  # the head did not answer: decide nothing on a stale picture
         self._nodes = nodes
+        self._replicas_at = dict(replicas_at)
         self._follow(nodes, now)
         view = NodeView(now, self.pools, self._pool_nodes(nodes, replicas_at, now), needs)
         changes = decide(view)
@@ -363,6 +367,92 @@ class NodeTier:
 
     def _event(self, kind: str, message: str, machine: Machine, **data: Any) -> None:
         self.events(kind, message, {"pool": machine.pool, "node": machine.name, **data})
+
+    # -- the stack file: nuvem plan, apply, destroy --------------------------------------------
+
+    def set_pools(self, pools: Mapping[str, PoolSpec]) -> None:
+        """Make `pools` the tier's pools (`nuvem apply`). The next steps carry it out: new
+        bounds add or drain machines, a pool left out retires its machines as they empty."""
+        before = set(self.pools)
+        self.pools = dict(pools)
+        for name in sorted(set(pools) - before):
+            self.events("pool_added", f"pool {name} added", {"pool": name})
+        for name in sorted(before - set(pools)):
+            self.events("pool_removed", f"pool {name} removed: its machines go", {"pool": name})
+
+    async def plan(self, pools: Mapping[str, PoolSpec]) -> list[PoolPreview]:
+        """What making `pools` the tier's pools would change, pool by pool, in the
+        provider's own words, and which machines failed or were lost (drift). Changes
+        nothing."""
+        now = self.clock()
+        nodes = await self._look()
+        matched = self._matched(nodes) if nodes is not None else None
+        join = await asyncio.to_thread(self.cluster.join_info)
+        present = self.book.present()
+        previews = []
+        for name in sorted(set(pools) | set(self.pools) | {m.pool for m in present}):
+            live = self.pools.get(name)
+            spec = pools.get(name) or live or self.book.spec(name)
+            if spec is None:
+                continue
+            machines = [m for m in present if m.pool == name]
+            wanted = target(pools.get(name), machines, self._replicas_at, now)
+            if live is not None and pools.get(name) == live:
+                # The spec stands: whatever the pool still has to do to reach it, the tier
+                # does by itself (right after an apply, say). Under way, not a change.
+                underway = await self.provider.plan(live, wanted, join)
+                planned = underway
+            else:
+                # A pool new to the tier has nothing under way: no run was asked for.
+                underway = []
+                if live is not None or machines:
+                    underway = await self.provider.plan(live or spec, self._wanted(name), join)
+                planned = await self.provider.plan(spec, wanted, join)
+            previews.append(PoolPreview(name, live, planned, underway, drift(machines, matched)))
+        return previews
+
+    async def destroy(self, name: str, progress: ProgressSink | None = None) -> None:
+        """Drain every machine of pool `name` and remove them all (`nuvem destroy`); the
+        pool stops being one of the tier's. Raises ProviderFailed when the provider cannot:
+        the machines stay marked removing, and the tier retries their removal by itself."""
+        spec = self.pools.get(name) or self.book.spec(name)
+        if spec is None:
+            known = ", ".join(sorted(set(self.pools) | {m.pool for m in self.book})) or "none"
+            raise NotFound(f"pool {name!r} is not known (pools: {known})", "see nuvem nodes")
+        self.pools.pop(name, None)
+        run = self._runs.setdefault(name, _Run())
+        while run.task is not None and not run.task.done():
+            await asyncio.gather(run.task, return_exceptions=True)  # one run at a time
+        # Held as the pool's run, so no step starts another until the machines are gone.
+        run.task = asyncio.create_task(self._destroy(spec, run, progress), name=f"destroy-{name}")
+        await run.task
+
+    async def _destroy(self, spec: PoolSpec, run: _Run, progress: ProgressSink | None) -> None:
+        now = self.clock()
+        matched = self._matched(self._nodes)
+        reason = f"pool {spec.name} is destroyed"
+        for machine in [m for m in self.book.present() if m.pool == spec.name]:
+            node = matched.get(machine.name)
+            state = machine.state
+            if state is NodeLifecycle.JOINED and node is not None:
+                try:
+                    deadline = time.time() + DRAIN_DEADLINE
+                    await asyncio.to_thread(self.cluster.drain, node, reason, deadline)
+                    state = NodeLifecycle.DRAINING
+                except NuvemError as exc:
+                    log.warning("draining %s failed: %s", machine.name, exc)
+            self.book.put(machine.to(state, reason, now, removing=True))
+        self.book.remember(spec)
+        self.events("pool_destroying", f"pool {spec.name}: destroying", {"pool": spec.name})
+        await self.provider.destroy(spec, progress)
+        done = self.clock()
+        for machine in [m for m in self.book.present() if m.pool == spec.name]:
+            self.book.put(machine.to(NodeLifecycle.REMOVED, reason, done))
+            self._event("node_removed", f"pool {spec.name}: removed {machine.name}", machine)
+        run.applied = frozenset()
+        run.failures = 0
+        run.last_error = ""
+        self.events("pool_destroyed", f"pool {spec.name}: destroyed", {"pool": spec.name})
 
     # -- views -------------------------------------------------------------------------------
 
