@@ -40,12 +40,12 @@ functions:
     handler: app:hello
     resources: {cpu: 1}
     placement: {labels: {pool: cold}}
-    scaling: {min: 0, max: 1}
+    scaling: {min: 0, max: 1, mode: null}
   hot:
     handler: app:hello
     resources: {cpu: 1}
     placement: {labels: {pool: warm}}
-    scaling: {min: 0, max: 1}
+    scaling: {min: 0, max: 1, mode: null}
 pools:
   cold:
     module: local

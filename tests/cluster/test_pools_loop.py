@@ -92,7 +92,7 @@ def gateway(
                 handler: app:where
                 resources: {{cpu: 1}}
                 placement: {{labels: {{pool: burst}}}}
-                scaling: {{min: 0, max: 1}}
+                scaling: {{min: 0, max: 1, mode: null}}
             pools:
               burst:
                 module: local
