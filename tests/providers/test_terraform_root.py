@@ -41,7 +41,7 @@ def test_each_variable_is_declared_with_its_values_type() -> None:
     assert type_of(False) == "bool"
     assert type_of(["a", 1]) == "tuple([string, number])"
     assert (
-        type_of({"size": 2, "tags": {"a-b": "c"}}) == "object({size = number, tags = map(string)})"
+        type_of({"size": 2, "tags": {"a/b": "c"}}) == "object({size = number, tags = map(string)})"
     )
     with pytest.raises(TypeError, match="cannot be a Terraform value"):
         type_of({1, 2})
