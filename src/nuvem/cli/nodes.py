@@ -18,7 +18,7 @@ from rich.table import Table
 from nuvem.cli.client import Client
 from nuvem.cli.context import print_json, settings_for
 from nuvem.cluster import record, supervisor
-from nuvem.cluster.membership import Membership, Node, NodeState, Resources
+from nuvem.cluster.membership import Membership, Node, NodeState, Resources, newest_by
 from nuvem.cluster.options import JoinOptions, Offer
 from nuvem.cluster.ports import MAX_WORKER_PORT, MIN_WORKER_PORT, parse_worker_ports
 from nuvem.cluster.token import read_token, token_path
@@ -237,11 +237,7 @@ def _gateway_view(
 def _latest(nodes: list[Node]) -> list[Node]:
     """One entry per address and port: the live node there, or else the last one that died
     (a node that rejoined leaves its earlier, dead self in the head's memory)."""
-    newest: dict[tuple[str, int], Node] = {}
-    for node in nodes:
-        seen = newest.get((node.address, node.port))
-        if seen is None or node.started_at > seen.started_at:
-            newest[(node.address, node.port)] = node
+    newest = newest_by(nodes, lambda n: (n.address, n.port))
     return [node for node in nodes if newest[(node.address, node.port)] is node]
 
 

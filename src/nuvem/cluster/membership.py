@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from nuvem.cluster.gcs import HeadUnreachable, probe, ray_module
 from nuvem.cluster.token import ClusterToken
@@ -24,6 +24,8 @@ _BOOKKEEPING_PREFIX = "node:"
 _OBJECT_STORE = "object_store_memory"
 _RAY_LABEL_PREFIX = "ray.io/"
 _GCS_TIMEOUT = 5  # seconds, for one GCS call
+
+K = TypeVar("K", bound=Hashable)
 
 
 class NodeState(enum.Enum):
@@ -168,6 +170,20 @@ class Membership:
             death=info.death_info.reason_message if dead else "",
             drained=dead and info.death_info.reason in self._drain_reasons,
         )
+
+
+def newest_by(nodes: Iterable[Node], key: Callable[[Node], K | None]) -> dict[K, Node]:
+    """The latest started node for each key (nodes whose key is None left out): a node
+    that joined again leaves its earlier, dead self in the head's memory."""
+    newest: dict[K, Node] = {}
+    for node in nodes:
+        found = key(node)
+        if found is None:
+            continue
+        seen = newest.get(found)
+        if seen is None or node.started_at > seen.started_at:
+            newest[found] = node
+    return newest
 
 
 def wait_for_node(

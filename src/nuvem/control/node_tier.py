@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nuvem.backoff import backoff
-from nuvem.cluster.membership import Node, NodeState
+from nuvem.cluster.membership import Node, NodeState, newest_by
 from nuvem.control.node_plan import (
     NodeChange,
     NodeLifecycle,
@@ -90,7 +90,7 @@ class NodeTier:
         self.clock = clock
         self._runs: dict[str, _Run] = {}
         self._empty_since: dict[str, float] = {}
-        self._nodes: list[Node] = []  # the cluster's nodes at the last step
+        self._seen: dict[str, Node] = {}  # each machine's Ray node at the last step
         self._replicas_at: dict[str, int] = {}  # replicas per node address at the last step
 
     # -- the loop ----------------------------------------------------------------------------
@@ -102,10 +102,10 @@ class NodeTier:
         nodes = await self._look()
         if nodes is None:
             return []  # the head did not answer: decide nothing on a stale picture
-        self._nodes = nodes
+        self._seen = self._matched(nodes)
         self._replicas_at = dict(replicas_at)
-        self._follow(nodes, now)
-        view = NodeView(now, self.pools, self._pool_nodes(nodes, replicas_at, now), needs)
+        self._follow(now)
+        view = NodeView(now, self.pools, self._pool_nodes(replicas_at, now), needs)
         changes = decide(view)
         for change in changes:
             await self._make(change, now)
@@ -134,21 +134,14 @@ class NodeTier:
 
     def _matched(self, nodes: Sequence[Node]) -> dict[str, Node]:
         """The newest Ray node of each pool machine, by the labels it joined with."""
-        found: dict[str, Node] = {}
-        for node in nodes:
-            name = node.labels.get(NODE_LABEL)
-            if name is None or node.labels.get(POOL_LABEL) is None:
-                continue
-            seen = found.get(name)
-            if seen is None or node.started_at > seen.started_at:
-                found[name] = node
-        return found
+        return newest_by(
+            nodes, lambda n: n.labels.get(NODE_LABEL) if POOL_LABEL in n.labels else None
+        )
 
-    def _follow(self, nodes: Sequence[Node], now: float) -> None:
+    def _follow(self, now: float) -> None:
         """Lifecycle from what the cluster says: joined, lost, or never joined in time."""
-        matched = self._matched(nodes)
         for machine in self.book.present():
-            node = matched.get(machine.name)
+            node = self._seen.get(machine.name)
             alive = node is not None and node.state is not NodeState.DEAD
             pool = self.pools.get(machine.pool)
             if machine.state in (NodeLifecycle.REQUESTED, NodeLifecycle.PROVISIONING):
@@ -185,15 +178,12 @@ class NodeTier:
         self.book.put(machine.to(NodeLifecycle.FAILED, reason, now))
         self._event("node_failed", f"pool {machine.pool}: {machine.name} {reason}", machine)
 
-    def _pool_nodes(
-        self, nodes: Sequence[Node], replicas_at: Mapping[str, int], now: float
-    ) -> list[PoolNode]:
-        matched = self._matched(nodes)
+    def _pool_nodes(self, replicas_at: Mapping[str, int], now: float) -> list[PoolNode]:
         view = []
         for machine in self.book.present():
             if machine.removing:
                 continue  # on its way out already: the next run removes it
-            node = matched.get(machine.name)
+            node = self._seen.get(machine.name)
             replicas = replicas_at.get(machine.address, 0) if machine.address else 0
             free = None
             if node is not None and node.state is not NodeState.DEAD:
@@ -228,14 +218,9 @@ class NodeTier:
             return
         machine = found
         if change.kind == "drain":
-            node = self._matched(self._nodes).get(machine.name)
-            if node is not None:
-                try:
-                    deadline = time.time() + DRAIN_DEADLINE
-                    await asyncio.to_thread(self.cluster.drain, node, change.reason, deadline)
-                except NuvemError as exc:
-                    log.warning("draining %s failed: %s", machine.name, exc)
-                    return  # still joined: the next step decides again
+            node = self._seen.get(machine.name)
+            if node is not None and not await self._drain(machine, node, change.reason):
+                return  # still joined: the next step decides again
             self.book.put(machine.to(NodeLifecycle.DRAINING, change.reason, now))
             self._event(
                 "node_draining",
@@ -247,6 +232,16 @@ class NodeTier:
         self._event(
             "node_removing", f"pool {change.pool}: removing {change.node}: {change.reason}", machine
         )
+
+    async def _drain(self, machine: Machine, node: Node, reason: str) -> bool:
+        """Ask Ray to place nothing new on `machine`'s node; False when the head would not."""
+        try:
+            deadline = time.time() + DRAIN_DEADLINE
+            await asyncio.to_thread(self.cluster.drain, node, reason, deadline)
+        except NuvemError as exc:
+            log.warning("draining %s failed: %s", machine.name, exc)
+            return False
+        return True
 
     def _wanted(self, pool: str) -> dict[str, NodeRequest]:
         spec = self.pools.get(pool)
@@ -429,18 +424,13 @@ class NodeTier:
 
     async def _destroy(self, spec: PoolSpec, run: _Run, progress: ProgressSink | None) -> None:
         now = self.clock()
-        matched = self._matched(self._nodes)
         reason = f"pool {spec.name} is destroyed"
         for machine in [m for m in self.book.present() if m.pool == spec.name]:
-            node = matched.get(machine.name)
+            node = self._seen.get(machine.name)
             state = machine.state
-            if state is NodeLifecycle.JOINED and node is not None:
-                try:
-                    deadline = time.time() + DRAIN_DEADLINE
-                    await asyncio.to_thread(self.cluster.drain, node, reason, deadline)
-                    state = NodeLifecycle.DRAINING
-                except NuvemError as exc:
-                    log.warning("draining %s failed: %s", machine.name, exc)
+            joined = state is NodeLifecycle.JOINED
+            if joined and node is not None and await self._drain(machine, node, reason):
+                state = NodeLifecycle.DRAINING
             self.book.put(machine.to(state, reason, now, removing=True))
         self.book.remember(spec)
         self.events("pool_destroying", f"pool {spec.name}: destroying", {"pool": spec.name})

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from nuvem.cluster.membership import Node, NodeState
+from nuvem.cluster.membership import Node, NodeState, newest_by
 from nuvem.gateway.services import Services
 from nuvem.gateway.system_api import Admin
 from nuvem.stack.pools import NODE_LABEL
@@ -98,11 +98,7 @@ def _status(node: Node, replicas: list[NodeReplica]) -> NodeStatus:
 async def list_nodes(platform: Admin) -> list[NodeStatus]:
     """Every node (the newest per address), with the replicas each runs."""
     nodes = await asyncio.to_thread(platform.engine.nodes)
-    newest: dict[str, Node] = {}
-    for node in nodes:
-        seen = newest.get(node.address)
-        if seen is None or node.started_at > seen.started_at:
-            newest[node.address] = node
+    newest = newest_by(nodes, lambda n: n.address)
     by_node: dict[str, list[NodeReplica]] = {}
     for deployment in platform.controller.deployments.values():
         for replica in deployment.replicas:
