@@ -16,18 +16,19 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from gateway_calls import nodes_of, status, until_ready
 from nuvem.cluster.membership import NodeState
 from nuvem.stack.pools import NODE_LABEL
 from ray_cluster import RayCluster
 from servers import missing
-from support import ADMIN_PASSWORD, Nuvem, wait_until
+from support import Nuvem, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -142,24 +143,6 @@ def _leave_every_machine(root: Path) -> None:
         )
 
 
-@pytest.fixture
-async def admin(gateway: Nuvem) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=gateway.url, auth=("admin", ADMIN_PASSWORD), timeout=60
-    ) as client:
-
-        async def healthy() -> bool:
-            if gateway.process.poll() is not None:
-                raise AssertionError(f"gateway exited:\n{gateway.log()[-3000:]}")
-            try:
-                return (await client.get("/healthz")).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        await wait_until(healthy, within=60, what="the gateway healthy")
-        yield client
-
-
 async def machines(admin: httpx.AsyncClient, pool: str) -> list[dict[str, Any]]:
     answer = await admin.get("/system/pools")
     assert answer.status_code == 200, answer.text
@@ -175,11 +158,6 @@ async def events(admin: httpx.AsyncClient) -> list[dict[str, Any]]:
     assert answer.status_code == 200, answer.text
     found: list[dict[str, Any]] = answer.json()
     return found
-
-
-async def replica_nodes(admin: httpx.AsyncClient, name: str) -> list[str]:
-    found = (await admin.get(f"/system/function/{name}")).json()
-    return sorted(r["node"] for r in found["replicaList"] if r["state"] == "ready")
 
 
 async def machine_in(
@@ -200,14 +178,10 @@ async def test_a_pending_replica_brings_a_machine_that_serves_then_goes(
     assert joined["name"] == "burst-1"
     assert joined["address"] == "127.0.120.2"
 
-    async def ready() -> bool:
-        found = (await admin.get("/system/function/burst")).json()
-        return int(found["availableReplicas"]) == 1
-
-    await wait_until(ready, within=60, what="burst served on its new machine")
+    await until_ready(admin, "burst", 1, within=60)
     served = await admin.post("/function/burst")
     assert served.status_code == 200, served.text
-    assert await replica_nodes(admin, "burst") == ["127.0.120.2"]
+    assert nodes_of(await status(admin, "burst")) == ["127.0.120.2"]
     kinds = [e["kind"] for e in await events(admin)]
     assert "node_requested" in kinds
     assert "node_joined" in kinds
@@ -254,14 +228,10 @@ async def test_a_warm_machine_is_joined_before_anything_needs_it(
     )
     assert answer.status_code == 202, answer.text
 
-    async def ready() -> bool:
-        found = (await admin.get("/system/function/quick")).json()
-        return int(found["availableReplicas"]) == 1
-
-    await wait_until(ready, within=30, what="quick served on the warm machine")
+    await until_ready(admin, "quick", 1, within=30)
     served = await admin.post("/function/quick")
     assert served.status_code == 200, served.text
-    assert await replica_nodes(admin, "quick") == [warm["address"]]
+    assert nodes_of(await status(admin, "quick")) == [warm["address"]]
     # Taken at once: no machine was asked for (the pool is at max, so none is refilled).
     requested = [e for e in await events(admin) if e["kind"] == "node_requested"]
     assert len(requested) == applies

@@ -9,20 +9,20 @@ cluster's Ray driver, and the test process stays none.
 from __future__ import annotations
 
 import asyncio
-import json
 import tempfile
 import textwrap
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from gateway_calls import deploy, nodes_of, remove, status, until_ready
 from nuvem.cluster.node import RayNode
 from nuvem.cluster.options import JoinOptions, Offer
 from ray_cluster import RayCluster, next_ip, worker_range
-from support import ADMIN_PASSWORD, Nuvem, wait_until
+from support import Nuvem, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -80,60 +80,6 @@ def gateway(
         yield process
     finally:
         process.stop()
-
-
-@pytest.fixture
-async def admin(gateway: Nuvem) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=gateway.url, auth=("admin", ADMIN_PASSWORD), timeout=60
-    ) as client:
-        await wait_until_healthy(client, gateway)
-        yield client
-
-
-async def wait_until_healthy(client: httpx.AsyncClient, gateway: Nuvem) -> None:
-    async def healthy() -> bool:
-        if gateway.process.poll() is not None:
-            raise AssertionError(f"gateway exited:\n{gateway.log()[-3000:]}")
-        try:
-            return (await client.get("/healthz")).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    await wait_until(healthy, within=60, what="the gateway healthy")
-
-
-async def deploy(admin: httpx.AsyncClient, spec: dict[str, object]) -> None:
-    answer = await admin.post("/system/functions", json=spec)
-    assert answer.status_code == 202, answer.text
-
-
-async def status(admin: httpx.AsyncClient, name: str) -> dict[str, object]:
-    answer = await admin.get(f"/system/function/{name}")
-    assert answer.status_code == 200, answer.text
-    found: dict[str, object] = answer.json()
-    return found
-
-
-async def until_ready(admin: httpx.AsyncClient, name: str, replicas: int, within: float) -> None:
-    found: dict[str, object] = {}
-
-    async def ready() -> bool:
-        nonlocal found
-        found = await status(admin, name)
-        return int(str(found["availableReplicas"])) >= replicas
-
-    await wait_until(ready, within, what=lambda: f"{name} ready: {json.dumps(found)[:2000]}")
-
-
-def nodes_of(found: dict[str, object]) -> list[str]:
-    replicas = found["replicaList"]
-    assert isinstance(replicas, list)
-    return sorted(r["node"] for r in replicas if r["state"] == "ready")
-
-
-async def remove(admin: httpx.AsyncClient, name: str) -> None:
-    await admin.delete(f"/system/function/{name}")
 
 
 async def test_labels_place_replicas_and_code_comes_from_the_bundle(
