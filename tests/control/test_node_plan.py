@@ -172,6 +172,11 @@ def test_nothing_drains_while_replicas_wait_for_the_pool() -> None:
     assert decide(view([full], nodes, [need(1)], now=10**6)) == []
 
 
+def test_names_of_machines_being_removed_are_not_reused() -> None:
+    going = NodeView(1000, {"cpu": pool()}, [], [need(2)], reserved=frozenset({"cpu-1"}))
+    assert kinds(decide(going)) == [("add", "cpu-2")]
+
+
 def test_removed_names_are_reused() -> None:
     nodes = [joined("cpu-2", replicas=1, cpu=0.0)]
     assert kinds(decide(view([pool()], nodes, [need(2)]))) == [("add", "cpu-1")]

@@ -261,6 +261,22 @@ async def test_a_machine_killed_by_hand_is_failed_removed_and_replaced() -> None
     assert r.state("cpu-1") is NodeLifecycle.REMOVED
 
 
+async def test_a_machine_being_removed_keeps_its_name_until_it_is_gone() -> None:
+    r = rig()
+    await r.step([one()])
+    r.cluster.boot()
+    await r.step([one()])
+    r.provider.hold()  # the removal of the lost machine is under way
+    r.cluster.kill("cpu-1")
+    await r.tier.step([one(2)], {})
+    # More replicas wait while cpu-1 is still being removed: the next name is cpu-3.
+    await r.tier.step([one(2), Need("f-2", "f", 2.0, 0.0, 0.0)], {})
+    names = {m.name: m.removing for m in r.tier.book.present()}
+    assert names == {"cpu-1": True, "cpu-2": False, "cpu-3": False}
+    r.provider.release()
+    await r.tier.settle()
+
+
 async def test_a_machine_that_never_joins_fails_after_join_timeout() -> None:
     r = rig()
     await r.step([one()])

@@ -89,6 +89,9 @@ class NodeView:
     pools: Mapping[str, PoolSpec]
     nodes: Sequence[PoolNode]  # every machine not removed
     needs: Sequence[Need]
+    # Names still held by machines outside the view (being removed): a new machine must
+    # not take one, or its record would replace the old machine's before it is gone.
+    reserved: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +192,7 @@ def decide(view: NodeView) -> list[NodeChange]:
         if pool is None:
             changes += _retire_pool(name, nodes)
         else:
-            changes += _decide_pool(pool, nodes, assigned.get(name, []), view.now)
+            changes += _decide_pool(pool, nodes, assigned.get(name, []), view.now, view.reserved)
     return changes
 
 
@@ -207,7 +210,11 @@ def _retire_pool(name: str, nodes: list[PoolNode]) -> list[NodeChange]:
 
 
 def _decide_pool(
-    pool: PoolSpec, nodes: list[PoolNode], needs: list[Need], now: float
+    pool: PoolSpec,
+    nodes: list[PoolNode],
+    needs: list[Need],
+    now: float,
+    reserved: frozenset[str] = frozenset(),
 ) -> list[NodeChange]:
     changes: list[NodeChange] = []
     for node in nodes:
@@ -232,7 +239,7 @@ def _decide_pool(
     add = min(max(wanted + add_for_warm, add_for_min), room_left, MAX_STEP)
     if add:
         reason = _add_reason(pool, needs, wanted, add_for_warm, add_for_min)
-        taken = {n.name for n in nodes}
+        taken = {n.name for n in nodes} | reserved
         changes += [NodeChange("add", pool.name, n, reason) for n in _names(pool.name, taken, add)]
         return changes  # growing: nothing is drained in the same decision
     if needs and wanted:

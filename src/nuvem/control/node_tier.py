@@ -105,7 +105,8 @@ class NodeTier:
         self._seen = self._matched(nodes)
         self._replicas_at = dict(replicas_at)
         self._follow(now)
-        view = NodeView(now, self.pools, self._pool_nodes(replicas_at, now), needs)
+        removing = frozenset(m.name for m in self.book.present() if m.removing)
+        view = NodeView(now, self.pools, self._pool_nodes(replicas_at, now), needs, removing)
         changes = decide(view)
         for change in changes:
             await self._make(change, now)
