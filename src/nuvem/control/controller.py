@@ -255,11 +255,10 @@ class Controller:
                 log.exception("reconciling %s failed", deployment.name)
             self.export.export(deployment)
         if self.node_tier is not None:
-            await self._step_nodes(needs)
+            await self._step_nodes(self.node_tier, needs)
         self.metrics.reconcile_seconds.observe(time.perf_counter() - began)
 
-    async def _step_nodes(self, needs: list[Need]) -> None:
-        assert self.node_tier is not None
+    async def _step_nodes(self, tier: NodeTier, needs: list[Need]) -> None:
         replicas_at = Counter(
             replica.node
             for deployment in self.deployments.values()
@@ -267,7 +266,7 @@ class Controller:
             if replica.state is not ReplicaState.DEAD
         )
         try:
-            await self.node_tier.step(needs, replicas_at)
+            await tier.step(needs, replicas_at)
         except Exception:  # isolate: the replica tier goes on whatever the machines do
             log.exception("the node tier failed")
 
