@@ -114,6 +114,16 @@ def test_a_day_with_the_cli(nuvem: Nuvem) -> None:
     revoked = block_until(refused, 15, "the revoked key to be refused")
     assert revoked is not None
     assert "unknown or revoked" in revoked.json()["error"]
+    # Revoking again is no error (a revoked key stays revoked); a key never made is one.
+    assert nuvem.run("keys", "revoke", record["id"]).returncode == 0
+    unknown = nuvem.run("keys", "revoke", "k0nosuchkey", check=False)
+    assert unknown.returncode == 4, unknown.stderr
+    assert "'k0nosuchkey' does not exist" in unknown.stderr
+
+    typo = nuvem.run("keys", "create", "--functions", "echo,ehco")
+    assert typo.stdout.startswith("nv_")
+    assert "no function 'ehco' is deployed (deployed: echo, hello)" in typo.stderr
+    assert "'echo'" not in typo.stderr
 
     stopped = nuvem.run("down")
     assert "nuvem stopped" in stopped.stderr

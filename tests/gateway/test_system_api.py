@@ -33,6 +33,17 @@ async def test_system_needs_admin(gateway: Running) -> None:
         assert (await anonymous.get("/metrics")).status_code == 200
 
 
+async def test_an_api_key_on_system_is_told_keys_only_invoke(gateway: Running) -> None:
+    await gateway.deploy("functions: {echo: {handler: 'handlers:echo'}}")
+    key = await gateway.api_key("echo")
+    async with gateway.client() as client:
+        answer = await client.get("/system/functions", headers={"Authorization": f"Bearer {key}"})
+    assert answer.status_code == 401
+    error = answer.json()["error"]
+    assert "an API key only invokes functions" in error
+    assert "credentials are wrong" not in error
+
+
 async def test_api_keys_scope_and_revocation(gateway: Running) -> None:
     await gateway.deploy(
         "functions: {echo: {handler: 'handlers:echo'}, other: {handler: 'handlers:echo'}}"

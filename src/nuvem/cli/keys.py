@@ -28,10 +28,19 @@ def create(
     body = {"name": name, "functions": allowed, "rate": rate, "burst": burst}
     with Client(settings_for(state_dir)) as client:
         created = client.call("POST", "/system/keys", json=body)
+        deployed = {f["name"] for f in client.call("GET", "/system/functions")}
     # The key alone on stdout, so `KEY=$(nuvem keys create)` works; the rest on stderr.
     sys.stdout.write(created["key"] + "\n")
     scope = ", ".join(created["functions"]) if created["functions"] else "every function"
     err.print(f"created key {created['id']} for {scope}; it is not shown again", highlight=False)
+    # A key may be made before its function is deployed, so an unknown name is only a warning:
+    # usually it is a typo, and the key would answer 403 for the function that was meant.
+    for name in sorted(set(allowed or ()) - deployed):
+        err.print(
+            f"[yellow]warning:[/] no function {name!r} is deployed (deployed: "
+            f"{', '.join(sorted(deployed)) or 'none'}); the key works for it once one is",
+            highlight=False,
+        )
 
 
 def show_list(as_json: bool, state_dir: Path | None) -> None:
@@ -77,6 +86,8 @@ def _limit(rate: float | None, burst: int | None) -> str:
 def revoke(key_id: str, state_dir: Path | None) -> None:
     with Client(settings_for(state_dir)) as client:
         client.call("DELETE", f"/system/keys/{key_id}")
+    # Revoking is idempotent (a revoked key stays revoked from the first time); only a key
+    # that never existed is an error.
     err.print(f"revoked key {key_id}")
 
 

@@ -89,7 +89,7 @@ def up(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     state_dir: StateDir = None,
     detach: Annotated[
-        bool, typer.Option(help="run in the background; return once healthy")
+        bool, typer.Option("--detach", help="run in the background; return once healthy")
     ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
 ) -> None:
@@ -252,7 +252,7 @@ def events(
 @handle_errors
 def top(
     interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 1.0,
-    once: Annotated[bool, typer.Option(help="print one frame and exit")] = False,
+    once: Annotated[bool, typer.Option("--once", help="print one frame and exit")] = False,
     state_dir: StateDir = None,
 ) -> None:
     """Show functions, replicas, load and recent scaling decisions, live."""
@@ -430,7 +430,9 @@ def node_join(
     drain_timeout: Annotated[
         float, typer.Option(min=0, help="seconds a leaving node waits for its work to move")
     ] = 30.0,
-    detach: Annotated[bool, typer.Option(help="run in the background; return once joined")] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="run in the background; return once joined")
+    ] = False,
     rejoin: Annotated[
         bool, typer.Option(help="join again by itself when the node is lost (network cut)")
     ] = True,

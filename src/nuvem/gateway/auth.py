@@ -76,6 +76,12 @@ class Authenticator:
                 "this endpoint needs the admin credentials",
                 "send HTTP basic auth as admin (curl -u admin:$NUVEM_ADMIN_PASSWORD)",
             )
+        if authorization.partition(" ")[0].lower() == "bearer":
+            raise Unauthorized(
+                "this endpoint needs the admin credentials; an API key only invokes functions "
+                "(/function, /async-function, /v2, /predictions)",
+                "send HTTP basic auth as admin (curl -u admin:$NUVEM_ADMIN_PASSWORD)",
+            )
         if not self._admin_valid(authorization):
             raise Unauthorized(
                 "the admin credentials are wrong",

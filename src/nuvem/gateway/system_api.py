@@ -204,9 +204,7 @@ def list_keys(platform: Admin) -> list[KeyInfo]:
 @router.delete("/keys/{key_id}", status_code=204)
 def revoke_key(platform: Admin, key_id: str) -> Response:
     if not platform.auth.revoke_key(key_id):
-        raise NotFound(
-            f"API key {key_id!r} does not exist or is already revoked", "see nuvem keys ls"
-        )
+        raise NotFound(f"API key {key_id!r} does not exist", "see the keys with nuvem keys ls")
     return Response(status_code=204)
 
 
