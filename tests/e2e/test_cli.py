@@ -95,6 +95,14 @@ def test_a_day_with_the_cli(nuvem: Nuvem) -> None:
     assert "deployed echo" in events
     assert "deployed hello" in events
     assert "scaled hello from 1 to 3 replicas" in events
+    as_json = json.loads(nuvem.run("events", "--json").stdout)
+    (scaled,) = [e for e in as_json if "from 1 to 3" in e["message"]]
+    assert scaled["function"] == "hello"
+    assert isinstance(scaled["data"], dict)
+    detail = nuvem.run("events", "--detail", str(scaled["id"])).stdout
+    assert f"event     {scaled['id']}" in detail
+    assert "function  hello" in detail
+    assert nuvem.run("events", "--detail", "999999", check=False).returncode == 4
 
     keys = json.loads(nuvem.run("keys", "ls", "--json").stdout)
     (record,) = keys

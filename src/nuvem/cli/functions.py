@@ -180,14 +180,3 @@ def logs(name: str, tail: int | None, follow: bool, state_dir: Path | None) -> N
                     sys.stdout.flush()
         except KeyboardInterrupt:
             return
-
-
-def events(function: str | None, limit: int, state_dir: Path | None) -> None:
-    params: dict[str, str | int] = {"limit": limit}
-    if function:
-        params["function"] = function
-    with Client(settings_for(state_dir)) as client:
-        found = client.call("GET", "/system/events", params=params)
-    for event in found:
-        stamp = datetime.datetime.fromtimestamp(event["time"]).strftime("%Y-%m-%d %H:%M:%S")
-        sys.stdout.write(f"{stamp}  {event['kind']:<15} {event['message']}\n")

@@ -241,11 +241,17 @@ def logs(
 @handle_errors
 def events(
     function: Annotated[str | None, typer.Option(help="only this function's events")] = None,
-    limit: int = 50,
+    limit: Annotated[int, typer.Option(min=1, help="how many of the latest events")] = 50,
+    detail: Annotated[
+        int | None, typer.Option(metavar="ID", help="print one event whole, with its data")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     state_dir: StateDir = None,
 ) -> None:
-    """Print recent platform events: deploys, scaling, replica deaths."""
-    functions.events(function, limit, state_dir)
+    """Print recent platform events, one line each: deploys, scaling, replica deaths."""
+    from nuvem.cli import events as event_lines
+
+    event_lines.show(function, limit, detail, as_json, state_dir)
 
 
 @app.command()

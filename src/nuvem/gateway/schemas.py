@@ -140,6 +140,9 @@ class EventInfo(BaseModel):
     kind: str
     function: str | None
     message: str
+    data: dict[str, Any] = Field(
+        default_factory=dict, description="what the event is about, for programs (e.g. causes)"
+    )
 
 
 class Info(BaseModel):

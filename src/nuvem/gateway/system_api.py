@@ -144,7 +144,9 @@ def events(
 ) -> list[EventInfo]:
     found = platform.records.list_events(function, after, limit)
     return [
-        EventInfo(id=e.id, time=e.time, kind=e.kind, function=e.function, message=e.message)
+        EventInfo(
+            id=e.id, time=e.time, kind=e.kind, function=e.function, message=e.message, data=e.data
+        )
         for e in found
     ]
 
