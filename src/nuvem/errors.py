@@ -99,6 +99,11 @@ class EnvironmentBuildError(NuvemError):
     exit_code = 10
 
 
+class RequirementsUnresolvable(EnvironmentBuildError):
+    """The requirements can never install as written (a name or version the index does not
+    have): retrying cannot help until the function's spec changes."""
+
+
 class ModelError(NuvemError):
     """A model's weights cannot be fetched or read, or do not fit its architecture or labels."""
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from nuvem.control.deployment import Deployment, start_backoff
-from nuvem.errors import NotFound
+from nuvem.control.replica_plan import plan
+from nuvem.errors import NotFound, RequirementsUnresolvable
 from nuvem.routing.router import Router
 from nuvem.runtime.fake import FakeReplica, FakeRuntime
 from nuvem.runtime.loader import LoadedHandler
@@ -56,6 +58,17 @@ def test_a_changed_spec_forgets_past_failures_and_the_same_one_does_not() -> Non
     assert (d.failures, d.last_error) == (1, "broken")
     d.respec(spec(env={"FIX": "1"}), 2)
     assert (d.failures, d.retry_at, d.last_error, d.desired) == (0, 0.0, None, 2)
+
+
+def test_requirements_that_cannot_resolve_are_not_retried_until_a_deploy() -> None:
+    d = deployment()
+    d.start_requested()
+    d.start_failed(RequirementsUnresolvable("nosuch==1 is not on the index"), now=10.0)
+    assert d.retry_at == math.inf
+    assert plan(d.view(1e9)).start == 0  # however long it waits
+    d.respec(spec(), 1)  # the same spec deployed again: the user asks to try once more
+    assert (d.failures, d.retry_at, d.last_error) == (0, 0.0, None)
+    assert plan(d.view(10.0)).start == 1
 
 
 async def test_a_failed_start_fails_waiting_calls_only_when_nothing_can_serve() -> None:

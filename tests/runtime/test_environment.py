@@ -24,7 +24,7 @@ from rich.console import Console
 
 import nuvem
 from nuvem.cli.environment_progress import rich_progress
-from nuvem.errors import EnvironmentBuildError
+from nuvem.errors import EnvironmentBuildError, RequirementsUnresolvable
 from nuvem.runtime.environment import (
     DEFAULT_UV,
     MARKER,
@@ -413,6 +413,13 @@ async def test_bad_requirement_raises_a_useful_error(tmp_path: Path) -> None:
     assert "not found" in message  # the installer's own explanation
     assert "check the spelling and version" in message
     assert [p.suffix for p in (tmp_path / "envs").iterdir()] == [".lock"]
+    # The index answered that it has no such package: final, and the next replica's start
+    # hears it at once instead of rebuilding.
+    assert isinstance(caught.value, RequirementsUnresolvable)
+    started = time.monotonic()
+    with pytest.raises(RequirementsUnresolvable):
+        await builder.ensure(spec("typo", "this-package-does-not-exist-nuvem==1.0"))
+    assert time.monotonic() - started < 0.5
 
 
 @pytest.mark.slow

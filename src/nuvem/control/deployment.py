@@ -10,13 +10,14 @@ live here and nowhere else.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from nuvem.backoff import backoff
 from nuvem.control.autoscaler import Decision, ScalingContext
 from nuvem.control.load_window import LoadWindow, Sample
 from nuvem.control.replica_plan import DeploymentView, ReplicaView
-from nuvem.errors import NuvemError
+from nuvem.errors import NuvemError, RequirementsUnresolvable
 from nuvem.routing.router import Router
 from nuvem.runtime.replica import Pending, Replica
 from nuvem.runtime.replica_state import ReplicaState
@@ -158,6 +159,8 @@ class Deployment:
         self._starting -= 1
         self._failures += 1
         self._retry_at = now + start_backoff(self._failures)
+        if isinstance(error, RequirementsUnresolvable):
+            self._retry_at = math.inf  # until a deploy (respec) asks again
         self._last_error = str(error)
         if self.unavailable_reason() is not None:
             self.router.fail_waiters(error)
@@ -192,7 +195,9 @@ class Deployment:
     def respec(self, spec: FunctionSpec, desired: int) -> None:
         """A deploy of this function: a changed spec starts with a clean slate (its
         replicas roll over; past failures and their back-off no longer count)."""
-        if self._spec.fingerprint() != spec.fingerprint():
+        # A deploy of the same spec retries a start that was given up on for good: the
+        # user may have published the missing package meanwhile.
+        if self._spec.fingerprint() != spec.fingerprint() or math.isinf(self._retry_at):
             self._failures = 0
             self._retry_at = 0.0
             self._last_error = None

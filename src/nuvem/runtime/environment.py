@@ -34,7 +34,7 @@ from enum import StrEnum
 from pathlib import Path
 
 import nuvem
-from nuvem.errors import EnvironmentBuildError
+from nuvem.errors import EnvironmentBuildError, RequirementsUnresolvable
 from nuvem.stack.function import FunctionSpec
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ MARKER = ".nuvem-environment.json"
 REQUIREMENTS_FILE = "requirements.txt"
 SDK_PTH = "_nuvem_sdk.pth"
 TAIL_LINES = 20
+UNRESOLVABLE_MEMORY = 30.0  # seconds a failed resolution answers for its key
 # The check a fresh environment must pass: the worker's modules resolve through the sdk
 # folder, and a user requirement does not shadow them with a PyPI package called nuvem.
 _SDK_CHECK = "import nuvem, nuvem.runtime.worker; print(nuvem.__file__)"
@@ -127,6 +128,9 @@ class EnvironmentBuilder:
         self.uv = uv
         self.on_progress = on_progress
         self._locks: dict[str, asyncio.Lock] = {}
+        # Keys whose requirements the index cannot satisfy, with when that was found: the
+        # other replicas starting at the same moment fail at once instead of rebuilding.
+        self._unresolvable: dict[str, tuple[float, RequirementsUnresolvable]] = {}
 
     def path_of(self, key: str) -> Path:
         return self.envs / key
@@ -148,7 +152,14 @@ class EnvironmentBuilder:
             async with lock, _file_lock(self.envs / f"{key}.lock"):
                 # Whoever held the lock before us may have built it meanwhile.
                 if not self._is_ready(path, requirements):
-                    await self._build(spec, key, requirements, started)
+                    found = self._unresolvable.get(key)
+                    if found is not None and time.monotonic() - found[0] < UNRESOLVABLE_MEMORY:
+                        raise found[1]
+                    try:
+                        await self._build(spec, key, requirements, started)
+                    except RequirementsUnresolvable as error:
+                        self._unresolvable[key] = (time.monotonic(), error)
+                        raise
                     return self._environment(key)
         self._report(spec.name, key, Phase.CACHED, "environment already built", started)
         return self._environment(key)
@@ -361,11 +372,34 @@ def _build_error(
         f"{failure.step} ({failure.detail}); requirements: {', '.join(requirements)}\n"
         f"last lines of output:\n{output}"
     )
+    if _unresolvable(failure.tail):
+        return RequirementsUnresolvable(
+            message,
+            "the package index has no such package or version: check the spelling and "
+            "version of each requirement (e.g. 'six==1.16.0'), then deploy again; it is not "
+            "retried until then",
+        )
     hint = (
         "check the spelling and version of each requirement (e.g. 'six==1.16.0') "
         "and that the package index is reachable"
     )
     return EnvironmentBuildError(message, hint)
+
+
+# What uv and pip print when the index answered but cannot satisfy a requirement, as
+# opposed to a network failure, which is worth retrying.
+_UNRESOLVABLE_MARKERS = (
+    "no solution found when resolving",
+    "not found in the package registry",
+    "no matching distribution found",
+    "could not find a version that satisfies",
+    "no versions of",
+)
+
+
+def _unresolvable(output: Sequence[str]) -> bool:
+    text = "\n".join(output).lower()
+    return any(marker in text for marker in _UNRESOLVABLE_MARKERS)
 
 
 async def _lines(stream: asyncio.StreamReader) -> AsyncIterator[str]:
