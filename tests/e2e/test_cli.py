@@ -153,18 +153,43 @@ def test_deploy_adds_functions_and_reports_errors(nuvem: Nuvem) -> None:
     assert nuvem.run("invoke", "other").stdout == "other"
     assert set(listed(nuvem)) == {"echo", "other"}
 
+    # The same stack again: nothing restarts and no "updated" event says otherwise.
+    events_before = nuvem.run("events", "--json").stdout
+    again = nuvem.run("deploy", "-f", "other.yaml")
+    assert "other: unchanged" in again.stderr
+    assert nuvem.run("events", "--json").stdout == events_before
+
+    # Another project's stack with a function of the same name does not take it over.
+    (nuvem.root / "elsewhere").mkdir()
+    (nuvem.root / "elsewhere" / "functions.py").write_text(
+        (nuvem.root / "functions.py").read_text()
+    )
+    nuvem.write("elsewhere/nuvem.yaml", OTHER)
+    taken = nuvem.run("deploy", "-f", "elsewhere/nuvem.yaml", check=False)
+    assert taken.returncode == 5, taken.stderr
+    assert f"other (deployed from {nuvem.root})" in taken.stderr
+    assert "--replace" in taken.stderr
+    assert nuvem.function("other")["spec"]["root"] == str(nuvem.root)
+    nuvem.run("deploy", "-f", "elsewhere/nuvem.yaml", "--replace")
+    assert nuvem.function("other")["spec"]["root"] == str(nuvem.root / "elsewhere")
+
     nuvem.write(
         "broken.yaml",
         """\
         functions:
           broken:
             handler: functions:Broken
+          missing:
+            handler: functions:no_such_handler
         """,
     )
     failed = nuvem.run("deploy", "-f", "broken.yaml", "--timeout", "60", check=False)
     assert failed.returncode == 8, failed.stderr
+    # Every function's problem in one go, not only the first one's.
+    assert "2 of 2 functions failed to deploy" in failed.stderr
     assert "broken cannot start" in failed.stderr
     assert "the model weights are missing" in failed.stderr
+    assert "missing cannot start" in failed.stderr
 
     typo = nuvem.write(
         "typo.yaml",

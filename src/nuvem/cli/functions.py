@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import json
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,57 +14,10 @@ from rich.table import Table
 
 from nuvem.cli.client import Client, response_error
 from nuvem.cli.context import print_json, settings_for
-from nuvem.errors import BadRequest, DeadlineExceeded, Unavailable
-from nuvem.stack.loader import load_stack
+from nuvem.errors import BadRequest
 
 out = Console()
 err = Console(stderr=True)
-
-
-def deploy(file: Path, wait: bool, timeout: float, state_dir: Path | None) -> None:
-    stack = load_stack(file)
-    if not stack.functions:
-        err.print(f"{file} declares no functions; nothing to deploy")
-        return
-    with Client(settings_for(state_dir)) as client:
-        for spec in stack.functions.values():
-            body = spec.model_dump(mode="json")
-            response = client.request("PUT", "/system/functions", json=body)
-            if response.status_code == 404:
-                response = client.request("POST", "/system/functions", json=body)
-            if response.status_code >= 400:
-                raise response_error(response, f"deploying {spec.name}: ")
-            err.print(f"[green]✓[/green] {spec.name}: accepted", highlight=False)
-        if wait:
-            wait_ready(client, list(stack.functions), timeout)
-
-
-def wait_ready(client: Client, names: list[str], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    pending = set(names)
-    with err.status("waiting for replicas") as status:
-        while pending:
-            for name in sorted(pending):
-                info = client.call("GET", f"/system/function/{name}")
-                if info["status"] in ("ready", "stopped", "idle"):
-                    pending.discard(name)
-                    err.print(
-                        f"[green]✓[/green] {name}: {info['availableReplicas']}/{info['replicas']}"
-                        " replicas ready",
-                        highlight=False,
-                    )
-                elif info["status"] == "error":
-                    raise Unavailable(f"{name} cannot start: {info['error']}")
-                else:
-                    doing = f" ({info['progress']})" if info.get("progress") else ""
-                    status.update(
-                        f"{name}: {info['availableReplicas']}/{info['replicas']} replicas ready"
-                        + doing
-                    )
-            if pending and time.monotonic() > deadline:
-                raise DeadlineExceeded(f"not ready after {timeout:.0f}s: {', '.join(pending)}")
-            if pending:
-                time.sleep(0.2)
 
 
 def show_list(as_json: bool, state_dir: Path | None) -> None:

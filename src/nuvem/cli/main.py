@@ -134,10 +134,15 @@ def deploy(
     file: StackFile = Path("nuvem.yaml"),
     wait: Annotated[bool, typer.Option(help="wait until the functions are ready")] = True,
     timeout: Annotated[float, typer.Option(help="seconds to wait")] = 600.0,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="take over functions another stack deployed")
+    ] = False,
     state_dir: StateDir = None,
 ) -> None:
     """Add or update the stack file's functions on the running platform."""
-    functions.deploy(file, wait, timeout, state_dir)
+    from nuvem.cli.deploy import deploy as deploy_stack
+
+    deploy_stack(file, wait, timeout, replace, state_dir)
 
 
 @app.command()

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from nuvem.cli.client import Client, response_error
 from nuvem.cli.context import print_json, settings_for
-from nuvem.cli.functions import wait_ready
+from nuvem.cli.deploy import wait_ready
 from nuvem.cli.plan_view import render
 from nuvem.stack.function import FunctionSpec
 from nuvem.stack.loader import load_stack

@@ -150,6 +150,12 @@ class Controller:
     def deploy(self, spec: FunctionSpec) -> Deployment:
         """Create or update a function. A changed spec rolls replicas over without downtime."""
         existing = self.deployments.get(spec.name)
+        if existing is not None and existing.spec == spec:
+            # Nothing to roll over and nothing to record; a start given up on for good
+            # (requirements the index lacks) is tried again, as a deploy asks.
+            existing.respec(spec, existing.desired)
+            self.wake()
+            return existing
         if existing is None:
             # An autoscaled function starts one replica even with min 0, so a deploy proves
             # its handler loads; it goes to zero once idle for zero_after_s.
