@@ -58,7 +58,9 @@ def test_bounds_that_reach_zero_mean_autoscaling() -> None:
           zero: {handler: m:f, scaling: {min: 0, max: 2}}
           told: {handler: m:f, scaling: {min: 0, max: 2, zero_after_s: 5}}
           tuned: {handler: m:f, scaling: {max: 4, scale_down_delay_s: 10}}
-          fixed: {handler: m:f, scaling: {min: 1, max: 4}}
+          room: {handler: m:f, scaling: {min: 1, max: 4}}
+          fixed: {handler: m:f, scaling: {min: 2, max: 2}}
+          default: {handler: m:f}
           manual: {handler: m:f, scaling: {min: 0, max: 2, mode: null}}
         """
     )
@@ -67,9 +69,18 @@ def test_bounds_that_reach_zero_mean_autoscaling() -> None:
         "zero": "concurrency",
         "told": "concurrency",
         "tuned": "concurrency",
+        "room": "concurrency",  # bounds written with room between them: scale within them
         "fixed": None,
+        "default": None,  # no bounds written: replicas as `nuvem scale` says
         "manual": None,
     }
+
+
+def test_autoscaler_settings_next_to_mode_null_are_an_error_naming_the_line() -> None:
+    with pytest.raises(SpecError) as raised:
+        load("functions:\n  f:\n    handler: m:f\n    scaling: {mode: null, target: 3}\n")
+    assert "nuvem.yaml:4" in str(raised.value)
+    assert "target has no effect with mode: null" in str(raised.value)
 
 
 def test_zero_after_s_without_min_0_is_an_error_naming_the_line() -> None:

@@ -114,8 +114,8 @@ class Scaling(Strict):
 
     Without `mode` replicas change only by `nuvem scale` or an alert; with it the controller
     sizes the function to its load every tick, and `nuvem scale` is a one-off nudge. In a
-    stack file `mode` defaults to concurrency when `min` is 0 or an autoscaler setting is
-    written.
+    stack file `mode` defaults to concurrency when `min` is 0, a `max` above `min` is
+    written, or an autoscaler setting is written.
     """
 
     min: int = Field(default=1, ge=0, description="replicas kept at least")
@@ -124,7 +124,8 @@ class Scaling(Strict):
         default=None,
         description="load the autoscaler follows: concurrency (calls in flight and queued), "
         "rps (requests per second) or queue (calls waiting); unset: no autoscaling, "
-        "unless min is 0 or an autoscaler setting is written (then concurrency)",
+        "unless min is 0, max above min or an autoscaler setting is written (then "
+        "concurrency)",
     )
     target: float | None = Field(
         default=None,
@@ -156,8 +157,17 @@ class Scaling(Strict):
                 f"zero_after_s has no effect with min {low}: only min 0 goes to zero; "
                 "set min: 0, or remove zero_after_s"
             )
+        high = data.get("max")
+        room = isinstance(low, int) and isinstance(high, int) and high > low
+        written = sorted(_AUTOSCALER_ONLY & data.keys())
+        if "mode" in data and data["mode"] is None and written:
+            raise ValueError(
+                f"{', '.join(written)} {'has' if len(written) == 1 else 'have'} no effect with "
+                "mode: null (replicas change only by nuvem scale); remove "
+                f"{'it' if len(written) == 1 else 'them'}, or set a mode"
+            )
         # An explicit `mode: null` keeps replicas manual (stopped at zero by `nuvem scale`).
-        if "mode" not in data and (low == 0 or _AUTOSCALER_ONLY & data.keys()):
+        if "mode" not in data and (low == 0 or room or written):
             return {**data, "mode": "concurrency"}
         return data
 
