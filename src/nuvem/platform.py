@@ -130,6 +130,11 @@ class Platform:
         self.logbook.close_files()
         self.records.close()
 
+    def abort(self, reason: str) -> None:
+        """Stop serving at once: every call waiting or running fails with 503 and `reason`,
+        every replica is killed (no worker outlives the gateway); `stop()` follows."""
+        self.controller.abort(reason)
+
     def request_shutdown(self) -> None:
         if self.on_shutdown_request is None:
             log.warning("shutdown requested, but this platform was not started by `nuvem up`")

@@ -80,7 +80,7 @@ async def test_a_replica_from_the_warm_pool_is_the_function_it_was_told_to_be(
     runtime = gateway.platform.controller.runtime
     assert isinstance(runtime, LocalRuntime)
     manual = STACK.replace("min: 0", "min: 1").replace("mode: concurrency", "mode: null")
-    await gateway.deploy(manual.replace("zero_after_s: 1s", ""))
+    await gateway.deploy(manual.split("      zero_after_s")[0])  # no autoscaler settings
     deployment = gateway.platform.controller.get("nap")
     cold = (await gateway.invoke("nap")).json()
     await wait_until(lambda: runtime.pool.idle_count() == 1, within=20, what="pool filled")

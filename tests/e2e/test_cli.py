@@ -9,13 +9,14 @@ import signal
 import socket
 import stat
 import threading
+import time
 from typing import Any
 
 import httpx
 import pytest
 
 from nuvem.runtime.process_stats import alive
-from support import Nuvem, block_until
+from support import Nuvem, block_until, worker_pids
 
 pytestmark = pytest.mark.e2e
 
@@ -325,3 +326,52 @@ def test_ctrl_c_drains_calls_in_flight(nuvem: Nuvem) -> None:
     block_until(lambda: not any(alive(pid) for pid in workers), 10, "the workers to exit")
     assert not nuvem.healthy()
     assert os.path.exists(nuvem.state_dir / "nuvem.db")
+    assert "press Ctrl-C again to stop at once" in nuvem.log(0)
+
+
+def test_a_second_ctrl_c_stops_at_once_answers_503_and_leaves_no_worker(nuvem: Nuvem) -> None:
+    nuvem.write(
+        "nuvem.yaml",
+        """\
+        functions:
+          slow:
+            handler: functions:slow
+            timeout: 60s
+            scaling: {min: 2, max: 2}
+        """,
+    )
+    process = nuvem.start("-f", "nuvem.yaml")
+    block_until(lambda: nuvem.healthy() or process.poll() is not None, 60, "the gateway")
+    assert process.poll() is None, nuvem.log(0)
+    nuvem.wait_ready("slow", replicas=2)
+    assert worker_pids(nuvem.root)
+
+    answers: list[httpx.Response] = []
+
+    def call() -> None:
+        with nuvem.admin() as admin:
+            answers.append(admin.post("/function/slow", params={"seconds": "50"}))
+
+    callers = [threading.Thread(target=call) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    block_until(lambda: nuvem.function("slow")["inflight"] == 2, 10, "two calls in flight")
+    process.send_signal(signal.SIGINT)
+    block_until(lambda: "press Ctrl-C again" in nuvem.log(0), 10, "the draining notice")
+    stopped_at = time.monotonic()
+    process.send_signal(signal.SIGINT)
+
+    for caller in callers:
+        caller.join(20)
+    assert len(answers) == 2
+    for answer in answers:
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["content-type"] == "application/json"
+        assert "stopping at once" in answer.json()["error"]
+    assert process.wait(20) == 0, nuvem.log(0)
+    assert time.monotonic() - stopped_at < 15  # not the 50 s the calls wanted
+    block_until(lambda: not worker_pids(nuvem.root), 10, "every worker to exit")
+    log = nuvem.log(0)
+    assert "Traceback" not in log, log
+    assert "CancelledError" not in log, log
+    assert "nuvem stopped" in log

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import gc
@@ -37,23 +38,52 @@ err = Console(stderr=True)
 PID_FILE = "nuvem.pid"
 LOG_FILE = "nuvem.log"
 GRACEFUL_SECONDS = 30
+FORCE_AFTER = 1.0  # seconds from a second Ctrl-C to cutting connections still open
 
 
 class _Server(uvicorn.Server):
-    """Ends live log streams when asked to stop, so they do not hold the drain open."""
+    """The first Ctrl-C (or SIGTERM) drains: calls in flight finish, then replicas stop.
+    A second one stops at once: calls still running are answered 503 and every replica
+    is killed, so no worker outlives the gateway. Live log streams end on the first, so
+    they do not hold the drain open."""
 
     platform: Platform | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _signals = 0
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
         await super().startup(sockets)
         # Everything loaded by now lives as long as the gateway: keep it out of the cyclic
         # collector's scans, which otherwise showed up as 50 ms pauses at p99 under load.
         gc.freeze()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self.platform is not None:
-            self.platform.logbook.close()
-        super().handle_exit(sig, frame)
+        self._signals += 1
+        if self._signals == 1:
+            if self.platform is not None:
+                self.platform.logbook.close()
+            err.print(
+                f"draining: calls in flight finish (up to {GRACEFUL_SECONDS}s), then replicas "
+                "stop; press Ctrl-C again to stop at once",
+                highlight=False,
+            )
+            super().handle_exit(sig, frame)
+            return
+        if self._signals == 2 and self.platform is not None and self._loop is not None:
+            err.print("stopping at once: calls still running get 503", highlight=False)
+            # A signal handler runs between two bytecodes of whatever the loop was doing:
+            # hand the work to the loop rather than touch its state from here.
+            self._loop.call_soon_threadsafe(
+                self.platform.abort, "nuvem is stopping at once (its operator pressed Ctrl-C twice)"
+            )
+            # uvicorn's force_exit only once those answers are out: set at once, it ended
+            # the loop with the calls' tasks unfinished, which answered them with a
+            # text/plain 500 and left the workers running. It still cuts open streams.
+            self._loop.call_soon_threadsafe(self._loop.call_later, FORCE_AFTER, self._force)
+
+    def _force(self) -> None:
+        self.force_exit = True
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -26,7 +26,7 @@ from nuvem.control.node_plan import Need
 from nuvem.control.node_tier import NodeTier
 from nuvem.control.replica_plan import plan
 from nuvem.control.watchdog import Watchdog
-from nuvem.errors import BadRequest, NotFound, NuvemError
+from nuvem.errors import BadRequest, NotFound, NuvemError, Unavailable
 from nuvem.metrics.registry import Metrics
 from nuvem.routing.router import Router
 from nuvem.runtime.environment import Environment
@@ -128,6 +128,20 @@ class Controller:
             await self.node_tier.close()
         # A runtime may hold processes of its own (the local one: pre-started workers).
         await self.runtime.close()
+
+    def abort(self, reason: str) -> None:
+        """Stop at once (a second Ctrl-C): calls waiting and in flight fail now with 503
+        and `reason`, every replica is killed and starts under way are cancelled. `stop()`
+        still runs afterwards and finds nothing left to drain."""
+        self._stopping = True
+        error = Unavailable(reason, "retry once nuvem is back")
+        for deployment in self.deployments.values():
+            deployment.remove(error)
+            for replica in deployment.replicas:
+                replica.kill(reason)
+        for task in list(self._tasks):
+            task.cancel()
+        self.wake()
 
     async def settle(self) -> None:
         """Wait until the starts and retirements under way have finished, and those they

@@ -47,6 +47,7 @@ class Deployment:
         self._failures = 0  # consecutive failed starts, for back-off
         self._retry_at = 0.0
         self._last_error: str | None = None
+        self._removal: NuvemError | None = None  # why it was removed, when it says
         self._invocations = 0
         self._progress: str | None = None  # what a start in progress is doing (env build)
         self._pending: tuple[Pending, ...] = ()  # starts no node has room for yet
@@ -220,6 +221,7 @@ class Deployment:
         and those waiting fail with `error`."""
         self._removed = True
         if error is not None:
+            self._removal = error
             self.router.fail_waiters(error)
 
     def count_call(self) -> None:
@@ -260,6 +262,8 @@ class Deployment:
     def unavailable_reason(self) -> str | None:
         """Why calls should fail at once instead of waiting; None while they can wait."""
         if self._removed:
+            if self._removal is not None:
+                return self._removal.message
             return f"function {self.name!r} was removed"
         if self.ready() or self._starting:
             return None

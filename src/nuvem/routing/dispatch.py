@@ -27,6 +27,8 @@ class Target(Protocol):
     def idempotent(self) -> bool: ...
     @property
     def router(self) -> Router: ...
+    @property
+    def removed(self) -> bool: ...
     def unavailable_reason(self) -> str | None: ...
 
 
@@ -68,6 +70,13 @@ async def dispatch(
             result = future.result()
         except ReplicaDied:
             router.release(replica)
+            if target.removed:
+                # Killed because the function or the whole platform went away (a forced
+                # stop): that is the answer, not the replica's death.
+                raise Unavailable(
+                    target.unavailable_reason() or f"function {target.name!r} was removed",
+                    "retry once nuvem serves it again",
+                ) from None
             if target.idempotent and failovers < MAX_FAILOVERS and clock() < deadline:
                 failovers += 1
                 continue

@@ -19,10 +19,8 @@ _NOT_ANSWERED = frozenset({b"content-length", b"connection", b"transfer-encoding
 
 
 class InvocationTarget(Target, Protocol):
-    """A deployed function as an invocation sees it: dispatchable, counted, maybe removed."""
+    """A deployed function as an invocation sees it: dispatchable and counted."""
 
-    @property
-    def removed(self) -> bool: ...
     def count_call(self) -> None: ...
 
 
