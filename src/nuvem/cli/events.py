@@ -52,7 +52,8 @@ def _stamp(event: dict[str, Any], year: bool = False) -> str:
 def line(event: dict[str, Any], width: int | None = None) -> str:
     """One line, whatever the message holds (a failed build carries uv's whole output); a
     line that does not show all ends in `…` (see `nuvem events --detail ID`)."""
-    first, *rest = event["message"].strip().splitlines() or [""]
+    message = str(event["message"])
+    first, *rest = message.strip().splitlines() or [""]
     more = f" …(+{len(rest)} lines)" if rest else ""
     head = f"{event['id']:>6} {_stamp(event)}  {event['kind']:<{KIND_WIDTH}} "
     if width is not None and len(head) + len(first) + len(more) > width:
@@ -71,4 +72,4 @@ def full(event: dict[str, Any]) -> str:
     ]
     for key, value in sorted((event.get("data") or {}).items()):
         lines.append(f"{key:<9} {value}")
-    return "\n".join(lines) + "\n\n" + event["message"].rstrip() + "\n"
+    return "\n".join(lines) + "\n\n" + str(event["message"]).rstrip() + "\n"

@@ -10,49 +10,51 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from nuvem.cli.client import Client, response_error
 from nuvem.cli.context import print_json, settings_for
+from nuvem.cli.fitted_table import Column, show
 from nuvem.errors import BadRequest
 
 out = Console()
 err = Console(stderr=True)
 
 
-def show_list(as_json: bool, state_dir: Path | None) -> None:
+LS_COLUMNS = (
+    Column("NAME"),
+    Column("STATUS"),
+    Column("REPLICAS"),
+    Column("NODES", drop=2),
+    Column("INFLIGHT", drop=4, justify="right"),
+    Column("QUEUED", drop=3, justify="right"),
+    Column("INVOCATIONS", drop=5, justify="right"),
+    Column("HANDLER", flex=True),
+)
+
+
+def show_list(as_json: bool, wide: bool, state_dir: Path | None) -> None:
     with Client(settings_for(state_dir)) as client:
         found = client.call("GET", "/system/functions")
     if as_json:
         print_json(found)
         return
-    table = Table(box=None, header_style="bold")
-    columns = (
-        "NAME",
-        "STATUS",
-        "REPLICAS",
-        "NODES",
-        "INFLIGHT",
-        "QUEUED",
-        "INVOCATIONS",
-        "HANDLER",
-    )
-    for column in columns:
-        table.add_column(column)
+    rows = []
     waiting = []
     for f in found:
-        table.add_row(
-            f["name"],
-            f["status"],
-            f"{f['availableReplicas']}/{f['replicas']}",
-            _nodes(f.get("replicaList", [])),
-            str(f["inflight"]),
-            str(f["queued"]),
-            str(f["invocationCount"]),
-            f["handler"],
+        rows.append(
+            (
+                f["name"],
+                f["status"],
+                f"{f['availableReplicas']}/{f['replicas']}",
+                _nodes(f.get("replicaList", [])),
+                str(f["inflight"]),
+                str(f["queued"]),
+                str(f["invocationCount"]),
+                f["handler"],
+            )
         )
         waiting += [(f["name"], p) for p in f.get("pending", [])]
-    out.print(table)
+    show(out, LS_COLUMNS, rows, wide=wide)
     for name, pending in waiting:
         out.print(f"[yellow]pending[/yellow] {name} {pending['replica']}: {pending['reason']}")
 

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from nuvem.cli.client import Client, response_error
 from nuvem.cli.context import print_json, settings_for
+from nuvem.cli.fitted_table import Column, show
 from nuvem.errors import BadRequest, DeadlineExceeded, FunctionFailed
 
 out = Console()
@@ -125,8 +125,24 @@ def _emit(response: Any) -> None:
         raise FunctionFailed(f"the function answered {function_status}")
 
 
+JOB_COLUMNS = (
+    Column("ID"),  # whole, so it can be copied
+    Column("FUNCTION"),
+    Column("STATE"),
+    Column("ATTEMPTS", drop=2, justify="right"),
+    Column("STATUS", drop=3, justify="right"),
+    Column("CREATED", drop=1),
+    Column("CALLBACK", drop=4),
+)
+
+
 def show_list(
-    function: str | None, state: str | None, limit: int, as_json: bool, state_dir: Path | None
+    function: str | None,
+    state: str | None,
+    limit: int,
+    as_json: bool,
+    wide: bool,
+    state_dir: Path | None,
 ) -> None:
     client, headers = _client(state_dir)
     params: dict[str, Any] = {"limit": limit}
@@ -139,21 +155,19 @@ def show_list(
     if as_json:
         print_json(found)
         return
-    table = Table(box=None, header_style="bold")
-    table.add_column("ID", no_wrap=True, min_width=36)  # whole, so it can be copied
-    for column in ("FUNCTION", "STATE", "ATTEMPTS", "STATUS", "CREATED", "CALLBACK"):
-        table.add_column(column)
-    for job in found:
-        table.add_row(
+    rows = [
+        (
             job["id"],
             job["function"],
             job["state"],
             str(job["attempts"]),
             str(job["status"] or ""),
-            datetime.datetime.fromtimestamp(job["created_at"]).strftime("%Y-%m-%d %H:%M:%S"),
+            datetime.datetime.fromtimestamp(job["created_at"]).strftime("%m-%d %H:%M:%S"),
             job["callback_state"] if job["callback_url"] else "",
         )
-    out.print(table)
+        for job in found
+    ]
+    show(out, JOB_COLUMNS, rows, wide=wide)
 
 
 def cancel(job_id: str, state_dir: Path | None) -> None:

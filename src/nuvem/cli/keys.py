@@ -8,10 +8,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from nuvem.cli.client import Client
 from nuvem.cli.context import print_json, settings_for
+from nuvem.cli.fitted_table import Column, show
 
 out = Console()
 err = Console(stderr=True)
@@ -43,17 +43,24 @@ def create(
         )
 
 
-def show_list(as_json: bool, state_dir: Path | None) -> None:
+KEY_COLUMNS = (
+    Column("ID"),
+    Column("NAME", drop=3),
+    Column("FUNCTIONS", flex=True, overflow="fold"),
+    Column("RATE LIMIT", drop=2),
+    Column("CREATED", drop=1),
+    Column("REVOKED"),
+)
+
+
+def show_list(as_json: bool, wide: bool, state_dir: Path | None) -> None:
     with Client(settings_for(state_dir)) as client:
         found = client.call("GET", "/system/keys")
     if as_json:
         print_json(found)
         return
-    table = Table(box=None, header_style="bold")
-    for column in ("ID", "NAME", "FUNCTIONS", "RATE LIMIT", "CREATED", "REVOKED"):
-        table.add_column(column)
-    for key in found:
-        table.add_row(
+    rows = [
+        (
             key["id"],
             key["name"],
             ", ".join(key["functions"]) if key["functions"] else "*",
@@ -61,7 +68,9 @@ def show_list(as_json: bool, state_dir: Path | None) -> None:
             _when(key["created_at"]),
             _when(key["revoked_at"]) if key["revoked_at"] else "",
         )
-    out.print(table)
+        for key in found
+    ]
+    show(out, KEY_COLUMNS, rows, wide=wide)
 
 
 def limit(

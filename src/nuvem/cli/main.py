@@ -192,10 +192,11 @@ def destroy(
 @handle_errors
 def list_functions(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="every column, whatever the width")] = False,
     state_dir: StateDir = None,
 ) -> None:
     """List the deployed functions."""
-    functions.show_list(as_json, state_dir)
+    functions.show_list(as_json, wide, state_dir)
 
 
 @app.command()
@@ -264,12 +265,13 @@ def events(
 def top(
     interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 1.0,
     once: Annotated[bool, typer.Option("--once", help="print one frame and exit")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="every column, whatever the width")] = False,
     state_dir: StateDir = None,
 ) -> None:
     """Show functions, replicas, load and recent scaling decisions, live."""
     from nuvem.cli import top as top_view
 
-    top_view.run(interval, once, state_dir)
+    top_view.run(interval, once, wide, state_dir)
 
 
 keys_app = typer.Typer(help="API keys for invoking functions.", no_args_is_help=True)
@@ -316,10 +318,11 @@ def keys_limit(
 @handle_errors
 def keys_ls(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="every column, whatever the width")] = False,
     state_dir: StateDir = None,
 ) -> None:
     """List API keys (never their secrets)."""
-    keys.show_list(as_json, state_dir)
+    keys.show_list(as_json, wide, state_dir)
 
 
 @keys_app.command("revoke")
@@ -391,10 +394,11 @@ def jobs_ls(
     state: Annotated[str | None, typer.Option(help="queued, running, succeeded, ...")] = None,
     limit: int = 50,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="every column, whatever the width")] = False,
     state_dir: StateDir = None,
 ) -> None:
     """List jobs, newest first."""
-    jobs.show_list(function, state, limit, as_json, state_dir)
+    jobs.show_list(function, state, limit, as_json, wide, state_dir)
 
 
 @jobs_app.command("cancel")

@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from nuvem.cli.client import Client
 from nuvem.cli.context import settings_for
+from nuvem.cli.fitted_table import Column, fitted
 
 # Events that explain why replica counts moved.
 SCALING_KINDS = {"autoscaled", "scaled", "alert", "replica_died", "replica_failed", "deployed"}
@@ -22,59 +22,73 @@ EVENTS_SHOWN = 8
 out = Console()
 
 
-def functions_table(functions: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, header_style="bold", title="functions", title_justify="left")
-    for column in ("NAME", "MODE", "READY/DESIRED", "MIN-MAX", "INFLIGHT", "QUEUED", "REQ/S"):
-        table.add_column(column, justify="left" if column in ("NAME", "MODE") else "right")
-    table.add_column("LATENCY", justify="right")
-    table.add_column("DECISION", overflow="fold")
+FUNCTION_COLUMNS = (
+    Column("NAME"),
+    Column("MODE", drop=3),
+    Column("READY", justify="right"),  # ready/desired, and starts under way
+    Column("MIN-MAX", drop=4, justify="right"),
+    Column("INFLIGHT", drop=2, justify="right"),
+    Column("QUEUED", drop=1, justify="right"),
+    Column("REQ/S", justify="right"),
+    Column("LATENCY", justify="right"),
+    Column("DECISION", flex=True, overflow="fold"),
+)
+EVENT_COLUMNS = (Column("TIME"), Column("KIND"), Column("WHAT", flex=True, overflow="fold"))
+
+
+def functions_table(functions: list[dict[str, Any]], width: int | None) -> RenderableType:
+    rows = []
     for f in functions:
         load = f["load"]
         ready = f"{f['ready']}/{f['desired']}"
         if f["starting"]:
-            ready += f" (+{f['starting']} starting)"
-        table.add_row(
-            f["name"],
-            f["mode"] or "manual",
-            ready,
-            f"{f['min']}-{f['max']}",
-            str(f["inflight"]),
-            str(f["queued"]),
-            f"{load['rps']:.1f}",
-            f"{load['latency_ms']:.0f} ms",
-            f["decision"] or "",
+            ready += f" (+{f['starting']})"
+        rows.append(
+            (
+                f["name"],
+                f["mode"] or "manual",
+                ready,
+                f"{f['min']}-{f['max']}",
+                str(f["inflight"]),
+                str(f["queued"]),
+                f"{load['rps']:.1f}",
+                f"{load['latency_ms']:.0f} ms",
+                f["decision"] or "",
+            )
         )
-    return table
+    return fitted(FUNCTION_COLUMNS, rows, width=width, title="functions")
 
 
-def events_table(events: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, header_style="bold", title="recent decisions", title_justify="left")
-    table.add_column("TIME")
-    table.add_column("KIND")
-    table.add_column("WHAT", overflow="fold")
-    for event in events[-EVENTS_SHOWN:]:
-        stamp = datetime.datetime.fromtimestamp(event["time"]).strftime("%H:%M:%S")
-        table.add_row(stamp, event["kind"], event["message"])
-    return table
+def events_table(events: list[dict[str, Any]], width: int | None) -> RenderableType:
+    rows = [
+        (
+            datetime.datetime.fromtimestamp(event["time"]).strftime("%H:%M:%S"),
+            event["kind"],
+            event["message"],
+        )
+        for event in events[-EVENTS_SHOWN:]
+    ]
+    return fitted(EVENT_COLUMNS, rows, width=width, title="recent decisions")
 
 
-def frame(client: Client) -> Group:
+def frame(client: Client, wide: bool = False) -> Group:
     functions = client.call("GET", "/system/scaling")
     events = client.call("GET", "/system/events", params={"limit": 200})
     scaling = [e for e in events if e["kind"] in SCALING_KINDS]
     stamp = Text(f"nuvem top  {client.settings.url}  {time.strftime('%H:%M:%S')}", style="dim")
-    return Group(stamp, functions_table(functions), Text(""), events_table(scaling))
+    width = None if wide else out.width
+    return Group(stamp, functions_table(functions, width), Text(""), events_table(scaling, width))
 
 
-def run(interval: float, once: bool, state_dir: Path | None) -> None:
+def run(interval: float, once: bool, wide: bool, state_dir: Path | None) -> None:
     with Client(settings_for(state_dir)) as client:
         if once:
-            out.print(frame(client))
+            out.print(frame(client, wide))
             return
         try:
-            with Live(frame(client), console=out, auto_refresh=False, screen=False) as live:
+            with Live(frame(client, wide), console=out, auto_refresh=False, screen=False) as live:
                 while True:
                     time.sleep(interval)
-                    live.update(frame(client), refresh=True)
+                    live.update(frame(client, wide), refresh=True)
         except KeyboardInterrupt:
             return
