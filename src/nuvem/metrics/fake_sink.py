@@ -21,6 +21,10 @@ class FakeSink:
         """The next writes end in `outcomes`, one each, before it stores again."""
         self._answers.extend(WriteResult(o, f"told to answer {o.value}") for o in outcomes)
 
+    def heal(self) -> None:
+        """Forget the answers still to give: store every write from now on."""
+        self._answers.clear()
+
     async def write(self, body: bytes) -> WriteResult:
         if not body.endswith(b"\n"):
             raise AssertionError("a batch is whole lines, each ending in a newline")
