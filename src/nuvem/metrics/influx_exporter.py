@@ -53,6 +53,7 @@ class InfluxExporter:
         self.health = InfluxMetrics(registry)
         self.failures = 0  # writes failed in a row
         self.rounds = 0  # rounds sampled
+        self.sampled = 0  # points sampled, written or not
         self._registry = registry
         self._clock = clock
         self._jitter = jitter
@@ -94,6 +95,7 @@ class InfluxExporter:
             lines = self._lines(stamp)
         dropped = self.buffer.add(lines)
         self.rounds += 1
+        self.sampled += len(lines)
         if dropped:
             self.health.dropped.labels("buffer_full").inc(dropped)
         self.health.buffered.set(len(self.buffer))

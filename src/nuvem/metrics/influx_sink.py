@@ -62,14 +62,20 @@ def write_url(spec: InfluxSpec) -> str:
 class HttpSink:
     """Writes gzipped batches with httpx; one connection kept open between rounds."""
 
-    def __init__(self, spec: InfluxSpec, token: str = "", timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        spec: InfluxSpec,
+        token: str = "",
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,  # tests answer in process
+    ) -> None:
         headers = {"Content-Type": "text/plain; charset=utf-8", "Content-Encoding": "gzip"}
         if token:
             # 2.x, and 1.8+ (as `user:password`), read the token from this header; a 1.x
             # server with basic auth takes the user and password in the URL instead.
             headers["Authorization"] = f"Token {token}"
         self.url = write_url(spec)
-        self._client = httpx.AsyncClient(headers=headers, timeout=timeout)
+        self._client = httpx.AsyncClient(headers=headers, timeout=timeout, transport=transport)
 
     @classmethod
     def open(cls, spec: InfluxSpec) -> HttpSink:
