@@ -6,14 +6,11 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from nuvem.backoff import backoff
 from nuvem.metrics.fake_sink import FakeSink
 from nuvem.metrics.influx_exporter import RETRY_BASE, RETRY_CAP, InfluxExporter
 from nuvem.metrics.influx_sink import Outcome
-from nuvem.metrics.registry import Metrics
-from nuvem.metrics.sampler import sample
 from nuvem.stack.metrics import InfluxSpec
 from support import FakeClock, wait_until
 
@@ -45,26 +42,6 @@ def own_series() -> int:
 
 def stamps(lines: list[str]) -> list[int]:
     return [int(line.rsplit(" ", 1)[1]) for line in lines]
-
-
-def test_the_points_are_the_series_metrics_shows() -> None:
-    metrics = Metrics()
-    metrics.observe_call("echo", 200, 0.01)
-    metrics.service_count.labels("echo").set(2)
-    shown = {
-        (s.name, tuple(sorted(s.labels.items())))
-        for family in text_string_to_metric_families(generate_latest(metrics.registry).decode())
-        for s in family.samples
-        if not s.name.endswith("_created")
-    }
-    points = sample(metrics.registry, 7)
-    assert {(p.measurement, tuple(sorted(p.tags.items()))) for p in points} == shown
-    assert (
-        "gateway_function_invocation_total",
-        (("code", "200"), ("function_name", "echo")),
-    ) in shown
-    assert {p.timestamp for p in points} == {7}
-    assert all(isinstance(p.fields["value"], float) for p in points)
 
 
 async def test_a_round_is_written_in_batches() -> None:

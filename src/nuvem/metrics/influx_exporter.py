@@ -23,10 +23,10 @@ from prometheus_client import CollectorRegistry
 
 from nuvem.backoff import backoff
 from nuvem.metrics.influx_sink import Outcome, Sink
-from nuvem.metrics.line_protocol import NANOSECONDS, encode_all
+from nuvem.metrics.line_protocol import NANOSECONDS
 from nuvem.metrics.point_buffer import PointBuffer
 from nuvem.metrics.registry import InfluxMetrics
-from nuvem.metrics.sampler import sample
+from nuvem.metrics.sampler import Sampler
 from nuvem.stack.metrics import InfluxSpec
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class InfluxExporter:
         self.failures = 0  # writes failed in a row
         self.rounds = 0  # rounds sampled
         self.sampled = 0  # points sampled, written or not
-        self._registry = registry
+        self._sampler = Sampler(registry, spec.precision)
         self._clock = clock
         self._jitter = jitter
         self._in_thread = in_thread
@@ -90,18 +90,15 @@ class InfluxExporter:
         unit = NANOSECONDS[self.spec.precision]
         stamp = int(now * 1e9) // unit * unit
         if self._in_thread:
-            lines = await asyncio.to_thread(self._lines, stamp)
+            lines = await asyncio.to_thread(self._sampler.lines, stamp)
         else:
-            lines = self._lines(stamp)
+            lines = self._sampler.lines(stamp)
         dropped = self.buffer.add(lines)
         self.rounds += 1
         self.sampled += len(lines)
         if dropped:
             self.health.dropped.labels("buffer_full").inc(dropped)
         self.health.buffered.set(len(self.buffer))
-
-    def _lines(self, stamp: int) -> list[str]:
-        return encode_all(sample(self._registry, stamp), self.spec.precision)
 
     async def flush(self, now: float) -> None:
         """Write batches, oldest first, until the buffer is empty or a write fails."""

@@ -10,9 +10,17 @@ the same timestamp, so one query instant sees one consistent round. The `_create
 
 from __future__ import annotations
 
+import math
+
 from prometheus_client import CollectorRegistry
 
-from nuvem.metrics.line_protocol import Point
+from nuvem.metrics.line_protocol import (
+    NANOSECONDS,
+    Point,
+    Precision,
+    escape_measurement,
+    escape_name,
+)
 
 FIELD = "value"
 _WITH_CREATED = frozenset({"counter", "histogram", "summary", "gaugehistogram"})
@@ -28,3 +36,45 @@ def sample(registry: CollectorRegistry, timestamp: int) -> list[Point]:
                 continue
             points.append(Point(s.name, {FIELD: float(s.value)}, s.labels, timestamp))
     return points
+
+
+class Sampler:
+    """`sample` and `encode_all` in one pass, remembering each series' escaped name and
+    tags between rounds: series outlive rounds, and escaping them was most of the cost
+    (100 functions: 9,000 points, 170 ms a round before, see docs/observability.md)."""
+
+    def __init__(self, registry: CollectorRegistry, precision: Precision) -> None:
+        self.registry = registry
+        self.unit = NANOSECONDS[precision]
+        self._heads: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+
+    def lines(self, timestamp: int) -> list[str]:
+        """The round at `timestamp` (nanoseconds), as `encode_all(sample(...))` writes it."""
+        tail = f" {timestamp // self.unit}"
+        heads = self._heads
+        seen: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        lines = []
+        for family in self.registry.collect():
+            created = family.name + "_created" if family.type in _WITH_CREATED else None
+            for s in family.samples:
+                if s.name == created:
+                    continue
+                value = float(s.value)
+                if not math.isfinite(value):
+                    continue
+                key = (s.name, tuple(s.labels.items()))
+                head = heads.get(key)
+                if head is None:
+                    head = _head(s.name, s.labels)
+                seen[key] = head
+                lines.append(f"{head}{value!r}{tail}")
+        # Only the series seen this round stay: a removed function's go with it.
+        self._heads = seen
+        return lines
+
+
+def _head(name: str, labels: dict[str, str]) -> str:
+    tags = "".join(
+        f",{escape_name(k)}={escape_name(v)}" for k, v in sorted(labels.items()) if k and v
+    )
+    return f"{escape_measurement(name)}{tags} {FIELD}="
