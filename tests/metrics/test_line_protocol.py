@@ -76,7 +76,7 @@ def parse(line: str) -> Point:
     return Point(measurement, fields, tags, int(rest))
 
 
-text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+text = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=12)
 names = text.filter(lambda t: not t.startswith("#"))
 values = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
