@@ -150,9 +150,11 @@ class InfluxExporter:
         """End the task, then write one last round and what is buffered, within a few
         seconds: the numbers of the platform's last moments are the ones asked about."""
         self._stopping.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
+        if self._task is None:  # never started: nothing was promised to InfluxDB
+            await self.sink.close()
+            return
+        await self._task
+        self._task = None
         try:
             async with asyncio.timeout(FINAL_FLUSH_SECONDS):
                 now = self._clock()

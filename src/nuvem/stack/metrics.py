@@ -111,7 +111,9 @@ def influx_target(settings: Settings, block: MetricsSpec | None) -> InfluxSpec |
         return InfluxSpec.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'influxdb'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or 'influxdb'}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
         )
         raise SpecError(
             f"the InfluxDB export from NUVEM_INFLUXDB_* and the stack is not valid: {problems}",
