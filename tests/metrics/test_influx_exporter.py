@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from nuvem.backoff import backoff
+from nuvem.metrics import influx_exporter
 from nuvem.metrics.fake_sink import FakeSink
 from nuvem.metrics.influx_exporter import RETRY_BASE, RETRY_CAP, InfluxExporter
-from nuvem.metrics.influx_sink import Outcome
+from nuvem.metrics.influx_sink import Outcome, WriteResult
 from nuvem.stack.metrics import InfluxSpec
 from support import FakeClock, wait_until
 
@@ -173,3 +176,48 @@ async def test_the_background_task_exports_until_stopped_then_writes_a_last_roun
     assert sink.closed
     assert len(set(stamps(sink.written))) == rounds  # the last one included
     assert len(export.buffer) == 0
+
+
+class HungSink(FakeSink):
+    """An InfluxDB that accepts the connection and never answers."""
+
+    async def write(self, body: bytes) -> WriteResult:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_a_hung_influxdb_does_not_hold_shutdown_past_its_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(influx_exporter, "FINAL_FLUSH_SECONDS", 0.2)
+    sink = HungSink()
+    export = InfluxExporter(
+        InfluxSpec(url="http://127.0.0.1:1", database="d", interval=0.05), counters(1), sink
+    )
+    export.start()
+    await wait_until(lambda: export.rounds >= 1, what="a round")
+    started = time.monotonic()
+    await export.stop()
+    assert time.monotonic() - started < 2.0
+    assert sink.closed
+    assert len(export.buffer) > 0  # kept, not counted as sent
+
+
+class BrokenSink(FakeSink):
+    async def write(self, body: bytes) -> WriteResult:
+        self.batches.append([])
+        raise RuntimeError("a bug in a sink")
+
+
+async def test_a_failing_step_is_logged_and_retried_a_round_later(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = BrokenSink()
+    export = InfluxExporter(
+        InfluxSpec(url="http://127.0.0.1:1", database="d", interval=0.05), counters(1), sink
+    )
+    export.start()
+    await wait_until(lambda: len(sink.batches) >= 3, what="three tries")
+    await export.stop()
+    assert "InfluxDB export step failed" in caplog.text
+    assert len(sink.batches) < 40  # a round apart, not a spin

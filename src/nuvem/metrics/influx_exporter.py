@@ -139,9 +139,10 @@ class InfluxExporter:
         while not self._stopping.is_set():
             try:
                 await self.tick()
+                delay = max(0.0, self.next_due() - self._clock())
             except Exception:  # a bad round must not end the export
                 log.exception("InfluxDB export step failed")
-            delay = max(0.0, self.next_due() - self._clock())
+                delay = self.spec.interval  # nor spin on a step that keeps failing
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._stopping.wait()
@@ -153,7 +154,12 @@ class InfluxExporter:
         if self._task is None:  # never started: nothing was promised to InfluxDB
             await self.sink.close()
             return
-        await self._task
+        # A write in flight to a hung InfluxDB would hold shutdown for its whole timeout.
+        done, _ = await asyncio.wait([self._task], timeout=FINAL_FLUSH_SECONDS)
+        if not done:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         self._task = None
         try:
             async with asyncio.timeout(FINAL_FLUSH_SECONDS):
@@ -162,5 +168,7 @@ class InfluxExporter:
                 await self.flush(now)
         except TimeoutError:
             log.warning("InfluxDB did not take the last %d points in time", len(self.buffer))
+        except Exception:  # shutdown goes on whatever the export does
+            log.exception("InfluxDB export's last write failed")
         finally:
             await self.sink.close()
