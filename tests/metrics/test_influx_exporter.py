@@ -219,5 +219,39 @@ async def test_a_failing_step_is_logged_and_retried_a_round_later(
     export.start()
     await wait_until(lambda: len(sink.batches) >= 3, what="three tries")
     await export.stop()
-    assert "InfluxDB export step failed" in caplog.text
+    assert "InfluxDB export: writing failed" in caplog.text
     assert len(sink.batches) < 40  # a round apart, not a spin
+
+
+class GatedSink(FakeSink):
+    """An InfluxDB that takes each write only once `gate` opens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def write(self, body: bytes) -> WriteResult:
+        await self.gate.wait()
+        return await super().write(body)
+
+
+async def test_rounds_go_on_while_a_write_hangs_and_every_point_is_sent_or_counted() -> None:
+    sink = GatedSink()
+    per_round = 3 + own_series()
+    export = InfluxExporter(
+        InfluxSpec(url="http://127.0.0.1:1", database="d", interval=0.02, buffer=4 * per_round),
+        counters(3),
+        sink,
+    )
+    export.start()
+    await wait_until(lambda: export.rounds >= 8, what="rounds while the first write hangs")
+    dropped = export.health.dropped.labels("buffer_full")
+    assert dropped._value.get() > 0
+    assert len(export.buffer) == export.buffer.limit
+    sink.gate.set()
+    await export.stop()
+    assert len(export.buffer) == 0
+    assert export.health.sent._value.get() + dropped._value.get() == export.sampled
+    assert len(sink.written) == export.health.sent._value.get()
+    # The first batch (the first round) was in flight throughout: written, never dropped.
+    assert min(stamps(sink.written)) == min(stamps(sink.batches[0]))

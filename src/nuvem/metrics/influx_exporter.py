@@ -1,12 +1,13 @@
 """`InfluxExporter`: every `interval`, one round of the registry's samples into a bounded
 buffer, and the buffer written to InfluxDB in batches.
 
-It runs beside the gateway as one background task and never on a call's path: the round is
-sampled and encoded in a thread (the registry has its own locks), writes are awaited with a
-timeout, and a failed write only moves the next try back (exponential, with jitter, so
-gateways that lost one InfluxDB together do not return to it together). While InfluxDB is
-away the buffer fills and then drops its oldest points, counting them
-(`nuvem_influxdb_points_dropped_total{reason="buffer_full"}`).
+It runs beside the gateway as two background tasks and never on a call's path: one samples
+a round each interval, in a thread (the registry has its own locks); the other writes, and
+a failed write only moves its next try back (exponential, with jitter, so gateways that
+lost one InfluxDB together do not return to it together). Sampling never waits for a write,
+so an InfluxDB that hangs costs no rounds: they fill the buffer, which then drops its oldest
+points and counts them (`nuvem_influxdb_points_dropped_total{reason="buffer_full"}`).
+Tests drive both halves in order with `tick(now)`.
 """
 
 from __future__ import annotations
@@ -60,30 +61,28 @@ class InfluxExporter:
         self._in_thread = in_thread
         self._next_round: float | None = None  # None: at the first tick
         self._retry_at = -math.inf
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = asyncio.Event()
+        self._new_round = asyncio.Event()  # wakes the writer
 
     # -- the step --------------------------------------------------------------------------
 
     async def tick(self, now: float | None = None) -> None:
-        """Sample a round if one is due, then write batches until the buffer is empty or a
-        write fails."""
+        """Sample a round if one is due, then write batches unless a retry is not due yet."""
         now = self._clock() if now is None else now
-        if self._next_round is None or now >= self._next_round:
+        if self.round_due() <= now:
             await self.sample_round(now)
-            upcoming = (now if self._next_round is None else self._next_round) + self.spec.interval
-            # Rounds keep their grid, except after a stall (a suspended machine) longer
-            # than a round: then the grid starts again from now rather than catching up.
-            self._next_round = upcoming if upcoming > now else now + self.spec.interval
         if now >= self._retry_at:
             await self.flush(now)
 
+    def round_due(self) -> float:
+        return -math.inf if self._next_round is None else self._next_round
+
     def next_due(self) -> float:
         """When `tick` has something to do next."""
-        due = self._next_round if self._next_round is not None else -math.inf
-        if len(self.buffer):
-            due = min(due, self._retry_at)
-        return due
+        if self.buffer.waiting:
+            return min(self.round_due(), self._retry_at)
+        return self.round_due()
 
     async def sample_round(self, now: float) -> None:
         # One timestamp per round, cut to the precision so every point shows it alike.
@@ -93,21 +92,27 @@ class InfluxExporter:
             lines = await asyncio.to_thread(self._sampler.lines, stamp)
         else:
             lines = self._sampler.lines(stamp)
-        dropped = self.buffer.add(lines)
+        self._count_dropped(self.buffer.add(lines))
         self.rounds += 1
         self.sampled += len(lines)
-        if dropped:
-            self.health.dropped.labels("buffer_full").inc(dropped)
+        upcoming = (now if self._next_round is None else self._next_round) + self.spec.interval
+        # Rounds keep their grid, except after a stall (a suspended machine) longer than a
+        # round: then the grid starts again from now rather than catching up.
+        self._next_round = upcoming if upcoming > now else now + self.spec.interval
         self.health.buffered.set(len(self.buffer))
+        self._new_round.set()
 
     async def flush(self, now: float) -> None:
-        """Write batches, oldest first, until the buffer is empty or a write fails."""
-        # Nothing else adds to the buffer while a write is awaited: sampling happens in
-        # this same task, so the batch peeked is still the oldest when it is discarded.
-        while len(self.buffer):
-            batch = self.buffer.peek(self.spec.batch)
-            result = await self.sink.write(("\n".join(batch) + "\n").encode())
+        """Write batches, oldest first, until none waits or a write fails."""
+        while self.buffer.waiting:
+            batch = self.buffer.take(self.spec.batch)
+            try:
+                result = await self.sink.write(("\n".join(batch) + "\n").encode())
+            except BaseException:  # cancelled at shutdown, or a broken sink: keep the batch
+                self.buffer.give_back()
+                raise
             if result.outcome is Outcome.FAILED:
+                self.buffer.give_back()
                 self.failures += 1
                 delay = backoff(self.failures, RETRY_BASE, RETRY_CAP, self._jitter)
                 self._retry_at = now + delay
@@ -118,7 +123,7 @@ class InfluxExporter:
                         len(self.buffer),
                     )
                 break
-            self.buffer.discard(len(batch))
+            self.buffer.done()
             if result.outcome is Outcome.REFUSED:
                 self.health.dropped.labels("refused").inc(len(batch))
                 log.warning("InfluxDB refused %d points: %s", len(batch), result.detail)
@@ -130,37 +135,57 @@ class InfluxExporter:
                 self.failures = 0
         self.health.buffered.set(len(self.buffer))
 
-    # -- the background task ---------------------------------------------------------------
+    def _count_dropped(self, count: int) -> None:
+        if count:
+            self.health.dropped.labels("buffer_full").inc(count)
+
+    # -- the background tasks --------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="influxdb-export")
+        self._tasks = [
+            asyncio.create_task(self._sample_loop(), name="influxdb-sample"),
+            asyncio.create_task(self._write_loop(), name="influxdb-write"),
+        ]
 
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
+    async def _sample_loop(self) -> None:
+        while not self._stopped.is_set():
+            now = self._clock()
             try:
-                await self.tick()
-                delay = max(0.0, self.next_due() - self._clock())
+                await self.sample_round(now)
             except Exception:  # a bad round must not end the export
-                log.exception("InfluxDB export step failed")
-                delay = self.spec.interval  # nor spin on a step that keeps failing
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._stopping.wait()
+                log.exception("InfluxDB export: sampling a round failed")
+                self._next_round = now + self.spec.interval
+            await _wait(self._stopped, self.round_due() - self._clock())
+
+    async def _write_loop(self) -> None:
+        while not self._stopped.is_set():
+            self._new_round.clear()  # before the flush: a round during it is not missed
+            now = self._clock()
+            if self.buffer.waiting and now >= self._retry_at:
+                try:
+                    await self.flush(now)
+                except Exception:
+                    log.exception("InfluxDB export: writing failed")
+                    self._retry_at = now + self.spec.interval  # a round later, not a spin
+                continue
+            # Nothing to write, or a retry not due: wait for a round, or for the retry.
+            due = self._retry_at if self.buffer.waiting else math.inf
+            await _wait(self._new_round, due - now)
 
     async def stop(self) -> None:
-        """End the task, then write one last round and what is buffered, within a few
+        """End the tasks, then write one last round and what is buffered, within a few
         seconds: the numbers of the platform's last moments are the ones asked about."""
-        self._stopping.set()
-        if self._task is None:  # never started: nothing was promised to InfluxDB
+        self._stopped.set()
+        self._new_round.set()
+        if not self._tasks:  # never started: nothing was promised to InfluxDB
             await self.sink.close()
             return
         # A write in flight to a hung InfluxDB would hold shutdown for its whole timeout.
-        done, _ = await asyncio.wait([self._task], timeout=FINAL_FLUSH_SECONDS)
-        if not done:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._task = None
+        _, pending = await asyncio.wait(self._tasks, timeout=FINAL_FLUSH_SECONDS)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
         try:
             async with asyncio.timeout(FINAL_FLUSH_SECONDS):
                 now = self._clock()
@@ -172,3 +197,12 @@ class InfluxExporter:
             log.exception("InfluxDB export's last write failed")
         finally:
             await self.sink.close()
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Until `event` is set or `seconds` have passed (forever when infinite)."""
+    if seconds <= 0:
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(None if math.isinf(seconds) else seconds):
+            await event.wait()
