@@ -19,7 +19,7 @@ from nuvem.metrics.registry import Metrics
 from nuvem.stack.loader import load_stack_text
 from nuvem.stack.metrics import InfluxSpec
 from servers import InfluxServer
-from support import callback_receiver, serving, wait_until
+from support import FakeClock, callback_receiver, serving, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -85,12 +85,14 @@ async def test_a_bucket_is_written_through_the_2x_api_gzipped_with_the_token() -
     metrics.observe_call("echo", 200, 0.01)
     async with callback_receiver() as receiver:
         spec = InfluxSpec(url=receiver.url, bucket="metrics", org="lab", precision="s")
-        export = InfluxExporter(spec, metrics.registry, HttpSink(spec, token="t0k"))
+        clock = FakeClock(1_700_000_000.5)
+        export = InfluxExporter(spec, metrics.registry, HttpSink(spec, token="t0k"), clock=clock)
         receiver.fail_next = 1
-        await export.tick(1_700_000_000.5)
+        await export.tick()
         assert export.failures == 1
         assert len(export.buffer) > 0
-        await export.tick(1_700_000_002.0)  # the retry, a second later
+        clock.advance(1.5)  # the retry is due
+        await export.tick()
         await export.sink.close()
     (request,) = receiver.received
     assert request.path == "/api/v2/write"

@@ -115,7 +115,8 @@ class InfluxExporter:
                 self.buffer.give_back()
                 self.failures += 1
                 delay = backoff(self.failures, RETRY_BASE, RETRY_CAP, self._jitter)
-                self._retry_at = now + delay
+                # From when the failure was seen: a write that timed out took a while.
+                self._retry_at = self._clock() + delay
                 if self.failures == 1:
                     log.warning(
                         "InfluxDB write failed (%s); keeping %d points, retrying with back-off",
