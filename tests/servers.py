@@ -1,11 +1,12 @@
-"""Real redis-server and PostgreSQL for tests, started on free loopback ports.
+"""Real redis-server, PostgreSQL and InfluxDB 1.x for tests, started on free loopback ports.
 
 When a server's binaries are missing the tests that need it skip with the reason, except
 when the environment variable CI is set: then they fail, so CI never passes by skipping.
 PostgreSQL refuses to run as root; as root the server runs as `nobody` (via runuser).
 Terraform and Ansible, which the node pool tests run, are checked the same way.
 Loaded as a pytest plugin (`-p servers` in pyproject.toml), so every test may ask for
-`redis_url`, `clean_redis`, `postgres_server_url` and `postgres_url`.
+`redis_url`, `clean_redis`, `postgres_server_url`, `postgres_url` and `influxdb` (an
+`InfluxServer` a test may stop and start again on the same data).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
+import httpx
 import pytest
 
 from support import block_until, end_pid, free_port, stop_process
@@ -197,6 +199,84 @@ def fresh_database(server_url: str) -> str:
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+class InfluxServer:
+    """influxd 1.x (Debian's `influxdb`) with its data in `folder`; `stop` and `start` keep
+    the data and the port, as a restarted server would."""
+
+    def __init__(self, binary: str, folder: Path) -> None:
+        self.binary = binary
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = folder / "influxdb.conf"
+        self.log = folder / "influxd.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        # reporting-disabled: no call home; the RPC port (8088 by default) on loopback.
+        self.config.write_text(
+            f"""reporting-disabled = true
+bind-address = "127.0.0.1:{free_port()}"
+[meta]
+  dir = "{folder / "meta"}"
+[data]
+  dir = "{folder / "data"}"
+  wal-dir = "{folder / "wal"}"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:{self.port}"
+  log-enabled = false
+"""
+        )
+
+    def start(self) -> None:
+        self.process = _spawn([self.binary, "-config", str(self.config)], self.log)
+
+        def ping() -> None:
+            if httpx.get(f"{self.url}/ping", timeout=2).status_code != 204:
+                raise RuntimeError("influxd is not ready")
+
+        _wait_for(ping, self.process, "influxd")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process, signal.SIGTERM, self.log)
+            self.process = None
+
+    def query(self, statement: str, database: str = "") -> list[dict[str, Any]]:
+        """The series an InfluxQL statement returns (each: name, tags, columns, values)."""
+        response = httpx.post(
+            f"{self.url}/query", data={"q": statement, "db": database}, timeout=10
+        )
+        response.raise_for_status()
+        result = response.json()["results"][0]
+        if "error" in result:
+            raise AssertionError(f"{statement}: {result['error']}")
+        series: list[dict[str, Any]] = result.get("series", [])
+        return series
+
+
+@contextlib.contextmanager
+def influxdb_server() -> Iterator[InfluxServer]:
+    binary = shutil.which("influxd")
+    if binary is None:
+        missing("influxd", "run `make system-deps` or apt-get install influxdb")
+    folder = Path(tempfile.mkdtemp(prefix="nuvem-influx-"))
+    server = InfluxServer(binary, folder)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def influxdb() -> Iterator[InfluxServer]:
+    with influxdb_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

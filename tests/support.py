@@ -297,6 +297,7 @@ class Callback:
     path: str
     headers: dict[str, str]
     body: bytes
+    query: str = ""
 
 
 @dataclass
@@ -330,7 +331,8 @@ class Receiver:
             status = 503
         else:
             headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-            self.received.append(Callback(scope["path"], headers, body))
+            query = scope["query_string"].decode()
+            self.received.append(Callback(scope["path"], headers, body, query))
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 

@@ -40,6 +40,14 @@ class Settings:
     # by every gateway through Redis when the queue is Redis.
     rate_limit: float = 0.0
     rate_burst: int = 0
+    # InfluxDB export (stack `metrics.influxdb`): each one set here overrides the stack's;
+    # the interval stays text, parsed with the stack file's units.
+    influxdb_url: str = ""
+    influxdb_database: str = ""
+    influxdb_bucket: str = ""
+    influxdb_org: str = ""
+    influxdb_token: str = field(default="", repr=False)
+    influxdb_interval: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -66,6 +74,12 @@ class Settings:
             ),
             rate_limit=float(env.get("NUVEM_RATE_LIMIT") or 0.0),
             rate_burst=int(env.get("NUVEM_RATE_BURST") or 0),
+            influxdb_url=env.get("NUVEM_INFLUXDB_URL", "").strip(),
+            influxdb_database=env.get("NUVEM_INFLUXDB_DATABASE", "").strip(),
+            influxdb_bucket=env.get("NUVEM_INFLUXDB_BUCKET", "").strip(),
+            influxdb_org=env.get("NUVEM_INFLUXDB_ORG", "").strip(),
+            influxdb_token=env.get("NUVEM_INFLUXDB_TOKEN", "").strip(),
+            influxdb_interval=env.get("NUVEM_INFLUXDB_INTERVAL", "").strip(),
         )
 
 

@@ -16,12 +16,15 @@ from nuvem.control.pool_book import BOOK_FILE, PoolBook
 from nuvem.gateway.auth import Authenticator, ensure_admin
 from nuvem.gateway.rate_limit import open_rate_limiter
 from nuvem.jobs.service import JobService
+from nuvem.metrics.influx_exporter import InfluxExporter
+from nuvem.metrics.influx_sink import HttpSink
 from nuvem.metrics.registry import Metrics
 from nuvem.providers.provider import NodeProvider
 from nuvem.runtime.environment import EnvironmentBuilder, ProgressEvent
 from nuvem.runtime.local import LocalRuntime
 from nuvem.runtime.logbook import LogBook
 from nuvem.runtime.replica import Runtime
+from nuvem.stack.metrics import influx_target
 from nuvem.stack.stack import Stack
 from nuvem.stack.store_urls import apply_stores
 from nuvem.stores.record_stores import open_record_store
@@ -42,6 +45,7 @@ class Platform:
     engine: Engine = field(default_factory=LocalEngine)
     admin_password_file: Path | None = None
     stack: Stack | None = None
+    exporter: InfluxExporter | None = None  # pushes the metrics to InfluxDB when configured
     on_shutdown_request: Callable[[], None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -97,6 +101,12 @@ class Platform:
         if stack is not None and stack.pools and isinstance(engine, RayEngine):
             controller.node_tier = _node_tier(state, stack, engine, controller, provider)
         password_file = ensure_admin(records, state, settings.admin_password)
+        influx = influx_target(settings, stack.metrics if stack is not None else None)
+        exporter = (
+            InfluxExporter(influx, metrics.registry, HttpSink.open(influx))
+            if influx is not None
+            else None
+        )
         return cls(
             settings=settings,
             records=records,
@@ -112,6 +122,7 @@ class Platform:
             admin_password_file=password_file,
             stack=stack,
             engine=engine,
+            exporter=exporter,
             jobs=JobService.create(settings, lambda: controller.deployments, metrics),
         )
 
@@ -122,10 +133,14 @@ class Platform:
             for spec in self.stack.functions.values():
                 self.controller.deploy(spec)
         await self.jobs.start()
+        if self.exporter is not None:
+            self.exporter.start()
 
     async def stop(self) -> None:
         await self.jobs.stop()  # jobs still running go back to the queue
         await self.controller.stop()
+        if self.exporter is not None:
+            await self.exporter.stop()  # after the controller: its last round sees the end
         self.logbook.close()
         self.logbook.close_files()
         self.records.close()

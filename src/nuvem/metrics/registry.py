@@ -116,3 +116,31 @@ class Metrics:
     def forget_function(self, function: str) -> None:
         for key in [k for k in self._call_children if k[0] == function]:
             del self._call_children[key]
+
+
+@dataclass
+class InfluxMetrics:
+    """The InfluxDB export's own health, on the platform's registry while it runs."""
+
+    registry: CollectorRegistry
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.sent = Counter("nuvem_influxdb_points_sent", "Points InfluxDB accepted", registry=r)
+        self.dropped = Counter(
+            "nuvem_influxdb_points_dropped",
+            "Points given up: buffer_full (the oldest, while InfluxDB was unreachable) or "
+            "refused (InfluxDB rejected their batch as bad data)",
+            ["reason"],
+            registry=r,
+        )
+        self.buffered = Gauge(
+            "nuvem_influxdb_points_buffered", "Points waiting to be written", registry=r
+        )
+        self.last_success = Gauge(
+            "nuvem_influxdb_last_success_timestamp_seconds",
+            "When InfluxDB last accepted a batch (Unix time; 0: never)",
+            registry=r,
+        )
+        for reason in ("buffer_full", "refused"):
+            self.dropped.labels(reason)  # both series exist from the start, at 0

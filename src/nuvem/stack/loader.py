@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -114,6 +115,7 @@ def load_stack_text(text: str, name: str, root: Path) -> Stack:
     stack = _resolve_roots(stack, root)
     _check_model_files(stack, name, spots)
     _check_pool_modules(stack, name, spots)
+    _check_token_file(stack, name, spots)
     return stack
 
 
@@ -132,6 +134,11 @@ def _resolve_roots(stack: Stack, root: Path) -> Stack:
         # Like a handler's folder, the token file is named relative to the stack file.
         token = (base / Path(stack.cluster.token_file).expanduser()).resolve()
         update_stack["cluster"] = stack.cluster.model_copy(update={"token_file": str(token)})
+    influx = stack.metrics.influxdb
+    if influx is not None and influx.token_file:
+        token = (base / Path(influx.token_file).expanduser()).resolve()
+        influx = influx.model_copy(update={"token_file": str(token)})
+        update_stack["metrics"] = stack.metrics.model_copy(update={"influxdb": influx})
     pools = {}
     for key, pool in stack.pools.items():
         if not pool.built_in:
@@ -164,6 +171,20 @@ def _check_pool_modules(stack: Stack, name: str, spots: dict[Loc, _Spot]) -> Non
         )
     if problems:
         raise SpecError(_report(name, problems))
+
+
+def _check_token_file(stack: Stack, name: str, spots: dict[Loc, _Spot]) -> None:
+    influx = stack.metrics.influxdb
+    if influx is None or not influx.token_file or os.access(influx.token_file, os.R_OK):
+        return
+    loc: Loc = ("metrics", "influxdb", "token_file")
+    problem = _Problem(
+        _line_for(loc, "value_error", spots),
+        _dotted(loc),
+        f"no readable file at {influx.token_file}; write the InfluxDB token into it, or "
+        "set NUVEM_INFLUXDB_TOKEN instead",
+    )
+    raise SpecError(_report(name, [problem]))
 
 
 def _check_model_files(stack: Stack, name: str, spots: dict[Loc, _Spot]) -> None:

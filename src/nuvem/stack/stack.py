@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from nuvem.stack.cluster import Cluster
 from nuvem.stack.function import FunctionSpec, Strict
+from nuvem.stack.metrics import MetricsSpec
 from nuvem.stack.pools import PoolSpec
 from nuvem.stack.store_urls import Stores
 
@@ -21,6 +22,9 @@ class Stack(Strict):
     )
     pools: dict[str, PoolSpec] = Field(
         default_factory=dict, description="machines added and removed on demand (engine: ray)"
+    )
+    metrics: MetricsSpec = Field(
+        default_factory=MetricsSpec, description="where metrics are pushed: influxdb"
     )
 
     @field_validator("version", mode="before")
