@@ -17,7 +17,7 @@ from nuvem.backoff import backoff
 from nuvem.control.autoscaler import Decision, ScalingContext
 from nuvem.control.load_window import LoadWindow, Sample
 from nuvem.control.replica_plan import DeploymentView, ReplicaView
-from nuvem.errors import NuvemError, RequirementsUnresolvable
+from nuvem.errors import NuvemError, RequirementsUnresolvable, Unavailable
 from nuvem.routing.router import Router
 from nuvem.runtime.replica import Pending, Replica
 from nuvem.runtime.replica_state import ReplicaState
@@ -48,6 +48,7 @@ class Deployment:
         self._retry_at = 0.0
         self._last_error: str | None = None
         self._removal: NuvemError | None = None  # why it was removed, when it says
+        self._last_failure: NuvemError | None = None  # the start failure _last_error shows
         self._invocations = 0
         self._progress: str | None = None  # what a start in progress is doing (env build)
         self._pending: tuple[Pending, ...] = ()  # starts no node has room for yet
@@ -163,6 +164,7 @@ class Deployment:
         if isinstance(error, RequirementsUnresolvable):
             self._retry_at = math.inf  # until a deploy (respec) asks again
         self._last_error = str(error)
+        self._last_failure = error
         if self.unavailable_reason() is not None:
             self.router.fail_waiters(error)
 
@@ -276,6 +278,20 @@ class Deployment:
                 f"scale it up with `nuvem scale {self.name} 1`, or set scaling.mode"
             )
         return None
+
+    def unavailable_error(self) -> Unavailable | None:
+        """The 503 a call gets when it cannot wait (see `unavailable_reason`), with one hint:
+        the failure's own when it has one (a model's missing weights say what to do)."""
+        reason = self.unavailable_reason()
+        if reason is None:
+            return None
+        if self._removed:
+            return Unavailable(reason, "retry once nuvem serves it again")
+        failure = self._last_failure
+        if failure is not None and reason == self._last_error:
+            hint = failure.hint or f"fix it and deploy again; see nuvem logs {self.name}"
+            return Unavailable(failure.message, hint)
+        return Unavailable(reason)
 
     def sample_load(self, now: float) -> None:
         """Read the router's meter into the load window (once per controller tick)."""

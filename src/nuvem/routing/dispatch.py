@@ -30,6 +30,7 @@ class Target(Protocol):
     @property
     def removed(self) -> bool: ...
     def unavailable_reason(self) -> str | None: ...
+    def unavailable_error(self) -> Unavailable | None: ...
 
 
 async def dispatch(
@@ -54,11 +55,9 @@ async def dispatch(
     while True:
         replica = router.try_acquire()
         if replica is None:
-            reason = target.unavailable_reason()
-            if reason is not None:
-                raise Unavailable(
-                    reason, f"fix the function and deploy it again; see nuvem logs {target.name}"
-                )
+            refusal = target.unavailable_error()
+            if refusal is not None:
+                raise refusal
             # No replica ready at all (e.g. scaled to zero): the call waits for a cold start.
             cold = cold or not router.has_ready()
             replica = await router.acquire(deadline)
@@ -70,13 +69,11 @@ async def dispatch(
             result = future.result()
         except ReplicaDied:
             router.release(replica)
-            if target.removed:
+            refusal = target.unavailable_error() if target.removed else None
+            if refusal is not None:
                 # Killed because the function or the whole platform went away (a forced
                 # stop): that is the answer, not the replica's death.
-                raise Unavailable(
-                    target.unavailable_reason() or f"function {target.name!r} was removed",
-                    "retry once nuvem serves it again",
-                ) from None
+                raise refusal from None
             if target.idempotent and failovers < MAX_FAILOVERS and clock() < deadline:
                 failovers += 1
                 continue

@@ -64,8 +64,24 @@ def replica_died(function: str, replica_id: str, cause: str | None) -> ReplicaDi
     )
 
 
+MODEL_ERROR = "ModelError: "  # how a worker reports a ModelError raised while loading
+
+
 def load_failed(spec: FunctionSpec, message: str) -> SetupFailed:
     """The error of a start whose handler did not load or set up (`message` says why)."""
+    if spec.model is not None:
+        # A model has no handler of the user's to fix: its message names the weights or
+        # architecture at fault, and the stack file is where to change them. A ModelError
+        # carries its own hint already: one hint, not two stacked.
+        if message.startswith(MODEL_ERROR):
+            return SetupFailed(
+                f"function {spec.name!r}: model failed to load: {message[len(MODEL_ERROR) :]}"
+            )
+        return SetupFailed(
+            f"function {spec.name!r}: model failed to load: {message}",
+            f"check the function's model block (docs/models.md); `nuvem logs {spec.name}` "
+            "shows the traceback",
+        )
     return SetupFailed(
         f"function {spec.name!r}: handler {spec.handler!r} failed to load: {message}",
         f"fix the handler in {spec.root}; `nuvem logs {spec.name}` shows the traceback",
