@@ -37,6 +37,7 @@ def scrape_config(
     alertmanager: str | None = "127.0.0.1:9093",
     password_file: Path | None = None,  # None: /metrics is open (NUVEM_OPEN_METRICS, the default)
     scrape_interval: str = "15s",
+    scrape_timeout: str = "10s",  # at most scrape_interval, or Prometheus refuses the file
     evaluation_interval: str = "15s",
     job: str = "nuvem",
 ) -> dict[str, Any]:
@@ -51,7 +52,11 @@ def scrape_config(
         # A file, not the password: prometheus.yml is often shared; the file stays 0600.
         scrape["basic_auth"] = {"username": ADMIN_USER, "password_file": str(password_file)}
     config: dict[str, Any] = {
-        "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval},
+        "global": {
+            "scrape_interval": scrape_interval,
+            "scrape_timeout": scrape_timeout,
+            "evaluation_interval": evaluation_interval,
+        },
         "rule_files": rule_files,
         "scrape_configs": [scrape],
     }
