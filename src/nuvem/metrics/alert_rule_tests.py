@@ -36,7 +36,18 @@ def _selector(name: str, **labels: str) -> str:
     return f"{name}{{{inner}}}"
 
 
+def _minutes(duration: str) -> int:
+    """`10m` or `1h` in whole minutes (the windows the thresholds use)."""
+    number, unit = int(duration[:-1]), duration[-1]
+    return number * 60 if unit == "h" else number
+
+
 def _cases(t: Thresholds) -> list[Case]:
+    # Series an hour long, so every window the thresholds name lies inside the data and
+    # `increase` needs no extrapolation (its value is then exact for the annotations).
+    hour = 60
+    crash_window = _minutes(t.crash_window)
+    deaths = t.crash_restarts // crash_window + 1  # a minute: enough to fire in the window
     calls = "gateway_function_invocation_total"
     bucket = "gateway_functions_seconds_bucket"
     restarts = "nuvem_replica_restarts_total"
@@ -45,12 +56,12 @@ def _cases(t: Thresholds) -> list[Case]:
         Case(
             "NuvemReplicaCrashLoop",
             {
-                # one death a minute for ten minutes, against a function that never dies
-                _selector(restarts, function_name="crashy", cause="exited"): "0+1x10",
-                _selector(restarts, function_name="steady", cause="exited"): "0x10",
+                # deaths every minute, against a function that never dies
+                _selector(restarts, function_name="crashy", cause="exited"): f"0+{deaths}x{hour}",
+                _selector(restarts, function_name="steady", cause="exited"): f"0x{hour}",
             },
-            10,
-            [Fired({"function_name": "crashy"}, 10)],
+            hour,
+            [Fired({"function_name": "crashy"}, deaths * crash_window)],
         ),
         Case(
             "NuvemFunctionErrorRatio",
@@ -93,9 +104,13 @@ def _cases(t: Thresholds) -> list[Case]:
         Case(
             "NuvemJobsDeadLetter",
             {
-                _selector("nuvem_jobs", function_name="batch", state="dead_letter"): "2x5",
+                _selector(
+                    "nuvem_jobs", function_name="batch", state="dead_letter"
+                ): f"{t.dead_letter_jobs + 2}x5",
                 _selector("nuvem_jobs", function_name="batch", state="queued"): "5x5",
-                _selector("nuvem_jobs", function_name="clean", state="dead_letter"): "0x5",
+                _selector("nuvem_jobs", function_name="clean", state="dead_letter"): (
+                    f"{t.dead_letter_jobs}x5"
+                ),
                 _selector("nuvem_jobs", function_name="clean", state="queued"): "7x5",
             },
             5,
