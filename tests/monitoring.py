@@ -119,3 +119,8 @@ async def query(client: httpx.AsyncClient, expr: str) -> list[dict[str, Any]]:
     assert body["status"] == "success", (expr, body)
     result: list[dict[str, Any]] = body["data"]["result"]
     return result
+
+
+async def scraped(client: httpx.AsyncClient, job: str = "nuvem") -> bool:
+    """Whether Prometheus has scraped `job` successfully at least once."""
+    return bool(await query(client, f'up{{job="{job}"}} == 1'))
