@@ -55,7 +55,7 @@ class AlertRule:
         return f"{self.signal} {self.op} {self.threshold:g}"
 
     def as_rule(self) -> dict[str, Any]:
-        labels = {"severity": self.severity}
+        labels: dict[str, str] = {"severity": self.severity}
         if self.scales:
             labels[SCALE_LABEL] = SCALE_VALUE
         return {

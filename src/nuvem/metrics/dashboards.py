@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
+from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.cog.variants import Dataquery
 from grafana_foundation_sdk.models.dashboard import Dashboard as DashboardModel
 from grafana_foundation_sdk.models.dashboard import (
     DataSourceRef,
@@ -37,7 +39,7 @@ class Query:
     legend: str = ""
 
 
-def _targets(queries: list[Query]) -> list[prometheus.Dataquery]:
+def _targets(queries: list[Query]) -> list[Builder[Dataquery]]:
     return [
         prometheus.Dataquery()
         .expr(q.expr)
