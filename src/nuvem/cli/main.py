@@ -522,7 +522,10 @@ def observability_export(
     directory: Annotated[Path, typer.Argument(help="the folder to write into")],
     gateway: Annotated[
         str | None,
-        typer.Option(help="the gateway's URL as Prometheus reaches it; default: --url's"),
+        typer.Option(
+            help="the gateway's URL as Prometheus reaches it; default: the one the other "
+            "commands talk to (--url, NUVEM_URL, the state folder's)"
+        ),
     ] = None,
     prometheus_url: Annotated[
         str, typer.Option("--prometheus", help="Prometheus' URL as Grafana reaches it")
