@@ -8,157 +8,89 @@ provisions it); the queries use only nuvem's own series (metrics/registry.py).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
 
-from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
-from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.cog.variants import Dataquery
 from grafana_foundation_sdk.models.dashboard import Dashboard as DashboardModel
 from grafana_foundation_sdk.models.dashboard import (
-    DataSourceRef,
     VariableOption,
     VariableRefresh,
     VariableSort,
 )
 
-DATASOURCE_UID = "nuvem-prometheus"
-FUNCTION_VARIABLE = "function"
-TAGS = ["nuvem"]
-RATE = "$__rate_interval"
-CALLS = "gateway_function_invocation_total"
-FN = f'function_name="${FUNCTION_VARIABLE}"'
+from nuvem.metrics.dashboard_panels import (
+    CALLS,
+    DATASOURCE_UID,
+    FN,
+    FUNCTION_VARIABLE,
+    RATE,
+    SOURCE,
+    Query,
+    error_ratio,
+    new_board,
+    quantile,
+    series,
+    stat_panel,
+)
 
-_SOURCE = DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    expr: str
-    legend: str = ""
-
-
-def _targets(queries: list[Query]) -> list[Builder[Dataquery]]:
-    return [
-        prometheus.Dataquery()
-        .expr(q.expr)
-        .legend_format(q.legend or "__auto")
-        .ref_id(chr(ord("A") + i))
-        .datasource(_SOURCE)
-        for i, q in enumerate(queries)
-    ]
-
-
-def _series(title: str, unit: str, *queries: Query, description: str = "") -> Any:
-    return (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .datasource(_SOURCE)
-        .unit(unit)
-        .span(12)
-        .height(8)
-        .targets(_targets(list(queries)))
-    )
-
-
-def _stat(title: str, unit: str, query: Query, description: str = "") -> Any:
-    return (
-        stat.Panel()
-        .title(title)
-        .description(description)
-        .datasource(_SOURCE)
-        .unit(unit)
-        .span(4)
-        .height(4)
-        .targets(_targets([query]))
-    )
-
-
-def _board(uid: str, title: str, description: str) -> dashboard.Dashboard:
-    return (
-        dashboard.Dashboard(title)
-        .uid(uid)
-        .description(description)
-        .tags(TAGS)
-        .refresh("10s")
-        .time("now-1h", "now")
-        .timezone("browser")
-    )
-
-
-def _error_ratio(by: str = "", match: str = "") -> str:
-    group = f" by ({by})" if by else ""
-    extra = f",{match}" if match else ""
-    return (
-        f'sum{group} (rate({CALLS}{{code=~"5.."{extra}}}[{RATE}])) '
-        f"/ sum{group} (rate({CALLS}{{{match}}}[{RATE}]))"
-    )
-
-
-def _quantile(q: float, histogram: str, by: str, match: str = "") -> str:
-    selector = f"{{{match}}}" if match else ""
-    return f"histogram_quantile({q}, sum by ({by}) (rate({histogram}_bucket{selector}[{RATE}])))"
+__all__ = ["DATASOURCE_UID", "FUNCTION_VARIABLE", "dashboards", "to_json"]
 
 
 def overview() -> DashboardModel:
     return (
-        _board("nuvem-overview", "nuvem / platform", "Every function at a glance.")
+        new_board("nuvem-overview", "nuvem / platform", "Every function at a glance.")
         .with_row(dashboard.Row("Now"))
-        .with_panel(_stat("Functions", "none", Query("count(gateway_service_count)")))
-        .with_panel(_stat("Ready replicas", "none", Query("sum(gateway_service_count)")))
-        .with_panel(_stat("Calls", "reqps", Query(f"sum(rate({CALLS}[{RATE}]))")))
-        .with_panel(_stat("Errors (5xx)", "percentunit", Query(_error_ratio())))
-        .with_panel(_stat("Alive nodes", "none", Query('sum(nuvem_nodes{state="alive"})')))
+        .with_panel(stat_panel("Functions", "none", Query("count(gateway_service_count)")))
+        .with_panel(stat_panel("Ready replicas", "none", Query("sum(gateway_service_count)")))
+        .with_panel(stat_panel("Calls", "reqps", Query(f"sum(rate({CALLS}[{RATE}]))")))
+        .with_panel(stat_panel("Errors (5xx)", "percentunit", Query(error_ratio())))
+        .with_panel(stat_panel("Alive nodes", "none", Query('sum(nuvem_nodes{state="alive"})')))
         .with_panel(
-            _stat("Dead-letter jobs", "none", Query('sum(nuvem_jobs{state="dead_letter"})'))
+            stat_panel("Dead-letter jobs", "none", Query('sum(nuvem_jobs{state="dead_letter"})'))
         )
         .with_row(dashboard.Row("Functions"))
         .with_panel(
-            _series(
+            series(
                 "Calls by function",
                 "reqps",
                 Query(f"sum by (function_name) (rate({CALLS}[{RATE}]))", "{{function_name}}"),
             )
         )
         .with_panel(
-            _series(
+            series(
                 "Error ratio by function",
                 "percentunit",
-                Query(_error_ratio("function_name"), "{{function_name}}"),
+                Query(error_ratio("function_name"), "{{function_name}}"),
                 description="Share of calls answered 5xx.",
             )
         )
         .with_panel(
-            _series(
+            series(
                 "p99 latency by function",
                 "s",
                 Query(
-                    _quantile(0.99, "gateway_functions_seconds", "function_name, le"),
+                    quantile(0.99, "gateway_functions_seconds", "function_name, le"),
                     "{{function_name}}",
                 ),
                 description="Queueing included.",
             )
         )
         .with_panel(
-            _series(
+            series(
                 "Waiting calls by function",
                 "none",
                 Query("sum by (function_name) (nuvem_function_queue_depth)", "{{function_name}}"),
             )
         )
         .with_panel(
-            _series(
+            series(
                 "Ready replicas by function",
                 "none",
                 Query("sum by (function_name) (gateway_service_count)", "{{function_name}}"),
             )
         )
         .with_panel(
-            _series(
-                "Async jobs by state", "none", Query("sum by (state) (nuvem_jobs)", "{{state}}")
-            )
+            series("Async jobs by state", "none", Query("sum by (state) (nuvem_jobs)", "{{state}}"))
         )
         .build()
     )
@@ -168,7 +100,7 @@ def function() -> DashboardModel:
     choose = (
         dashboard.QueryVariable(FUNCTION_VARIABLE)
         .label("Function")
-        .datasource(_SOURCE)
+        .datasource(SOURCE)
         .query("label_values(gateway_service_count, function_name)")
         .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(VariableSort.ALPHABETICAL_ASC)
@@ -176,42 +108,42 @@ def function() -> DashboardModel:
     )
     latency = "gateway_functions_seconds"
     return (
-        _board("nuvem-function", "nuvem / function", "One function: calls, latency, replicas.")
+        new_board("nuvem-function", "nuvem / function", "One function: calls, latency, replicas.")
         .with_variable(choose)
         .with_row(dashboard.Row("Calls"))
         .with_panel(
-            _series(
+            series(
                 "Calls by status code",
                 "reqps",
                 Query(f"sum by (code) (rate({CALLS}{{{FN}}}[{RATE}]))", "{{code}}"),
             )
         )
         .with_panel(
-            _series(
+            series(
                 "Latency",
                 "s",
-                Query(_quantile(0.5, latency, "le", FN), "p50"),
-                Query(_quantile(0.9, latency, "le", FN), "p90"),
-                Query(_quantile(0.99, latency, "le", FN), "p99"),
+                Query(quantile(0.5, latency, "le", FN), "p50"),
+                Query(quantile(0.9, latency, "le", FN), "p90"),
+                Query(quantile(0.99, latency, "le", FN), "p99"),
                 description="Queueing included.",
             )
         )
         .with_panel(
-            _series(
+            series(
                 "p99 as a share of the deadline",
                 "percentunit",
                 Query(
-                    f"{_quantile(0.99, latency, 'le', FN)} "
+                    f"{quantile(0.99, latency, 'le', FN)} "
                     f"/ scalar(max(nuvem_function_timeout_seconds{{{FN}}}))",
                     "p99 / timeout",
                 ),
                 description="Near 100% calls start to time out (504).",
             )
         )
-        .with_panel(_series("Error ratio", "percentunit", Query(_error_ratio(match=FN), "5xx")))
+        .with_panel(series("Error ratio", "percentunit", Query(error_ratio(match=FN), "5xx")))
         .with_row(dashboard.Row("Replicas and queue"))
         .with_panel(
-            _series(
+            series(
                 "Replicas",
                 "none",
                 Query(f"sum(gateway_service_count{{{FN}}})", "ready"),
@@ -220,7 +152,7 @@ def function() -> DashboardModel:
             )
         )
         .with_panel(
-            _series(
+            series(
                 "Calls running and waiting",
                 "none",
                 Query(f"sum(nuvem_function_inflight{{{FN}}})", "running"),
@@ -229,15 +161,15 @@ def function() -> DashboardModel:
             )
         )
         .with_panel(
-            _series(
+            series(
                 "Cold and replica starts (p90)",
                 "s",
-                Query(_quantile(0.9, "nuvem_cold_start_seconds", "le", FN), "cold call"),
-                Query(_quantile(0.9, "nuvem_replica_start_seconds", "le", FN), "replica start"),
+                Query(quantile(0.9, "nuvem_cold_start_seconds", "le", FN), "cold call"),
+                Query(quantile(0.9, "nuvem_replica_start_seconds", "le", FN), "replica start"),
             )
         )
         .with_panel(
-            _series(
+            series(
                 "Replica deaths by cause",
                 "none",
                 Query(
@@ -247,7 +179,7 @@ def function() -> DashboardModel:
             )
         )
         .with_panel(
-            _series(
+            series(
                 "Scaling decisions",
                 "none",
                 Query(
@@ -258,7 +190,7 @@ def function() -> DashboardModel:
             )
         )
         .with_panel(
-            _series(
+            series(
                 "Async jobs by state",
                 "none",
                 Query(f"sum by (state) (nuvem_jobs{{{FN}}})", "{{state}}"),
@@ -270,14 +202,14 @@ def function() -> DashboardModel:
 
 def nodes() -> DashboardModel:
     return (
-        _board("nuvem-nodes", "nuvem / nodes and scaling", "The cluster and the autoscaler.")
+        new_board("nuvem-nodes", "nuvem / nodes and scaling", "The cluster and the autoscaler.")
         .with_row(dashboard.Row("Nodes"))
         .with_panel(
-            _series("Nodes by state", "none", Query("sum by (state) (nuvem_nodes)", "{{state}}"))
+            series("Nodes by state", "none", Query("sum by (state) (nuvem_nodes)", "{{state}}"))
         )
-        .with_panel(_series("Nodes lost", "none", Query("max(nuvem_nodes_lost)", "lost")))
+        .with_panel(series("Nodes lost", "none", Query("max(nuvem_nodes_lost)", "lost")))
         .with_panel(
-            _series(
+            series(
                 "Replica starts waiting for room",
                 "none",
                 Query("sum by (short) (nuvem_replicas_pending)", "short of {{short}}"),
@@ -286,7 +218,7 @@ def nodes() -> DashboardModel:
         )
         .with_row(dashboard.Row("Scaling"))
         .with_panel(
-            _series(
+            series(
                 "Replicas: desired and ready",
                 "none",
                 Query("sum(nuvem_replicas_desired)", "desired"),
@@ -295,7 +227,7 @@ def nodes() -> DashboardModel:
             )
         )
         .with_panel(
-            _series(
+            series(
                 "Scaling decisions",
                 "none",
                 Query(
@@ -306,17 +238,17 @@ def nodes() -> DashboardModel:
             )
         )
         .with_panel(
-            _series(
+            series(
                 "Controller step (p99)",
                 "s",
-                Query(_quantile(0.99, "nuvem_controller_tick_seconds", "le"), "p99"),
+                Query(quantile(0.99, "nuvem_controller_tick_seconds", "le"), "p99"),
             )
         )
         .with_panel(
-            _series(
+            series(
                 "Environment builds (p90)",
                 "s",
-                Query(_quantile(0.9, "nuvem_environment_build_seconds", "le"), "p90"),
+                Query(quantile(0.9, "nuvem_environment_build_seconds", "le"), "p90"),
             )
         )
         .build()
