@@ -30,10 +30,12 @@ format: install
 test: install system-deps lint  ## lint, then the whole test suite
 	$(BIN)/pytest
 
-system-deps:  ## Debian packages the benchmarks and server tests use (wrk, redis-server, influxd)
+system-deps:  ## Debian packages the benchmarks and server tests use (wrk, redis-server, influxd, prometheus, alertmanager)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 	@command -v influxd >/dev/null || { apt-get update -qq && apt-get install -y -qq influxdb; }
+	@command -v prometheus >/dev/null || { apt-get update -qq && apt-get install -y -qq prometheus; }
+	@command -v prometheus-alertmanager >/dev/null || { apt-get update -qq && apt-get install -y -qq prometheus-alertmanager; }
 
 bench: install system-deps  ## benchmarks: echo against a baseline; async jobs, autoscaling and cluster mode against their goals
 	$(BIN)/python bench/echo.py

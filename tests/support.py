@@ -277,11 +277,21 @@ def _settled(deployment: Deployment) -> bool:
 
 @contextlib.asynccontextmanager
 async def serving(
-    root: Path, state_dir: Path, client_timeout: float = 30.0, stack: Stack | None = None
+    root: Path,
+    state_dir: Path,
+    client_timeout: float = 30.0,
+    stack: Stack | None = None,
+    *,
+    open_metrics: bool = True,
 ) -> AsyncIterator[Running]:
     """A real gateway on a free loopback port, its state in `state_dir`, handlers in `root`
     (and the `stack` it starts with, if one is given)."""
-    settings = Settings(state_dir=state_dir, admin_password=ADMIN_PASSWORD, url="http://127.0.0.1")
+    settings = Settings(
+        state_dir=state_dir,
+        admin_password=ADMIN_PASSWORD,
+        url="http://127.0.0.1",
+        open_metrics=open_metrics,
+    )
     platform = Platform.create(settings, stack=stack, tick_interval=0.2)
     async with (
         serve_asgi(create_app(platform), lifespan="on") as url,

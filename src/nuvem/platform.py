@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nuvem.cluster.engine import Engine, LocalEngine, RayEngine
+from nuvem.cluster.membership import NodeState
 from nuvem.config import Settings
 from nuvem.control.controller import Controller, Environments
 from nuvem.control.deployment import Deployment
@@ -18,6 +20,7 @@ from nuvem.gateway.rate_limit import open_rate_limiter
 from nuvem.jobs.service import JobService
 from nuvem.metrics.influx_exporter import InfluxExporter
 from nuvem.metrics.influx_sink import HttpSink
+from nuvem.metrics.node_gauges import NodeSeen
 from nuvem.metrics.registry import Metrics
 from nuvem.providers.provider import NodeProvider
 from nuvem.runtime.environment import EnvironmentBuilder, ProgressEvent
@@ -100,6 +103,7 @@ class Platform:
         deployments = controller.deployments
         if stack is not None and stack.pools and isinstance(engine, RayEngine):
             controller.node_tier = _node_tier(state, stack, engine, controller, provider)
+        metrics.watch_nodes(functools.partial(_nodes_seen, engine))
         password_file = ensure_admin(records, state, settings.admin_password)
         influx = influx_target(settings, stack.metrics if stack is not None else None)
         exporter = (
@@ -155,6 +159,13 @@ class Platform:
             log.warning("shutdown requested, but this platform was not started by `nuvem up`")
             return
         self.on_shutdown_request()
+
+
+def _nodes_seen(engine: Engine) -> list[NodeSeen]:
+    return [
+        NodeSeen(node.state.value, node.state is NodeState.DEAD and not node.drained)
+        for node in engine.nodes()
+    ]
 
 
 def _node_tier(

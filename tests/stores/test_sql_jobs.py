@@ -164,6 +164,21 @@ def test_capacity_counts_jobs_running_on_every_gateway(store: JobStore, clock: F
     assert store.claim("a", {"f": 4}, lease=10) != []  # a higher limit makes room
 
 
+def test_counts_jobs_by_function_and_state(store: JobStore) -> None:
+    assert store.counts() == {}
+    for i in range(3):
+        store.submit(new(f"f{i}", "f"))
+    store.submit(new("g0", "g"))
+    store.claim("me", {"f": 2, "g": 0}, lease=10)
+    assert store.finish("me", "f0", Finish(JobState.DEAD_LETTER, RESULT, expires_at=1e12))
+    assert store.counts() == {
+        ("f", JobState.DEAD_LETTER): 1,
+        ("f", JobState.RUNNING): 1,
+        ("f", JobState.QUEUED): 1,
+        ("g", JobState.QUEUED): 1,
+    }
+
+
 @pytest.mark.usefixtures("sql_only")
 def test_jobs_under_lost_leases_do_not_count(store: JobStore, clock: FakeClock) -> None:
     for i in range(4):

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from nuvem import __version__
-from nuvem.cli import context, functions, jobs, keys, nodes, stack
+from nuvem.cli import context, functions, jobs, keys, nodes, observability, stack
 from nuvem.errors import NuvemError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -524,6 +524,47 @@ def list_nodes(
 ) -> None:
     """List the cluster's nodes: address, state, resources in use and labels."""
     nodes.show_list(as_json, everything, address, token_file, state_dir)
+
+
+observability_app = typer.Typer(
+    help="Grafana dashboards, Prometheus alert rules and scrape config, as files.",
+    no_args_is_help=True,
+)
+app.add_typer(observability_app, name="observability")
+
+
+@observability_app.command("export")
+@handle_errors
+def observability_export(
+    directory: Annotated[Path, typer.Argument(help="the folder to write into")],
+    gateway: Annotated[
+        str | None,
+        typer.Option(
+            help="the gateway's URL as Prometheus reaches it; default: the one the other "
+            "commands talk to (--url, NUVEM_URL, the state folder's)"
+        ),
+    ] = None,
+    prometheus_url: Annotated[
+        str, typer.Option("--prometheus", help="Prometheus' URL as Grafana reaches it")
+    ] = "http://127.0.0.1:9090",
+    alertmanager: Annotated[
+        str, typer.Option(help="Alertmanager's HOST:PORT as Prometheus reaches it")
+    ] = "127.0.0.1:9093",
+    metrics_auth: Annotated[
+        bool | None,
+        typer.Option(
+            "--metrics-auth/--no-metrics-auth",
+            help="scrape /metrics with the admin password; default: when NUVEM_OPEN_METRICS=0",
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="overwrite files already in the folder")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Write Grafana dashboards and provisioning, prometheus.yml, the alert rules with their
+    unit tests, and an alertmanager.yml that sends scaling alerts to /system/alert."""
+    observability.export(
+        directory, gateway, prometheus_url, alertmanager, metrics_auth, force, state_dir
+    )
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -16,8 +17,21 @@ from nuvem.jobs.store_thread import StoreThread
 from nuvem.metrics.registry import Metrics
 from nuvem.stack.async_jobs import AsyncJobs
 from nuvem.stack.function import FunctionSpec
-from nuvem.stores.job import Job, JobRequest, JobStore, NewJob
+from nuvem.stores.job import Job, JobRequest, JobState, JobStore, NewJob
 from nuvem.stores.job_stores import open_job_store
+
+
+def job_counts(
+    store: JobStore, targets: Callable[[], Mapping[str, JobTarget]]
+) -> dict[tuple[str, ...], float]:
+    """Jobs by (function, state) for /metrics: every deployed function has every state,
+    zeros included, so an alert on dead letters has a series before the first one."""
+    found: dict[tuple[str, ...], float] = {
+        (name, state.value): 0.0 for name in list(targets()) for state in JobState
+    }
+    for (function, state), count in store.counts().items():
+        found[(function, state.value)] = float(count)
+    return found
 
 
 class JobService:
@@ -53,6 +67,7 @@ class JobService:
         )
         sender = sender or HttpCallbackSender(timeout=min(CALLBACK_TIMEOUT, options.lease * 0.8))
         runner = JobRunner(StoreThread(store), targets, sender, owner, metrics, options)
+        metrics.watch_jobs(functools.partial(job_counts, store, targets))
         return cls(store, runner, settings.callback_allow_hosts)
 
     async def submit(

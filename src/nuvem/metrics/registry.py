@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from nuvem.metrics.node_gauges import NodeGauges, NodeSeen
+from nuvem.metrics.scrape_gauge import Read, ScrapeGauge
+
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0, 300.0,
 )  # fmt: skip
+# What a replica start that waits for room can be short of (runtime.replica.Pending.short).
+PENDING_SHORTS = ("cpu", "gpu", "memory", "labels", "nodes", "busy")
 
 
 @dataclass
@@ -43,6 +49,20 @@ class Metrics:
         self.queued = Gauge(
             "nuvem_function_queue_depth",
             "Calls waiting for a free replica",
+            ["function_name"],
+            registry=r,
+        )
+        # The alert rules compare with these: queue depth against its capacity, latency
+        # against the call's deadline (metrics/alert_rules.py).
+        self.queue_capacity = Gauge(
+            "nuvem_function_queue_capacity",
+            "Calls that may wait for a free replica before new ones are refused (max_queue)",
+            ["function_name"],
+            registry=r,
+        )
+        self.timeout = Gauge(
+            "nuvem_function_timeout_seconds",
+            "Deadline of one call, queueing included (the function's timeout)",
             ["function_name"],
             registry=r,
         )
@@ -100,6 +120,22 @@ class Metrics:
             buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600),
             registry=r,
         )
+
+    def watch_jobs(self, read: Read) -> None:
+        """Async jobs by (function_name, state), read from the job store at each scrape."""
+        self.registry.register(
+            ScrapeGauge(
+                "nuvem_jobs",
+                "Async jobs in the store by state (queued, running, succeeded, failed, "
+                "cancelled, dead_letter); every gateway sharing the store reports the same",
+                ["function_name", "state"],
+                read,
+            )
+        )
+
+    def watch_nodes(self, read: Callable[[], Sequence[NodeSeen]]) -> None:
+        """`nuvem_nodes{state}` and `nuvem_nodes_lost`, read from the engine at each scrape."""
+        self.registry.register(NodeGauges(read))
 
     def observe_call(self, function: str, code: int, seconds: float) -> None:
         children = self._call_children.get((function, code))

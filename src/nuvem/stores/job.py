@@ -115,6 +115,10 @@ class JobStore(Protocol):
         """Newest first, without request or result bodies."""
         ...
 
+    def counts(self) -> dict[tuple[str, JobState], int]:
+        """How many jobs each (function, state) has, over every gateway (for /metrics)."""
+        ...
+
     def cancel(self, job_id: str, expires_at: float) -> Job | None:
         """Cancel a queued or running job; a finished job is returned unchanged."""
         ...

@@ -90,6 +90,9 @@ class RedisJobStore:
     ) -> list[Job]:
         return self.records.find(function, state, limit)
 
+    def counts(self) -> dict[tuple[str, JobState], int]:
+        return self.records.counts()
+
     def cancel(self, job_id: str, expires_at: float) -> Job | None:
         # Its stream entry stays: whoever reads it finds the job cancelled and acks it.
         return self.records.cancel(job_id, expires_at)
