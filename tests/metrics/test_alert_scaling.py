@@ -26,7 +26,7 @@ functions:
     handler: handlers:sleep
     max_inflight: 1
     max_queue: 2
-    scaling: {min: 1, max: 3}
+    scaling: {min: 1, max: 3, mode: null}   # replicas move only by the alert here
 """
 
 
