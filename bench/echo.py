@@ -267,8 +267,10 @@ def direct_app(workdir: Path) -> Iterator[str]:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Nuvem:
-    url: str
+    url: str  # the echo function's
     api_key: str
+    base: str = ""  # the gateway's
+    admin_password: str = ""
 
 
 def _stack_file(workdir: Path) -> Path:
@@ -285,18 +287,21 @@ def _stack_file(workdir: Path) -> Path:
 
 
 @contextlib.contextmanager
-def nuvem(workdir: Path) -> Iterator[Nuvem]:
-    """`nuvem up` with a fresh state folder; `nuvem down` (then signals) when done."""
+def nuvem(
+    workdir: Path, extra_env: dict[str, str] | None = None, name: str = "nuvem"
+) -> Iterator[Nuvem]:
+    """`nuvem up` with a fresh state folder; `nuvem down` (then signals) when done.
+    `extra_env` adds settings (NUVEM_...) to the gateway's environment."""
     port = free_port()
     base = f"http://{HOST}:{port}"
-    state = workdir / "nuvem-state"
+    state = workdir / f"{name}-state"
     password = secrets.token_urlsafe(18)
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUVEM_")}
-    env |= {"NUVEM_ADMIN_PASSWORD": password, "NUVEM_URL": base}
+    env |= {"NUVEM_ADMIN_PASSWORD": password, "NUVEM_URL": base, **(extra_env or {})}
     cli = [sys.executable, "-m", "nuvem.cli.main"]
     argv = [*cli, "up", "-f", str(_stack_file(workdir)), "--host", HOST, "--port", str(port)]
     argv += ["--state-dir", str(state), "--log-level", "warning"]
-    server = Server("nuvem", argv, env, workdir / "nuvem.log")
+    server = Server(name, argv, env, workdir / f"{name}.log")
     try:
         with httpx.Client(base_url=base, timeout=5.0) as client:
             server.wait_until(
@@ -317,7 +322,7 @@ def nuvem(workdir: Path) -> Iterator[Nuvem]:
                 lambda: _answers_echo(client, url, headers),
                 START_TIMEOUT,
             )
-        yield Nuvem(url, api_key)
+        yield Nuvem(url, api_key, base, password)
     finally:
         try:
             if server.process.poll() is None:
