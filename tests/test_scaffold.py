@@ -17,7 +17,7 @@ def test_init_writes_a_valid_stack_and_refuses_to_overwrite(tmp_path: Path) -> N
     written = init(tmp_path / "app")
     assert sorted(p.name for p in written) == ["functions.py", "nuvem.yaml"]
     stack = load_stack(tmp_path / "app" / "nuvem.yaml")
-    assert set(stack.functions) == {"echo", "hello"}
+    assert set(stack.functions) == {"app-echo", "app-hello"}
     with pytest.raises(Conflict, match="already exist"):
         init(tmp_path / "app")
 
@@ -39,3 +39,13 @@ def test_init_command(tmp_path: Path) -> None:
     )
     assert again.returncode == 5
     assert "already exist" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("folder", "expected"),
+    [("my-app", "my-app"), ("My_App 2", "my-app-2"), ("2048", "app"), ("__", "app")],
+)
+def test_functions_are_named_after_the_project(tmp_path: Path, folder: str, expected: str) -> None:
+    init(tmp_path / folder)
+    stack = load_stack(tmp_path / folder / "nuvem.yaml")
+    assert set(stack.functions) == {f"{expected}-echo", f"{expected}-hello"}

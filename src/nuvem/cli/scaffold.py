@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from nuvem.errors import Conflict
 
 STACK = """\
 # A nuvem stack: `nuvem up -f nuvem.yaml`, then `nuvem deploy -f nuvem.yaml` after changes.
+# Functions are named after the project, so two projects on one gateway do not collide.
 functions:
-  echo:
+  {app}-echo:
     handler: functions:echo        # module:callable, resolved from this file's folder
-  hello:
+  {app}-hello:
     handler: functions:hello
-    scaling: {min: 1, max: 4}
+    scaling: {{min: 1, max: 4}}     # autoscaled within these bounds (mode: null keeps it manual)
     timeout: 10s
 """
 
@@ -32,10 +34,18 @@ def hello(req: Request) -> dict[str, str]:
 '''
 
 
+def app_name(folder: Path) -> str:
+    """The folder's name as the start of a function name (`My_App` -> `my-app`)."""
+    name = re.sub(r"[^a-z0-9-]+", "-", folder.resolve().name.lower())
+    name = re.sub(r"-+", "-", name).lstrip("-0123456789")[:40].strip("-")
+    return name or "app"
+
+
 def init(folder: Path) -> list[Path]:
     """Write nuvem.yaml and functions.py into `folder`; never overwrite either."""
     folder.mkdir(parents=True, exist_ok=True)
-    targets = {folder / "nuvem.yaml": STACK, folder / "functions.py": FUNCTIONS}
+    stack = STACK.format(app=app_name(folder))
+    targets = {folder / "nuvem.yaml": stack, folder / "functions.py": FUNCTIONS}
     existing = [str(path) for path in targets if path.exists()]
     if existing:
         raise Conflict(
