@@ -221,6 +221,25 @@ async def test_errors_are_json_with_the_right_status(served: Served) -> None:
     assert "versions: 1, 2" in missing.json()["error"]
     assert bad_image.status_code == 400
     assert "not an image" in bad_image.json()["error"]
+    # Refusals speak of the model the caller named, and of the function behind it.
+    only_v1 = await served.gateway.api_key("resnet-v1")
+    async with httpx.AsyncClient(base_url=url) as anonymous:
+        unauthorised = await anonymous.post("/v2/models/resnet/infer", json={"inputs": []})
+        forbidden = await anonymous.post(
+            "/v2/models/resnet/infer",
+            json={"inputs": []},
+            headers={"Authorization": f"Bearer {only_v1}"},
+        )
+    assert unauthorised.status_code == 401
+    assert (
+        "model 'resnet' version 2 (served by function 'resnet-v2')"
+        in (unauthorised.json()["error"])
+    )
+    assert forbidden.status_code == 403
+    assert (
+        "may not invoke model 'resnet' version 2 (served by function 'resnet-v2')"
+        in (forbidden.json()["error"])
+    )
     with pytest.raises(InferenceServerException) as caught:
         await served.triton(lambda c: c.infer("resnet", [fp32_input(image_batch(1))]))
     assert caught.value.status() == "401"

@@ -111,8 +111,18 @@ class Authenticator:
 
     # -- API keys --------------------------------------------------------------------------
 
-    def check_invoke(self, authorization: str | None, api_key: str | None, function: str) -> None:
-        """Allow an API key (Bearer or X-API-Key) for this function, or the admin."""
+    def check_invoke(
+        self,
+        authorization: str | None,
+        api_key: str | None,
+        function: str,
+        called: str | None = None,
+    ) -> None:
+        """Allow an API key (Bearer or X-API-Key) for this function, or the admin.
+
+        `called` is what the caller named when that is not the function itself (a model,
+        whose default version a function serves), so errors speak of what they called."""
+        what = f"{called} (served by function {function!r})" if called else repr(function)
         token = api_key
         if token is None and authorization:
             scheme, _, value = authorization.partition(" ")
@@ -122,7 +132,7 @@ class Authenticator:
                 return
         if not token:
             raise Unauthorized(
-                f"invoking {function!r} needs an API key",
+                f"invoking {what} needs an API key",
                 "send `Authorization: Bearer <key>` or `X-API-Key: <key>`; "
                 "create one with `nuvem keys create`",
             )
@@ -134,7 +144,7 @@ class Authenticator:
         if not record.allows(function):
             allowed = ", ".join(record.functions or ())
             raise Forbidden(
-                f"API key {record.id} may not invoke {function!r} (it may invoke: {allowed})",
+                f"API key {record.id} may not invoke {what} (it may invoke: {allowed})",
                 f"create a key for it: nuvem keys create --functions {function}",
             )
         rate, burst = key_limit(record, self.default_rate, self.default_burst)

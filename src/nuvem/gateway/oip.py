@@ -90,7 +90,10 @@ class OipEndpoint:
             body = {"name": name, "version": resolved, "ready": ready}
             await respond_json(send, 200 if ready else 503, body)
             return
-        self.platform.auth.check_invoke(caller.authorization, caller.api_key, deployment.name)
+        called = f"model {name!r} version {resolved}" if name != deployment.name else None
+        self.platform.auth.check_invoke(
+            caller.authorization, caller.api_key, deployment.name, called
+        )
         if action == "":
             if method != "GET":
                 raise BadRequest(f"{method} is not allowed here", "GET model metadata")

@@ -59,7 +59,8 @@ class TorchServeEndpoint:
             )
         version, deployment = self.index.resolve(parts[0], parts[1] if len(parts) > 1 else None)
         caller = RequestHeaders(scope)
-        self.auth.check_invoke(caller.authorization, caller.api_key, deployment.name)
+        called = f"model {parts[0]!r} version {version}" if parts[0] != deployment.name else None
+        self.auth.check_invoke(caller.authorization, caller.api_key, deployment.name, called)
         body = await read_body(receive)
         call_id = caller.ensure_call_id()
         # Only what the model handler reads: the image's type, and the call's id.
