@@ -126,6 +126,7 @@ def _serve(
         else "as set in NUVEM_ADMIN_PASSWORD when the state was created"
     )
     err.print(f"[bold]nuvem[/bold] gateway on [cyan]http://{host}:{port}[/cyan]", highlight=False)
+    err.print(f"  dashboard: [cyan]{settings.url}/ui[/cyan]", highlight=False)
     err.print(f"  admin user: admin, password {where}", highlight=False)
     err.print(f"  state: {settings.state_dir}", highlight=False)
     # The stack's Ray head (cluster.engine: ray) lives as long as the gateway serves.
@@ -173,6 +174,7 @@ def detach(
         else:
             raise LifecycleError(f"nuvem did not answer on {url} within 120s; see {log_path}")
     err.print(f"[bold]nuvem[/bold] running on [cyan]{url}[/cyan] (pid {process.pid})")
+    err.print(f"  dashboard: [cyan]{url}/ui[/cyan]", highlight=False)
     err.print(f"  logs: {log_path}")
     password_file = settings.state_dir / "admin-password"
     if password_file.exists():

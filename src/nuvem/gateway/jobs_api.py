@@ -97,10 +97,10 @@ def list_jobs(
 ) -> list[JobInfo]:
     """Newest first. API keys must name a function they may invoke; the admin may omit it."""
     platform, jobs = _service(request)
-    if function is None and signed_in(request) is None:
-        platform.auth.check_admin(request.headers.get("authorization"))
-    else:
+    if function is not None:
         _allow(request, platform, function)
+    elif signed_in(request) is None:
+        platform.auth.check_admin(request.headers.get("authorization"))
     wanted = None
     if state is not None:
         try:

@@ -6,10 +6,12 @@ import asyncio
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nuvem.control.controller import Controller
-from nuvem.gateway.ui.snapshot import Sampler
-from nuvem.metrics.registry import Metrics
+from nuvem.gateway.ui.snapshot import Sampler, read_histogram
+from nuvem.metrics.registry import LATENCY_BUCKETS, Metrics
 from nuvem.runtime.logbook import LogBook
 from nuvem.stores.memory import MemoryRecordStore
 from support import FakeClock, PlatformEnvironments, echo_runtime, settle, spec
@@ -80,3 +82,42 @@ async def test_each_tick_wakes_every_waiting_reader() -> None:
     assert await asyncio.gather(*readers) == [True] * 10
     assert not await sampler.changed(sampler.version, 0.01)  # nothing newer: times out
     await controller.stop(grace=0.1)
+
+
+def _from_collect(metrics: Metrics) -> dict[str, tuple[float, float, list[float]]]:
+    """The same numbers through prometheus_client's public collect()."""
+    found: dict[str, tuple[float, float, list[float]]] = {}
+    for family in metrics.duration.collect():
+        for sample in family.samples:
+            name = sample.labels["function_name"]
+            calls, errors, buckets = found.get(name, (0.0, 0.0, []))
+            if sample.name.endswith("_bucket"):
+                bounds = [*map(str, LATENCY_BUCKETS), "+Inf"]
+                if not buckets:
+                    buckets = [0.0] * len(bounds)
+                le = sample.labels["le"]
+                slot = len(bounds) - 1 if le == "+Inf" else LATENCY_BUCKETS.index(float(le))
+                buckets[slot] += sample.value
+            elif sample.name.endswith("_count"):
+                calls += sample.value
+                errors += sample.value if sample.labels["code"].startswith("5") else 0.0
+            found[name] = (calls, errors, buckets)
+    return found
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]),
+            st.sampled_from([200, 404, 429, 500, 503]),
+            st.floats(min_value=0.0, max_value=400.0),
+        ),
+        max_size=60,
+    )
+)
+def test_reading_the_children_equals_collect(calls: list[tuple[str, int, float]]) -> None:
+    metrics = Metrics()
+    for name, code, seconds in calls:
+        metrics.observe_call(name, code, seconds)
+    fast = {n: (c.calls, c.errors, c.buckets) for n, c in read_histogram(metrics).items()}
+    assert fast == _from_collect(metrics)

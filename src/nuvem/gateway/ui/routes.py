@@ -152,7 +152,8 @@ def _credentials(request: Request, body: bytes) -> tuple[str, str | None]:
             raise BadRequest("the sign-in body is not an object", 'send {"password": "..."}')
         return str(data.get("password") or ""), None
     fields = parse_qs(body.decode("utf-8", "replace"))
-    return (fields.get("password") or [""])[0], (fields.get("next") or [None])[0]
+    next_page = fields.get("next")
+    return (fields.get("password") or [""])[0], next_page[0] if next_page else None
 
 
 @router.post("/logout")

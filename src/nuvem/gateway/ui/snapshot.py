@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from nuvem.gateway.schemas import function_status
 from nuvem.gateway.ui.series import Series
 from nuvem.gateway.ui.window import Rates, Reading, Window
 from nuvem.metrics.registry import LATENCY_BUCKETS, Metrics
+from nuvem.runtime.replica import Replica
 from nuvem.stores.records import EventRecord, RecordStore
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,7 @@ POINT_EVERY = 2.0  # seconds between two points of a function's history
 RATE_WINDOW = 10.0  # seconds the rates and quantiles are computed over
 EVENTS_KEPT = 30
 NODES_EVERY = 5  # steps between two readings of the nodes (a cluster call, off the loop)
-# A bucket's `le` label as prometheus_client writes it, to its slot; +Inf is the last.
-_SLOTS = {repr(float(b)): i for i, b in enumerate(LATENCY_BUCKETS)} | {"+Inf": -1}
+MEMORY_EVERY = 5  # steps between two readings of a replica's memory (a /proc read each)
 
 
 @dataclass
@@ -49,24 +49,29 @@ class _Counts:
 
 
 def read_histogram(metrics: Metrics) -> dict[str, _Counts]:
-    """Per function: calls, 5xx answers and cumulative latency buckets, codes summed."""
+    """Per function: calls, 5xx answers and cumulative latency buckets, codes summed.
+
+    Read from the histogram's children, not `collect()`: collect builds a sample tuple
+    and formats a label for each of the ~20 series of every (function, code) child, some
+    6,000 objects a second at 100 functions (130 ms here). The children's bucket values
+    are the same numbers, one lock-free `get()` each. prometheus_client is pinned; a test
+    holds this reading equal to collect()'s, so an upgrade that changes them fails it.
+    """
     counts: dict[str, _Counts] = {}
-    for family in metrics.duration.collect():
-        for sample in family.samples:
-            name = sample.labels.get("function_name")
-            if name is None:
-                continue
-            entry = counts.get(name)
-            if entry is None:
-                entry = counts[name] = _Counts()
-            if sample.name.endswith("_bucket"):
-                slot = _SLOTS.get(sample.labels.get("le", ""))
-                if slot is not None:
-                    entry.buckets[slot] += sample.value
-            elif sample.name.endswith("_count"):
-                entry.calls += sample.value
-                if sample.labels.get("code", "").startswith("5"):
-                    entry.errors += sample.value
+    children: Mapping[Sequence[str], Any] = metrics.duration._metrics
+    for labels, child in list(children.items()):
+        name, code = labels
+        entry = counts.get(name)
+        if entry is None:
+            entry = counts[name] = _Counts()
+        total = entry.buckets
+        running = 0.0
+        for slot, value in enumerate(child._buckets):
+            running += value.get()
+            total[slot] += running
+        entry.calls += running
+        if code.startswith("5"):
+            entry.errors += running
     return counts
 
 
@@ -101,6 +106,7 @@ class Sampler:
         self.last_event_id = 0
         self.nodes: dict[str, int] = {}
         self.version = 0
+        self._memory: dict[str, int | None] = {}  # by replica id, read every MEMORY_EVERY
         self.latest = b"{}"
         self.seconds = 0.0  # what the last tick cost, for /ui/stream's readers and the bench
         self._changed = asyncio.Event()
@@ -115,6 +121,8 @@ class Sampler:
             self.events.appendleft(_event(event))
         counts = read_histogram(self.metrics)
         deployments = self.deployments()
+        if self.version % MEMORY_EVERY == 0:
+            self._memory.clear()
         functions = [
             self._function(d, counts.get(d.name), now)
             for d in sorted(deployments.values(), key=lambda d: d.name)
@@ -175,12 +183,17 @@ class Sampler:
                     "node": r.node,
                     "pid": r.pid,
                     "inflight": r.inflight,
-                    "memory": r.memory(),
+                    "memory": self._memory_of(r),
                 }
                 for r in deployment.replicas
             ],
             **{key: _round(value) for key, value in values.items()},
         }
+
+    def _memory_of(self, replica: Replica) -> int | None:
+        if replica.id not in self._memory:
+            self._memory[replica.id] = replica.memory()
+        return self._memory[replica.id]
 
     def history(self, name: str, since: float = -math.inf) -> dict[str, list[float | None]]:
         series = self._series.get(name)

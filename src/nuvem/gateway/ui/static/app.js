@@ -108,6 +108,9 @@ class Chart {
     values.forEach((v, i) => this.data[i + 1].push(v));
     while (this.data[0].length && this.data[0][0] < time - HISTORY_S) this.data.forEach((c) => c.shift());
     this.plot.setData(this.data);
+    // What the canvas shows, readable from the page (the browser tests look here).
+    this.box.dataset.points = String(this.data[0].length);
+    this.box.dataset.last = values.map((v) => (v === null ? "" : String(v))).join(",");
   }
   get points() { return this.data[0].length; }
   destroy() { window.removeEventListener("resize", this.resize); this.plot.destroy(); }
@@ -243,7 +246,7 @@ function functionPage(name) {
   async function loadLogs() {
     const text = await api("GET", `/system/logs?name=${encodeURIComponent(name)}&tail=60`);
     const lines = String(text).split("\n").filter(Boolean).map((l) => JSON.parse(l));
-    logs.textContent = lines.map((l) => `${fmt.time(l.time)} ${l.instance} ${l.stream}: ${l.text}`).join("\n") || "no log lines yet";
+    logs.textContent = lines.map((l) => `${fmt.time(l.timestamp)} ${l.instance} ${l.stream}: ${l.text}`).join("\n") || "no log lines yet";
     logs.scrollTop = logs.scrollHeight;
   }
   async function loadJobs() {
