@@ -27,7 +27,7 @@ from nuvem.cluster.head import running_head
 from nuvem.cluster.options import plan
 from nuvem.config import DEFAULT_URL, Settings
 from nuvem.errors import LifecycleError
-from nuvem.gateway.app import create_app
+from nuvem.gateway.app import Gateway
 from nuvem.platform import Platform
 from nuvem.runtime.environment import Phase, ProgressEvent
 from nuvem.runtime.process_stats import alive
@@ -40,9 +40,11 @@ GRACEFUL_SECONDS = 30
 
 
 class _Server(uvicorn.Server):
-    """Ends live log streams when asked to stop, so they do not hold the drain open."""
+    """Ends live log and dashboard streams when asked to stop, so they do not hold the
+    drain open."""
 
     platform: Platform | None = None
+    gateway: Gateway | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -53,6 +55,8 @@ class _Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.platform is not None:
             self.platform.logbook.close()
+        if self.gateway is not None:
+            self.gateway.close_streams()
         super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
@@ -98,8 +102,9 @@ def _serve(
 
     write_record(settings.state_dir, GatewayRecord(url=settings.url, pid=os.getpid()))
     platform = Platform.create(settings, stack=stack, on_progress=on_progress)
+    gateway = Gateway(platform)
     config = uvicorn.Config(
-        create_app(platform),
+        gateway,
         host=host,
         port=port,
         loop="uvloop",
@@ -112,9 +117,11 @@ def _serve(
     )
     server = _Server(config)
     server.platform = platform
+    server.gateway = gateway
 
     def stop() -> None:
         platform.logbook.close()
+        gateway.close_streams()
         server.should_exit = True
 
     platform.on_shutdown_request = stop

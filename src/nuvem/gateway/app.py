@@ -107,6 +107,11 @@ class Gateway:
             platform.controller, platform.auth, platform.jobs
         )
 
+    def close_streams(self) -> None:
+        """End the dashboard's live streams: a stopping gateway waits for open requests,
+        and an open tab's stream never ends by itself."""
+        self.api.state.sampler.close()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PREFIX):
             await self.functions(scope, receive, send)

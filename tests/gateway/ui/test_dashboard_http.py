@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from nuvem.gateway.ui import routes
 from support import ADMIN_PASSWORD, Running, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -196,3 +198,27 @@ async def test_a_failed_job_is_submitted_again(
     async with gateway.client() as client:
         anonymous = await client.post(f"/system/jobs/{job_id}/retry")
     assert anonymous.status_code == 401
+
+
+async def test_every_asset_comes_from_the_package(
+    gateway: Running, browser: httpx.AsyncClient
+) -> None:
+    page = (await browser.get("/ui")).text
+    login = (await browser.get("/ui/login")).text
+    assets = re.findall(r'(?:src|href)="(/ui/static/[^"]+)"', page + login)
+    assert len(set(assets)) == 4, assets  # uPlot's script and style, ours
+    for path in set(assets):
+        response = await browser.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["content-type"].split(";")[0] in (
+            "text/css",
+            "text/javascript",
+            "application/javascript",
+        ), path
+
+
+def test_no_file_refers_to_another_site() -> None:
+    """Nothing is fetched from elsewhere at run time (uPlot names its home page, no more)."""
+    static = Path(routes.STATIC)
+    for file in [*static.glob("*.*"), *static.glob("vendor/*.css")]:
+        assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", file.read_text()), file

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from nuvem.errors import BadRequest, Forbidden, Unauthorized
 from nuvem.gateway.services import Services
@@ -126,7 +127,9 @@ async def login(request: Request) -> Response:
     if len(body) > MAX_FORM:
         raise BadRequest("the sign-in form is too large", "send only the password field")
     password, next_page = _credentials(request, body)
-    if not password or not _platform(request).auth.admin_password_valid(password):
+    # scrypt takes tens of milliseconds: off the event loop the calls are served on.
+    auth = _platform(request).auth
+    if not password or not await run_in_threadpool(auth.admin_password_valid, password):
         if "application/json" in request.headers.get("accept", ""):
             raise Unauthorized(
                 "the admin password is wrong",

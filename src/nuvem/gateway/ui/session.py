@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +39,8 @@ class Session:
 
 
 class Sessions:
-    """The signed-in browsers of this gateway."""
+    """The signed-in browsers of this gateway. Used from the event loop and from the
+    threads FastAPI runs plain routes in, hence the lock."""
 
     def __init__(
         self,
@@ -53,6 +55,7 @@ class Sessions:
         self.limit = limit
         self._key = secrets.token_bytes(32)
         self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -63,12 +66,13 @@ class Sessions:
     def open(self) -> tuple[Session, str]:
         """A new session and the cookie value that names it."""
         now = self.clock()
-        self._prune(now)
-        if len(self._sessions) >= self.limit:  # the least recently used one goes
-            oldest = min(self._sessions.values(), key=lambda s: s.seen_at)
-            del self._sessions[oldest.id]
         session = Session(secrets.token_urlsafe(24), secrets.token_urlsafe(24), now, now)
-        self._sessions[session.id] = session
+        with self._lock:
+            self._prune(now)
+            if len(self._sessions) >= self.limit:  # the least recently used one goes
+                oldest = min(self._sessions.values(), key=lambda s: s.seen_at)
+                del self._sessions[oldest.id]
+            self._sessions[session.id] = session
         return session, f"{session.id}.{self._sign(session.id)}"
 
     def find(self, cookie: str | None) -> Session | None:
@@ -78,22 +82,23 @@ class Sessions:
         session_id, _, signature = cookie.partition(".")
         if not hmac.compare_digest(signature, self._sign(session_id)):
             return None
-        session = self._sessions.get(session_id)
-        if session is None:
-            return None
         now = self.clock()
-        if self._expired(session, now):
-            del self._sessions[session_id]
-            return None
-        session.seen_at = now
-        return session
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                return None
+            if self._expired(session, now):
+                del self._sessions[session_id]
+                return None
+            session.seen_at = now
+            return session
 
     def close(self, cookie: str | None) -> bool:
         session = self.find(cookie)
         if session is None:
             return False
-        del self._sessions[session.id]
-        return True
+        with self._lock:
+            return self._sessions.pop(session.id, None) is not None
 
     def _expired(self, session: Session, now: float) -> bool:
         return now - session.seen_at > self.idle or now - session.created_at > self.lifetime

@@ -109,6 +109,7 @@ class Sampler:
         self._memory: dict[str, int | None] = {}  # by replica id, read every MEMORY_EVERY
         self.latest = b"{}"
         self.seconds = 0.0  # what the last tick cost, for /ui/stream's readers and the bench
+        self.closed = False  # the gateway is stopping: streams end so they do not hold it
         self._changed = asyncio.Event()
 
     # -- one step --------------------------------------------------------------------------
@@ -139,8 +140,7 @@ class Sampler:
         }
         self.latest = json.dumps(snapshot, separators=(",", ":")).encode()
         self.version += 1
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self._wake()
         self.seconds = time.perf_counter() - started
         return self.latest
 
@@ -222,10 +222,20 @@ class Sampler:
             steps += 1
             await asyncio.sleep(self.step)  # the beat of the feed, not a wait for a condition
 
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def close(self) -> None:
+        """End every stream (the gateway is stopping; an open tab must not hold the drain)."""
+        self.closed = True
+        self._wake()
+
     async def changed(self, version: int, within: float) -> bool:
-        """Wait until a snapshot newer than `version` is out (True), or `within` seconds."""
-        if self.version != version:
-            return True
+        """Wait until a snapshot newer than `version` is out (True), or `within` seconds
+        (False), or the sampler is closed (False)."""
+        if self.version != version or self.closed:
+            return self.version != version
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), within)
         return self.version != version

@@ -18,14 +18,15 @@ RETRY_MS = 2000  # how soon the browser reconnects after the gateway went away
 
 
 async def messages(sampler: Sampler, keepalive: float = KEEPALIVE_SECONDS) -> AsyncIterator[bytes]:
-    """Server-sent events: the latest snapshot at once, then each new one as it comes."""
+    """Server-sent events: the latest snapshot at once, then each new one as it comes,
+    until the sampler is closed."""
     yield f"retry: {RETRY_MS}\n\n".encode()
     version = -1
-    while True:
+    while not sampler.closed:
         if await sampler.changed(version, keepalive):
             version = sampler.version
             yield b"event: snapshot\ndata: " + sampler.latest + b"\n\n"
-        else:
+        elif not sampler.closed:
             yield b": keepalive\n\n"
 
 
