@@ -90,6 +90,11 @@ async def test_a_call_moves_the_counters_and_the_chart(
     await number_at_least(page, "#functions tr[data-name=echo] td.rps", 0.1)
     assert await page.text_content("#functions tr[data-name=echo] td.status") == "ready"
     await shot(page, ui_artifacts, "overview")
+    await page.emulate_media(color_scheme="dark")  # the charts take their colours when drawn
+    await go(page, "/ui", "#functions tr[data-name=echo]")
+    await number_at_least(page, "#functions tr[data-name=echo] td.calls", 20)
+    await shot(page, ui_artifacts, "overview-dark")
+    await page.emulate_media(color_scheme="light")
 
     await go(page, "/ui/functions/echo", "#fn-replicas tr[data-state=ready]")
     # The calls/s chart's latest point counts the calls (the first value of data-last).

@@ -5,6 +5,19 @@ const HISTORY_S = 15 * 60;
 const main = document.getElementById("main");
 let snap = null; // the latest snapshot
 let page = null; // the page shown: {update(snap), destroy()}
+// The overview's totals since the tab opened, kept across page changes: [time, calls/s,
+// errors/s, slowest p99].
+const totals = [[], [], [], []];
+
+function addTotals(s) {
+  let rps = 0, errors = 0, p99 = null;
+  for (const f of s.functions) {
+    rps += f.rps; errors += f.errors;
+    if (f.p99 !== null) p99 = Math.max(p99 ?? 0, f.p99);
+  }
+  [s.time, rps, errors, p99].forEach((v, i) => totals[i].push(v));
+  while (totals[0][0] < s.time - HISTORY_S) totals.forEach((c) => c.shift());
+}
 
 // -- helpers ------------------------------------------------------------------------------
 
@@ -90,7 +103,8 @@ class Chart {
     this.plot = new uPlot({
       width: Math.max(300, this.box.clientWidth - 16), height: 170,
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true }, y: { range: (u, lo, hi) => [0, Math.max((hi || 0) * 1.1, floor)] } },
+      // At least a minute wide, so the first points do not span a calendar.
+      scales: { x: { time: true, range: (u, lo, hi) => [Math.min(lo, hi - 60), hi] }, y: { range: (u, lo, hi) => [0, Math.max((hi || 0) * 1.1, floor)] } },
       axes: [axis, { ...axis, size: 60, values: (u, ticks) => ticks.map(unit) }],
       series: [{}, ...labels.map((label, i) => ({ label, stroke: colors[i % 4], width: 1.5, points: { show: false }, value: (u, v) => unit(v) }))],
     }, this.data, this.box);
@@ -136,6 +150,8 @@ function overviewPage() {
   const charts = document.getElementById("overview-charts");
   const rps = new Chart(charts, "calls/s (all functions)", ["calls/s", "errors/s"]);
   const lat = new Chart(charts, "p99 latency (slowest function)", ["p99"], fmt.ms, 0.001);
+  rps.load(totals[0], [totals[1], totals[2]]);
+  lat.load(totals[0], [totals[3]]);
   const rows = new Map();
   function row(f) {
     const cells = {};
@@ -149,11 +165,10 @@ function overviewPage() {
     update(s) {
       const wanted = filter.value.trim().toLowerCase();
       const shown = s.functions.filter((f) => !wanted || f.name.toLowerCase().includes(wanted));
-      let ready = 0, desired = 0, total = 0, errors = 0, queued = 0, p99 = null;
-      for (const f of s.functions) {
-        ready += f.ready; desired += f.desired; total += f.rps; errors += f.errors; queued += f.queued;
-        if (f.p99 !== null) p99 = Math.max(p99 ?? 0, f.p99);
-      }
+      let ready = 0, desired = 0, queued = 0;
+      for (const f of s.functions) { ready += f.ready; desired += f.desired; queued += f.queued; }
+      const last = totals[0].length - 1;
+      const [total, errors, p99] = [totals[1][last], totals[2][last], totals[3][last]];
       set(cards.functions, String(s.functions.length));
       set(cards.replicas, `${ready} / ${desired}`);
       set(cards.rps, fmt.num(total));
@@ -452,6 +467,7 @@ function connect() {
     const s = JSON.parse(e.data);
     if (!s.functions) return;
     snap = s;
+    addTotals(s);
     live.classList.add("on");
     set(live, `live · ${fmt.time(s.time)}`);
     try { page?.update(s); } catch (error) { console.error(error); }
