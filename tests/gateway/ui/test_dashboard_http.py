@@ -222,3 +222,21 @@ def test_no_file_refers_to_another_site() -> None:
     static = Path(routes.STATIC)
     for file in [*static.glob("*.*"), *static.glob("vendor/*.css")]:
         assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", file.read_text()), file
+
+
+async def test_guessing_the_password_is_slowed_down(gateway: Running) -> None:
+    async with gateway.client() as client:
+        for _ in range(routes.SIGN_IN_BURST):
+            wrong = await client.post("/ui/login", data={"password": "guess"})
+            assert wrong.status_code == 401
+        slowed = await client.post("/ui/login", data={"password": ADMIN_PASSWORD})
+        assert slowed.status_code == 429
+        assert "Too many attempts" in slowed.text
+        assert int(slowed.headers["retry-after"]) >= 1
+        as_json = await client.post(
+            "/ui/login", json={"password": "guess"}, headers={"Accept": "application/json"}
+        )
+        assert as_json.status_code == 429
+        assert "too many sign-in attempts" in as_json.json()["error"]
+        # The API's basic auth is not held up by it.
+        assert (await gateway.admin.get("/system/functions")).status_code == 200

@@ -22,7 +22,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from nuvem.errors import BadRequest, Forbidden, Unauthorized
+from nuvem.errors import BadRequest, Forbidden, Overloaded, Unauthorized
+from nuvem.gateway.rate_limit import MemoryRateLimiter
 from nuvem.gateway.services import Services
 from nuvem.gateway.ui.session import (
     COOKIE,
@@ -40,6 +41,8 @@ STATIC = Path(__file__).parent / "static"
 PREFIX = "/ui"
 LOGIN = f"{PREFIX}/login"
 MAX_FORM = 4096
+SIGN_IN_BURST = 10  # attempts at once
+SIGN_IN_RATE = 0.2  # attempts a second after that: one every 5 s
 # Only our own files run, nothing is framed, nothing leaves for another origin.
 _SECURITY = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
@@ -127,10 +130,22 @@ async def login(request: Request) -> Response:
     if len(body) > MAX_FORM:
         raise BadRequest("the sign-in form is too large", "send only the password field")
     password, next_page = _credentials(request, body)
+    wanted_json = "application/json" in request.headers.get("accept", "")
+    # One bucket for every caller: guessing from many addresses is no faster. Once it is
+    # empty the admin waits too (seconds); the API's basic auth is not affected.
+    wait = request.app.state.sign_ins.take("sign-in", SIGN_IN_RATE, SIGN_IN_BURST)
+    if wait > 0:
+        if wanted_json:
+            raise Overloaded(
+                "too many sign-in attempts", "wait for the time in Retry-After", retry_after=wait
+            )
+        page = _login_page(request, f"Too many attempts; try again in {math.ceil(wait)} s.", 429)
+        page.headers["retry-after"] = str(math.ceil(wait))
+        return page
     # scrypt takes tens of milliseconds: off the event loop the calls are served on.
     auth = _platform(request).auth
     if not password or not await run_in_threadpool(auth.admin_password_valid, password):
-        if "application/json" in request.headers.get("accept", ""):
+        if wanted_json:
             raise Unauthorized(
                 "the admin password is wrong",
                 "it is in the file `nuvem up` printed, or NUVEM_ADMIN_PASSWORD",
@@ -227,6 +242,7 @@ def install(api: FastAPI, platform: Services) -> Sampler:
     """Serve the dashboard from `api`; the returned sampler must be run (see `running`)."""
     sampler = Sampler(platform.metrics, lambda: platform.controller.deployments)
     api.state.sessions = Sessions()
+    api.state.sign_ins = MemoryRateLimiter()
     api.state.sampler = sampler
     api.include_router(router)
     api.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC), name="ui-static")
