@@ -94,7 +94,8 @@ function color(name) {
 
 class Chart {
   // A live time series: `labels` one per line; push(time, values) appends a point.
-  constructor(parent, title, labels, unit = (v) => fmt.num(v, 2), floor = 1) {
+  // unit: formats a value; floor: the least top of the y axis; whole: counts, whole ticks.
+  constructor(parent, title, labels, { unit = (v) => fmt.num(v, 2), floor = 1, whole = false } = {}) {
     this.box = h("div", { class: "chart", "data-chart": title }, h("h3", {}, title));
     parent.append(this.box);
     this.data = [[], ...labels.map(() => [])];
@@ -105,7 +106,8 @@ class Chart {
       cursor: { drag: { x: false, y: false } },
       // At least a minute wide, so the first points do not span a calendar.
       scales: { x: { time: true, range: (u, lo, hi) => [Math.min(lo, hi - 60), hi] }, y: { range: (u, lo, hi) => [0, Math.max((hi || 0) * 1.1, floor)] } },
-      axes: [axis, { ...axis, size: 60, values: (u, ticks) => ticks.map(unit) }],
+      // Counts (replicas, calls waiting) get whole-number ticks only.
+      axes: [axis, { ...axis, size: 60, values: (u, ticks) => ticks.map(unit), ...(whole ? { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] } : {}) }],
       series: [{}, ...labels.map((label, i) => ({ label, stroke: colors[i % 4], width: 1.5, points: { show: false }, value: (u, v) => unit(v) }))],
     }, this.data, this.box);
     this.resize = () => this.plot.setSize({ width: Math.max(300, this.box.clientWidth - 16), height: 170 });
@@ -149,7 +151,7 @@ function overviewPage() {
   );
   const charts = document.getElementById("overview-charts");
   const rps = new Chart(charts, "calls/s (all functions)", ["calls/s", "errors/s"]);
-  const lat = new Chart(charts, "p99 latency (slowest function)", ["p99"], fmt.ms, 0.001);
+  const lat = new Chart(charts, "p99 latency (slowest function)", ["p99"], { unit: fmt.ms, floor: 0.001 });
   rps.load(totals[0], [totals[1], totals[2]]);
   lat.load(totals[0], [totals[3]]);
   const rows = new Map();
@@ -243,9 +245,9 @@ function functionPage(name) {
   );
   const box = document.getElementById("fn-charts");
   const calls = new Chart(box, "calls/s", ["calls/s", "errors/s"]);
-  const latency = new Chart(box, "latency", ["p50", "p99"], fmt.ms, 0.001);
-  const reps = new Chart(box, "replicas", ["ready", "desired"], (v) => fmt.num(v, 0));
-  const load = new Chart(box, "queue and in flight", ["queued", "in flight"], (v) => fmt.num(v, 0));
+  const latency = new Chart(box, "latency", ["p50", "p99"], { unit: fmt.ms, floor: 0.001 });
+  const reps = new Chart(box, "replicas", ["ready", "desired"], { unit: (v) => fmt.num(v, 0), whole: true });
+  const load = new Chart(box, "queue and in flight", ["queued", "in flight"], { unit: (v) => fmt.num(v, 0), whole: true });
   const charts = [[calls, ["rps", "errors"]], [latency, ["p50", "p99"]], [reps, ["ready", "desired"]], [load, ["queued", "inflight"]]];
   let seenEvent = 0;
   let decisionList = [];
