@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= dev,models,servers,ray,pools
 
-.PHONY: install run test lint format bench clean system-deps
+.PHONY: install run test lint format bench clean system-deps ui-assets
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed  ## create .venv with nuvem and everything its tests need
 
 run: install  ## start nuvem with the example stack on http://127.0.0.1:8080
-	$(BIN)/nuvem up -f examples/nuvem.yaml
+	$(BIN)/nuvem up -f examples/nuvem.yaml  # the banner names the dashboard: /ui
 
 lint: install  ## ruff, and mypy (strict) over src and tests
 	$(BIN)/ruff check src tests bench examples
@@ -30,12 +30,19 @@ format: install
 test: install system-deps lint  ## lint, then the whole test suite
 	$(BIN)/pytest
 
-system-deps:  ## Debian packages the benchmarks and server tests use (wrk, redis-server, influxd, prometheus, alertmanager)
+system-deps:  ## Debian packages the benchmarks and server tests use (wrk, redis-server, influxd, prometheus, alertmanager, chromium)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 	@command -v influxd >/dev/null || { apt-get update -qq && apt-get install -y -qq influxdb; }
 	@command -v prometheus >/dev/null || { apt-get update -qq && apt-get install -y -qq prometheus; }
 	@command -v prometheus-alertmanager >/dev/null || { apt-get update -qq && apt-get install -y -qq prometheus-alertmanager; }
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+UI := src/nuvem/gateway/ui
+ui-assets:  ## refresh the dashboard's vendored front-end files from the npm lockfile (needs npm)
+	cd $(UI) && npm ci --no-audit --no-fund
+	cp $(UI)/node_modules/uplot/dist/uPlot.iife.min.js $(UI)/node_modules/uplot/dist/uPlot.min.css $(UI)/static/vendor/
+	cp $(UI)/node_modules/uplot/LICENSE $(UI)/static/vendor/uPlot.LICENSE
 
 bench: install system-deps  ## benchmarks: echo against a baseline; async jobs, autoscaling and cluster mode against their goals
 	$(BIN)/python bench/echo.py

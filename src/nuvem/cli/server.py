@@ -28,7 +28,7 @@ from nuvem.cluster.head import running_head
 from nuvem.cluster.options import plan
 from nuvem.config import DEFAULT_URL, Settings
 from nuvem.errors import LifecycleError
-from nuvem.gateway.app import create_app
+from nuvem.gateway.app import Gateway
 from nuvem.platform import Platform
 from nuvem.runtime.environment import Phase, ProgressEvent
 from nuvem.runtime.process_stats import alive
@@ -44,10 +44,11 @@ FORCE_AFTER = 1.0  # seconds from a second Ctrl-C to cutting connections still o
 class _Server(uvicorn.Server):
     """The first Ctrl-C (or SIGTERM) drains: calls in flight finish, then replicas stop.
     A second one stops at once: calls still running are answered 503 and every replica
-    is killed, so no worker outlives the gateway. Live log streams end on the first, so
-    they do not hold the drain open."""
+    is killed, so no worker outlives the gateway. Live log and dashboard streams end on
+    the first, so they do not hold the drain open."""
 
     platform: Platform | None = None
+    gateway: Gateway | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _signals = 0
 
@@ -63,6 +64,8 @@ class _Server(uvicorn.Server):
         if self._signals == 1:
             if self.platform is not None:
                 self.platform.logbook.close()
+            if self.gateway is not None:
+                self.gateway.close_streams()
             err.print(
                 f"draining: calls in flight finish (up to {GRACEFUL_SECONDS}s), then replicas "
                 "stop; press Ctrl-C again to stop at once",
@@ -128,8 +131,9 @@ def _serve(
 
     write_record(settings.state_dir, GatewayRecord(url=settings.url, pid=os.getpid()))
     platform = Platform.create(settings, stack=stack, on_progress=on_progress)
+    gateway = Gateway(platform)
     config = uvicorn.Config(
-        create_app(platform),
+        gateway,
         host=host,
         port=port,
         loop="uvloop",
@@ -142,9 +146,11 @@ def _serve(
     )
     server = _Server(config)
     server.platform = platform
+    server.gateway = gateway
 
     def stop() -> None:
         platform.logbook.close()
+        gateway.close_streams()
         server.should_exit = True
 
     platform.on_shutdown_request = stop
@@ -156,6 +162,7 @@ def _serve(
         else "as set in NUVEM_ADMIN_PASSWORD when the state was created"
     )
     err.print(f"[bold]nuvem[/bold] gateway on [cyan]http://{host}:{port}[/cyan]", highlight=False)
+    err.print(f"  dashboard: [cyan]{settings.url}/ui[/cyan]", highlight=False)
     err.print(f"  admin user: admin, password {where}", highlight=False)
     err.print(f"  state: {settings.state_dir}", highlight=False)
     # The stack's Ray head (cluster.engine: ray) lives as long as the gateway serves.
@@ -203,6 +210,7 @@ def detach(
         else:
             raise LifecycleError(f"nuvem did not answer on {url} within 120s; see {log_path}")
     err.print(f"[bold]nuvem[/bold] running on [cyan]{url}[/cyan] (pid {process.pid})")
+    err.print(f"  dashboard: [cyan]{url}/ui[/cyan]", highlight=False)
     err.print(f"  logs: {log_path}")
     password_file = settings.state_dir / "admin-password"
     if password_file.exists():

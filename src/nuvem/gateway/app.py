@@ -21,6 +21,7 @@ from nuvem.gateway.invoke import PREFIX, FunctionEndpoint
 from nuvem.gateway.openapi import add_function_routes
 from nuvem.gateway.services import Services
 from nuvem.gateway.serving import ModelProtocols
+from nuvem.gateway.ui import routes as ui
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -38,7 +39,8 @@ def build_api(platform: Services, *, manage_lifespan: bool) -> FastAPI:
         if manage_lifespan:
             await platform.start()
         try:
-            yield
+            async with ui.running(sampler, platform):
+                yield
         finally:
             if manage_lifespan:
                 await platform.stop()
@@ -88,6 +90,7 @@ def build_api(platform: Services, *, manage_lifespan: bool) -> FastAPI:
     api.include_router(nodes_api.router)
     api.include_router(pools_api.router)
     api.include_router(stack_api.router)
+    sampler = ui.install(api, platform)
     add_function_routes(api)
     return api
 
@@ -103,6 +106,11 @@ class Gateway:
         self.async_functions = AsyncFunctionEndpoint(
             platform.controller, platform.auth, platform.jobs
         )
+
+    def close_streams(self) -> None:
+        """End the dashboard's live streams: a stopping gateway waits for open requests,
+        and an open tab's stream never ends by itself."""
+        self.api.state.sampler.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PREFIX):

@@ -98,6 +98,10 @@ class Authenticator:
             return False
         if not sep or not hmac.compare_digest(user.encode(), ADMIN_USER.encode()):
             return False
+        return self.admin_password_valid(password)
+
+    def admin_password_valid(self, password: str) -> bool:
+        """Whether `password` is the admin's (the dashboard's sign-in form asks this)."""
         digest = hmac.new(self._pepper, password.encode(), hashlib.sha256).digest()
         if digest in self._admin_ok:
             return True

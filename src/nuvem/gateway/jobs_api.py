@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from nuvem.errors import BadRequest, Conflict, NotFound
 from nuvem.gateway.services import Services
+from nuvem.gateway.ui.session import signed_in
 from nuvem.jobs.service import JobService
 from nuvem.stores.job import Job, JobState
 
@@ -68,6 +69,8 @@ def _service(request: Request) -> tuple[Services, JobService]:
 
 
 def _allow(request: Request, platform: Services, function: str) -> None:
+    if signed_in(request) is not None:
+        return
     platform.auth.check_invoke(
         request.headers.get("authorization"), request.headers.get("x-api-key"), function
     )
@@ -94,10 +97,10 @@ def list_jobs(
 ) -> list[JobInfo]:
     """Newest first. API keys must name a function they may invoke; the admin may omit it."""
     platform, jobs = _service(request)
-    if function is None:
-        platform.auth.check_admin(request.headers.get("authorization"))
-    else:
+    if function is not None:
         _allow(request, platform, function)
+    elif signed_in(request) is None:
+        platform.auth.check_admin(request.headers.get("authorization"))
     wanted = None
     if state is not None:
         try:
@@ -178,6 +181,25 @@ async def cancel_job(request: Request, job_id: str) -> JobInfo:
     _, jobs = _service(request)
     cancelled = await jobs.cancel(job)
     return JobInfo.of(cancelled or job)
+
+
+@router.post("/{job_id}/retry", status_code=202, response_model=JobInfo)
+async def retry_job(request: Request, job_id: str) -> JobInfo:
+    """Submit a failed, dead-lettered or cancelled job's request again, as a new job (its
+    id is in the answer); the old one stays for triage. Admin only."""
+    platform, jobs = _service(request)
+    if signed_in(request) is None:
+        platform.auth.check_admin(request.headers.get("authorization"))
+    job = await run_in_threadpool(_job, request, job_id, with_body=True)
+    if job.state not in (JobState.FAILED, JobState.DEAD_LETTER, JobState.CANCELLED):
+        raise Conflict(
+            f"job {job.id} is {job.state.value}; only failed, dead-lettered or cancelled jobs "
+            "are submitted again",
+            "wait for it to finish, or cancel it first",
+        )
+    spec = platform.controller.get(job.function).spec
+    retried, _ = await jobs.submit(spec, job.request, job.callback_url, None)
+    return JobInfo.of(retried)
 
 
 @router.delete("/{job_id}", response_model=JobInfo)

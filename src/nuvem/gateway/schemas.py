@@ -51,16 +51,7 @@ class FunctionStatus(BaseModel):
     @classmethod
     def of(cls, deployment: Deployment) -> FunctionStatus:
         ready = len(deployment.ready())
-        if deployment.desired == 0:
-            status = "idle" if deployment.spec.scaling.mode is not None else "stopped"
-        elif ready >= deployment.desired:
-            status = "ready"
-        elif deployment.last_error is not None:
-            status = "error" if ready == 0 else "degraded"
-        elif deployment.pending and ready == 0:
-            status = "pending"
-        else:
-            status = "starting"
+        status = function_status(deployment, ready)
         spec = deployment.spec
         return cls(
             name=spec.name,
@@ -88,6 +79,19 @@ class FunctionStatus(BaseModel):
             labels=spec.labels,
             spec=spec.model_dump(mode="json"),
         )
+
+
+def function_status(deployment: Deployment, ready: int) -> str:
+    """One word for a function's state, from its desired and `ready` replicas."""
+    if deployment.desired == 0:
+        return "idle" if deployment.spec.scaling.mode is not None else "stopped"
+    if ready >= deployment.desired:
+        return "ready"
+    if deployment.last_error is not None:
+        return "error" if ready == 0 else "degraded"
+    if deployment.pending and ready == 0:
+        return "pending"
+    return "starting"
 
 
 class ScaleRequest(BaseModel):

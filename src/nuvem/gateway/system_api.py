@@ -26,6 +26,7 @@ from nuvem.gateway.schemas import (
     ScaleRequest,
 )
 from nuvem.gateway.services import Services
+from nuvem.gateway.ui.session import signed_in
 from nuvem.runtime.devices import gpu_count
 from nuvem.stack.function import FunctionSpec
 from nuvem.stores.records import ApiKeyRecord
@@ -37,8 +38,10 @@ def platform_of(request: Request) -> Services:
 
 
 def admin(request: Request) -> Services:
+    """The admin: by basic auth, or by the dashboard's session cookie (+ CSRF token)."""
     platform = platform_of(request)
-    platform.auth.check_admin(request.headers.get("authorization"))
+    if signed_in(request) is None:
+        platform.auth.check_admin(request.headers.get("authorization"))
     return platform
 
 

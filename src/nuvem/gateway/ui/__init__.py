@@ -1,0 +1,1 @@
+"""The web dashboard at /ui: sessions, the live feed, pages and their assets."""
