@@ -49,6 +49,7 @@ bench: install system-deps  ## benchmarks: echo against a baseline; async jobs, 
 	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/autoscale.py
 	$(BIN)/python bench/cluster.py
+	$(BIN)/python bench/observability.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -245,7 +245,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=_concurrency_list, default=[1, 32])
     parser.add_argument("--rounds", type=_positive, default=2, help="turns of every configuration")
     parser.add_argument(
-        "--configs", default="plain,influx", help=f"a subset of {','.join(CONFIGS)}"
+        "--configs", default=",".join(CONFIGS), help=f"a subset of {','.join(CONFIGS)}"
     )
     return parser.parse_args(argv)
 
