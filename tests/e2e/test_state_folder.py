@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from nuvem.cli.state_lock import GatewayRecord, write_record
 from nuvem.errors import LifecycleError
 from nuvem.runtime.process_stats import alive
 from support import Nuvem, block_until, kill_workers
@@ -116,3 +117,23 @@ def test_a_port_in_use_is_a_nuvem_error(nuvem: Nuvem) -> None:
             assert "Errno" not in refused.stderr
             assert "gateway on" not in refused.stderr
     assert not nuvem.pid_file.exists()
+
+
+def test_down_refuses_a_state_folder_whose_gateway_is_gone(nuvem: Nuvem, tmp_path: Path) -> None:
+    """A killed gateway's record still names its URL; another folder's gateway may have it now."""
+    nuvem.start()
+    block_until(nuvem.healthy, 60, "the gateway healthy")
+    gone = Nuvem(tmp_path, state="state-gone")
+    del gone.env["NUVEM_URL"]
+    gone.state_dir.mkdir(parents=True, exist_ok=True)
+    write_record(gone.state_dir, GatewayRecord(url=nuvem.url, pid=2**22 + 1))
+    try:
+        refused = gone.run("down", check=False, timeout=30)
+        assert refused.returncode == LifecycleError.exit_code, refused.stderr
+        assert f"no nuvem gateway is running with the state folder {gone.state_dir}" in " ".join(
+            refused.stderr.split()
+        )
+        assert "--url" in refused.stderr
+        assert nuvem.healthy()  # the other folder's gateway was left alone
+    finally:
+        gone.stop()

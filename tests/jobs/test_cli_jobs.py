@@ -31,12 +31,17 @@ def slow(req):
 
 def fail(req):
     raise ValueError("no good")
+
+
+def method(req):
+    return req.method
 """
 STACK = """
 functions:
   echo: {handler: functions:echo}
   slow: {handler: functions:slow, jobs: {concurrency: 1}}
   fail: {handler: functions:fail}
+  method: {handler: functions:method}
 """
 
 
@@ -46,7 +51,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Nuvem]:
         process = Nuvem(root)
         process.start("-f", "nuvem.yaml", "--log-level", "warning")
         try:
-            for name in ("echo", "slow", "fail"):
+            for name in ("echo", "slow", "fail", "method"):
                 await process.ready(name, 1)
             yield process
         finally:
@@ -70,6 +75,16 @@ async def test_submit_status_result_ls(gateway: Nuvem) -> None:
     assert [j["id"] for j in json.loads(listed.stdout)] == [job_id]
     table = nuvem(gateway, "jobs", "ls")
     assert job_id in table.stdout
+
+
+async def test_method_option_reaches_the_handler(gateway: Nuvem) -> None:
+    queued = nuvem(gateway, "jobs", "submit", "method", "-X", "put", "-d", "x", "--wait")
+    assert (queued.returncode, queued.stdout) == (0, "PUT"), queued.stderr
+    called = nuvem(gateway, "invoke", "method", "-X", "DELETE", "-d", "")
+    assert (called.returncode, called.stdout.strip()) == (0, "DELETE"), called.stderr
+    for command in (("jobs", "submit"), ("invoke",)):
+        helped = nuvem(gateway, *command, "--help")
+        assert "HTTP method the function's handler sees" in " ".join(helped.stdout.split())
 
 
 async def test_submit_wait_and_failure_exit_code(gateway: Nuvem) -> None:

@@ -31,6 +31,7 @@ def submit(
     name: str,
     data: str | None,
     path: str,
+    method: str,
     headers: list[str],
     callback_url: str | None,
     idempotency_key: str | None,
@@ -54,7 +55,7 @@ def submit(
         sent["Idempotency-Key"] = idempotency_key
     with client:
         target = f"/async-function/{name}" + (f"/{path.lstrip('/')}" if path else "")
-        response = client.request("POST", target, content=body, headers=sent)
+        response = client.request(method.upper(), target, content=body, headers=sent)
         if response.status_code != 202:
             raise response_error(response)
         job_id = response.headers["x-call-id"]

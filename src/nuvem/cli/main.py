@@ -79,6 +79,15 @@ StateDir = Annotated[
     ),
 ]
 StackFile = Annotated[Path, typer.Option("-f", "--file", help="stack file")]
+Method = Annotated[
+    str,
+    typer.Option(
+        "-X",
+        "--method",
+        metavar="METHOD",
+        help="HTTP method the function's handler sees (GET, POST, PUT, DELETE, …)",
+    ),
+]
 
 
 @app.command()
@@ -214,7 +223,7 @@ def invoke(
         str | None, typer.Option("-d", "--data", help="body; '-' or absent reads stdin")
     ] = None,
     path: Annotated[str, typer.Option(help="extra path after the function name")] = "",
-    method: Annotated[str, typer.Option("-X", "--method")] = "POST",
+    method: Method = "POST",
     header: Annotated[
         list[str] | None, typer.Option("-H", "--header", help="'Name: value'")
     ] = None,
@@ -344,6 +353,7 @@ def jobs_submit(
         str | None, typer.Option("-d", "--data", help="body; '-' or absent reads stdin")
     ] = None,
     path: Annotated[str, typer.Option(help="extra path after the function name")] = "",
+    method: Method = "POST",
     header: Annotated[
         list[str] | None, typer.Option("-H", "--header", help="'Name: value'")
     ] = None,
@@ -360,7 +370,16 @@ def jobs_submit(
 ) -> None:
     """Queue a call; print its job id (or, with --wait, its result)."""
     jobs.submit(
-        name, data, path, header or [], callback_url, idempotency_key, wait, timeout, state_dir
+        name,
+        data,
+        path,
+        method,
+        header or [],
+        callback_url,
+        idempotency_key,
+        wait,
+        timeout,
+        state_dir,
     )
 
 

@@ -23,7 +23,13 @@ from nuvem.cli import listen_socket
 from nuvem.cli.client import Client
 from nuvem.cli.context import settings_for
 from nuvem.cli.environment_progress import rich_progress
-from nuvem.cli.state_lock import GatewayRecord, StateLock, write_record
+from nuvem.cli.state_lock import (
+    GatewayRecord,
+    NotRunning,
+    StateLock,
+    read_record,
+    write_record,
+)
 from nuvem.cluster.head import running_head
 from nuvem.cluster.options import plan
 from nuvem.config import DEFAULT_URL, Settings
@@ -228,11 +234,18 @@ def detach(
 def shutdown(state_dir: Path | None) -> None:
     """Ask the platform to stop; wait for its process to end when it runs on this machine."""
     settings = settings_for(state_dir)
-    pid_file = settings.state_dir / PID_FILE
-    try:
-        pid: int | None = int(pid_file.read_text())
-    except (OSError, ValueError):
-        pid = None
+    pid: int | None = None
+    if not settings.url_chosen:
+        # The recorded URL may now belong to another state folder's gateway: only the
+        # gateway holding this folder's lock is this folder's, and it wrote the record.
+        if not StateLock(settings.state_dir).held():
+            raise NotRunning(
+                f"no nuvem gateway is running with the state folder {settings.state_dir}",
+                "give the --state-dir it was started with, or --url (NUVEM_URL) to stop "
+                "the gateway at that address",
+            )
+        record = read_record(settings.state_dir)
+        pid = record.pid if record is not None else None
     with Client(settings) as client:
         client.call("POST", "/system/shutdown")
         deadline = time.monotonic() + GRACEFUL_SECONDS + 15

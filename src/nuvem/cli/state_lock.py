@@ -49,6 +49,10 @@ class AlreadyRunning(LifecycleError):
     """Another gateway holds the state folder."""
 
 
+class NotRunning(LifecycleError):
+    """No gateway holds the state folder."""
+
+
 class StateLock:
     """The exclusive lock on one state folder; `acquire` fails at once when it is taken."""
 
@@ -74,6 +78,20 @@ class StateLock:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+    def held(self) -> bool:
+        """Whether a gateway holds this state folder now (without creating anything)."""
+        try:
+            fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops a lock this probe may have taken
+        return False
 
     def check(self) -> None:
         """Fail as `acquire` would, without keeping the lock (for `nuvem up --detach`)."""
