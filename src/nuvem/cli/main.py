@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from nuvem import __version__
-from nuvem.cli import context, functions, jobs, keys, nodes, observability, stack
+from nuvem.cli import context, functions, help_style, jobs, keys, nodes, observability, stack
 from nuvem.errors import NuvemError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,6 +26,7 @@ Environment:
   NUVEM_ADMIN_PASSWORD  the admin password (default: read from the state folder)
   NUVEM_API_KEY         the API key `invoke` and `jobs` call with"""
 
+help_style.apply()
 app = typer.Typer(
     name="nuvem",
     help=HELP,
