@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from nuvem import Request, Response
@@ -16,7 +17,10 @@ class Doubler:
         results: list[Any] = []
         for request in batch:
             text = request.text()
-            if text == "boom":
+            if text.startswith("sleep:"):  # holds the batch thread: later calls queue meanwhile
+                time.sleep(float(text.removeprefix("sleep:")))
+                results.append({"slept": True, "batch": len(batch)})
+            elif text == "boom":
                 results.append(ValueError("boom is not a number"))
             elif not text.lstrip("-").isdigit():
                 results.append(Response(400, {"error": f"{text!r} is not a number"}))

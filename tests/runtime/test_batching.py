@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -112,16 +113,50 @@ def test_predict_returning_the_wrong_length_fails_the_calls_with_a_hint() -> Non
     assert "return a list with one result per request" in str(outcomes[0].error)
 
 
-def test_waits_up_to_max_delay_for_a_batch_to_fill() -> None:
+def test_a_lone_call_runs_at_once_however_long_max_delay_is() -> None:
     recorder = Recorder()
     recorder.release.set()
-    # Without waiting, the first call would run alone as soon as it came.
-    batcher = Batcher(recorder.predict, 2, max_delay=30.0, deliver=recorder.deliver)
+    batcher = Batcher(recorder.predict, 8, max_delay=30.0, deliver=recorder.deliver)
     batcher.submit(1, Request(b"1"))
-    batcher.submit(2, Request(b"2"))
-    recorder.collect(2)
+    # Waiting out max_delay would take 30 s; collect gives up after 10.
+    assert recorder.collect(1)[1].result is not None
     batcher.stop()
-    assert [len(b) for b in recorder.batches] == [2]
+    assert recorder.batches == [[b"1"]]
+
+
+def test_waits_up_to_max_delay_for_calls_known_to_be_coming() -> None:
+    recorder = Recorder()
+    recorder.release.set()
+    batcher = Batcher(recorder.predict, 4, max_delay=30.0, deliver=recorder.deliver)
+    batcher.submit(1, Request(b"1"), behind=2)  # two more were queued at the gateway
+    time.sleep(0.2)
+    batcher.submit(2, Request(b"2"), behind=1)
+    time.sleep(0.2)
+    batcher.submit(3, Request(b"3"))  # the last one: nothing behind it, so no more waiting
+    recorder.collect(3)
+    batcher.stop()
+    assert recorder.batches == [[b"1", b"2", b"3"]]
+
+
+def test_the_calls_of_one_read_run_together_up_to_max_batch_size() -> None:
+    recorder = Recorder()
+    recorder.release.set()
+    batcher = Batcher(recorder.predict, 4, max_delay=30.0, deliver=recorder.deliver)
+    batcher.submit_many(items(b"1", b"2", b"3", b"4", b"5", b"6"))
+    recorder.collect(6)
+    batcher.stop()
+    assert [len(b) for b in recorder.batches] == [4, 2]
+
+
+def test_stop_runs_every_call_already_queued() -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder.predict, 2, 0.0, recorder.deliver)
+    batcher.submit(1, Request(b"1"))
+    assert recorder.entered.wait(10)
+    batcher.submit_many([Item(n, Request(str(n).encode())) for n in (2, 3, 4)])
+    recorder.release.set()
+    batcher.stop()
+    assert sorted(recorder.collect(4)) == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("size", [0, -3])

@@ -62,6 +62,9 @@ async def dispatch(
             cold = cold or not router.has_ready()
             replica = await router.acquire(deadline)
         began = clock()
+        # What can still reach this replica: a batch that waits for calls its full slots
+        # keep at the gateway would wait out its whole max_delay for nothing.
+        meta.behind = min(router.queued, router.max_inflight - replica.inflight)
         future = replica.submit(meta, body)
         if not future.done():
             await _wait(future, deadline - began, router, replica, target)

@@ -2,9 +2,16 @@
 
 The handler's contract is `predict(batch: list[Request]) -> list` of the same length. One
 thread runs the batches, so the worker's event loop keeps reading frames (and queueing the
-next batch) while a batch computes. An item may come back as an exception, which fails
-only its own call; if `predict` raises for a batch of several, each item runs alone so the
-one that fails is found and the rest still answer. Standard library only.
+next batch) while a batch computes.
+
+A batch never waits for nobody: it takes every call already queued (up to `max_batch_size`)
+and waits up to `max_delay` for more only while more are known to be coming, that is while
+the latest call said the gateway still held calls of this function behind it. A lone call
+runs at once; under load the calls that queued while the last batch computed fill the next.
+
+An item may come back as an exception, which fails only its own call; if `predict` raises
+for a batch of several, each item runs alone so the one that fails is found and the rest
+still answer. Standard library only.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ class Item:
 
     call_id: int
     request: Request
+    behind: int = 0  # calls of this function queued at the gateway when this one was sent
 
 
 class BatchSizeMismatch(RuntimeError):
@@ -64,12 +72,19 @@ class Batcher:
         self.clock = clock
         self.batches = 0  # batches run so far
         self.largest = 0  # the largest batch run so far
-        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
+        # Groups, not single calls: the calls of one socket read arrive as one group, so the
+        # batch thread never sees half of them and runs the rest as a batch of their own.
+        self._queue: queue.SimpleQueue[list[Item] | None] = queue.SimpleQueue()
+        self._carried: list[Item] = []  # taken from the queue, beyond the last batch
         self._thread = threading.Thread(target=self._loop, name="batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, call_id: int, request: Request) -> None:
-        self._queue.put(Item(call_id, request))
+    def submit(self, call_id: int, request: Request, behind: int = 0) -> None:
+        self._queue.put([Item(call_id, request, behind)])
+
+    def submit_many(self, items: list[Item]) -> None:
+        if items:
+            self._queue.put(items)
 
     def stop(self) -> None:
         """Run what is queued, then end the thread."""
@@ -78,35 +93,44 @@ class Batcher:
 
     def _loop(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch, stopping = self._gather(first)
+            if not self._carried:
+                group = self._queue.get()
+                if group is None:
+                    return
+                self._carried = group
+            batch, stopping = self._gather()
             self.batches += 1
             self.largest = max(self.largest, len(batch))
             self.deliver(self.run(batch))
             if stopping:
+                while self._carried:  # what was taken before the stop still runs
+                    batch, _ = self._gather()
+                    self.deliver(self.run(batch))
                 return
 
-    def _gather(self, first: Item) -> tuple[list[Item], bool]:
-        """The first call, plus those arriving within max_delay, up to max_batch_size."""
-        batch = [first]
+    def _gather(self) -> tuple[list[Item], bool]:
+        """What is queued, up to max_batch_size; more within max_delay only while the
+        latest call knew of others behind it."""
+        size = self.max_batch_size
+        batch, self._carried = self._carried[:size], self._carried[size:]
         deadline = self.clock() + self.max_delay
-        while len(batch) < self.max_batch_size:
+        while len(batch) < size:
             try:
                 # Calls that queued while the last batch ran are taken without waiting.
-                item = self._queue.get_nowait()
+                group = self._queue.get_nowait()
             except queue.Empty:
                 remaining = deadline - self.clock()
-                if remaining <= 0:
+                if batch[-1].behind <= 0 or remaining <= 0:
                     break
                 try:
-                    item = self._queue.get(timeout=remaining)
+                    group = self._queue.get(timeout=remaining)
                 except queue.Empty:
                     break
-            if item is None:
+            if group is None:
                 return batch, True
-            batch.append(item)
+            room = size - len(batch)
+            batch.extend(group[:room])
+            self._carried = group[room:]
         return batch, False
 
     def run(self, batch: list[Item]) -> list[Outcome]:

@@ -136,13 +136,19 @@ class CallMeta:
     path: str
     query: str
     headers: list[tuple[str, str]]
+    # Calls of this function waiting at the gateway when this one was sent: a batching
+    # replica waits for more only while some are known to be coming.
+    behind: int = 0
 
     def dump(self) -> list[Any]:
+        if self.behind:
+            return [self.method, self.path, self.query, self.headers, self.behind]
         return [self.method, self.path, self.query, self.headers]
 
     @classmethod
     def load(cls, raw: list[Any]) -> CallMeta:
-        return cls(raw[0], raw[1], raw[2], [(k, v) for k, v in raw[3]])
+        behind = int(raw[4]) if len(raw) > 4 else 0
+        return cls(raw[0], raw[1], raw[2], [(k, v) for k, v in raw[3]], behind)
 
 
 @dataclass(slots=True)

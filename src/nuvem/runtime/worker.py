@@ -24,7 +24,7 @@ from typing import Any
 
 from nuvem.handler import Headers, Request, to_http
 from nuvem.runtime import loader, protocol
-from nuvem.runtime.batching import Batcher, Outcome
+from nuvem.runtime.batching import Batcher, Item, Outcome
 from nuvem.runtime.protocol import CallMeta, ErrorMeta, HelloMeta, Kind, ResultMeta
 
 
@@ -39,6 +39,7 @@ class Worker:
         self.handler = handler
         self.batcher: Batcher | None = None
         self.batched = 0  # calls handed to the batcher and not yet answered
+        self.arrived: list[Item] = []  # this read's calls, handed to the batcher as one group
         self.batch_idle = asyncio.Event()
         if handler.predict is not None:
             loop = asyncio.get_running_loop()
@@ -70,7 +71,10 @@ class Worker:
             self.batched += 1
             self.batch_idle.clear()
             request = Request(frame.body, meta.method, meta.path, meta.query, Headers(meta.headers))
-            self.batcher.submit(frame.call_id, request)
+            if not self.arrived:
+                # Runs after this data_received: every call of the read is in by then.
+                asyncio.get_running_loop().call_soon(self._hand_over)
+            self.arrived.append(Item(frame.call_id, request, meta.behind))
             return
         if self.inline:
             # Runs here, inside data_received: every call in one read is answered in order,
@@ -80,6 +84,11 @@ class Worker:
         task = asyncio.get_running_loop().create_task(self._call(frame.call_id, meta, frame.body))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def _hand_over(self) -> None:
+        assert self.batcher is not None
+        arrived, self.arrived = self.arrived, []
+        self.batcher.submit_many(arrived)
 
     def on_lost(self, exc: Exception | None) -> None:
         self.lost.set()  # the gateway closed its end: stop

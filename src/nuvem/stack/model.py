@@ -171,10 +171,13 @@ class Batching(_Strict):
     """Calls that arrive together run as one `predict(batch)`."""
 
     max_batch_size: int = Field(default=8, ge=1, le=4096, description="calls per batch")
-    # 0, as in Triton: a batch takes the calls already waiting (under load, those that came
-    # while the last batch ran) and never holds a lone call back for company.
+    # 0, as in Triton. Whatever it is, a batch waits only while the gateway has calls of
+    # the function queued that can still reach this replica: a lone call runs at once.
     max_delay_ms: float = Field(
-        default=0.0, ge=0, le=60_000, description="how long a batch waits to fill up"
+        default=0.0,
+        ge=0,
+        le=60_000,
+        description="how long a batch waits to fill up while more calls are queued",
     )
 
 
