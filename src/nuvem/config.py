@@ -48,6 +48,10 @@ class Settings:
     influxdb_org: str = ""
     influxdb_token: str = field(default="", repr=False)
     influxdb_interval: str = ""
+    # Bundles (`nuvem package`/`deploy`): the largest upload the gateway takes, and how many
+    # versions of each function it keeps for `nuvem rollback`.
+    bundle_max_bytes: int = 256 * 2**20
+    bundle_keep: int = 5
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -80,6 +84,8 @@ class Settings:
             influxdb_org=env.get("NUVEM_INFLUXDB_ORG", "").strip(),
             influxdb_token=env.get("NUVEM_INFLUXDB_TOKEN", "").strip(),
             influxdb_interval=env.get("NUVEM_INFLUXDB_INTERVAL", "").strip(),
+            bundle_max_bytes=int(float(env.get("NUVEM_BUNDLE_MAX_MB") or 256) * 2**20),
+            bundle_keep=max(1, int(env.get("NUVEM_BUNDLE_KEEP") or 5)),
         )
 
 

@@ -31,6 +31,8 @@ FUNCTION = (
     "12",
     "40",
     "1234567",
+    "1.4.2",
+    "3f2a9c1e0b7d",
     "nuvem.models.handler:ModelHandler",
 )
 

@@ -28,6 +28,8 @@ LS_COLUMNS = (
     Column("INFLIGHT", drop=4, justify="right"),
     Column("QUEUED", drop=3, justify="right"),
     Column("INVOCATIONS", drop=5, justify="right"),
+    Column("VERSION", drop=3),
+    Column("BUNDLE", drop=6),
     Column("HANDLER", flex=True),
 )
 
@@ -50,6 +52,8 @@ def show_list(as_json: bool, wide: bool, state_dir: Path | None) -> None:
                 str(f["inflight"]),
                 str(f["queued"]),
                 str(f["invocationCount"]),
+                f.get("version") or "-",
+                (f.get("bundle") or "-")[:12],
                 f["handler"],
             )
         )

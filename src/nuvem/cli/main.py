@@ -147,12 +147,75 @@ def deploy(
     replace: Annotated[
         bool, typer.Option("--replace", help="take over functions another stack deployed")
     ] = False,
+    bundle: Annotated[
+        Path | None,
+        typer.Option("--bundle", help="deploy this bundle (from `nuvem package`) as it is"),
+    ] = None,
+    upload: Annotated[
+        bool | None,
+        typer.Option(
+            "--upload/--no-upload",
+            help="package the stack and upload the bundle (default: when --url names the "
+            "gateway); --no-upload sends the stack file's folder path",
+        ),
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="the bundle's version (default: git tag)")
+    ] = None,
     state_dir: StateDir = None,
 ) -> None:
-    """Add or update the stack file's functions on the running platform."""
-    from nuvem.cli.deploy import deploy as deploy_stack
+    """Add or update the stack file's functions on the running platform.
 
-    deploy_stack(file, wait, timeout, replace, state_dir)
+    With --url (a gateway on another machine), --upload or --bundle, the stack goes as a
+    bundle: packaged, uploaded, stored and deployed by the gateway."""
+    from nuvem.cli.deploy import deploy as deploy_stack
+    from nuvem.cli.package import deploy_bundle, package
+
+    if upload is None:
+        upload = bundle is not None or context.url_option is not None
+    if not upload:
+        deploy_stack(file, wait, timeout, replace, state_dir)
+        return
+    if bundle is None:
+        bundle = package(file, None, version)
+    deploy_bundle(bundle, wait, timeout, replace, state_dir)
+
+
+@app.command("package")
+@handle_errors
+def package_stack(
+    file: StackFile = Path("nuvem.yaml"),
+    out_dir: Annotated[
+        Path | None, typer.Option("-o", "--out", help="folder to write to (default: dist/)")
+    ] = None,
+    version: Annotated[
+        str | None,
+        typer.Option("--version", help="the bundle's version (default: the git tag at HEAD)"),
+    ] = None,
+) -> None:
+    """Build the stack's bundle: its functions' files, the stack file, a manifest.
+
+    The same files give the same bytes; prints the bundle's path."""
+    from nuvem.cli.package import package
+
+    package(file, out_dir, version)
+
+
+@app.command()
+@handle_errors
+def rollback(
+    name: str,
+    to: Annotated[
+        str | None, typer.Option("--to", help="the version (default: the one before)")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="wait until the function is ready")] = True,
+    timeout: Annotated[float, typer.Option(help="seconds to wait")] = 600.0,
+    state_dir: StateDir = None,
+) -> None:
+    """Return a function to a version the gateway kept (a rolling update)."""
+    from nuvem.cli.package import rollback as roll_back
+
+    roll_back(name, to, wait, timeout, state_dir)
 
 
 @app.command()

@@ -38,20 +38,36 @@ def pack(folder: Path, limit: int = MAX_BUNDLE) -> CodeBundle:
         raise BadRequest(
             f"function folder {folder} does not exist", "set `root` to the handler's folder"
         )
+    entries = [Entry(p.relative_to(root).as_posix(), p) for p in files_under(root)]
+    return pack_entries(entries, limit, f"function folder {folder}")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One file of an archive: its name there, and the file or the bytes it holds."""
+
+    name: str
+    source: Path | bytes
+
+
+def pack_entries(entries: list[Entry], limit: int = MAX_BUNDLE, what: str = "bundle") -> CodeBundle:
+    """`entries` as one reproducible archive: sorted names, fixed times and modes, so the
+    same files always make the same bytes whatever their mtimes or the order given."""
     buffer = io.BytesIO()
     size = files = 0
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
-        for path in _files(root):
-            relative = path.relative_to(root).as_posix()
-            data = path.read_bytes()
+        for entry in sorted(entries, key=lambda e: e.name):
+            data = entry.source if isinstance(entry.source, bytes) else entry.source.read_bytes()
             size += len(data)
             if size > limit:
                 raise PayloadTooLarge(
-                    f"function folder {folder} holds more than {limit // 2**20} MiB of files",
+                    f"{what} holds more than {limit // 2**20} MiB of files",
                     "keep weights and data out of the handler folder (models fetch their own)",
                 )
-            info = zipfile.ZipInfo(relative, date_time=_EPOCH)
-            executable = path.stat().st_mode & stat.S_IXUSR
+            info = zipfile.ZipInfo(entry.name, date_time=_EPOCH)
+            executable = (
+                isinstance(entry.source, Path) and entry.source.stat().st_mode & stat.S_IXUSR
+            )
             info.external_attr = (0o755 if executable else 0o644) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, data)
@@ -60,10 +76,14 @@ def pack(folder: Path, limit: int = MAX_BUNDLE) -> CodeBundle:
     return CodeBundle(hashlib.sha256(data).hexdigest(), data, files)
 
 
-def _files(root: Path) -> list[Path]:
+def files_under(root: Path, skip: frozenset[Path] = frozenset()) -> list[Path]:
+    """The code files under `root`, sorted by name: no caches, environments, links out of
+    it, nor anything under the folders in `skip` (e.g. where bundles are written)."""
     found = []
     for directory, dirs, names in os.walk(root, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+        dirs[:] = sorted(
+            d for d in dirs if d not in SKIP_DIRS and Path(directory, d).resolve() not in skip
+        )
         for name in sorted(names):
             path = Path(directory) / name
             if path.is_symlink() and not path.resolve().is_relative_to(root):
@@ -94,7 +114,10 @@ def unpack(data: bytes, digest: str, cache: Path) -> Path:
             for info in archive.infolist():
                 name = PurePosixPath(info.filename)
                 mode = info.external_attr >> 16
-                if name.is_absolute() or ".." in name.parts or stat.S_ISLNK(mode):
+                # Only plain files and folders: a link, device or pipe could reach outside.
+                kind = stat.S_IFMT(mode)
+                odd = kind not in (0, stat.S_IFREG, stat.S_IFDIR)
+                if name.is_absolute() or ".." in name.parts or "\\" in info.filename or odd:
                     raise BadRequest(
                         f"code bundle {digest[:12]} holds an unsafe entry {info.filename!r}",
                         "bundles hold only files inside the function's folder",

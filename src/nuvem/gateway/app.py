@@ -14,7 +14,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import nuvem
 from nuvem.errors import NuvemError
-from nuvem.gateway import jobs_api, nodes_api, pools_api, scaling_api, stack_api, system_api
+from nuvem.gateway import (
+    bundles_api,
+    jobs_api,
+    nodes_api,
+    pools_api,
+    scaling_api,
+    stack_api,
+    system_api,
+)
 from nuvem.gateway.asgi import Receive, Scope, Send, render_error
 from nuvem.gateway.async_invoke import ASYNC_PREFIX, AsyncFunctionEndpoint
 from nuvem.gateway.invoke import PREFIX, FunctionEndpoint
@@ -90,6 +98,7 @@ def build_api(platform: Services, *, manage_lifespan: bool) -> FastAPI:
     api.include_router(nodes_api.router)
     api.include_router(pools_api.router)
     api.include_router(stack_api.router)
+    api.include_router(bundles_api.router)
     sampler = ui.install(api, platform)
     add_function_routes(api)
     return api

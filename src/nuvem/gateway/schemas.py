@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from nuvem.cluster.stack_bundle import DIGEST_LABEL, VERSION_LABEL
 from nuvem.control.deployment import Deployment
 
 
@@ -46,6 +47,10 @@ class FunctionStatus(BaseModel):
     inflight: int
     queued: int
     labels: dict[str, str]
+    version: str | None = Field(
+        default=None, description="the bundle version it runs; null: deployed from a folder"
+    )
+    bundle: str | None = Field(default=None, description="sha256 of the bundle it runs from")
     spec: dict[str, Any]
 
     @classmethod
@@ -77,6 +82,8 @@ class FunctionStatus(BaseModel):
             inflight=deployment.router.inflight,
             queued=deployment.router.queued,
             labels=spec.labels,
+            version=spec.labels.get(VERSION_LABEL),
+            bundle=spec.labels.get(DIGEST_LABEL),
             spec=spec.model_dump(mode="json"),
         )
 

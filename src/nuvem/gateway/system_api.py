@@ -49,7 +49,7 @@ Admin = Annotated[Services, Depends(admin)]
 router = APIRouter(prefix="/system", tags=["system"])
 
 
-def _validate_placement(spec: FunctionSpec, engine: str) -> None:
+def validate_placement(spec: FunctionSpec, engine: str) -> None:
     root = Path(spec.root)
     if not root.is_absolute() or not root.is_dir():
         raise BadRequest(
@@ -88,7 +88,7 @@ def create_function(platform: Admin, spec: FunctionSpec) -> FunctionStatus:
         raise Conflict(
             f"function {spec.name!r} already exists", "update it with PUT /system/functions"
         )
-    _validate_placement(spec, platform.engine.name)
+    validate_placement(spec, platform.engine.name)
     check_version_free(spec, platform.controller.deployments)
     return FunctionStatus.of(platform.controller.deploy(spec))
 
@@ -97,7 +97,7 @@ def create_function(platform: Admin, spec: FunctionSpec) -> FunctionStatus:
 def update_function(platform: Admin, spec: FunctionSpec) -> FunctionStatus:
     """Update a deployed function; replicas roll over to the new spec without downtime."""
     platform.controller.get(spec.name)
-    _validate_placement(spec, platform.engine.name)
+    validate_placement(spec, platform.engine.name)
     check_version_free(spec, platform.controller.deployments)
     return FunctionStatus.of(platform.controller.deploy(spec))
 
