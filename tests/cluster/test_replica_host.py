@@ -4,6 +4,7 @@ gateway holding the secret reaches the worker, and calls go straight to the work
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -13,12 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from nuvem.cluster import code_bundle, link
+from nuvem.cluster import code_bundle, link, stack_bundle
+from nuvem.cluster.bundle_store import BundleStore, stored_code
 from nuvem.cluster.replica_host import Endpoint, ReplicaHost
-from nuvem.errors import Unauthorized, Unavailable
+from nuvem.errors import BadRequest, Unauthorized, Unavailable
+from nuvem.gateway.bundles_api import bundle_specs
 from nuvem.runtime import protocol
 from nuvem.runtime.protocol import CallMeta, HelloMeta, Kind, ResultMeta
 from nuvem.stack.function import FunctionSpec
+from nuvem.stores.memory import MemoryRecordStore
 from support import wait_until
 
 pytestmark = pytest.mark.anyio
@@ -182,3 +186,39 @@ def test_a_connection_to_something_else_is_not_a_replica() -> None:
                 await link.connect("127.0.0.1", port, SECRET)
 
     asyncio.run(scenario())
+
+
+async def test_a_bundled_function_runs_from_the_stored_bundle(
+    host: ReplicaHost, tmp_path: Path
+) -> None:
+    project = tmp_path / "shop"
+    (project / "app").mkdir(parents=True)
+    (project / "nuvem.yaml").write_text(
+        "functions:\n  greet: {handler: 'functions:greet', root: app}\n"
+    )
+    (project / "app" / "functions.py").write_text("def greet(req):\n    return b'from the store'\n")
+    data = stack_bundle.build(project / "nuvem.yaml", "1.0.0").archive.data
+    store = BundleStore(tmp_path / "gateway" / "bundles", MemoryRecordStore())
+    digest = hashlib.sha256(data).hexdigest()
+    store.put(data, digest)
+    _, (spec,) = bundle_specs(store, digest)
+
+    # What the gateway sends a node: the stored archive as uploaded, and where the function is.
+    stored = stored_code(spec)
+    assert stored is not None
+    code, inside = stored
+    assert (code.digest, code.data, inside) == (digest, data, "app")
+    assert stored_code(spec.model_copy(update={"labels": {}})) is None  # a folder: packed
+
+    endpoint = await host.prepare(spec, "greet-1", code.data, code.digest, SECRET, inside)
+    frames, _ = await _connected(host, endpoint)
+    answer = await frames.call(1)
+    assert answer is not None
+    assert answer.body == b"from the store"
+    assert (tmp_path / "node" / "code" / digest / "app" / "functions.py").is_file()
+    with pytest.raises(BadRequest, match="holds no function folder"):
+        await ReplicaHost("127.0.0.1", tmp_path / "other").prepare(
+            spec, "greet-2", code.data, code.digest, SECRET, "../app"
+        )
+    host.terminate()
+    assert await asyncio.wait_for(host.wait(), 10) == 0

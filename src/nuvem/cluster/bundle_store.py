@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from nuvem.cluster import code_bundle
-from nuvem.cluster.stack_bundle import MANIFEST, Manifest, files_digest
+from nuvem.cluster.stack_bundle import DIGEST_LABEL, MANIFEST, Manifest, files_digest
 from nuvem.errors import BadRequest, NotFound
+from nuvem.stack.function import FunctionSpec
 from nuvem.stores.records import RecordStore
 
 HISTORY_SETTING = "bundles.history"
@@ -58,6 +59,23 @@ def unreferenced(stored: set[str], history: History, running: set[str]) -> set[s
     """The stored bundles that no kept version names and no function runs from."""
     kept = {d.digest for versions in history.values() for d in versions}
     return stored - kept - running
+
+
+def stored_code(spec: FunctionSpec) -> tuple[code_bundle.CodeBundle, str] | None:
+    """A bundle-deployed function's code as the store holds it: the stored archive (already
+    verified, never re-zipped) and the function's folder inside it; None for a function
+    deployed from a folder, which is packed as it is."""
+    digest = spec.labels.get(DIGEST_LABEL, "")
+    parts = Path(spec.root).parts
+    for i in range(1, len(parts) - 1):
+        if parts[i] == "code" and parts[i + 1] == digest:
+            archive = Path(*parts[:i]) / digest
+            try:
+                data = archive.read_bytes()
+            except OSError:
+                return None
+            return code_bundle.CodeBundle(digest, data, 0), "/".join(parts[i + 2 :])
+    return None
 
 
 class BundleStore:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nuvem.cluster import code_bundle, link, ray_api
+from nuvem.cluster.bundle_store import stored_code
 from nuvem.cluster.placement import NodeRoom, actor_options, demand_of, pending_reason
 from nuvem.cluster.replica_actor import ReplicaActor
 from nuvem.runtime import protocol
@@ -91,6 +92,13 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
+def _code_of(spec: FunctionSpec) -> tuple[code_bundle.CodeBundle, str]:
+    """What a node gets of the function's code, and the function's folder inside it: a
+    bundle-deployed function's stored bundle as uploaded; else its folder, packed."""
+    stored = stored_code(spec)
+    return stored if stored is not None else (code_bundle.pack(Path(spec.root)), "")
+
+
 class RayRuntime:
     """Starts replicas as actors on a Ray cluster the driver is connected to."""
 
@@ -122,7 +130,7 @@ class RayRuntime:
 
     async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica:
         await self._driver()
-        bundle = await asyncio.to_thread(code_bundle.pack, Path(spec.root))
+        bundle, folder = await asyncio.to_thread(_code_of, spec)
         ref = self._bundles.get(bundle.digest)
         if ref is None:
             ref = self._bundles[bundle.digest] = await asyncio.to_thread(ray_api.put, bundle.data)
@@ -133,7 +141,7 @@ class RayRuntime:
             await self._placed(spec, replica_id, actor)
             async with asyncio.timeout(self.setup_timeout):
                 host, port, node = await actor.prepare.remote(
-                    spec.model_dump_json(), replica_id, [ref], bundle.digest, secret
+                    spec.model_dump_json(), replica_id, [ref], bundle.digest, secret, folder
                 )
             serving = actor.serve.remote(CONNECT_WAIT)
             sock = await link.connect(host, port, secret)

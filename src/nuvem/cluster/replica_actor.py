@@ -36,12 +36,13 @@ class ReplicaActor:
         code: list[Any],  # [ObjectRef of the bundle]: nested, so Ray does not fetch it for us
         digest: str,
         secret: bytes,
+        folder: str = "",  # the function's folder inside the bundle ("": its top)
     ) -> tuple[str, int, str]:
         """Code (fetched only when this node lacks this version), environment, port."""
         spec = FunctionSpec.model_validate_json(spec_json)
         cached = (self.host.state_dir / "code" / digest).is_dir()
         data = b"" if cached else await _fetch(code[0])
-        endpoint: Endpoint = await self.host.prepare(spec, replica_id, data, digest, secret)
+        endpoint: Endpoint = await self.host.prepare(spec, replica_id, data, digest, secret, folder)
         return endpoint.host, endpoint.port, self.host.node_ip
 
     async def serve(self, wait_s: float) -> int:

@@ -17,10 +17,10 @@ import socket
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from nuvem.cluster import code_bundle, link
-from nuvem.errors import Conflict
+from nuvem.errors import BadRequest, Conflict
 from nuvem.runtime.environment import EnvironmentBuilder
 from nuvem.runtime.line_pump import pump_lines
 from nuvem.runtime.process_stats import rss_bytes
@@ -60,12 +60,26 @@ class ReplicaHost:
         self._pumps: set[asyncio.Task[None]] = set()
 
     async def prepare(
-        self, spec: FunctionSpec, replica_id: str, code: bytes, digest: str, secret: bytes
+        self,
+        spec: FunctionSpec,
+        replica_id: str,
+        code: bytes,
+        digest: str,
+        secret: bytes,
+        inside: str = "",
     ) -> Endpoint:
-        """Unpack the code, build or reuse the environment, open the replica's port."""
+        """Unpack the code, build or reuse the environment, open the replica's port; the
+        function's folder is `inside` the bundle (a stack bundle holds several)."""
         if self._listener is not None or self.process is not None:
             raise Conflict(f"replica host of {replica_id} was prepared already")
-        folder = code_bundle.unpack(code, digest, self.state_dir / "code")
+        bundle = code_bundle.unpack(code, digest, self.state_dir / "code")
+        relative = PurePosixPath(inside)
+        folder = bundle.joinpath(*relative.parts)
+        if relative.is_absolute() or ".." in relative.parts or not folder.is_dir():
+            raise BadRequest(
+                f"code bundle {digest[:12]} holds no function folder {inside!r}",
+                "deploy the function again",
+            )
         spec = spec.model_copy(update={"root": str(folder)})
         env = await self.environments.ensure(spec)
         self._spec, self._replica_id, self._secret = spec, replica_id, secret
