@@ -50,6 +50,7 @@ bench: install system-deps  ## benchmarks: echo against a baseline; async jobs, 
 	$(BIN)/python bench/autoscale.py
 	$(BIN)/python bench/cluster.py
 	$(BIN)/python bench/observability.py
+	$(BIN)/python bench/deploy.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
