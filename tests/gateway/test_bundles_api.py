@@ -174,3 +174,11 @@ async def test_only_the_last_versions_are_kept(gateway: Running, tmp_path: Path)
     await wait_until(lambda: answers(gateway, b"v2"), 60.0, what="greet answers v2")
     refused = await gateway.admin.post("/system/function/greet/rollback", json={"version": "1.0.0"})
     assert refused.status_code == 404
+
+
+async def test_the_bundle_routes_are_in_the_openapi_document(gateway: Running) -> None:
+    paths = (await gateway.admin.get("/openapi.json")).json()["paths"]
+    upload = paths["/system/bundles/{digest}"]["put"]
+    assert "application/zip" in upload["requestBody"]["content"]
+    assert "post" in paths["/system/bundles/{digest}/deploy"]
+    assert "post" in paths["/system/function/{name}/rollback"]

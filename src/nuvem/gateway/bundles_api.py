@@ -85,7 +85,15 @@ def bundle_info(platform: Admin, digest: str) -> BundleInfo:
     return _info(store_of(platform).manifest(digest), digest, new=False)
 
 
-@router.put("/bundles/{digest}", response_model=BundleInfo)
+_ZIP_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+@router.put("/bundles/{digest}", response_model=BundleInfo, openapi_extra=_ZIP_BODY)
 async def upload_bundle(platform: Admin, digest: str, request: Request) -> BundleInfo:
     """Store the bundle in the body (a zip from `nuvem package`) under its sha256 `digest`,
     which the client computed: 400 when the body's differs, 413 past the size limit."""
