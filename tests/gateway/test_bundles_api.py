@@ -182,3 +182,19 @@ async def test_the_bundle_routes_are_in_the_openapi_document(gateway: Running) -
     assert "application/zip" in upload["requestBody"]["content"]
     assert "post" in paths["/system/bundles/{digest}/deploy"]
     assert "post" in paths["/system/function/{name}/rollback"]
+
+
+async def test_a_function_another_stack_deployed_is_taken_over_only_with_replace(
+    gateway: Running, tmp_path: Path
+) -> None:
+    await gateway.deploy("functions: {greet: {handler: 'handlers:echo'}}")
+    data = build(tmp_path / "shop", "one", "1.0.0")
+    assert (await upload(gateway, data)).status_code == 200
+    refused = await gateway.admin.post(f"/system/bundles/{sha(data)}/deploy", json={})
+    assert refused.status_code == 409
+    assert "greet (deployed from " in refused.json()["error"]
+    assert "--replace" in refused.json()["error"]
+    taken = await gateway.admin.post(f"/system/bundles/{sha(data)}/deploy", json={"replace": True})
+    assert taken.status_code == 202, taken.text
+    assert taken.json()["functions"] == [{"name": "greet", "change": "updated"}]
+    await wait_until(lambda: answers(gateway, b"one"), 60.0, what="greet answers one")

@@ -115,7 +115,8 @@ class BundleStore:
         except BadRequest:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        partial = self.root / f".{claimed}.{os.getpid()}.partial"
+        # Two uploads of one bundle at once each write their own file, then one wins.
+        partial = self.root / f".{claimed}.{os.getpid()}.{os.urandom(4).hex()}.partial"
         partial.write_bytes(data)
         partial.replace(self.archive(claimed))
         return manifest, True
