@@ -137,9 +137,12 @@ def _refuse_takeovers(platform: Services, manifest: Manifest, specs: list[Functi
     taken = []
     for spec in specs:
         current = platform.controller.deployments.get(spec.name)
-        owner = current.spec.labels.get(NAME_LABEL) if current is not None else manifest.name
+        if current is None:
+            continue
+        owner = current.spec.labels.get(NAME_LABEL)
         if owner != manifest.name:
-            taken.append(f"{spec.name} (deployed from {owner or (current and current.spec.root)})")
+            where = f"bundle {owner}" if owner else f"folder {current.spec.root}"
+            taken.append(f"{spec.name} (deployed from {where})")
     if taken:
         raise Conflict(
             f"bundle {manifest.name} would replace functions deployed otherwise: "
