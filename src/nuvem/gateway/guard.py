@@ -13,9 +13,12 @@ from typing import Any
 from nuvem.config import Settings
 from nuvem.errors import HeadersTooLarge, NuvemError, Overloaded, RequestTimeout, UriTooLong
 from nuvem.gateway.asgi import Message, Receive, Scope, Send, respond_error
-from nuvem.gateway.rate_limit import MemoryRateLimiter, RateLimiter
+from nuvem.gateway.rate_limit import MemoryRateLimiter
 
 _UNAUTH_PREFIX = "unauth:"
+# Addresses remembered at most; past it, those refilled or unblocked are forgotten, so a
+# flood from many addresses cannot grow the gateway's memory without bound.
+_MAX_ADDRESSES = 10_000
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
@@ -54,11 +57,11 @@ def request_problem(scope: Scope, settings: Settings) -> NuvemError | None:
 class Guard:
     """ASGI middleware in front of the gateway enforcing the per-request limits."""
 
-    def __init__(self, app: Any, settings: Settings, limiter: RateLimiter | None = None) -> None:
+    def __init__(self, app: Any, settings: Settings) -> None:
         self.app = app
         self.settings = settings
         # In this process only: a flood is one gateway's problem, and Redis need not see it.
-        self.limiter = limiter or MemoryRateLimiter()
+        self.limiter = MemoryRateLimiter()
         self._blocked: dict[str, float] = {}  # address -> monotonic time it may come back
 
     def __getattr__(self, name: str) -> Any:
@@ -99,12 +102,19 @@ class Guard:
 
         async def counted(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 401:
+                if len(self.limiter) > _MAX_ADDRESSES:
+                    self._forget((burst or 1) / rate)
                 wait = self.limiter.take(_UNAUTH_PREFIX + address, rate, burst or 1)
                 if wait > 0:
                     self._blocked[address] = time.monotonic() + wait
             await send(message)
 
         return counted
+
+    def _forget(self, refill: float) -> None:
+        self.limiter.forget(refill)
+        now = time.monotonic()
+        self._blocked = {a: until for a, until in self._blocked.items() if until > now}
 
     def _timed(self, receive: Receive) -> Receive:
         timeout = self.settings.read_timeout
