@@ -47,6 +47,7 @@ from nuvem.config import Settings
 from nuvem.control.controller import Controller
 from nuvem.control.deployment import Deployment
 from nuvem.gateway.app import create_app
+from nuvem.gateway.guard import server_options
 from nuvem.platform import Platform
 from nuvem.runtime.environment import Environment
 from nuvem.runtime.fake import FakeRuntime
@@ -204,13 +205,22 @@ def app_folder(root: Path, functions: str, stack: str) -> Iterator[Path]:
 
 @contextlib.asynccontextmanager
 async def serve_asgi(
-    app: ASGIApp, lifespan: Literal["on", "off"] = "off", shutdown_within: float = 60.0
+    app: ASGIApp,
+    lifespan: Literal["on", "off"] = "off",
+    shutdown_within: float = 60.0,
+    options: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[str]:
     """Serve the ASGI 3 `app` with uvicorn on a free loopback port of this event loop; yields
-    its URL."""
+    its URL. `options`: more uvicorn.Config settings."""
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan, interface="asgi3"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan=lifespan,
+        interface="asgi3",
+        **(options or {}),
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -283,18 +293,21 @@ async def serving(
     stack: Stack | None = None,
     *,
     open_metrics: bool = True,
+    **limits: Any,
 ) -> AsyncIterator[Running]:
     """A real gateway on a free loopback port, its state in `state_dir`, handlers in `root`
-    (and the `stack` it starts with, if one is given)."""
+    (and the `stack` it starts with, if one is given); `limits`: Settings fields to change,
+    served with the same uvicorn options as `nuvem up`."""
     settings = Settings(
         state_dir=state_dir,
         admin_password=ADMIN_PASSWORD,
         url="http://127.0.0.1",
         open_metrics=open_metrics,
+        **limits,
     )
     platform = Platform.create(settings, stack=stack, tick_interval=0.2)
     async with (
-        serve_asgi(create_app(platform), lifespan="on") as url,
+        serve_asgi(create_app(platform), lifespan="on", options=server_options(settings)) as url,
         httpx.AsyncClient(
             base_url=url, auth=("admin", ADMIN_PASSWORD), timeout=client_timeout
         ) as admin,

@@ -52,6 +52,18 @@ class Settings:
     # versions of each function it keeps for `nuvem rollback`.
     bundle_max_bytes: int = 256 * 2**20
     bundle_keep: int = 5
+    # Limits a public gateway needs against hostile clients (docs/limits.md).
+    max_body: int = 64 * 2**20  # bytes of a request body; a function's `max_body` overrides it
+    max_headers: int = 100  # header lines per request (431 beyond)
+    max_header_bytes: int = 16 * 2**10  # names and values together (431 beyond)
+    max_url: int = 8 * 2**10  # path and query (414 beyond)
+    read_timeout: float = 30.0  # seconds a request body may pause between chunks (408)
+    keep_alive: float = 5.0  # seconds an idle keep-alive connection stays open
+    max_connections: int = 1000  # connections and requests at once (503 beyond)
+    # Unauthenticated (401) answers per second per source address, and the burst allowed;
+    # past them the address gets 429 with Retry-After. 0: unlimited.
+    unauth_rate: float = 5.0
+    unauth_burst: int = 20
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -86,6 +98,15 @@ class Settings:
             influxdb_interval=env.get("NUVEM_INFLUXDB_INTERVAL", "").strip(),
             bundle_max_bytes=int(float(env.get("NUVEM_BUNDLE_MAX_MB") or 256) * 2**20),
             bundle_keep=max(1, int(env.get("NUVEM_BUNDLE_KEEP") or 5)),
+            max_body=int(env.get("NUVEM_MAX_BODY") or 64 * 2**20),
+            max_headers=int(env.get("NUVEM_MAX_HEADERS") or 100),
+            max_header_bytes=int(env.get("NUVEM_MAX_HEADER_BYTES") or 16 * 2**10),
+            max_url=int(env.get("NUVEM_MAX_URL") or 8 * 2**10),
+            read_timeout=float(env.get("NUVEM_READ_TIMEOUT") or 30.0),
+            keep_alive=float(env.get("NUVEM_KEEP_ALIVE") or 5.0),
+            max_connections=int(env.get("NUVEM_MAX_CONNECTIONS") or 1000),
+            unauth_rate=float(env.get("NUVEM_UNAUTH_RATE") or 5.0),
+            unauth_burst=int(env.get("NUVEM_UNAUTH_BURST") or 20),
         )
 
 

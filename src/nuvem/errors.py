@@ -55,6 +55,21 @@ class PayloadTooLarge(NuvemError):
     exit_code = 2
 
 
+class RequestTimeout(NuvemError):
+    """The client stopped sending its request (NUVEM_READ_TIMEOUT)."""
+
+    status = 408
+    exit_code = 9
+
+
+class UriTooLong(BadRequest):
+    status = 414
+
+
+class HeadersTooLarge(BadRequest):
+    status = 431
+
+
 class Overloaded(NuvemError):
     """The function's queue is full; the client should retry after `retry_after` seconds."""
 
@@ -148,7 +163,10 @@ _BY_STATUS: dict[int, type[NuvemError]] = {
         Forbidden,
         NotFound,
         Conflict,
+        RequestTimeout,
         PayloadTooLarge,
+        UriTooLong,
+        HeadersTooLarge,
         Overloaded,
         FunctionFailed,
         ReplicaDied,

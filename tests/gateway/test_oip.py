@@ -3,6 +3,9 @@ serving two versions of a ResNet-18 (different weights, so answers tell them apa
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -244,3 +247,43 @@ async def test_errors_are_json_with_the_right_status(served: Served) -> None:
         await served.triton(lambda c: c.infer("resnet", [fp32_input(image_batch(1))]))
     assert caught.value.status() == "401"
     assert "API key" in caught.value.message()
+
+
+def _bomb(inflated: int) -> bytes:
+    """A gzip body of `inflated` zero bytes, a few hundred KiB on the wire."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(2**20)
+    parts = [packer.compress(zeros) for _ in range(inflated // 2**20)]
+    return b"".join(parts) + packer.flush()
+
+
+async def test_gzip_bomb_is_refused_and_the_gateway_serves_on(served: Served) -> None:
+    bomb = _bomb(256 * 2**20)  # 256 MiB inflated, past the 64 MiB body limit
+    assert len(bomb) < 2**20
+    host, port = served.gateway.url.removeprefix("http://").split(":")
+
+    def send() -> bytes:
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(
+                b"POST /v2/models/resnet/versions/1/infer HTTP/1.1\r\nHost: x\r\n"
+                + f"Authorization: Bearer {served.key}\r\n".encode()
+                + b"Content-Type: application/json\r\nContent-Encoding: gzip\r\n"
+                + f"Content-Length: {len(bomb)}\r\n\r\n".encode()
+                + bomb
+            )
+            data = b""
+            while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            return data
+
+    answer = await asyncio.to_thread(send)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"NUVEM_MAX_BODY" in answer
+    pixels = image_batch(4)
+    result = await served.triton(
+        lambda c: c.infer("resnet", [fp32_input(pixels)], model_version="1", headers=served.headers)
+    )
+    np.testing.assert_allclose(result.as_numpy("output"), expected_logits(pixels, 0), atol=1e-4)

@@ -23,6 +23,17 @@ def test_bucket_allows_a_burst_then_refills_at_the_rate() -> None:
     assert limiter.take("k", 2.0, 3) > 0
 
 
+def test_forgotten_buckets_are_the_refilled_ones() -> None:
+    clock = FakeClock()
+    limiter = MemoryRateLimiter(clock=clock)
+    limiter.take("old", 1.0, 2)
+    clock.now += 5
+    limiter.take("new", 1.0, 2)
+    limiter.forget(2.0)  # 2 tokens at 1/s: untouched for 2 s means full again
+    assert len(limiter) == 1
+    assert [limiter.take("new", 1.0, 2), limiter.take("new", 1.0, 2)] == [0.0, pytest.approx(1.0)]
+
+
 def key(rate: float | None = None, burst: int | None = None) -> ApiKeyRecord:
     return ApiKeyRecord("0123456789ab", "k", "hash", None, 0.0, rate=rate, burst=burst)
 

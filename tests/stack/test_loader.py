@@ -133,6 +133,17 @@ def test_the_example_stack_loads(tmp_path: Path) -> None:
             functions:
               echo:
                 handler: functions:echo
+                max_body: huge
+            """,
+            "nuvem.yaml:4: functions.echo.max_body: 'huge' is not a memory size; "
+            "write e.g. 512Mi or 2Gi",
+            id="bad-max-body",
+        ),
+        pytest.param(
+            """\
+            functions:
+              echo:
+                handler: functions:echo
                 scaling:
                   min: 5
                   max: 2
@@ -510,3 +521,16 @@ def test_a_value_that_contains_itself_is_an_error_not_a_hang() -> None:
     message = problem("functions: &f {echo: *f}\n")
 
     assert "nuvem.yaml:1: functions.echo.handler: required field 'handler'" in message
+
+
+def test_max_body_alone_keeps_the_replicas(tmp_path: Path) -> None:
+    """The gateway enforces max_body, so changing only it must not roll replicas over."""
+    plain = load_stack_text("functions: {echo: {handler: 'f:echo'}}", "nuvem.yaml", tmp_path)
+    limited = load_stack_text(
+        "functions: {echo: {handler: 'f:echo', max_body: 1Mi}}", "nuvem.yaml", tmp_path
+    )
+    before, after = plain.functions["echo"], limited.functions["echo"]
+    assert after.max_body == 2**20
+    assert before.max_body is None
+    assert before.fingerprint() == after.fingerprint()
+    assert before != after

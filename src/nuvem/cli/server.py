@@ -35,6 +35,7 @@ from nuvem.cluster.options import plan
 from nuvem.config import DEFAULT_URL, Settings
 from nuvem.errors import LifecycleError
 from nuvem.gateway.app import Gateway
+from nuvem.gateway.guard import Guard, server_options
 from nuvem.platform import Platform
 from nuvem.runtime.environment import Phase, ProgressEvent
 from nuvem.runtime.process_stats import alive
@@ -139,7 +140,7 @@ def _serve(
     platform = Platform.create(settings, stack=stack, on_progress=on_progress)
     gateway = Gateway(platform)
     config = uvicorn.Config(
-        gateway,
+        Guard(gateway, settings),
         host=host,
         port=port,
         loop="uvloop",
@@ -149,6 +150,7 @@ def _serve(
         proxy_headers=False,  # no trusted proxy is assumed in front of the gateway
         log_level="warning",
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        **server_options(settings),
     )
     server = _Server(config)
     server.platform = platform

@@ -25,6 +25,7 @@ from nuvem.gateway import (
 )
 from nuvem.gateway.asgi import Receive, Scope, Send, render_error
 from nuvem.gateway.async_invoke import ASYNC_PREFIX, AsyncFunctionEndpoint
+from nuvem.gateway.guard import Guard
 from nuvem.gateway.invoke import PREFIX, FunctionEndpoint
 from nuvem.gateway.openapi import add_function_routes
 from nuvem.gateway.services import Services
@@ -110,10 +111,13 @@ class Gateway:
     def __init__(self, platform: Services, *, manage_lifespan: bool = True) -> None:
         self.platform = platform
         self.api = build_api(platform, manage_lifespan=manage_lifespan)
-        self.functions = FunctionEndpoint(platform.controller, platform.auth, platform.metrics)
+        max_body = platform.settings.max_body
+        self.functions = FunctionEndpoint(
+            platform.controller, platform.auth, platform.metrics, max_body
+        )
         self.models = ModelProtocols(platform)
         self.async_functions = AsyncFunctionEndpoint(
-            platform.controller, platform.auth, platform.jobs
+            platform.controller, platform.auth, platform.jobs, max_body
         )
 
     def close_streams(self) -> None:
@@ -135,4 +139,4 @@ class Gateway:
 
 
 def create_app(platform: Services, *, manage_lifespan: bool = True) -> Any:
-    return Gateway(platform, manage_lifespan=manage_lifespan)
+    return Guard(Gateway(platform, manage_lifespan=manage_lifespan), platform.settings)

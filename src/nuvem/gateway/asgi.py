@@ -78,13 +78,18 @@ async def read_body(receive: Receive, limit: int = MAX_BODY) -> bytes:
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(
-                f"request body is larger than {limit // 2**20} MiB",
-                "send large inputs by reference (a URL) or raise the gateway's max body",
+                f"request body is larger than {_size(limit)}",
+                "send large inputs by reference (a URL), or raise the function's max_body "
+                "or the gateway's NUVEM_MAX_BODY",
             )
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _size(limit: int) -> str:
+    return f"{limit // 2**20} MiB" if limit % 2**20 == 0 else f"{limit} bytes"
 
 
 def render_error(error: NuvemError) -> tuple[int, RawHeaders, bytes]:

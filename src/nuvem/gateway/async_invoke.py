@@ -45,7 +45,7 @@ class AsyncFunctionEndpoint:
         try:
             self.auth.check_invoke(authorization, api_key, name)
             spec = self.controller.get(name).spec
-            body = await read_body(receive, self.max_body)
+            body = await read_body(receive, spec.max_body or self.max_body)
             scoped_key = None
             if idempotency_key:
                 if len(idempotency_key) > MAX_IDEMPOTENCY_KEY:

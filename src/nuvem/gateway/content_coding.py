@@ -29,8 +29,9 @@ def decompress(body: bytes, encoding: str | None, limit: int = MAX_BODY) -> byte
             continue
         if len(data) > limit:
             raise PayloadTooLarge(
-                f"the {kind} body inflates to more than {limit // 2**20} MiB",
-                "send fewer or smaller inputs per request",
+                f"the {kind} body inflates to more than {limit} bytes",
+                "send fewer or smaller inputs per request, or raise the function's max_body "
+                "or the gateway's NUVEM_MAX_BODY",
             )
         return data
     raise BadRequest(f"the body is not valid {kind} data", "compress it again, or send it plain")

@@ -44,7 +44,7 @@ class FunctionEndpoint:
         try:
             self.auth.check_invoke(request.authorization, request.api_key, name)
             deployment = self.controller.get(name)
-            body = await read_body(receive, self.max_body)
+            body = await read_body(receive, deployment.spec.max_body or self.max_body)
             meta = CallMeta(
                 scope["method"],
                 "/" + extra,

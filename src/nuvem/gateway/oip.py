@@ -149,7 +149,8 @@ class OipEndpoint:
         version: str,
         deployment: Deployment,
     ) -> None:
-        body = decompress(await read_body(receive), caller.get("content-encoding"))
+        limit = deployment.spec.max_body or self.platform.settings.max_body
+        body = decompress(await read_body(receive, limit), caller.get("content-encoding"), limit)
         request = decode_request(body, caller.get(HEADER_LENGTH))
         call_id = caller.ensure_call_id()
         meta = CallMeta(

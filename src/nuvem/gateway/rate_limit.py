@@ -49,6 +49,14 @@ class MemoryRateLimiter:
         self._buckets[key] = (tokens, now)
         return (1.0 - tokens) / rate
 
+    def forget(self, idle: float) -> None:
+        """Drop buckets untouched for `idle` seconds: refilled by now, they are as if new."""
+        horizon = self.clock() - idle
+        self._buckets = {k: v for k, v in self._buckets.items() if v[1] >= horizon}
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
 
 _SCRIPT = """
 local rate = tonumber(ARGV[1])

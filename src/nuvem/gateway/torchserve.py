@@ -61,7 +61,7 @@ class TorchServeEndpoint:
         caller = RequestHeaders(scope)
         called = f"model {parts[0]!r} version {version}" if parts[0] != deployment.name else None
         self.auth.check_invoke(caller.authorization, caller.api_key, deployment.name, called)
-        body = await read_body(receive)
+        body = await read_body(receive, deployment.spec.max_body or asgi.MAX_BODY)
         call_id = caller.ensure_call_id()
         # Only what the model handler reads: the image's type, and the call's id.
         headers = [(k, v) for k, v in caller.forwarded if k == "content-type"]

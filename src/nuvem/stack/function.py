@@ -208,6 +208,11 @@ class FunctionSpec(Strict):
         "worker's event loop (fastest for CPU-bound code), more let blocking I/O overlap",
     )
     max_queue: int = Field(default=256, ge=0, description="calls waiting per function")
+    max_body: Bytes | None = Field(
+        default=None,
+        description="largest request body, e.g. 1Mi or 512Mi; default: the gateway's "
+        "NUVEM_MAX_BODY (docs/limits.md)",
+    )
     idempotent: bool = Field(default=False, description="safe to retry on another replica")
     labels: dict[str, str] = Field(default_factory=dict)
     placement: Placement = Field(default_factory=Placement, description="where replicas run")
@@ -261,7 +266,7 @@ class FunctionSpec(Strict):
 
     def fingerprint(self) -> str:
         """Changes whenever a replica started from the old spec would behave differently."""
-        skip = {"scaling", "labels", "max_queue", "jobs"}
+        skip = {"scaling", "labels", "max_queue", "jobs", "max_body"}
         if self.placement == Placement():
             skip.add("placement")  # as before placement existed: an upgrade restarts nothing
         data = self.model_dump(mode="json", exclude=skip)

@@ -1,0 +1,213 @@
+"""Clients that misbehave on purpose, over raw sockets, against a real gateway: each limit
+answers its 4xx (or closes), and the gateway then still serves a well-behaved client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support import ADMIN_PASSWORD, Running, serving
+
+pytestmark = pytest.mark.anyio
+
+STACK = """
+functions:
+  echo: {handler: 'handlers:echo'}
+  small: {handler: 'handlers:echo', max_body: 1Ki}
+"""
+MAX_CONNECTIONS = 8
+LIMITS: dict[str, Any] = {
+    "max_headers": 20,
+    "max_header_bytes": 4096,
+    "max_url": 2048,
+    "max_body": 64 * 1024,
+    "read_timeout": 1.0,
+    "keep_alive": 1.0,
+    "max_connections": MAX_CONNECTIONS,
+    "unauth_rate": 1.0,
+    "unauth_burst": 5,
+}
+
+
+@pytest.fixture
+async def guarded(tmp_path: Path, handlers_dir: Path) -> AsyncIterator[Running]:
+    async with serving(handlers_dir, tmp_path / "state", **LIMITS) as running:
+        await running.deploy(STACK, started=True)
+        yield running
+
+
+def _connect(url: str, source: str = "127.0.0.1") -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10, source_address=(source, 0))
+
+
+def _answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Read one answer (status, headers, body) or raise ConnectionError when closed."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed after {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return status, headers, body
+
+
+def _raw(url: str, request: bytes, source: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
+    with _connect(url, source) as sock:
+        sock.sendall(request)
+        return _answer(sock)
+
+
+def _auth() -> bytes:
+    import base64
+
+    return b"Authorization: Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode())
+
+
+def _post(path: str, body: bytes = b"hi", extra: bytes = b"") -> bytes:
+    return (
+        b"POST "
+        + path.encode()
+        + b" HTTP/1.1\r\nHost: x\r\n"
+        + _auth()
+        + b"\r\n"
+        + extra
+        + b"Content-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+async def _still_serves(gateway: Running) -> None:
+    response = await gateway.invoke("echo", b"still here")
+    assert response.status_code == 200, response.text
+    assert response.content == b"still here"
+
+
+def _error(body: bytes) -> str:
+    message: str = json.loads(body)["error"]
+    return message
+
+
+async def test_too_many_headers_431(guarded: Running) -> None:
+    extra = b"".join(b"X-H%d: v\r\n" % i for i in range(50))
+    status, _, body = await asyncio.to_thread(
+        _raw, guarded.url, _post("/function/echo", extra=extra)
+    )
+    assert status == 431
+    assert "NUVEM_MAX_HEADERS" in _error(body)
+    await _still_serves(guarded)
+
+
+async def test_huge_header_431(guarded: Running) -> None:
+    extra = b"X-Big: " + b"a" * 10_000 + b"\r\n"
+    status, _, body = await asyncio.to_thread(
+        _raw, guarded.url, _post("/function/echo", extra=extra)
+    )
+    assert status == 431
+    assert "NUVEM_MAX_HEADER_BYTES" in _error(body)
+    await _still_serves(guarded)
+
+
+async def test_long_url_414(guarded: Running) -> None:
+    path = "/function/echo?q=" + "a" * 5000
+    status, _, body = await asyncio.to_thread(_raw, guarded.url, _post(path))
+    assert status == 414
+    assert "NUVEM_MAX_URL" in _error(body)
+    await _still_serves(guarded)
+
+
+async def test_body_limit_gateway_default_and_per_function(guarded: Running) -> None:
+    response = await guarded.invoke("echo", b"x" * (64 * 1024 + 1))
+    assert response.status_code == 413
+    assert "NUVEM_MAX_BODY" in response.json()["error"]
+    assert (await guarded.invoke("echo", b"x" * 60_000)).status_code == 200
+    # The function's own max_body wins over the gateway's default.
+    response = await guarded.invoke("small", b"x" * 1025)
+    assert response.status_code == 413
+    assert "max_body" in response.json()["error"]
+    assert (await guarded.invoke("small", b"x" * 1024)).status_code == 200
+    await _still_serves(guarded)
+
+
+async def test_slow_body_is_cut_off(guarded: Running) -> None:
+    def trickle() -> int | None:
+        with _connect(guarded.url) as sock:
+            sock.sendall(_post("/function/echo", b"")[: -len(b"0\r\n\r\n")] + b"100\r\n\r\nab")
+            try:
+                status, _, _ = _answer(sock)  # nothing more comes: the read timeout ends it
+            except (ConnectionError, TimeoutError):
+                return None
+            return status
+
+    started = time.monotonic()
+    status = await asyncio.to_thread(trickle)
+    assert status in (408, None)
+    assert time.monotonic() - started < 8
+    await _still_serves(guarded)
+
+
+async def test_idle_keep_alive_is_closed(guarded: Running) -> None:
+    def idle() -> bytes:
+        with _connect(guarded.url) as sock:
+            sock.sendall(_post("/function/echo"))
+            status, _, _ = _answer(sock)
+            assert status == 200
+            sock.settimeout(5)
+            return sock.recv(1)  # b"": the server closed the idle connection
+
+    started = time.monotonic()
+    assert await asyncio.to_thread(idle) == b""
+    assert time.monotonic() - started < 4
+    await _still_serves(guarded)
+
+
+async def test_too_many_connections_503(guarded: Running) -> None:
+    # Held open without a full request, each counts against max_connections.
+    held = [_connect(guarded.url) for _ in range(MAX_CONNECTIONS + 2)]
+    try:
+        for sock in held:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        await asyncio.sleep(0.3)
+        status, _, _ = await asyncio.to_thread(
+            _raw, guarded.url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        assert status == 503
+    finally:
+        for sock in held:
+            sock.close()
+    await asyncio.sleep(0.3)
+    await _still_serves(guarded)
+
+
+async def test_unauthenticated_flood_429_per_address(guarded: Running) -> None:
+    request = b"POST /function/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    statuses = [
+        (await asyncio.to_thread(_raw, guarded.url, request, "127.0.0.2"))[0] for _ in range(10)
+    ]
+    assert statuses[0] == 401
+    assert 429 in statuses
+    status, headers, body = await asyncio.to_thread(_raw, guarded.url, request, "127.0.0.2")
+    assert status == 429
+    assert int(headers["retry-after"]) >= 1
+    assert "NUVEM_UNAUTH_RATE" in _error(body)
+    # Another address is not held back.
+    await _still_serves(guarded)
