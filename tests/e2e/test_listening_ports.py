@@ -105,3 +105,14 @@ def test_invoke_exits_2_on_413(nuvem: Nuvem) -> None:
     assert result.returncode == 2, result.stderr
     assert "NUVEM_MAX_BODY" in result.stderr
     assert nuvem.run("invoke", "echo", "-d", "small").stdout == "small"
+
+
+def test_up_max_body_option_wins_over_the_environment(nuvem: Nuvem) -> None:
+    nuvem.env["NUVEM_MAX_BODY"] = "1024"
+    nuvem.write("nuvem.yaml", STACK)
+    nuvem.up("-f", "nuvem.yaml", "--max-body", "4Ki")
+    nuvem.wait_ready("echo")
+    assert nuvem.run("invoke", "echo", "-d", "x" * 3000).stdout == "x" * 3000
+    result = nuvem.run("invoke", "echo", "-d", "x" * 5000, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "4096 bytes" in result.stderr

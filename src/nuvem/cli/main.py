@@ -102,6 +102,14 @@ def up(
         bool, typer.Option("--detach", help="run in the background; return once healthy")
     ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+    max_body: Annotated[
+        str | None,
+        typer.Option(help="largest request body, e.g. 128Mi (NUVEM_MAX_BODY; docs/limits.md)"),
+    ] = None,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(help="connections at once, 503 beyond (NUVEM_MAX_CONNECTIONS)", min=1),
+    ] = None,
 ) -> None:
     """Start the gateway and the functions of the stack file (and those deployed before)."""
     logging.basicConfig(
@@ -113,7 +121,7 @@ def up(
     if detach:
         server.detach(sys.argv[1:], file, host, port, state_dir)
     else:
-        server.run(file, host, port, state_dir)
+        server.run(file, host, port, state_dir, server.limits(max_body, max_connections))
 
 
 @app.command()

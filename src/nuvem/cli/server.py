@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 import uvloop
@@ -33,13 +34,14 @@ from nuvem.cli.state_lock import (
 from nuvem.cluster.head import running_head
 from nuvem.cluster.options import plan
 from nuvem.config import DEFAULT_URL, Settings
-from nuvem.errors import LifecycleError
+from nuvem.errors import BadRequest, LifecycleError
 from nuvem.gateway.app import Gateway
 from nuvem.gateway.guard import Guard, server_options
 from nuvem.platform import Platform
 from nuvem.runtime.environment import Phase, ProgressEvent
 from nuvem.runtime.process_stats import alive
 from nuvem.stack.loader import load_stack
+from nuvem.stack.units import parse_memory
 
 err = Console(stderr=True)
 PID_FILE = "nuvem.pid"
@@ -115,10 +117,29 @@ def client_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def run(file: Path | None, host: str, port: int, state_dir: Path | None) -> None:
+def limits(max_body: str | None, max_connections: int | None) -> dict[str, Any]:
+    """`nuvem up`'s limit options, as Settings fields; each one given wins over its NUVEM_*."""
+    chosen: dict[str, Any] = {}
+    if max_body is not None:
+        try:
+            chosen["max_body"] = parse_memory(max_body)
+        except ValueError as error:
+            raise BadRequest(f"--max-body: {error}") from None
+    if max_connections is not None:
+        chosen["max_connections"] = max_connections
+    return chosen
+
+
+def run(
+    file: Path | None,
+    host: str,
+    port: int,
+    state_dir: Path | None,
+    chosen: dict[str, Any] | None = None,
+) -> None:
     settings = settings_for(state_dir)
     url = client_url(host, port)
-    settings = dataclasses.replace(settings, url=url)
+    settings = dataclasses.replace(settings, url=url, **(chosen or {}))
     # The lock and the port come first: a second `nuvem up` on this state folder, or on a
     # port in use, must fail before it prints, writes an event or touches the pid file.
     with StateLock(settings.state_dir), contextlib.closing(listen_socket.bind(host, port)) as sock:
