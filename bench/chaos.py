@@ -1,6 +1,6 @@
 """Faults under constant load: nothing may be lost.
 
-    .venv/bin/python bench/chaos.py [--duration 60] [--rate 200] [--backend embedded|servers]
+    .venv/bin/python bench/chaos.py [--duration 60] [--rate 100] [--backend embedded|servers]
                                     [--kill-every 3] [--short] [--json PATH]
 
 `nuvem up` serves three functions, two replicas each: `idem` (idempotent: true), `plain`
@@ -636,7 +636,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
     parser.add_argument("--short", action="store_true", help="25 s at 100 calls/s (CI)")
-    parser.add_argument("--rate", type=float, default=200.0, help="calls per second")
+    parser.add_argument("--rate", type=float, default=100.0, help="calls per second")
     parser.add_argument("--kill-every", type=float, default=3.0, help="seconds between kills")
     parser.add_argument("--backend", choices=("embedded", "servers"), default="embedded")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
