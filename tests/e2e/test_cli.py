@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import stat
+import subprocess
 import threading
 import time
 from typing import Any
@@ -375,3 +376,30 @@ def test_a_second_ctrl_c_stops_at_once_answers_503_and_leaves_no_worker(nuvem: N
     assert "Traceback" not in log, log
     assert "CancelledError" not in log, log
     assert "nuvem stopped" in log
+
+
+def test_logs_dash_f_follows_new_lines(nuvem: Nuvem) -> None:
+    nuvem.write("nuvem.yaml", STACK)
+    nuvem.up("-f", "nuvem.yaml")
+    nuvem.wait_ready("echo", "hello")
+    lines: list[str] = []
+    with subprocess.Popen(
+        nuvem.command("logs", "hello", "-f", "--tail", "1"),
+        cwd=nuvem.root,
+        env=nuvem.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as follower:
+        assert follower.stdout is not None
+        stream = follower.stdout
+        reader = threading.Thread(target=lambda: lines.extend(iter(stream.readline, "")))
+        reader.start()
+        try:
+            block_until(lambda: len(lines) >= 1, 30, "the last line")
+            nuvem.run("scale", "hello", "2")  # a new replica logs as it starts
+            block_until(lambda: len(lines) >= 2, 60, f"a new line after {lines}")
+        finally:
+            follower.terminate()
+            reader.join(10)
+    assert follower.returncode is not None

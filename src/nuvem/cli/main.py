@@ -317,7 +317,7 @@ def scale(name: str, replicas: int, state_dir: StateDir = None) -> None:
 def logs(
     name: str,
     tail: Annotated[int | None, typer.Option(help="last N lines only")] = None,
-    follow: Annotated[bool, typer.Option("--follow", "-F", help="keep printing new lines")] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines")] = False,
     state_dir: StateDir = None,
 ) -> None:
     """Print a function's log lines."""
