@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= dev,models,servers,ray,pools
 
-.PHONY: install run test lint format bench chaos soak clean system-deps ui-assets
+.PHONY: install run test lint format bench chaos soak fuzz clean system-deps ui-assets
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ format: install
 
 test: install system-deps lint  ## lint, then the whole test suite
 	$(BIN)/pytest
+
+fuzz: install  ## fuzz the parsers of outside bytes with many more examples (profile "fuzz")
+	NUVEM_FUZZ_PROFILE=fuzz $(BIN)/pytest tests/fuzz -q --timeout 0
 
 system-deps:  ## Debian packages the benchmarks and server tests use (wrk, redis-server, influxd, prometheus, alertmanager, chromium)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nuvem import Headers, Request, Response
+from nuvem import BodyError, Headers, HTTPError, Request, Response
 from nuvem.handler import to_http
 
 
@@ -42,3 +44,22 @@ def test_unsupported_return_type_says_what_to_return() -> None:
 @given(st.binary())
 def test_bytes_pass_through_unchanged(data: bytes) -> None:
     assert to_http(data)[2] == data
+
+
+def test_unparseable_bodies_raise_body_error_that_is_a_400_and_a_value_error() -> None:
+    for body in (b"", b"{", b"\xff"):
+        with pytest.raises(BodyError) as caught:
+            Request(body).json()
+        assert caught.value.status == 400
+        assert isinstance(caught.value, ValueError)  # old handlers catching ValueError still work
+    with pytest.raises(BodyError, match="not UTF-8 text"):
+        Request(b"\xff").text()
+
+
+def test_http_error_is_only_4xx_and_answers_json() -> None:
+    status, headers, body = HTTPError(429, "slow down").answer()
+    assert (status, headers) == (429, [("content-type", "application/json")])
+    assert json.loads(body) == {"error": "slow down"}
+    for bad in (200, 399, 500):
+        with pytest.raises(ValueError, match="not a 4xx"):
+            HTTPError(bad, "x")

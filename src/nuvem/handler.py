@@ -66,13 +66,60 @@ class Request:
         return parse_qsl(self.query_string, keep_blank_values=True)
 
     def json(self) -> Any:
-        """The body parsed as JSON; raises ValueError naming the problem when it is not."""
+        """The body parsed as JSON; raises `BodyError` (the caller's 400) when it is not."""
         if not self.body:
-            raise ValueError("request body is empty; send a JSON document")
-        return json.loads(self.body)
+            raise BodyError("request body is empty; send a JSON document")
+        try:
+            return json.loads(self.body)
+        except UnicodeDecodeError as exc:
+            raise BodyError(f"request body is not UTF-8 ({exc.reason}); send JSON") from exc
+        except json.JSONDecodeError as exc:
+            raise BodyError(
+                f"request body is not valid JSON: {exc.msg} at line {exc.lineno} "
+                f"column {exc.colno}; send a JSON document"
+            ) from exc
 
     def text(self) -> str:
-        return self.body.decode("utf-8")
+        """The body decoded as UTF-8; raises `BodyError` (the caller's 400) when it is not."""
+        try:
+            return self.body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BodyError(
+                f"request body is not UTF-8 text: {exc.reason} at byte {exc.start}; send UTF-8 text"
+            ) from exc
+
+
+class HTTPError(Exception):
+    """Raise from a handler to answer the caller with a 4xx and `{"error": message}` on purpose.
+
+    Unlike any other exception it is not the handler's failure: the replica answers the call
+    with this status instead of a 500, and nothing is logged as a crash.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        if not 400 <= status <= 499:
+            raise ValueError(
+                f"nuvem.HTTPError status {status} is not a 4xx; use 400-499 for the caller's "
+                "mistakes, or let the exception propagate for a server error"
+            )
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def answer(self) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Status, headers and body of the JSON error the caller receives."""
+        data = json.dumps({"error": self.message}, ensure_ascii=False).encode("utf-8")
+        return self.status, [("content-type", "application/json")], data
+
+
+class BodyError(HTTPError, ValueError):
+    """A request body the handler cannot parse: the caller's 400.
+
+    Also a ValueError, so handlers written to catch ValueError from `req.json()` still work.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, message)
 
 
 @dataclass(slots=True)

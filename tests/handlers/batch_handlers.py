@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any
 
-from nuvem import Request, Response
+from nuvem import HTTPError, Request, Response
 
 
 class Doubler:
@@ -20,6 +20,8 @@ class Doubler:
             if text.startswith("sleep:"):  # holds the batch thread: later calls queue meanwhile
                 time.sleep(float(text.removeprefix("sleep:")))
                 results.append({"slept": True, "batch": len(batch)})
+            elif text == "forbidden":  # one call of the batch refused on purpose
+                results.append(HTTPError(403, "forbidden is refused on purpose"))
             elif text == "boom":
                 results.append(ValueError("boom is not a number"))
             elif not text.lstrip("-").isdigit():

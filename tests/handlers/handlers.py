@@ -8,7 +8,7 @@ import signal
 import time
 from typing import Any
 
-from nuvem import Request, Response
+from nuvem import HTTPError, Request, Response
 
 
 def echo(req: Request) -> bytes:
@@ -100,3 +100,17 @@ def allocate(req: Request) -> str:
 
 def environment(req: Request) -> dict[str, str]:
     return dict(os.environ)
+
+
+def parses_json(req: Request) -> Any:
+    return {"parsed": req.json()}
+
+
+def parses_text(req: Request) -> str:
+    return req.text().upper()
+
+
+async def refuses(req: Request) -> str:
+    if req.query.get("who") != "friend":
+        raise HTTPError(403, "only friends may call; add ?who=friend")
+    return "welcome"

@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -110,8 +111,29 @@ def unpack(data: bytes, digest: str, cache: Path) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            for info in archive.infolist():
+        _extract(data, digest, staging)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not target.is_dir():  # another replica of this version unpacked it first
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _extract(data: bytes, digest: str, staging: Path) -> None:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        with archive:
+            infos = archive.infolist()
+            # Each entry inflates to at most its declared size, so the sum bounds memory and disk.
+            if sum(info.file_size for info in infos) > MAX_BUNDLE:
+                raise BadRequest(
+                    f"code bundle {digest[:12]} inflates to more than {MAX_BUNDLE // 2**20} MiB",
+                    "leave data files out of the bundle; mount or download them instead",
+                )
+            for info in infos:
                 name = PurePosixPath(info.filename)
                 mode = info.external_attr >> 16
                 # Only plain files and folders: a link, device or pipe could reach outside.
@@ -128,11 +150,13 @@ def unpack(data: bytes, digest: str, cache: Path) -> Path:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(archive.read(info))
                 path.chmod(0o755 if mode & stat.S_IXUSR else 0o644)
-        try:
-            staging.rename(target)
-        except OSError:
-            if not target.is_dir():  # another replica of this version unpacked it first
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, IndexError) as exc:
+        raise BadRequest(
+            f"code bundle {digest[:12]} is not a readable zip archive: {exc}",
+            "deploy the function again",
+        ) from None
+    except (NotImplementedError, RuntimeError) as exc:  # other compressions, encryption
+        raise BadRequest(
+            f"code bundle {digest[:12]} uses a zip feature nuvem does not read: {exc}",
+            "pack it with nuvem deploy, which writes plain deflate entries",
+        ) from None

@@ -118,7 +118,7 @@ def _input(raw: Any, binary: memoryview, offset: int) -> tuple[Tensor, int]:
         name = str(raw["name"])
         datatype = str(raw["datatype"]).upper()
         shape = tuple(int(d) for d in raw["shape"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise BadRequest(f"input {raw.get('name', '?')!r} needs name, shape and datatype") from (
             exc
         )
@@ -132,7 +132,7 @@ def _input(raw: Any, binary: memoryview, offset: int) -> tuple[Tensor, int]:
     if size is not None:
         try:
             size = int(size)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise BadRequest(f"input {name!r}: binary_data_size must be a number") from None
         if size < 0 or offset + size > len(binary):
             raise BadRequest(
@@ -157,9 +157,11 @@ def _output(raw: Any, binary_default: bool) -> OutputRequest:
     if not isinstance(raw, dict) or "name" not in raw:
         raise BadRequest("each requested output must be an object with a name")
     params = raw.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise BadRequest(f'output {raw["name"]!r}: "parameters" must be an object')
     try:
         classes = int(params.get("classification", 0) or 0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadRequest(f"output {raw['name']!r}: classification must be a number") from None
     if classes < 0:
         raise BadRequest(f"output {raw['name']!r}: classification must not be negative")

@@ -13,7 +13,10 @@ _METHODS = ("get", "post", "put", "patch", "delete")
 
 _RESPONSES = {
     "200": {"description": "the function's answer, as it returned it"},
-    "400": {"description": "bad request"},
+    "400": {
+        "description": "bad request, or a body the handler's req.json()/req.text() cannot parse"
+    },
+    "4XX": {"description": "the handler refused the call on purpose (nuvem.HTTPError, Response)"},
     "401": {"description": "missing or wrong API key"},
     "403": {"description": "the API key may not invoke this function"},
     "404": {"description": "no such function"},

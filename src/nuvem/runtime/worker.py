@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from nuvem.handler import Headers, Request, to_http
+from nuvem.handler import Headers, HTTPError, Request, to_http
 from nuvem.runtime import loader, protocol
 from nuvem.runtime.batching import Batcher, Item, Outcome
 from nuvem.runtime.protocol import CallMeta, ErrorMeta, HelloMeta, Kind, ResultMeta
@@ -106,6 +106,8 @@ class Worker:
     ) -> None:
         try:
             status, headers, data = run(meta, body)
+        except HTTPError as exc:  # the handler answers the caller's mistake on purpose
+            status, headers, data = exc.answer()
         except Exception as exc:  # a user error fails its own call, never the replica
             self._fail(call_id, exc)
             return
@@ -136,6 +138,8 @@ class Worker:
                 status, headers, data = await loop.run_in_executor(
                     self.pool, self._run_sync, meta, body
                 )
+        except HTTPError as exc:  # the handler answers the caller's mistake on purpose
+            status, headers, data = exc.answer()
         except Exception as exc:  # a user error fails its own call, never the replica
             self._fail(call_id, exc)
             return
@@ -149,6 +153,9 @@ class Worker:
                 self._send_result(outcome.call_id, *outcome.result)
                 continue
             exc = outcome.error
+            if isinstance(exc, HTTPError):
+                self._send_result(outcome.call_id, *exc.answer())
+                continue
             error = ErrorMeta(type(exc).__name__, str(exc), outcome.traceback)
             print(error.traceback, file=sys.stderr, end="", flush=True)
             self.connection.write(protocol.encode(Kind.ERROR, outcome.call_id, error.dump()))

@@ -223,7 +223,10 @@ def _check_model_files(stack: Stack, name: str, spots: dict[Loc, _Spot]) -> None
 
 
 def _parse(text: str, name: str) -> tuple[Any, dict[Loc, _Spot]]:
-    loader = yaml.SafeLoader(text)
+    try:  # the reader refuses control characters as soon as it is made
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{name}: invalid YAML: {exc}", "remove control characters") from None
     try:
         node = loader.get_single_node()
         if node is None:
