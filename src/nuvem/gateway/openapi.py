@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from nuvem.gateway.async_openapi import async_paths
+from nuvem.gateway.model_openapi import ERROR_SCHEMA, model_paths
 
 _METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -65,7 +66,9 @@ def add_function_routes(api: FastAPI) -> None:
         for template, with_path in (("/function/{name}", False), ("/function/{name}/{path}", True)):
             paths[template] = {m: _operation(m, with_path) for m in _METHODS}
         paths.update(async_paths())
+        paths.update(model_paths())
         components = schema.setdefault("components", {})
+        components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
         components["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer"},
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},

@@ -1,0 +1,159 @@
+"""OpenAPI entries for the model protocols served outside FastAPI: the Open Inference Protocol
+(KServe V2) under /v2 and TorchServe's /predictions and /ping (gateway/oip.py, torchserve.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"error": {"type": "string", "description": "the problem and the fix"}},
+    "required": ["error"],
+}
+_INVOKE_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+_OPEN = "open unless NUVEM_OPEN_HEALTH=0, then admin only"
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": ERROR}}}
+
+
+def _json(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {}}}}
+
+
+_REFUSALS = {
+    "401": _error("missing or wrong API key"),
+    "403": _error("the API key may not invoke the function behind this model"),
+    "404": _error("no such model or version, or not a protocol path"),
+}
+_CALL_FAILURES = {
+    "400": _error("the request is not what the model takes; the error says what it needs"),
+    "413": _error("body too large (NUVEM_MAX_BODY or the function's max_body)"),
+    "429": _error("the function's queue is full; see Retry-After"),
+    "500": _error("the model failed on this input"),
+    "502": _error("the replica died mid-call"),
+    "503": _error("the model has no ready replica and cannot start one"),
+    "504": _error("the function's timeout passed"),
+}
+
+
+def _parameters(*names: str) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in names
+    ]
+
+
+def _get(operation_id: str, summary: str, responses: dict[str, Any], *path: str) -> Any:
+    return {
+        "get": {
+            "tags": ["models"],
+            "operationId": operation_id,
+            "summary": summary,
+            "parameters": _parameters(*path),
+            "responses": responses,
+        }
+    }
+
+
+def _infer(operation_id: str, *path: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "tags": ["models"],
+            "operationId": operation_id,
+            "summary": "Run inference (V2 JSON, or the binary tensor extension)",
+            "description": "A V2 inference request as JSON, or JSON followed by binary tensor "
+            "data whose JSON length is given in Inference-Header-Content-Length.",
+            "parameters": [
+                *_parameters(*path),
+                {
+                    "name": "Inference-Header-Content-Length",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+            ],
+            "security": _INVOKE_SECURITY,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"type": "object"}},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                },
+            },
+            "responses": {
+                "200": _json("the inference response (JSON, or JSON and binary outputs)"),
+                **_REFUSALS,
+                **_CALL_FAILURES,
+            },
+        }
+    }
+
+
+def _predictions(operation_id: str, *path: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "tags": ["models"],
+            "operationId": operation_id,
+            "summary": "Classify an image, as TorchServe's inference API does",
+            "parameters": _parameters(*path),
+            "security": _INVOKE_SECURITY,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "image/*": {"schema": {"type": "string", "format": "binary"}},
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"data": {"type": "string", "format": "binary"}},
+                        }
+                    },
+                },
+            },
+            "responses": {
+                "200": _json("the top classes with their probabilities"),
+                **_REFUSALS,
+                **_CALL_FAILURES,
+            },
+        }
+    }
+
+
+def model_paths() -> dict[str, Any]:
+    ready = {
+        "200": _json("ready"),
+        "503": _json("not ready"),
+        "401": _error("admin credentials needed (" + _OPEN + ")"),
+    }
+    metadata = {"200": _json("the model's inputs, outputs and platform"), **_REFUSALS}
+    return {
+        "/v2": _get("v2_server_metadata", "Server metadata and extensions", ready),
+        "/v2/health/live": _get("v2_live", "Liveness (" + _OPEN + ")", ready),
+        "/v2/health/ready": _get("v2_ready", "Every model has a ready replica", ready),
+        "/v2/models/{name}": _get("v2_model_metadata", "Model metadata", metadata, "name"),
+        "/v2/models/{name}/versions/{version}": _get(
+            "v2_model_version_metadata", "Model metadata", metadata, "name", "version"
+        ),
+        "/v2/models/{name}/ready": _get(
+            "v2_model_ready",
+            "The model has a ready replica",
+            {**ready, "404": _REFUSALS["404"]},
+            "name",
+        ),
+        "/v2/models/{name}/versions/{version}/ready": _get(
+            "v2_model_version_ready",
+            "The model version has a ready replica",
+            {**ready, "404": _REFUSALS["404"]},
+            "name",
+            "version",
+        ),
+        "/v2/models/{name}/infer": _infer("v2_infer", "name"),
+        "/v2/models/{name}/versions/{version}/infer": _infer("v2_infer_version", "name", "version"),
+        "/predictions/{model}": _predictions("torchserve_predict", "model"),
+        "/predictions/{model}/{version}": _predictions(
+            "torchserve_predict_version", "model", "version"
+        ),
+        "/ping": _get("torchserve_ping", "TorchServe health: Healthy or Unhealthy", ready),
+    }
