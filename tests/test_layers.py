@@ -16,7 +16,7 @@ TIERS: list[set[str]] = [
     {"gateway"},
     {"jobs", "control"},
     {"routing", "runtime", "cluster", "providers", "stores", "metrics", "models"},
-    {"stack", "security"},
+    {"stack", "security", "release"},
     {"errors", "config", "handler", "backoff"},
 ]
 TIER_OF = {part: index for index, tier in enumerate(TIERS) for part in tier}

@@ -137,6 +137,25 @@ def init(
     err.print("start it with: nuvem up -f " + str(folder / "nuvem.yaml"), highlight=False)
 
 
+@app.command("version")
+@handle_errors
+def version_command(
+    only_next: Annotated[
+        bool, typer.Option("--next", help="print only the next version (for scripts)")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    repo: Annotated[
+        Path, typer.Option("-C", "--repo", help="the git repository (default: this folder)")
+    ] = Path("."),
+) -> None:
+    """Print the repository's version (its latest vX.Y.Z tag) and the next one its
+    Conventional Commits make: feat -> minor, fix/perf -> patch, ! or BREAKING CHANGE ->
+    major. `nuvem --version` prints nuvem's own."""
+    from nuvem.cli import version
+
+    version.show(repo, only_next, as_json)
+
+
 @app.command()
 @handle_errors
 def down(state_dir: StateDir = None) -> None:

@@ -1,0 +1,1 @@
+"""Versions from commits: Conventional Commits decide the next semantic version."""
