@@ -64,6 +64,8 @@ class Settings:
     # past them the address gets 429 with Retry-After. 0: unlimited.
     unauth_rate: float = 5.0
     unauth_burst: int = 20
+    # One line per call on the `nuvem.access` logger: off, text or json (off pays nothing).
+    access_log: str = "off"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -107,6 +109,7 @@ class Settings:
             max_connections=int(env.get("NUVEM_MAX_CONNECTIONS") or 1000),
             unauth_rate=float(env.get("NUVEM_UNAUTH_RATE") or 5.0),
             unauth_burst=int(env.get("NUVEM_UNAUTH_BURST") or 20),
+            access_log=env.get("NUVEM_ACCESS_LOG", "").strip().lower() or "off",
         )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from nuvem.cli.client import Client, response_error
 from nuvem.cli.context import print_json, settings_for
@@ -118,10 +119,20 @@ def scale(name: str, replicas: int, state_dir: Path | None) -> None:
     err.print(f"{name}: scaling to {replicas} replicas")
 
 
-def logs(name: str, tail: int | None, follow: bool, state_dir: Path | None) -> None:
-    params: dict[str, str] = {"name": name, "follow": str(follow).lower()}
+# Colors of the function-name prefixes, taken in turn (as docker compose does).
+PREFIX_COLORS = ("cyan", "magenta", "green", "yellow", "blue", "red")
+
+
+def logs(names: list[str], tail: int | None, follow: bool, state_dir: Path | None) -> None:
+    """One function's lines as `time replica text`; several functions' merged in time order,
+    each line prefixed by its function's name in a color of its own."""
+    params: dict[str, str | list[str]] = {"name": names, "follow": str(follow).lower()}
     if tail is not None:
         params["tail"] = str(tail)
+    several = len(set(names)) > 1
+    width = max(len(name) for name in names)
+    colors = {name: PREFIX_COLORS[i % len(PREFIX_COLORS)] for i, name in enumerate(names)}
+    lines_out = Console(highlight=False, soft_wrap=True)
     with Client(settings_for(state_dir), timeout=None) as client:
         try:
             with client.http.stream("GET", "/system/logs", params=params) as response:
@@ -134,7 +145,13 @@ def logs(name: str, tail: int | None, follow: bool, state_dir: Path | None) -> N
                     line = json.loads(raw)
                     when = datetime.datetime.fromtimestamp(line["timestamp"])
                     stamp = when.strftime("%H:%M:%S.%f")[:-3]
-                    sys.stdout.write(f"{stamp} {line['instance']} {line['text']}\n")
-                    sys.stdout.flush()
+                    text = f"{stamp} {line['instance']} {line['text']}"
+                    if not several:
+                        sys.stdout.write(text + "\n")
+                        sys.stdout.flush()
+                        continue
+                    name = line["name"]
+                    prefix = Text(f"{name:<{width}} | ", style=colors.get(name, "white"))
+                    lines_out.print(prefix + Text(text))
         except KeyboardInterrupt:
             return

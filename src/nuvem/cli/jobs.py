@@ -73,7 +73,8 @@ def status(job_id: str, as_json: bool, state_dir: Path | None) -> None:
     if as_json:
         print_json(found)
         return
-    for key in ("id", "function", "state", "attempts", "status", "duration", "error"):
+    keys = ("id", "function", "state", "attempts", "status", "duration", "error", "trace_id")
+    for key in keys:
         if found.get(key) is not None:
             out.print(f"[bold]{key}[/bold]: {found[key]}", highlight=False)
     if found.get("callback_url"):

@@ -110,6 +110,13 @@ def up(
         int | None,
         typer.Option(help="connections at once, 503 beyond (NUVEM_MAX_CONNECTIONS)", min=1),
     ] = None,
+    access_log: Annotated[
+        str | None,
+        typer.Option(
+            help="one line per call on stderr: off, text or json (NUVEM_ACCESS_LOG; "
+            "docs/observability.md)"
+        ),
+    ] = None,
 ) -> None:
     """Start the gateway and the functions of the stack file (and those deployed before)."""
     logging.basicConfig(
@@ -118,10 +125,12 @@ def up(
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per health poll
     from nuvem.cli import server  # uvicorn and the gateway load only for the commands that run them
 
+    chosen = server.limits(max_body, max_connections)
+    chosen.update(server.access_log_choice(access_log))
     if detach:
         server.detach(sys.argv[1:], file, host, port, state_dir)
     else:
-        server.run(file, host, port, state_dir, server.limits(max_body, max_connections))
+        server.run(file, host, port, state_dir, chosen)
 
 
 @app.command()
@@ -334,13 +343,13 @@ def scale(name: str, replicas: int, state_dir: StateDir = None) -> None:
 @app.command()
 @handle_errors
 def logs(
-    name: str,
-    tail: Annotated[int | None, typer.Option(help="last N lines only")] = None,
+    names: Annotated[list[str], typer.Argument(metavar="NAME", help="one function or several")],
+    tail: Annotated[int | None, typer.Option(help="last N lines of each only")] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines")] = False,
     state_dir: StateDir = None,
 ) -> None:
-    """Print a function's log lines."""
-    functions.logs(name, tail, follow, state_dir)
+    """Print functions' log lines; with several, merged in time order and prefixed by name."""
+    functions.logs(names, tail, follow, state_dir)
 
 
 @app.command()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import logging
 import os
 import socket
 import subprocess
@@ -35,6 +36,8 @@ from nuvem.cluster.head import running_head
 from nuvem.cluster.options import plan
 from nuvem.config import DEFAULT_URL, Settings
 from nuvem.errors import BadRequest, LifecycleError
+from nuvem.gateway.access_log import LOGGER as ACCESS_LOGGER
+from nuvem.gateway.access_log import AccessFormat, access_format
 from nuvem.gateway.app import Gateway
 from nuvem.gateway.guard import Guard, server_options
 from nuvem.platform import Platform
@@ -130,6 +133,26 @@ def limits(max_body: str | None, max_connections: int | None) -> dict[str, Any]:
     return chosen
 
 
+def access_log_choice(value: str | None) -> dict[str, Any]:
+    """`--access-log` as a Settings field (it wins over NUVEM_ACCESS_LOG); checked here, so
+    a wrong one fails before anything starts."""
+    if value is None:
+        return {}
+    return {"access_log": access_format(value).value}
+
+
+def configure_access_log() -> None:
+    """The access log's lines on stderr as they are, whatever --log-level says: asking for
+    the log is asking for every line of it."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+
+
 def run(
     file: Path | None,
     host: str,
@@ -140,6 +163,8 @@ def run(
     settings = settings_for(state_dir)
     url = client_url(host, port)
     settings = dataclasses.replace(settings, url=url, **(chosen or {}))
+    if access_format(settings.access_log) is not AccessFormat.OFF:
+        configure_access_log()
     # The lock and the port come first: a second `nuvem up` on this state folder, or on a
     # port in use, must fail before it prints, writes an event or touches the pid file.
     with StateLock(settings.state_dir), contextlib.closing(listen_socket.bind(host, port)) as sock:

@@ -23,6 +23,7 @@ from nuvem.gateway import (
     stack_api,
     system_api,
 )
+from nuvem.gateway.access_log import access_format, access_log
 from nuvem.gateway.asgi import Receive, Scope, Send, render_error
 from nuvem.gateway.async_invoke import ASYNC_PREFIX, AsyncFunctionEndpoint
 from nuvem.gateway.guard import Guard
@@ -112,12 +113,13 @@ class Gateway:
         self.platform = platform
         self.api = build_api(platform, manage_lifespan=manage_lifespan)
         max_body = platform.settings.max_body
+        access = access_log(access_format(platform.settings.access_log))
         self.functions = FunctionEndpoint(
-            platform.controller, platform.auth, platform.metrics, max_body
+            platform.controller, platform.auth, platform.metrics, max_body, access
         )
-        self.models = ModelProtocols(platform)
+        self.models = ModelProtocols(platform, access)
         self.async_functions = AsyncFunctionEndpoint(
-            platform.controller, platform.auth, platform.jobs, max_body
+            platform.controller, platform.auth, platform.jobs, max_body, access
         )
 
     def close_streams(self) -> None:

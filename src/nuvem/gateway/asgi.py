@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from nuvem.errors import NuvemError, PayloadTooLarge
+from nuvem.routing.trace_context import TraceContext, from_headers
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -21,6 +22,8 @@ MAX_BODY = 64 * 2**20
 # Credentials stop at the gateway; hop-by-hop headers are the gateway's own business.
 _CREDENTIALS = (b"authorization", b"x-api-key")
 _NOT_FORWARDED = frozenset({*_CREDENTIALS, b"connection", b"keep-alive", b"transfer-encoding"})
+# Trace context is read, then forwarded as the gateway's own hop (ensure_trace).
+_HELD = frozenset({*_NOT_FORWARDED, b"traceparent", b"tracestate"})
 # Every 401 names both ways in: API keys (Bearer) and the admin's password (Basic).
 AUTHENTICATE = b'Bearer realm="nuvem", Basic realm="nuvem"'
 _JSON = (b"content-type", b"application/json")
@@ -29,22 +32,42 @@ _JSON = (b"content-type", b"application/json")
 class RequestHeaders:
     """What the gateway reads from a request's headers, in one pass."""
 
-    __slots__ = ("api_key", "authorization", "call_id", "forwarded")
+    __slots__ = (
+        "api_key",
+        "authorization",
+        "call_id",
+        "forwarded",
+        "trace",
+        "traceparent",
+        "tracestate",
+    )
 
     def __init__(self, scope: Scope) -> None:
         self.authorization: str | None = None
         self.api_key: str | None = None
         self.call_id: str | None = None  # the client's X-Call-Id, until ensure_call_id()
+        self.traceparent: str | None = None  # the client's, as sent
+        self.tracestate: str | None = None
+        self.trace: TraceContext | None = None  # this hop's, once ensure_trace() made it
         # For the function: every header but the credentials and the hop-by-hop ones.
         self.forwarded: list[tuple[str, str]] = []
         forwarded = self.forwarded
         # ASGI servers give header names lower-cased, as bytes: compare them as they come.
         for raw_key, raw_value in scope["headers"]:
-            if raw_key in _NOT_FORWARDED:
+            if raw_key in _HELD:
                 if raw_key == b"authorization":
                     self.authorization = raw_value.decode("latin-1")
                 elif raw_key == b"x-api-key":
                     self.api_key = raw_value.decode("latin-1")
+                elif raw_key == b"traceparent":
+                    # Two traceparent headers make the context invalid (the spec): a new trace.
+                    once = self.traceparent is None
+                    self.traceparent = raw_value.decode("latin-1") if once else ""
+                elif raw_key == b"tracestate":
+                    # Several tracestate headers are one list, joined in order (RFC 9110).
+                    value = raw_value.decode("latin-1")
+                    joined: str | None = self.tracestate
+                    self.tracestate = value if joined is None else f"{joined},{value}"
                 continue
             value = raw_value.decode("latin-1")
             if raw_key == b"x-call-id":
@@ -58,12 +81,40 @@ class RequestHeaders:
             self.forwarded.append(("x-call-id", self.call_id))
         return self.call_id
 
+    def ensure_trace(self) -> TraceContext:
+        """This hop's trace context: the client's trace (or a new one when its traceparent
+        is missing or invalid) with a new span of the gateway's, forwarded to the function
+        as its `traceparent` and `tracestate`."""
+        if self.trace is None:
+            caller, _ = from_headers(self.traceparent, self.tracestate)
+            self.trace = caller.child()
+            self.forwarded += self.trace.headers()
+        return self.trace
+
     def get(self, name: str) -> str | None:
         """A forwarded header's first value; `name` lower-cased."""
         for key, value in self.forwarded:
             if key == name:
                 return value
         return None
+
+
+class TracedSend:
+    """A `send` that answers with the call's traceparent and remembers the status sent, for
+    endpoints that answer from several places (the model protocols)."""
+
+    __slots__ = ("_header", "_send", "status")
+
+    def __init__(self, send: Send, trace: TraceContext) -> None:
+        self._send = send
+        self._header = (b"traceparent", trace.traceparent().encode())
+        self.status = 0  # until the answer starts
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            message["headers"] = [*message.get("headers", ()), self._header]
+        await self._send(message)
 
 
 async def read_body(receive: Receive, limit: int = MAX_BODY) -> bytes:

@@ -7,11 +7,13 @@ X-Call-Id, and the runner picks it up from there (see jobs/runner.py).
 from __future__ import annotations
 
 import json
+import time
 
 from nuvem import security
 from nuvem.control.controller import Controller
 from nuvem.errors import BadRequest, NuvemError
 from nuvem.gateway import asgi
+from nuvem.gateway.access_log import AccessEntry, AccessLog, key_id, spec_version
 from nuvem.gateway.asgi import RequestHeaders, read_body, render_error, respond
 from nuvem.gateway.auth import Authenticator
 from nuvem.jobs.service import JobService
@@ -30,15 +32,22 @@ class AsyncFunctionEndpoint:
         auth: Authenticator,
         jobs: JobService,
         max_body: int = asgi.MAX_BODY,
+        access: AccessLog | None = None,
     ) -> None:
         self.controller = controller
         self.auth = auth
         self.jobs = jobs
         self.max_body = max_body
+        self.access = access
 
     async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        started_wall, started = time.time(), time.perf_counter()
         name, _, extra = scope["path"][len(ASYNC_PREFIX) :].partition("/")
         caller = RequestHeaders(scope)
+        # Stored with the job (its request's headers): every attempt and the callback carry
+        # this trace, each as a span of its own (jobs/runner.py).
+        trace = caller.ensure_trace()
+        call_id: str | None = None
         authorization, api_key = caller.authorization, caller.api_key
         callback_url = (caller.get("x-callback-url") or "").strip()
         idempotency_key = (caller.get("idempotency-key") or "").strip()
@@ -63,6 +72,7 @@ class AsyncFunctionEndpoint:
                 body,
             )
             job, created = await self.jobs.submit(spec, request, callback_url or None, scoped_key)
+            call_id = job.id
             status = 202
             payload = json.dumps(
                 {"id": job.id, "function": job.function, "state": job.state.value}
@@ -76,7 +86,25 @@ class AsyncFunctionEndpoint:
                 headers.append((b"idempotent-replayed", b"true"))
         except NuvemError as error:
             status, headers, payload = render_error(error)
+        headers.append((b"traceparent", trace.traceparent().encode()))
         await respond(send, status, payload, headers)
+        if self.access is not None:
+            deployment = self.controller.deployments.get(name)
+            self.access.write(
+                AccessEntry(
+                    time=started_wall,
+                    function=name,
+                    version=spec_version(deployment.spec) if deployment else None,
+                    status=status,
+                    duration_ms=(time.perf_counter() - started) * 1e3,
+                    call_id=call_id or caller.call_id or "",
+                    trace_id=trace.trace_id,
+                    key_id=key_id(authorization, api_key),
+                    replica=None,  # the job runs later, on a replica of the runner's choosing
+                    method=scope["method"],
+                    path=scope["path"],
+                )
+            )
 
 
 def _caller(authorization: str | None, api_key: str | None) -> str:

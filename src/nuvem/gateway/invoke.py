@@ -12,6 +12,7 @@ import time
 from nuvem.control.controller import Controller
 from nuvem.errors import NuvemError
 from nuvem.gateway import asgi
+from nuvem.gateway.access_log import AccessEntry, AccessLog, key_id, spec_version
 from nuvem.gateway.asgi import RequestHeaders, read_body, render_error
 from nuvem.gateway.auth import Authenticator
 from nuvem.metrics.registry import Metrics
@@ -28,11 +29,13 @@ class FunctionEndpoint:
         auth: Authenticator,
         metrics: Metrics,
         max_body: int = asgi.MAX_BODY,
+        access: AccessLog | None = None,
     ) -> None:
         self.controller = controller
         self.auth = auth
         self.metrics = metrics
         self.max_body = max_body
+        self.access = access
 
     async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
         started_wall = time.time()
@@ -40,7 +43,9 @@ class FunctionEndpoint:
         name, _, extra = scope["path"][len(PREFIX) :].partition("/")
         request = RequestHeaders(scope)
         call_id = request.ensure_call_id()
+        trace = request.ensure_trace()
         called = False
+        meta: CallMeta | None = None
         try:
             self.auth.check_invoke(request.authorization, request.api_key, name)
             deployment = self.controller.get(name)
@@ -61,12 +66,31 @@ class FunctionEndpoint:
                 # Refused before the call (credentials, rate limit, body size): /function
                 # has always counted these in the invocation metrics too.
                 self.metrics.observe_call(name, code, time.perf_counter() - started)
+        duration = time.perf_counter() - started
         headers += [
             (b"content-length", str(len(payload)).encode()),
             (b"x-call-id", call_id.encode("latin-1")),
+            (b"traceparent", trace.traceparent().encode()),
             (b"x-start-time", str(int(started_wall * 1e9)).encode()),
-            (b"x-duration-seconds", f"{time.perf_counter() - started:.6f}".encode()),
+            (b"x-duration-seconds", f"{duration:.6f}".encode()),
         ]
+        if self.access is not None:
+            deployment_now = self.controller.deployments.get(name)
+            self.access.write(
+                AccessEntry(
+                    time=started_wall,
+                    function=name,
+                    version=spec_version(deployment_now.spec) if deployment_now else None,
+                    status=code,
+                    duration_ms=duration * 1e3,
+                    call_id=call_id,
+                    trace_id=trace.trace_id,
+                    key_id=key_id(request.authorization, request.api_key),
+                    replica=(meta.replica or None) if meta is not None else None,
+                    method=scope["method"],
+                    path=scope["path"],
+                )
+            )
         # Sent here rather than through asgi.respond: one coroutine less on the hottest path.
         await send({"type": "http.response.start", "status": code, "headers": headers})
         await send({"type": "http.response.body", "body": payload})

@@ -18,6 +18,7 @@ from nuvem.errors import BadRequest, Conflict, NotFound
 from nuvem.gateway.services import Services
 from nuvem.gateway.ui.session import signed_in
 from nuvem.jobs.service import JobService
+from nuvem.routing import trace_context
 from nuvem.stores.job import Job, JobState
 
 router = APIRouter(prefix="/system/jobs", tags=["jobs"])
@@ -40,9 +41,13 @@ class JobInfo(BaseModel):
     callback_state: str
     callback_attempts: int
     callback_error: str | None
+    # The W3C trace the job was submitted in: its attempts and callback are spans of it.
+    trace_id: str | None = None
+    traceparent: str | None = None
 
     @classmethod
     def of(cls, job: Job) -> JobInfo:
+        trace = trace_context.stored(job.request.headers)
         return cls(
             id=job.id,
             function=job.function,
@@ -60,6 +65,8 @@ class JobInfo(BaseModel):
             callback_state=job.callback_state.value,
             callback_attempts=job.callback_attempts,
             callback_error=job.callback_error,
+            trace_id=trace.trace_id if trace else None,
+            traceparent=trace.traceparent() if trace else None,
         )
 
 

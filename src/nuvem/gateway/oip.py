@@ -9,13 +9,22 @@ the same way and is written as JSON, or binary with the binary tensor extension.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import nuvem
 from nuvem.control.deployment import Deployment
 from nuvem.errors import BadRequest, NotFound, NuvemError, Unavailable
 from nuvem.gateway import asgi
-from nuvem.gateway.asgi import RequestHeaders, read_body, respond, respond_error, respond_json
+from nuvem.gateway.access_log import AccessEntry, AccessLog, CallNote, key_id
+from nuvem.gateway.asgi import (
+    RequestHeaders,
+    TracedSend,
+    read_body,
+    respond,
+    respond_error,
+    respond_json,
+)
 from nuvem.gateway.content_coding import compress, decompress
 from nuvem.gateway.model_index import ModelIndex
 from nuvem.gateway.oip_codec import decode_request, encode_response
@@ -37,22 +46,48 @@ def handles(path: str) -> bool:
 
 
 class OipEndpoint:
-    def __init__(self, platform: Services) -> None:
+    def __init__(self, platform: Services, access: AccessLog | None = None) -> None:
         self.platform = platform
+        self.access = access
         self.index = ModelIndex(platform.controller)
         # Metadata comes from a replica (only it has loaded the model file); kept per
         # function and spec, so an update asks again.
         self._metadata: dict[tuple[str, str], dict[str, Any]] = {}
 
     async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        started_wall, started = time.time(), time.perf_counter()
         caller = RequestHeaders(scope)
+        trace = caller.ensure_trace()
+        traced = TracedSend(send, trace)
+        note = CallNote()
         try:
-            await self._route(scope, receive, send, caller)
+            await self._route(scope, receive, traced, caller, note)
         except NuvemError as error:
-            await respond_error(send, error)
+            await respond_error(traced, error)
+        if self.access is not None and note.function:
+            self.access.write(
+                AccessEntry(
+                    time=started_wall,
+                    function=note.function,
+                    version=note.version,
+                    status=traced.status,
+                    duration_ms=(time.perf_counter() - started) * 1e3,
+                    call_id=caller.ensure_call_id(),
+                    trace_id=trace.trace_id,
+                    key_id=key_id(caller.authorization, caller.api_key),
+                    replica=note.replica,
+                    method=scope["method"],
+                    path=scope["path"],
+                )
+            )
 
     async def _route(
-        self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send, caller: RequestHeaders
+        self,
+        scope: asgi.Scope,
+        receive: asgi.Receive,
+        send: asgi.Send,
+        caller: RequestHeaders,
+        note: CallNote,
     ) -> None:
         parts = scope["path"].rstrip("/").split("/")[2:]
         method = scope["method"]
@@ -78,12 +113,16 @@ class OipEndpoint:
         if len(rest) >= 2 and rest[0] == "versions":
             version, rest = rest[1], rest[2:]
         action = rest[0] if rest else ""
+        if action in ("", "infer"):  # the calls of a model; readiness is a health check
+            note.function, note.version = name, version
         if len(rest) > 1 or action not in ("", "ready", "infer"):
             raise NotFound(
                 f"{scope['path']} is not an Open Inference Protocol path",
                 "use /v2/models/{name}[/versions/{v}][/ready|/infer]",
             )
         resolved, deployment = self.index.resolve(name, version)
+        if note.function:
+            note.function, note.version = deployment.name, resolved
         if action == "ready":
             self._check_health_access(caller)
             ready = bool(deployment.ready())
@@ -97,11 +136,12 @@ class OipEndpoint:
         if action == "":
             if method != "GET":
                 raise BadRequest(f"{method} is not allowed here", "GET model metadata")
-            await respond_json(send, 200, await self._model_metadata(name, deployment, caller))
+            described = await self._model_metadata(name, deployment, caller, note)
+            await respond_json(send, 200, described)
             return
         if method != "POST":
             raise BadRequest(f"{method} is not allowed on infer", "POST the inference request")
-        await self._infer(receive, send, caller, name, resolved, deployment)
+        await self._infer(receive, send, caller, name, resolved, deployment, note)
 
     def _check_health_access(self, caller: RequestHeaders) -> None:
         if not self.platform.settings.open_health:
@@ -126,13 +166,17 @@ class OipEndpoint:
         await respond_json(send, 200, {"ready": True})
 
     async def _model_metadata(
-        self, name: str, deployment: Deployment, caller: RequestHeaders
+        self, name: str, deployment: Deployment, caller: RequestHeaders, note: CallNote
     ) -> dict[str, Any]:
         key = (deployment.name, deployment.spec.fingerprint())
         described = self._metadata.get(key)
         if described is None:
-            meta = CallMeta("GET", METADATA_PATH, "", [("x-call-id", caller.ensure_call_id())])
-            status, _, body = await invoke(deployment, meta, b"", self.platform.metrics)
+            headers = [("x-call-id", caller.ensure_call_id()), *caller.ensure_trace().headers()]
+            meta = CallMeta("GET", METADATA_PATH, "", headers)
+            try:
+                status, _, body = await invoke(deployment, meta, b"", self.platform.metrics)
+            finally:
+                note.replica = meta.replica or None
             if status != 200:
                 raise Unavailable(f"model {name!r} cannot describe itself: {answer_error(body)}")
             described = json.loads(body)
@@ -148,17 +192,20 @@ class OipEndpoint:
         name: str,
         version: str,
         deployment: Deployment,
+        note: CallNote,
     ) -> None:
         limit = deployment.spec.max_body or self.platform.settings.max_body
         body = decompress(await read_body(receive, limit), caller.get("content-encoding"), limit)
         request = decode_request(body, caller.get(HEADER_LENGTH))
         call_id = caller.ensure_call_id()
-        meta = CallMeta(
-            "POST", INFER_PATH, "", [("content-type", tensors.CONTENT_TYPE), ("x-call-id", call_id)]
-        )
-        status, answered, result = await invoke(
-            deployment, meta, request.envelope(), self.platform.metrics
-        )
+        sent = [("content-type", tensors.CONTENT_TYPE), ("x-call-id", call_id)]
+        meta = CallMeta("POST", INFER_PATH, "", sent + caller.ensure_trace().headers())
+        try:
+            status, answered, result = await invoke(
+                deployment, meta, request.envelope(), self.platform.metrics
+            )
+        finally:
+            note.replica = meta.replica or None
         content_type = next((v for k, v in answered if k == b"content-type"), b"")
         if status != 200 or content_type != _TENSORS:
             status = status if status >= 400 else 500

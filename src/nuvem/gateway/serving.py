@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from nuvem.gateway import oip as oip
 from nuvem.gateway import torchserve as torchserve
+from nuvem.gateway.access_log import AccessLog
 from nuvem.gateway.asgi import Receive, Scope, Send
 from nuvem.gateway.services import Services
 
 
 class ModelProtocols:
-    def __init__(self, platform: Services) -> None:
-        self.oip = oip.OipEndpoint(platform)
+    def __init__(self, platform: Services, access: AccessLog | None = None) -> None:
+        self.oip = oip.OipEndpoint(platform, access)
         self.torchserve = torchserve.TorchServeEndpoint(
-            platform.controller, platform.auth, platform.metrics
+            platform.controller, platform.auth, platform.metrics, access
         )
 
     @staticmethod

@@ -24,6 +24,7 @@ from nuvem.jobs.callback_url import check_resolved
 from nuvem.jobs.retry_policy import decide
 from nuvem.jobs.store_thread import StoreThread
 from nuvem.metrics.registry import Metrics
+from nuvem.routing import trace_context
 from nuvem.routing.invocation import InvocationTarget, invoke
 from nuvem.runtime.protocol import CallMeta
 from nuvem.stack.function import FunctionSpec
@@ -205,6 +206,8 @@ class JobRunner:
         settings = target.spec.jobs
         headers = [(k, v) for k, v in job.request.headers if k != "x-call-id"]
         headers.append(("x-call-id", job.id))
+        # Each attempt is a span of its own in the trace the job was submitted in.
+        headers = trace_context.replaced(headers, _job_trace(job).child())
         meta = CallMeta(job.request.method, job.request.path, job.request.query, headers)
         began = self.timer()
         error = None
@@ -249,6 +252,7 @@ class JobRunner:
         ]
         if result is not None:
             headers += [(k, v) for k, v in result.headers if k.lower() == "content-type"]
+        headers += _job_trace(job).child().headers()  # the delivery is a span of the job's trace
         body = result.body if result is not None else b""
         try:
             await check_resolved(url, self.options.allow_hosts)
@@ -288,3 +292,9 @@ class JobRunner:
         self, job_id: str, state: CallbackState, retry_at: float = 0, error: str | None = None
     ) -> None:
         await self.io.call(self.io.store.callback_done, job_id, state, retry_at, error)
+
+
+def _job_trace(job: Job) -> trace_context.TraceContext:
+    """The trace the job was submitted in; a new one for a job stored without any."""
+    found = trace_context.stored(job.request.headers)
+    return found if found is not None else trace_context.from_headers(None)[0]

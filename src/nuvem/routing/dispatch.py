@@ -65,6 +65,7 @@ async def dispatch(
         # What can still reach this replica: a batch that waits for calls its full slots
         # keep at the gateway would wait out its whole max_delay for nothing.
         meta.behind = min(router.queued, router.max_inflight - replica.inflight)
+        meta.replica = replica.id
         future = replica.submit(meta, body)
         if not future.done():
             await _wait(future, deadline - began, router, replica, target)

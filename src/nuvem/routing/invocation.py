@@ -14,8 +14,11 @@ from nuvem.routing.dispatch import Target, dispatch
 from nuvem.runtime.protocol import CallMeta
 from nuvem.runtime.replica import CallResult
 
-# Hop-by-hop headers and the length are the gateway's to set, not the handler's.
-_NOT_ANSWERED = frozenset({b"content-length", b"connection", b"transfer-encoding", b"keep-alive"})
+# Hop-by-hop headers, the length and the trace context are the gateway's to set, not the
+# handler's: the client learns the trace from the gateway's own traceparent.
+_NOT_ANSWERED = frozenset(
+    {b"content-length", b"connection", b"transfer-encoding", b"keep-alive", b"traceparent"}
+)
 
 
 class InvocationTarget(Target, Protocol):

@@ -131,10 +131,28 @@ def from_headers(
     return TraceContext(trace_id, parent_id, flags, parse_tracestate(tracestate)), True
 
 
-def trace_id_of(headers: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> str | None:
-    """The trace id in a stored request's headers (an async job's), if it has a valid one."""
+Headers = tuple[tuple[str, str], ...] | list[tuple[str, str]]
+
+
+def stored(headers: Headers) -> TraceContext | None:
+    """The context in a stored request's headers (an async job's), if it has a valid one."""
+    parent = state = None
     for key, value in headers:
-        if key == "traceparent":
-            parsed = parse_traceparent(value)
-            return parsed[0] if parsed else None
-    return None
+        if key == "traceparent" and parent is None:
+            parent = value
+        elif key == "tracestate" and state is None:
+            state = value
+    context, accepted = from_headers(parent, state)
+    return context if accepted else None
+
+
+def trace_id_of(headers: Headers) -> str | None:
+    """The trace id in a stored request's headers, if they have a valid traceparent."""
+    context = stored(headers)
+    return context.trace_id if context else None
+
+
+def replaced(headers: Headers, context: TraceContext) -> list[tuple[str, str]]:
+    """`headers` with their trace context swapped for `context`'s."""
+    kept = [(k, v) for k, v in headers if k not in ("traceparent", "tracestate")]
+    return kept + context.headers()

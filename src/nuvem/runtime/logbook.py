@@ -97,17 +97,30 @@ class LogBook:
             lines = lines[-count:] if count > 0 else []
         return lines
 
-    async def follow(self, name: str) -> AsyncIterator[LogLine]:
-        """New lines as they are written, until `close()`."""
+    def tail_many(
+        self, names: list[str], count: int | None = None, since: float | None = None
+    ) -> list[LogLine]:
+        """The last `count` lines of each function, merged in the order they were written."""
+        lines = [line for name in names for line in self.tail(name, count, since)]
+        lines.sort(key=lambda line: line.timestamp)  # stable: a function's own order stays
+        return lines
+
+    async def follow(self, *names: str) -> AsyncIterator[LogLine]:
+        """New lines of these functions as they are written, in that order, until `close()`.
+
+        One queue for all of them: lines of several functions arrive interleaved as they
+        were written, with no task per function."""
         if self._closed:
             return
         queue: asyncio.Queue[LogLine | None] = asyncio.Queue()
-        self._subscribers.setdefault(name, set()).add(queue)
+        for name in names:
+            self._subscribers.setdefault(name, set()).add(queue)
         try:
             while (line := await queue.get()) is not None:
                 yield line
         finally:
-            self._subscribers[name].discard(queue)
+            for name in names:
+                self._subscribers[name].discard(queue)
 
     def close(self) -> None:
         """End every follower, so a shutdown is not held open by a log stream."""
@@ -119,6 +132,9 @@ class LogBook:
         for handle in self._files.values():
             handle.close()
         self._files.clear()
+        ended: set[int] = set()
         for queues in self._subscribers.values():
             for queue in queues:
-                queue.put_nowait(None)
+                if id(queue) not in ended:  # a follower of several functions ends once
+                    ended.add(id(queue))
+                    queue.put_nowait(None)

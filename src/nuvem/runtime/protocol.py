@@ -139,6 +139,8 @@ class CallMeta:
     # Calls of this function waiting at the gateway when this one was sent: a batching
     # replica waits for more only while some are known to be coming.
     behind: int = 0
+    # The replica the call was sent to last, for the gateway's access log; not sent.
+    replica: str = ""
 
     def dump(self) -> list[Any]:
         if self.behind:

@@ -1,0 +1,133 @@
+"""The access log: one line per function call on the `nuvem.access` logger, as JSON or as
+`key=value` text (NUVEM_ACCESS_LOG, `nuvem up --access-log`).
+
+Off by default: the endpoints hold None then, and a call pays one `is None` test. The key's
+id is logged, never the key; the CLI, which configures logging, sends the logger to stderr.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from nuvem import security
+from nuvem.cluster.stack_bundle import VERSION_LABEL
+from nuvem.errors import BadRequest
+from nuvem.stack.function import FunctionSpec
+
+LOGGER = "nuvem.access"
+ADMIN = "admin"  # the key id logged for calls made with the admin's password
+
+
+class AccessFormat(enum.Enum):
+    OFF = "off"  # no access log: the default, so the hot path pays nothing
+    TEXT = "text"  # time=... function=... status=... as key=value pairs
+    JSON = "json"  # one JSON object per line
+
+
+def access_format(value: str) -> AccessFormat:
+    """The format named by NUVEM_ACCESS_LOG or --access-log; BadRequest names the choices."""
+    try:
+        return AccessFormat(value.strip().lower() or "off")
+    except ValueError:
+        choices = ", ".join(f.value for f in AccessFormat)
+        raise BadRequest(
+            f"access log format {value!r} is not one nuvem writes", f"use one of: {choices}"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEntry:
+    """One call as the access log tells it."""
+
+    time: float  # unix seconds the call arrived
+    function: str
+    version: str | None  # the bundle version the function runs, or the model's version
+    status: int
+    duration_ms: float
+    call_id: str
+    trace_id: str | None
+    key_id: str | None  # the API key's id, "admin", or None when no credentials came
+    replica: str | None  # the replica that answered; None when none was reached
+    method: str
+    path: str
+
+
+@dataclass(slots=True)
+class CallNote:
+    """What an endpoint learns of a call on its way, for the entry it logs at the end."""
+
+    function: str = ""  # empty: not a call of a function (a health check): nothing logged
+    version: str | None = None
+    replica: str | None = None
+
+
+def format_entry(entry: AccessEntry, form: AccessFormat) -> str:
+    """The entry's line (pure): JSON with the fields above, or logfmt-like text."""
+    fields = asdict(entry)
+    fields["time"] = _iso(entry.time)
+    fields["duration_ms"] = round(entry.duration_ms, 3)
+    if form is AccessFormat.JSON:
+        return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+    return " ".join(f"{k}={_text(v)}" for k, v in fields.items())
+
+
+def _iso(unix: float) -> str:
+    moment = datetime.datetime.fromtimestamp(unix, datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return "-"
+    text = str(value)
+    # Quote what would break the key=value reading: a blank, a quote, an equals sign.
+    if not text or any(c in text for c in ' "=\\') or not text.isprintable():
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def key_id(authorization: str | None, api_key: str | None) -> str | None:
+    """Who the credentials name: the key's id (never its secret), the admin, or None."""
+    token = api_key
+    if token is None and authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "basic":
+            return ADMIN
+        if scheme.lower() == "bearer":
+            token = value.strip()
+    if not token:
+        return None
+    parsed = security.parse_api_key(token)
+    return parsed[0] if parsed else "malformed"
+
+
+def spec_version(spec: FunctionSpec) -> str | None:
+    return spec.labels.get(VERSION_LABEL) or (spec.model.version if spec.model else None)
+
+
+class AccessLog:
+    """Writes entries to the `nuvem.access` logger in one format."""
+
+    def __init__(
+        self,
+        form: AccessFormat,
+        logger: logging.Logger | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.form = form
+        self.logger = logger or logging.getLogger(LOGGER)
+        self.clock = clock
+
+    def write(self, entry: AccessEntry) -> None:
+        self.logger.info(format_entry(entry, self.form))
+
+
+def access_log(form: AccessFormat) -> AccessLog | None:
+    """What the endpoints hold: None when the log is off."""
+    return None if form is AccessFormat.OFF else AccessLog(form)
