@@ -6,7 +6,10 @@ PostgreSQL refuses to run as root; as root the server runs as `nobody` (via runu
 Terraform and Ansible, which the node pool tests run, are checked the same way.
 Loaded as a pytest plugin (`-p servers` in pyproject.toml), so every test may ask for
 `redis_url`, `clean_redis`, `postgres_server_url`, `postgres_url` and `influxdb` (an
-`InfluxServer` a test may stop and start again on the same data).
+`InfluxServer` a test may stop and start again on the same data), and for a Redis Cluster
+of three masters and three replicas (tests/redis_cluster.py): `redis_cluster`, shared by
+the session, `clean_redis_cluster` (the same, emptied) and `own_redis_cluster`, one for a
+test that kills its nodes; `redis_queue` runs a test on one server, then on the cluster.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any, NoReturn
 import httpx
 import pytest
 
+from redis_cluster import LocalRedisCluster, redis_cluster_nodes
 from support import block_until, end_pid, free_port, stop_process
 
 PG_BIN = Path(os.environ.get("NUVEM_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -303,3 +307,40 @@ def clean_redis(redis_url: str) -> str:
     with redis.Redis.from_url(redis_url) as client:
         client.flushall()
     return redis_url
+
+
+@contextlib.contextmanager
+def redis_cluster_server() -> Iterator[LocalRedisCluster]:
+    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        missing("redis-server and redis-cli", "run `make system-deps` or apt-get install redis")
+    with redis_cluster_nodes(binary, cli) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalRedisCluster]:
+    with redis_cluster_server() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def clean_redis_cluster(redis_cluster: LocalRedisCluster) -> LocalRedisCluster:
+    redis_cluster.flush()
+    return redis_cluster
+
+
+@pytest.fixture
+def own_redis_cluster() -> Iterator[LocalRedisCluster]:
+    with redis_cluster_server() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def redis_queue(request: pytest.FixtureRequest) -> str:
+    """The URL of an empty Redis: one server, then a cluster (its URL lists every node)."""
+    if request.param == "redis":
+        url: str = request.getfixturevalue("clean_redis")
+        return url
+    cluster: LocalRedisCluster = request.getfixturevalue("clean_redis_cluster")
+    return cluster.url

@@ -60,7 +60,7 @@ def test_stores_block_is_validated(tmp_path: Path) -> None:
         tmp_path,
     )
     assert stack.stores.queue == "redis://r:6379/0"
-    with pytest.raises(SpecError, match="not a redis:// URL"):
+    with pytest.raises(SpecError, match="not a Redis URL"):
         load("stores: {queue: 'amqp://x'}\n", tmp_path)
     with pytest.raises(SpecError, match="not a postgresql:// URL"):
         load("stores: {records: 'mysql://x'}\n", tmp_path)

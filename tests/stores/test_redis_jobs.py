@@ -1,5 +1,6 @@
 """What only the Redis Streams queue does: take over from dead consumers, keep live ones'
-entries, re-enqueue jobs a crash left out of the stream, share work between gateways."""
+entries, re-enqueue jobs a crash left out of the stream, share work between gateways; on
+one redis-server and on a Redis Cluster of three masters alike."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import pytest
 
 from nuvem.stores.job import Finish, JobRequest, JobResult, JobState, NewJob
 from nuvem.stores.redis_jobs import RedisJobStore
+from nuvem.stores.redis_keys import FunctionKeys
 from nuvem.stores.sql_jobs import SqlJobStore
 from support import wait_until
 
 pytestmark = pytest.mark.anyio
 RESULT = JobResult(200, (), b"ok", 0.1)
+F = FunctionKeys.of("f")
 
 
 def new(job_id: str) -> NewJob:
@@ -24,9 +27,9 @@ def new(job_id: str) -> NewJob:
 
 
 @pytest.fixture
-def gateways(postgres_url: str, clean_redis: str) -> Iterator[tuple[RedisJobStore, RedisJobStore]]:
-    a = RedisJobStore(SqlJobStore.postgres(postgres_url), clean_redis)
-    b = RedisJobStore(SqlJobStore.postgres(postgres_url), clean_redis)
+def gateways(postgres_url: str, redis_queue: str) -> Iterator[tuple[RedisJobStore, RedisJobStore]]:
+    a = RedisJobStore(SqlJobStore.postgres(postgres_url), redis_queue)
+    b = RedisJobStore(SqlJobStore.postgres(postgres_url), redis_queue)
     yield a, b
     a.close()
     b.close()
@@ -51,7 +54,7 @@ async def test_dead_consumers_entries_are_taken_over(
     assert job.attempts == 2
     assert not a.finish("a", "j1", Finish(JobState.SUCCEEDED, RESULT))
     assert b.finish("b", "j1", Finish(JobState.SUCCEEDED, RESULT, expires_at=1e12))
-    pending = b.redis.xpending("nuvem:jobs:f", "nuvem")
+    pending = b.redis.xpending(F.stream, "nuvem")
     assert pending["pending"] == 0
 
 
@@ -70,10 +73,10 @@ async def test_a_live_consumer_keeps_its_job(
     assert a.finish("a", "j1", Finish(JobState.SUCCEEDED, RESULT, expires_at=1e12))
 
 
-def test_job_missing_from_the_stream_is_enqueued_again(postgres_url: str, clean_redis: str) -> None:
+def test_job_missing_from_the_stream_is_enqueued_again(postgres_url: str, redis_queue: str) -> None:
     now = [1000.0]
     records = SqlJobStore.postgres(postgres_url, clock=lambda: now[0])
-    store = RedisJobStore(records, clean_redis, clock=lambda: now[0])
+    store = RedisJobStore(records, redis_queue, clock=lambda: now[0])
     try:
         records.submit(new("lost"))  # as if the gateway died between the SQL write and XADD
         assert store.claim("g", {"f": 1}, lease=1.0) == []
@@ -83,7 +86,7 @@ def test_job_missing_from_the_stream_is_enqueued_again(postgres_url: str, clean_
         store.submit(new("held"))
         now[0] += 5
         store.claim("g", {"f": 0}, lease=1.0)
-        assert store.redis.xlen("nuvem:jobs:f") == 2
+        assert store.redis.xlen(F.stream) == 2
     finally:
         store.close()
 
@@ -146,31 +149,31 @@ def test_finished_jobs_leave_nothing_behind_in_redis(
     a, _ = gateways
     for i in range(10):
         a.submit(new(f"j{i}"))
-    assert a.redis.xlen("nuvem:jobs:f") == 10
-    assert a.redis.hlen("nuvem:jobs:enqueued") == 10
+    assert a.redis.xlen(F.stream) == 10
+    assert a.redis.hlen(F.enqueued) == 10
     for job in a.claim("a", {"f": 10}, lease=30):
         assert a.finish("a", job.id, Finish(JobState.SUCCEEDED, RESULT, expires_at=1e12))
     # Acked entries are deleted: a stream does not grow by one entry per job forever.
-    assert a.redis.xlen("nuvem:jobs:f") == 0
-    assert a.redis.hlen("nuvem:jobs:enqueued") == 0
+    assert a.redis.xlen(F.stream) == 0
+    assert a.redis.hlen(F.enqueued) == 0
 
 
-def test_a_long_backlog_is_not_enqueued_twice(postgres_url: str, clean_redis: str) -> None:
+def test_a_long_backlog_is_not_enqueued_twice(postgres_url: str, redis_queue: str) -> None:
     now = [1000.0]
     store = RedisJobStore(
-        SqlJobStore.postgres(postgres_url, clock=lambda: now[0]), clean_redis, clock=lambda: now[0]
+        SqlJobStore.postgres(postgres_url, clock=lambda: now[0]), redis_queue, clock=lambda: now[0]
     )
     try:
         for i in range(50):
             store.submit(new(f"j{i}"))
         now[0] += 60  # every job has waited far past two leases: the reaper looks at them all
         store.claim("g", {"f": 0}, lease=1.0)
-        assert store.redis.xlen("nuvem:jobs:f") == 50
+        assert store.redis.xlen(F.stream) == 50
         # Redis lost its data (restarted without persistence): PostgreSQL brings it all back.
         store.redis.flushdb()
         now[0] += 60
         store.claim("g", {"f": 0}, lease=1.0)
-        assert store.redis.xlen("nuvem:jobs:f") == 50
+        assert store.redis.xlen(F.stream) == 50
         assert len(store.claim("g", {"f": 50}, lease=30)) == 50
     finally:
         store.close()

@@ -4,6 +4,8 @@ Every key may make `rate` calls per second on average and `burst` at once: its o
 when it has one (`nuvem keys create --rate`), else the gateway's default (NUVEM_RATE_LIMIT,
 NUVEM_RATE_BURST). With a Redis queue configured, the bucket lives in Redis, updated by one
 atomic script that reads Redis's own clock, so every gateway draws from the same bucket.
+The script touches the one key of its bucket, so on a Redis Cluster it runs on whichever
+master holds that key, and the buckets of many keys spread over the masters.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from nuvem.config import Settings
+from nuvem.stack.redis_url import RedisUrl, is_redis_url
 from nuvem.stores.records import ApiKeyRecord
+from nuvem.stores.redis_client import connect
 
 KEY_PREFIX = "nuvem:rate:"
 
@@ -77,9 +81,7 @@ return tostring(wait)
 
 class RedisRateLimiter:
     def __init__(self, url: str, client: Any = None) -> None:
-        import redis  # loads only when a Redis queue is configured
-
-        self.redis: Any = client or redis.Redis.from_url(url)
+        self.redis: Any = client or connect(RedisUrl.parse(url))
         self._script = self.redis.register_script(_SCRIPT)
 
     def take(self, key: str, rate: float, burst: int) -> float:
@@ -87,6 +89,6 @@ class RedisRateLimiter:
 
 
 def open_rate_limiter(settings: Settings) -> RateLimiter:
-    if settings.queue_url.startswith(("redis://", "rediss://")):
+    if is_redis_url(settings.queue_url):
         return RedisRateLimiter(settings.queue_url)
     return MemoryRateLimiter()

@@ -7,8 +7,8 @@ import dataclasses
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nuvem.config import Settings
+from nuvem.stack.redis_url import RedisUrl
 
-_QUEUES = ("redis://", "rediss://")
 _RECORDS = ("postgresql://", "postgresql+psycopg://", "postgres://")
 
 
@@ -17,7 +17,8 @@ class Stores(BaseModel):
 
     queue: str = Field(
         default="",
-        description="job queue: redis://host:6379/0 for Redis Streams; empty for embedded SQLite",
+        description="job queue: redis://host:6379/0 for Redis Streams, "
+        "redis+cluster://host:7000,host:7001 for a Redis Cluster; empty for embedded SQLite",
     )
     records: str = Field(
         default="",
@@ -27,8 +28,12 @@ class Stores(BaseModel):
     @field_validator("queue")
     @classmethod
     def _queue(cls, value: str) -> str:
-        if value and not value.startswith(_QUEUES):
-            raise ValueError(f"queue {value!r} is not a redis:// URL; leave it out for SQLite")
+        if not value:
+            return value
+        try:
+            RedisUrl.parse(value)
+        except ValueError as exc:
+            raise ValueError(f"queue: {exc}; leave it out for SQLite") from None
         return value
 
     @field_validator("records")

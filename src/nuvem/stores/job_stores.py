@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nuvem.config import Settings
 from nuvem.errors import BadRequest
+from nuvem.stack.redis_url import FORMS, RedisUrl, is_redis_url
 from nuvem.stores.job import JobStore
 from nuvem.stores.sql_jobs import SqlJobStore
 
@@ -12,8 +13,13 @@ JOBS_FILE = "jobs.db"
 
 def open_job_store(settings: Settings) -> JobStore:
     queue, records = settings.queue_url, settings.records_url
-    if queue.startswith(("redis://", "rediss://")):
+    if is_redis_url(queue):
         from nuvem.stores.redis_jobs import RedisJobStore  # redis-py loads only when used
+
+        try:
+            RedisUrl.parse(queue)
+        except ValueError as exc:
+            raise BadRequest(f"queue URL: {exc}", f"use {FORMS}") from None
 
         if not records.startswith("postgresql"):
             raise BadRequest(
@@ -25,7 +31,7 @@ def open_job_store(settings: Settings) -> JobStore:
     if queue and queue not in ("sqlite", "embedded") and not queue.startswith("postgresql"):
         raise BadRequest(
             f"queue URL {queue!r} is not supported",
-            "use redis://host:6379/0, or leave it empty for the embedded SQLite queue",
+            f"use {FORMS}, or leave it empty for the embedded SQLite queue",
         )
     if records.startswith("postgresql"):
         return SqlJobStore.postgres(records)
