@@ -33,13 +33,17 @@ test: install system-deps lint  ## lint, then the whole test suite
 fuzz: install  ## fuzz the parsers of outside bytes with many more examples (profile "fuzz")
 	NUVEM_FUZZ_PROFILE=fuzz $(BIN)/pytest tests/fuzz -q --timeout 0
 
-system-deps:  ## Debian packages the benchmarks and server tests use (wrk, redis-server, influxd, prometheus, alertmanager, chromium)
+system-deps:  ## Debian packages the benchmarks and server tests use (wrk, redis-server, influxd, prometheus, alertmanager, chromium, podman, runc, debootstrap, shellcheck)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 	@command -v influxd >/dev/null || { apt-get update -qq && apt-get install -y -qq influxdb; }
 	@command -v prometheus >/dev/null || { apt-get update -qq && apt-get install -y -qq prometheus; }
 	@command -v prometheus-alertmanager >/dev/null || { apt-get update -qq && apt-get install -y -qq prometheus-alertmanager; }
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+	@command -v podman >/dev/null || { apt-get update -qq && apt-get install -y -qq podman; }
+	@test -x /usr/sbin/runc || { apt-get update -qq && apt-get install -y -qq runc; }
+	@command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap; }
+	@command -v shellcheck >/dev/null || { apt-get update -qq && apt-get install -y -qq shellcheck; }
 
 UI := src/nuvem/gateway/ui
 ui-assets:  ## refresh the dashboard's vendored front-end files from the npm lockfile (needs npm)
