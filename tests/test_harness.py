@@ -21,7 +21,15 @@ def _plugins(pyproject: Path = TESTS.parent / "pyproject.toml") -> set[str]:
     return {name for flag, name in itertools.pairwise(words) if flag == "-p"}
 
 
-SHARED = {"support", "handlers", "batch_handlers", "broken_import", *_plugins()}
+# redis_cluster: the Redis Cluster the `servers` plugin starts, a harness module like support.
+SHARED = {
+    "support",
+    "redis_cluster",
+    "handlers",
+    "batch_handlers",
+    "broken_import",
+    *_plugins(),
+}
 
 
 def _local_modules(tests: Path) -> set[str]:
