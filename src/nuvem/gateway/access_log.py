@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from nuvem import security
 from nuvem.cluster.stack_bundle import VERSION_LABEL
 from nuvem.errors import BadRequest
+from nuvem.gateway.asgi import RequestHeaders, Scope
 from nuvem.stack.function import FunctionSpec
 
 LOGGER = "nuvem.access"
@@ -126,6 +127,33 @@ class AccessLog:
 
     def write(self, entry: AccessEntry) -> None:
         self.logger.info(format_entry(entry, self.form))
+
+    def write_noted(
+        self,
+        scope: Scope,
+        caller: RequestHeaders,
+        trace_id: str | None,
+        status: int,
+        note: CallNote,
+        started_wall: float,
+        started: float,
+    ) -> None:
+        """The entry of a call an endpoint followed with a CallNote (the model protocols)."""
+        self.write(
+            AccessEntry(
+                time=started_wall,
+                function=note.function,
+                version=note.version,
+                status=status,
+                duration_ms=(time.perf_counter() - started) * 1e3,
+                call_id=caller.ensure_call_id(),
+                trace_id=trace_id,
+                key_id=key_id(caller.authorization, caller.api_key),
+                replica=note.replica,
+                method=scope["method"],
+                path=scope["path"],
+            )
+        )
 
 
 def access_log(form: AccessFormat) -> AccessLog | None:

@@ -16,7 +16,7 @@ import nuvem
 from nuvem.control.deployment import Deployment
 from nuvem.errors import BadRequest, NotFound, NuvemError, Unavailable
 from nuvem.gateway import asgi
-from nuvem.gateway.access_log import AccessEntry, AccessLog, CallNote, key_id
+from nuvem.gateway.access_log import AccessLog, CallNote
 from nuvem.gateway.asgi import (
     RequestHeaders,
     TracedSend,
@@ -65,20 +65,8 @@ class OipEndpoint:
         except NuvemError as error:
             await respond_error(traced, error)
         if self.access is not None and note.function:
-            self.access.write(
-                AccessEntry(
-                    time=started_wall,
-                    function=note.function,
-                    version=note.version,
-                    status=traced.status,
-                    duration_ms=(time.perf_counter() - started) * 1e3,
-                    call_id=caller.ensure_call_id(),
-                    trace_id=trace.trace_id,
-                    key_id=key_id(caller.authorization, caller.api_key),
-                    replica=note.replica,
-                    method=scope["method"],
-                    path=scope["path"],
-                )
+            self.access.write_noted(
+                scope, caller, trace.trace_id, traced.status, note, started_wall, started
             )
 
     async def _route(

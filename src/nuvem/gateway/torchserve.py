@@ -12,7 +12,7 @@ import time
 from nuvem.control.controller import Controller
 from nuvem.errors import BadRequest, NuvemError
 from nuvem.gateway import asgi
-from nuvem.gateway.access_log import AccessEntry, AccessLog, CallNote, key_id
+from nuvem.gateway.access_log import AccessLog, CallNote
 from nuvem.gateway.asgi import RequestHeaders, TracedSend, read_body, respond, respond_error
 from nuvem.gateway.auth import Authenticator
 from nuvem.gateway.model_index import ModelIndex
@@ -57,20 +57,8 @@ class TorchServeEndpoint:
         except NuvemError as error:
             await respond_error(traced, error)
         if self.access is not None:
-            self.access.write(
-                AccessEntry(
-                    time=started_wall,
-                    function=note.function,
-                    version=note.version,
-                    status=traced.status,
-                    duration_ms=(time.perf_counter() - started) * 1e3,
-                    call_id=caller.ensure_call_id(),
-                    trace_id=trace.trace_id,
-                    key_id=key_id(caller.authorization, caller.api_key),
-                    replica=note.replica,
-                    method=scope["method"],
-                    path=scope["path"],
-                )
+            self.access.write_noted(
+                scope, caller, trace.trace_id, traced.status, note, started_wall, started
             )
 
     async def _predict(
