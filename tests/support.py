@@ -493,6 +493,30 @@ class Nuvem:
             )
         return result
 
+    @contextlib.contextmanager
+    def follow(self, *args: str) -> Iterator[list[str]]:
+        """`nuvem ARGS...` left running (e.g. `logs -f`): yields its stdout lines as they come,
+        and stops it when the block ends."""
+        lines: list[str] = []
+        with subprocess.Popen(
+            self.command(*args),
+            cwd=self.root,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        ) as process:
+            assert process.stdout is not None
+            stream = process.stdout
+            reader = threading.Thread(target=lambda: lines.extend(iter(stream.readline, "")))
+            reader.start()
+            try:
+                yield lines
+            finally:
+                process.terminate()
+                reader.join(10)
+        assert process.returncode is not None  # it did stop
+
     def up(self, *args: str) -> int:
         """`nuvem up --detach`; returns the pid of the platform it started."""
         self.run("up", "--port", str(self.port), "--detach", *args)

@@ -8,7 +8,6 @@ import re
 import signal
 import socket
 import stat
-import subprocess
 import threading
 import time
 from typing import Any
@@ -382,24 +381,7 @@ def test_logs_dash_f_follows_new_lines(nuvem: Nuvem) -> None:
     nuvem.write("nuvem.yaml", STACK)
     nuvem.up("-f", "nuvem.yaml")
     nuvem.wait_ready("echo", "hello")
-    lines: list[str] = []
-    with subprocess.Popen(
-        nuvem.command("logs", "hello", "-f", "--tail", "1"),
-        cwd=nuvem.root,
-        env=nuvem.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as follower:
-        assert follower.stdout is not None
-        stream = follower.stdout
-        reader = threading.Thread(target=lambda: lines.extend(iter(stream.readline, "")))
-        reader.start()
-        try:
-            block_until(lambda: len(lines) >= 1, 30, "the last line")
-            nuvem.run("scale", "hello", "2")  # a new replica logs as it starts
-            block_until(lambda: len(lines) >= 2, 60, f"a new line after {lines}")
-        finally:
-            follower.terminate()
-            reader.join(10)
-    assert follower.returncode is not None
+    with nuvem.follow("logs", "hello", "-f", "--tail", "1") as lines:
+        block_until(lambda: len(lines) >= 1, 30, "the last line")
+        nuvem.run("scale", "hello", "2")  # a new replica logs as it starts
+        block_until(lambda: len(lines) >= 2, 60, f"a new line after {lines}")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import threading
 from typing import Any
 
 import pytest
@@ -144,34 +142,17 @@ def test_logs_follows_several_functions_at_once(nuvem: Nuvem) -> None:
     nuvem.write("nuvem.yaml", TWO)
     nuvem.up("-f", "nuvem.yaml")
     nuvem.wait_ready("alpha", "beta")
-    lines: list[str] = []
-    with subprocess.Popen(
-        nuvem.command("logs", "-f", "alpha", "beta", "--tail", "0"),
-        cwd=nuvem.root,
-        env=nuvem.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as follower:
-        assert follower.stdout is not None
-        stream = follower.stdout
-        reader = threading.Thread(target=lambda: lines.extend(iter(stream.readline, "")))
-        reader.start()
-        try:
-            with nuvem.admin() as admin:
+    following = nuvem.follow("logs", "-f", "alpha", "beta", "--tail", "0")
+    with following as lines, nuvem.admin() as admin:
 
-                def both_seen() -> bool:
-                    # Called until the follower shows both: it may subscribe after a call.
-                    assert admin.post("/function/alpha", content=b"hi").status_code == 200
-                    assert admin.post("/function/beta", content=b"ho").status_code == 200
-                    text = "".join(lines)
-                    return "alpha says hi" in text and "beta says ho" in text
+        def both_seen() -> bool:
+            # Called until the follower shows both: it may subscribe after a call.
+            assert admin.post("/function/alpha", content=b"hi").status_code == 200
+            assert admin.post("/function/beta", content=b"ho").status_code == 200
+            text = "".join(lines)
+            return "alpha says hi" in text and "beta says ho" in text
 
-                block_until(both_seen, 30, lambda: f"lines of both functions in {lines}")
-        finally:
-            follower.terminate()
-            reader.join(10)
-    assert follower.returncode is not None
+        block_until(both_seen, 30, lambda: f"lines of both functions in {lines}")
     alpha = next(line for line in lines if "alpha says hi" in line)
     beta = next(line for line in lines if "beta says ho" in line)
     assert re.match(r"alpha \| \d\d:\d\d:\d\d\.\d{3} \S+ alpha says hi$", alpha), alpha
