@@ -101,10 +101,13 @@ def wait_ready(
             for name in sorted(pending):
                 info = client.call("GET", f"/system/function/{name}")
                 counts = f"{info['availableReplicas']}/{info['replicas']} replicas ready"
-                if info["status"] in SETTLED:
+                # During a rolling update the old replicas keep the function "ready": the
+                # deploy is done when the new ones are, and failed when none of them starts.
+                updated = info.get("updatedReplicas", info["availableReplicas"])
+                if info["status"] in SETTLED and updated >= info["replicas"]:
                     pending.discard(name)
                     err.print(f"[green]✓[/green] {name}: {counts}", highlight=False)
-                elif info["status"] == "error":
+                elif info["status"] == "error" or (info.get("error") and updated == 0):
                     problem = Unavailable(f"{name} cannot start: {info['error']}")
                     if fail_fast:
                         raise problem

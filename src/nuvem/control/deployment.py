@@ -239,6 +239,10 @@ class Deployment:
         fingerprint = self._spec.fingerprint()
         return [r for r in self._replicas if r.fingerprint == fingerprint and r.state in _LIVE]
 
+    def current_ready(self) -> list[Replica]:
+        """Ready replicas of the present spec: after an update, the new ones only."""
+        return [r for r in self.current() if r.state is ReplicaState.READY]
+
     def outdated(self) -> list[Replica]:
         fingerprint = self._spec.fingerprint()
         return [r for r in self._replicas if r.fingerprint != fingerprint and r.state in _LIVE]

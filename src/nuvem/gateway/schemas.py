@@ -30,6 +30,10 @@ class FunctionStatus(BaseModel):
     handler: str
     replicas: int = Field(description="desired replicas")
     availableReplicas: int = Field(description="replicas ready to serve")  # noqa: N815
+    updatedReplicas: int = Field(  # noqa: N815
+        description="ready replicas of the present spec: during a rolling update the new ones, "
+        "while the old ones still serve"
+    )
     invocationCount: int  # noqa: N815
     status: str = Field(
         description="ready | starting | pending (no node has room yet) | degraded | error | "
@@ -64,6 +68,7 @@ class FunctionStatus(BaseModel):
             handler=spec.handler,
             replicas=deployment.desired,
             availableReplicas=ready,
+            updatedReplicas=len(deployment.current_ready()),
             invocationCount=deployment.invocations,
             status=status,
             error=deployment.last_error,
