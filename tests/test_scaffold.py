@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from nuvem import __version__
+from nuvem.cli.ci_workflow import ACTIONS_REPOSITORY
 from nuvem.cli.scaffold import init
-from nuvem.errors import Conflict
+from nuvem.errors import BadRequest, Conflict
 from nuvem.stack.loader import load_stack
 
 
@@ -49,3 +51,31 @@ def test_functions_are_named_after_the_project(tmp_path: Path, folder: str, expe
     init(tmp_path / folder)
     stack = load_stack(tmp_path / folder / "nuvem.yaml")
     assert set(stack.functions) == {f"{expected}-echo", f"{expected}-hello"}
+
+
+def test_init_with_ci_writes_a_workflow_for_the_stacks_functions(tmp_path: Path) -> None:
+    written = init(tmp_path / "shop", ci="github")
+    workflow = tmp_path / "shop" / ".github" / "workflows" / "nuvem.yml"
+    assert written[-1] == workflow
+    text = workflow.read_text()
+    assert f"{ACTIONS_REPOSITORY}/.github/actions/nuvem-deploy@v{__version__}" in text
+    assert "key-functions: shop-echo,shop-hello" in text
+    assert '"$NUVEM_URL/function/shop-hello"' in text
+    with pytest.raises(Conflict, match=r"nuvem\.yml already exists"):
+        init(tmp_path / "shop", ci="github")
+
+
+def test_init_with_ci_in_a_project_adds_only_the_workflow(tmp_path: Path) -> None:
+    (tmp_path / "nuvem.yaml").write_text("functions:\n  api:\n    handler: app:handle\n")
+    written = init(tmp_path, ci="github", actions_repository="my-org/nuvem-fork")
+    assert written == [tmp_path / ".github" / "workflows" / "nuvem.yml"]
+    assert not (tmp_path / "functions.py").exists()
+    text = written[0].read_text()
+    assert "my-org/nuvem-fork/.github/actions/nuvem-setup@" in text
+    assert "key-functions: api\n" in text
+
+
+def test_init_with_an_unknown_ci_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(BadRequest, match="no starter workflow for CI 'gitlab'"):
+        init(tmp_path / "shop", ci="gitlab")
+    assert not (tmp_path / "shop").exists()

@@ -137,12 +137,35 @@ def up(
 @handle_errors
 def init(
     folder: Annotated[Path, typer.Argument(help="where to write the files")] = Path("."),
+    ci: Annotated[
+        str | None,
+        typer.Option(
+            "--ci",
+            help="also a starter CI workflow that tests, packages and deploys: github "
+            "(.github/workflows/nuvem.yml; docs/delivery.md)",
+        ),
+    ] = None,
+    actions_repo: Annotated[
+        str,
+        typer.Option(
+            "--actions-repo",
+            help="the GitHub repository the workflow takes nuvem's actions from "
+            "(default: nuvem-dev/nuvem; a fork or mirror)",
+        ),
+    ] = "",
 ) -> None:
-    """Write a starter stack file (nuvem.yaml) and handler module (functions.py)."""
+    """Write a starter stack file (nuvem.yaml) and handler module (functions.py); with
+    --ci, a CI workflow too (in a folder with a stack file, only the workflow)."""
     from nuvem.cli.scaffold import init as scaffold
 
-    for path in scaffold(folder):
+    for path in scaffold(folder, ci, actions_repo):
         err.print(f"[green]✓[/green] wrote {path}", highlight=False)
+    if ci is not None:
+        err.print(
+            "the workflow deploys to the gateway these name: gh variable set NUVEM_URL "
+            "--body https://gw.example.com; gh secret set NUVEM_ADMIN_PASSWORD",
+            highlight=False,
+        )
     err.print("start it with: nuvem up -f " + str(folder / "nuvem.yaml"), highlight=False)
 
 
@@ -198,6 +221,14 @@ def deploy(
     version: Annotated[
         str | None, typer.Option("--version", help="the bundle's version (default: git tag)")
     ] = None,
+    rollback_on_failure: Annotated[
+        bool,
+        typer.Option(
+            "--rollback-on-failure",
+            help="a bundle whose functions do not get ready is undone: updated ones roll "
+            "back, new ones are removed",
+        ),
+    ] = False,
     state_dir: StateDir = None,
 ) -> None:
     """Add or update the stack file's functions on the running platform.
@@ -210,11 +241,16 @@ def deploy(
     if upload is None:
         upload = bundle is not None or context.url_option is not None
     if not upload:
+        if rollback_on_failure:
+            raise typer.BadParameter(
+                "--rollback-on-failure needs a bundle deploy: add --upload or --bundle FILE "
+                "(a folder deploy leaves the gateway no earlier copy to return to)"
+            )
         deploy_stack(file, wait, timeout, replace, state_dir)
         return
     if bundle is None:
         bundle = package(file, None, version)
-    deploy_bundle(bundle, wait, timeout, replace, state_dir)
+    deploy_bundle(bundle, wait, timeout, replace, state_dir, rollback_on_failure)
 
 
 @app.command("package")

@@ -13,8 +13,9 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from nuvem.cli.client import Client, response_error
 from nuvem.cli.context import settings_for
 from nuvem.cli.deploy import wait_ready
+from nuvem.cli.undo_plan import Undo, UndoAction, undo_plan
 from nuvem.cluster import stack_bundle
-from nuvem.errors import BadRequest, NuvemError
+from nuvem.errors import BadRequest, DeadlineExceeded, NuvemError
 
 out = Console()
 err = Console(stderr=True)
@@ -47,9 +48,15 @@ def package(file: Path, out_dir: Path | None, version: str | None) -> Path:
 
 
 def deploy_bundle(
-    bundle: Path, wait: bool, timeout: float, replace: bool, state_dir: Path | None
+    bundle: Path,
+    wait: bool,
+    timeout: float,
+    replace: bool,
+    state_dir: Path | None,
+    rollback_on_failure: bool = False,
 ) -> None:
-    """Upload `bundle` unless the gateway has it, deploy it, wait until ready."""
+    """Upload `bundle` unless the gateway has it, deploy it, wait until ready; with
+    `rollback_on_failure`, a function that does not get ready sends what changed back."""
     try:
         data = bundle.read_bytes()
     except OSError as exc:
@@ -59,6 +66,7 @@ def deploy_bundle(
         ) from None
     digest = hashlib.sha256(data).hexdigest()
     with Client(settings_for(state_dir), timeout=600.0) as client:
+        before = {f["name"]: f for f in client.call("GET", "/system/functions")}
         known = client.request("GET", f"/system/bundles/{digest}")
         if known.status_code == 404:
             _upload(client, data, digest)
@@ -76,9 +84,41 @@ def deploy_bundle(
             sent.append(item["name"])
         problems: list[NuvemError] = []
         if wait and sent:
-            problems = wait_ready(client, sent, timeout, fail_fast=False)
+            try:
+                problems = wait_ready(client, sent, timeout, fail_fast=False)
+            except DeadlineExceeded as exc:
+                problems = [exc]
+        if problems and rollback_on_failure:
+            undone = _undo(client, undo_plan(result["functions"], before), timeout)
+            problems[0].hint = "; ".join(filter(None, [problems[0].hint, undone]))
     if problems:
         raise problems[0]
+
+
+def _undo(client: Client, plan: list[Undo], timeout: float) -> str:
+    """Carry out `plan`; what it did, for the error the deploy ends with."""
+    done: list[str] = []
+    rolled: list[str] = []
+    for step in plan:
+        if step.action is UndoAction.ROLLBACK:
+            client.call("POST", f"/system/function/{step.name}/rollback", json={"version": None})
+            err.print(f"[yellow]↩[/yellow] {step.name}: back to {step.detail}", highlight=False)
+            done.append(f"rolled {step.name} back to {step.detail}")
+            rolled.append(step.name)
+        elif step.action is UndoAction.REMOVE:
+            client.call("DELETE", f"/system/function/{step.name}")
+            err.print(
+                f"[yellow]↩[/yellow] {step.name}: removed (new in this deploy)", highlight=False
+            )
+            done.append(f"removed {step.name}")
+        else:
+            err.print(f"[yellow]![/yellow] {step.name}: left as is, {step.detail}", highlight=False)
+            done.append(f"left {step.name} ({step.detail})")
+    if rolled:
+        # A rollback that does not get ready either is reported, not hidden behind the first.
+        for problem in wait_ready(client, rolled, timeout, fail_fast=False):
+            done.append(f"the rollback failed too: {problem}")
+    return "; ".join(done)
 
 
 def _upload(client: Client, data: bytes, digest: str) -> None:

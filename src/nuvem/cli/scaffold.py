@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from nuvem.cli import ci_workflow
 from nuvem.errors import Conflict
+from nuvem.stack.loader import load_stack
 
 STACK = """\
 # A nuvem stack: `nuvem up -f nuvem.yaml`, then `nuvem deploy -f nuvem.yaml` after changes.
@@ -41,11 +43,18 @@ def app_name(folder: Path) -> str:
     return name or "app"
 
 
-def init(folder: Path) -> list[Path]:
-    """Write nuvem.yaml and functions.py into `folder`; never overwrite either."""
+def init(folder: Path, ci: str | None = None, actions_repository: str = "") -> list[Path]:
+    """Write nuvem.yaml and functions.py into `folder`, never over either; with `ci`, also a
+    starter CI workflow (for a folder that has a stack file already, only the workflow)."""
+    stack_file = folder / "nuvem.yaml"
+    if ci is not None:
+        ci_workflow.target(folder, ci)  # refused before anything is written
     folder.mkdir(parents=True, exist_ok=True)
+    if ci is not None:
+        if stack_file.exists():
+            return [_workflow(folder, ci, stack_file, actions_repository)]
     stack = STACK.format(app=app_name(folder))
-    targets = {folder / "nuvem.yaml": stack, folder / "functions.py": FUNCTIONS}
+    targets = {stack_file: stack, folder / "functions.py": FUNCTIONS}
     existing = [str(path) for path in targets if path.exists()]
     if existing:
         raise Conflict(
@@ -54,4 +63,12 @@ def init(folder: Path) -> list[Path]:
         )
     for path, text in targets.items():
         path.write_text(text)
-    return list(targets)
+    written = list(targets)
+    if ci is not None:
+        written.append(_workflow(folder, ci, stack_file, actions_repository))
+    return written
+
+
+def _workflow(folder: Path, ci: str, stack_file: Path, actions_repository: str) -> Path:
+    names = list(load_stack(stack_file).functions)
+    return ci_workflow.write(folder, ci, names, actions_repository)
