@@ -50,9 +50,8 @@ def init(folder: Path, ci: str | None = None, actions_repository: str = "") -> l
     if ci is not None:
         ci_workflow.target(folder, ci)  # refused before anything is written
     folder.mkdir(parents=True, exist_ok=True)
-    if ci is not None:
-        if stack_file.exists():
-            return [_workflow(folder, ci, stack_file, actions_repository)]
+    if ci is not None and stack_file.exists():
+        return [_workflow(folder, ci, stack_file, actions_repository)]
     stack = STACK.format(app=app_name(folder))
     targets = {stack_file: stack, folder / "functions.py": FUNCTIONS}
     existing = [str(path) for path in targets if path.exists()]
