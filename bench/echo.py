@@ -246,14 +246,15 @@ def _answers_echo(client: httpx.Client, url: str, headers: dict[str, str]) -> bo
 
 
 @contextlib.contextmanager
-def direct_app(workdir: Path) -> Iterator[str]:
-    """The baseline on a free port; yields the URL to call."""
+def direct_app(workdir: Path, http: str = "httptools", name: str = "direct") -> Iterator[str]:
+    """The baseline on a free port, served with uvicorn's `--http` protocol `http` (a name
+    or a class's import path); yields the URL to call."""
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH), "direct_app:app"]
     argv += ["--host", HOST, "--port", str(port), "--workers", str(DIRECT_WORKERS)]
-    argv += ["--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level"]
+    argv += ["--http", http, "--loop", "uvloop", "--no-access-log", "--log-level"]
     argv += ["warning"]
-    server = Server("the direct app", argv, dict(os.environ), workdir / "direct.log")
+    server = Server(f"the {name} app", argv, dict(os.environ), workdir / f"{name}.log")
     url = f"http://{HOST}:{port}/echo"
     try:
         with httpx.Client(timeout=5.0) as client:

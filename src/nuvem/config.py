@@ -57,7 +57,7 @@ class Settings:
     max_headers: int = 100  # header lines per request (431 beyond)
     max_header_bytes: int = 16 * 2**10  # names and values together (431 beyond)
     max_url: int = 8 * 2**10  # path and query (414 beyond)
-    read_timeout: float = 30.0  # seconds a request body may pause between chunks (408)
+    read_timeout: float = 30.0  # seconds for the headers to arrive, and a body may pause (408)
     keep_alive: float = 5.0  # seconds an idle keep-alive connection stays open
     max_connections: int = 1000  # connections and requests at once (503 beyond)
     # Unauthenticated (401) answers per second per source address, and the burst allowed;

@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis import ConnectionError as RedisConnectionError
 
+from nuvem.config import Settings
+from nuvem.errors import Unauthorized
+from nuvem.gateway.asgi import Message, Receive, Scope, Send, respond_error
+from nuvem.gateway.guard import Guard
 from support import ADMIN_PASSWORD, Running, serving
 
 pytestmark = pytest.mark.anyio
@@ -34,6 +39,9 @@ LIMITS: dict[str, Any] = {
     "unauth_rate": 1.0,
     "unauth_burst": 5,
 }
+# A slow client sends one header byte per pause, for ten times the read timeout in all.
+TRICKLE_PAUSE = 0.1
+TRICKLE_BYTES = round(10 * LIMITS["read_timeout"] / TRICKLE_PAUSE)
 
 
 @pytest.fixture
@@ -165,6 +173,67 @@ async def test_slow_body_is_cut_off(guarded: Running) -> None:
     await _still_serves(guarded)
 
 
+def _trickle(sock: socket.socket, head: bytes) -> tuple[int, bytes] | None:
+    """Send `head` then header bytes one at a time, for far longer than the read timeout;
+    the gateway's answer (status, body) once it cuts in, or None if it never does."""
+    sock.sendall(head)
+    for _ in range(TRICKLE_BYTES):
+        try:
+            sock.sendall(b"a")
+        except OSError:  # closed under us: the answer, if any, is waiting
+            break
+        sock.settimeout(TRICKLE_PAUSE)
+        try:
+            if sock.recv(1, socket.MSG_PEEK):
+                break
+        except TimeoutError:
+            continue
+    else:
+        return None
+    sock.settimeout(10)
+    status, _, body = _answer(sock)
+    return status, body
+
+
+async def test_slow_headers_are_cut_off_and_others_served(guarded: Running) -> None:
+    def slowloris() -> tuple[int, bytes] | None:
+        with _connect(guarded.url) as sock:
+            return _trickle(sock, b"POST /function/echo HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+
+    attack = asyncio.create_task(asyncio.to_thread(slowloris))
+    await asyncio.sleep(LIMITS["read_timeout"] / 2)
+    await _still_serves(guarded)  # while the attacker still holds its connection
+    answer = await attack
+    assert answer is not None, "the gateway waited for headers sent a byte at a time"
+    status, body = answer
+    assert status == 408
+    assert "NUVEM_READ_TIMEOUT" in _error(body)
+    await _still_serves(guarded)
+
+
+async def test_slow_headers_after_keep_alive_are_cut_off(guarded: Running) -> None:
+    def second_request_slow() -> tuple[int, bytes] | None:
+        with _connect(guarded.url) as sock:
+            sock.sendall(_post("/function/echo"))
+            assert _answer(sock)[0] == 200
+            return _trickle(sock, b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+
+    answer = await asyncio.to_thread(second_request_slow)
+    assert answer is not None, "the gateway waited for headers sent a byte at a time"
+    assert answer[0] == 408
+    await _still_serves(guarded)
+
+
+async def test_silent_connection_is_closed(guarded: Running) -> None:
+    def silent() -> bytes:
+        with _connect(guarded.url) as sock:
+            sock.settimeout(10 * LIMITS["read_timeout"])
+            return sock.recv(1)  # b"": closed without an answer, as nothing was asked
+
+    assert await asyncio.to_thread(silent) == b""
+    await _still_serves(guarded)
+
+
 async def test_idle_keep_alive_is_closed(guarded: Running) -> None:
     def idle() -> bytes:
         with _connect(guarded.url) as sock:
@@ -211,3 +280,51 @@ async def test_unauthenticated_flood_429_per_address(guarded: Running) -> None:
     assert "NUVEM_UNAUTH_RATE" in _error(body)
     # Another address is not held back.
     await _still_serves(guarded)
+
+
+async def test_gateways_on_one_redis_share_the_unauthenticated_limit(
+    tmp_path: Path, handlers_dir: Path, clean_redis: str, postgres_url: str
+) -> None:
+    # Slow to refill: a gateway counting alone would answer every one of these with 401.
+    stores = {"queue_url": clean_redis, "records_url": postgres_url}
+    limits: dict[str, Any] = {**stores, "unauth_rate": 0.05, "unauth_burst": 3}
+    request = b"POST /function/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    async with (
+        serving(handlers_dir, tmp_path / "one", **limits) as one,
+        serving(handlers_dir, tmp_path / "two", **limits) as two,
+    ):
+        statuses = [
+            (await asyncio.to_thread(_raw, gateway.url, request, "127.0.0.4"))[0]
+            for gateway in (one, two) * 4
+        ]
+        # Three tokens in all; each gateway's first 401 past them also blocks it.
+        assert statuses == [401] * 5 + [429] * 3
+        # Another address still gets its own answer from either gateway.
+        assert (await asyncio.to_thread(_raw, two.url, request, "127.0.0.5"))[0] == 401
+
+
+async def test_unauthenticated_limit_holds_while_redis_is_down() -> None:
+    async def refuses(scope: Scope, receive: Receive, send: Send) -> None:
+        await respond_error(send, Unauthorized("no credentials"))
+
+    class Unreachable:
+        def take(self, key: str, rate: float, burst: int) -> float:
+            raise RedisConnectionError("Redis is down")
+
+    guard = Guard(refuses, Settings(unauth_rate=0.05, unauth_burst=2))
+    guard.shared = Unreachable()
+    statuses = []
+    for _ in range(4):
+        sent: list[Message] = []
+
+        async def record(message: Message) -> None:
+            sent.append(message)  # noqa: B023 (awaited before the next loop)
+
+        scope = {"type": "http", "path": "/function/x", "query_string": b"", "headers": []}
+        await guard(scope | {"client": ("10.0.0.1", 1)}, _nothing, record)
+        statuses.append(sent[0]["status"])
+    assert statuses == [401, 401, 401, 429]  # the third 401 found the bucket empty
+
+
+async def _nothing() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}

@@ -190,7 +190,6 @@ def _serve(
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
         lifespan="on",
         access_log=False,
         proxy_headers=False,  # no trusted proxy is assumed in front of the gateway

@@ -1,8 +1,8 @@
 """The gateway's front door against hostile clients: URL length, header count and size,
 request read timeout, and a rate limit per source address on unauthenticated answers.
 
-Connection-level limits (idle keep-alive, connections at once) are uvicorn's own knobs,
-set from the same settings by `server_options`. See docs/limits.md."""
+Connection-level limits (idle keep-alive, connections at once, the headers' deadline) are
+set on uvicorn from the same settings by `server_options`. See docs/limits.md."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ import asyncio
 import time
 from typing import Any
 
+from redis import RedisError
+
 from nuvem.config import Settings
 from nuvem.errors import HeadersTooLarge, NuvemError, Overloaded, RequestTimeout, UriTooLong
 from nuvem.gateway.asgi import Message, Receive, Scope, Send, respond_error
-from nuvem.gateway.rate_limit import MemoryRateLimiter
+from nuvem.gateway.header_timeout import with_header_timeout
+from nuvem.gateway.rate_limit import MemoryRateLimiter, shared_rate_limiter
 
 _UNAUTH_PREFIX = "unauth:"
 # Addresses remembered at most; past it, those refilled or unblocked are forgotten, so a
@@ -22,8 +25,10 @@ _MAX_ADDRESSES = 10_000
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn.Config options enforcing the connection-level limits."""
+    """uvicorn.Config options enforcing the connection-level limits, the headers' deadline
+    included (httptools, with `HeaderTimeoutProtocol`)."""
     return {
+        "http": with_header_timeout(settings.read_timeout),
         "timeout_keep_alive": settings.keep_alive,
         "limit_concurrency": settings.max_connections,
     }
@@ -60,8 +65,11 @@ class Guard:
     def __init__(self, app: Any, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        # In this process only: a flood is one gateway's problem, and Redis need not see it.
-        self.limiter = MemoryRateLimiter()
+        # With a Redis queue, every gateway draws a source address's 401s from one bucket:
+        # behind a load balancer, N gateways counting alone would allow N times the rate.
+        # Redis sees only the 401s answered, not the requests refused once blocked.
+        self.shared = shared_rate_limiter(settings)
+        self.limiter = MemoryRateLimiter()  # alone, or while Redis cannot be reached
         self._blocked: dict[str, float] = {}  # address -> monotonic time it may come back
 
     def __getattr__(self, name: str) -> Any:
@@ -102,14 +110,22 @@ class Guard:
 
         async def counted(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 401:
-                if len(self.limiter) > _MAX_ADDRESSES:
+                if max(len(self.limiter), len(self._blocked)) > _MAX_ADDRESSES:
                     self._forget((burst or 1) / rate)
-                wait = self.limiter.take(_UNAUTH_PREFIX + address, rate, burst or 1)
+                wait = self._take(_UNAUTH_PREFIX + address, rate, burst or 1)
                 if wait > 0:
                     self._blocked[address] = time.monotonic() + wait
             await send(message)
 
         return counted
+
+    def _take(self, key: str, rate: float, burst: int) -> float:
+        if self.shared is not None:
+            try:
+                return self.shared.take(key, rate, burst)
+            except RedisError:
+                pass  # this gateway's own count holds the flood back until Redis is back
+        return self.limiter.take(key, rate, burst)
 
     def _forget(self, refill: float) -> None:
         self.limiter.forget(refill)

@@ -89,6 +89,12 @@ class RedisRateLimiter:
 
 
 def open_rate_limiter(settings: Settings) -> RateLimiter:
+    return shared_rate_limiter(settings) or MemoryRateLimiter()
+
+
+def shared_rate_limiter(settings: Settings) -> RateLimiter | None:
+    """The limiter every gateway of this platform draws from (Redis), or None when there is
+    no Redis for them to share."""
     if is_redis_url(settings.queue_url):
         return RedisRateLimiter(settings.queue_url)
-    return MemoryRateLimiter()
+    return None
