@@ -153,6 +153,7 @@ def test_auth_then_deploy_then_a_failed_deploy_rolls_back(
     )
     assert wrong.returncode == 3, wrong.log
     assert "the admin credentials are wrong" in wrong.log
+    assert f"::error title=nuvem-auth::no API key from {gateway.url}" in wrong.log
     assert wrong.env == {}
 
     auth = run_step(
@@ -249,3 +250,9 @@ def test_deploy_without_rollback_leaves_the_failed_version(
     bad = run_step("nuvem-deploy/deploy.sh", {"NUVEM_ROLLBACK": "yes"}, job, project)
     assert bad.returncode == 2
     assert "the input 'rollback-on-failure' is yes: give true or false" in bad.log
+    nowhere = run_step("nuvem-deploy/deploy.sh", {"NUVEM_STACK_FILE": "other.yaml"}, job, project)
+    assert nowhere.returncode == 2
+    assert "no stack file other.yaml: set the input 'stack-file'" in nowhere.log
+    unset = run_step("nuvem-deploy/deploy.sh", {}, runner, project)
+    assert unset.returncode == 2
+    assert "the input 'gateway-url' is empty" in unset.log

@@ -27,7 +27,7 @@ if [ -n "${NUVEM_KEY_FUNCTIONS:-}" ]; then
   args+=(--functions "$NUVEM_KEY_FUNCTIONS")
 fi
 # A wrong password or an unreachable gateway fails here, with the CLI's message and exit code.
-key=$(nuvem "${args[@]}")
+key=$(nuvem "${args[@]}") || fail "no API key from $NUVEM_URL: see the error above" "$?"
 mask "$key"
 # Keys are nv_<12 hex id>_<secret> (nuvem.security.new_api_key).
 key_id=${key#nv_}

@@ -25,7 +25,7 @@ if [ -z "$bundle" ]; then
   if [ -n "${NUVEM_VERSION:-}" ]; then
     package+=(--version "$NUVEM_VERSION")
   fi
-  bundle=$(nuvem "${package[@]}")
+  bundle=$(nuvem "${package[@]}") || fail "packaging $stack failed: see the error above" "$?"
 fi
 [ -f "$bundle" ] || fail "no bundle $bundle: set the input 'bundle' to a file nuvem package wrote" 2
 
