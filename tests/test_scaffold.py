@@ -79,3 +79,23 @@ def test_init_with_an_unknown_ci_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(BadRequest, match="no starter workflow for CI 'gitlab'"):
         init(tmp_path / "shop", ci="gitlab")
     assert not (tmp_path / "shop").exists()
+
+
+def test_init_ci_command(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "nuvem.cli.main", "init", str(tmp_path / "shop"), "--ci", "github"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "shop" / ".github" / "workflows" / "nuvem.yml").exists()
+    assert "gh secret set NUVEM_ADMIN_PASSWORD" in done.stderr
+    unknown = subprocess.run(
+        [sys.executable, "-m", "nuvem.cli.main", "init", str(tmp_path / "x"), "--ci", "gitlab"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert unknown.returncode == 2
+    assert "no starter workflow for CI 'gitlab'" in unknown.stderr

@@ -8,12 +8,15 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from support import Nuvem, block_until
 
@@ -21,6 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTIONS = ROOT / ".github" / "actions"
+LIB = str(ACTIONS / "lib" / "github.sh")
 STACK = """\
 functions:
   greet:
@@ -50,7 +54,8 @@ class Step:
 def read_commands(path: Path) -> dict[str, str]:
     """`NAME<<DELIMITER` / value lines / `DELIMITER` records, as the runner reads them."""
     found: dict[str, str] = {}
-    lines = path.read_text().splitlines() if path.exists() else []
+    # The runner splits on "\n" alone (str.splitlines would also split on \x1e, \u2028, ...).
+    lines = path.read_text().split("\n")[:-1] if path.exists() else []
     while lines:
         name, _, end = lines.pop(0).partition("<<")
         value = []
@@ -256,3 +261,28 @@ def test_deploy_without_rollback_leaves_the_failed_version(
     unset = run_step("nuvem-deploy/deploy.sh", {}, runner, project)
     assert unset.returncode == 2
     assert "the input 'gateway-url' is empty" in unset.log
+
+
+@settings(max_examples=40, deadline=None)
+@example(value="ok\nsecond<<EOF\nevil\nEOF\n")
+@given(
+    value=st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00\r")),
+)
+def test_a_value_cannot_add_lines_of_its_own_to_the_runners_files(value: str) -> None:
+    """What the scripts write to GITHUB_OUTPUT/GITHUB_ENV reads back as written, whatever it
+    holds (newlines, `NAME<<X` lines): an input cannot set another output or variable."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "out"
+        subprocess.run(
+            [
+                "bash",
+                "-c",
+                '. "$0" test; set_output first "$1"; set_output second done',
+                LIB,
+                value,
+            ],
+            env={"PATH": os.environ["PATH"], "GITHUB_OUTPUT": str(out)},
+            check=True,
+            timeout=30,
+        )
+        assert read_commands(out) == {"first": value, "second": "done"}
