@@ -83,6 +83,18 @@ class BrokenSetup:
         return "never"
 
 
+class Gated:
+    """Its setup waits until the file named by GATE exists: a start the test holds open."""
+
+    def setup(self) -> None:
+        gate = os.environ["GATE"]
+        while not os.path.exists(gate):
+            time.sleep(0.02)
+
+    def __call__(self, req: Request) -> str:
+        return "opened"
+
+
 def version(req: Request) -> str:
     import six  # type: ignore[import-untyped]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from nuvem.runtime.local import LocalRuntime
+from nuvem.stack.loader import load_stack_text
 from support import Running, jpeg, wait_until, weights_file
 
 pytestmark = pytest.mark.anyio
@@ -58,6 +59,25 @@ async def test_closing_the_pool_ends_its_idle_workers(gateway: Running) -> None:
     assert (await gateway.invoke("plain", b"still")).text == "still"
 
 
+async def test_the_pool_fills_once_the_replica_it_started_is_ready(
+    gateway: Running, tmp_path: Path
+) -> None:
+    runtime = pool_of(gateway)
+    gate = tmp_path / "gate"
+    stack = f"functions: {{gated: {{handler: 'handlers:Gated', env: {{GATE: '{gate}'}}}}}}"
+    (spec,) = load_stack_text(stack, "nuvem.yaml", gateway.root).functions.values()
+    deployment = gateway.platform.controller.deploy(spec)
+    await wait_until(lambda: runtime.pool.misses == 1, within=20, what="the replica spawned")
+    # While that replica starts, no idle worker is being made beside it.
+    assert deployment.ready() == []
+    assert runtime.pool.idle_count() == 0
+    assert not [task for task in runtime.pool._filling.values() if not task.done()]
+    gate.touch()
+    await wait_until(lambda: len(deployment.ready()) == 1, within=20, what="replica ready")
+    await wait_until(lambda: runtime.pool.idle_count() == 1, within=20, what="pool filled")
+    assert (await gateway.invoke("gated")).text == "opened"
+
+
 def maps_of(pid: int) -> str:
     return Path(f"/proc/{pid}/maps").read_text()
 
@@ -78,7 +98,8 @@ async def test_model_replicas_get_workers_with_torch_already_imported(gateway: R
     await wait_until(lambda: runtime.pool.idle_count() == 2, within=120, what="pools filled")
     idle = {key[2]: group[0] for key, group in runtime.pool._idle.items()}
     assert set(idle) == {(), ("nuvem.models.handler",)}
-    assert "libtorch" in maps_of(idle[("nuvem.models.handler",)].process.pid)
+    model_worker = idle[("nuvem.models.handler",)].process.pid
+    await wait_until(lambda: "libtorch" in maps_of(model_worker), within=60, what="torch loaded")
     assert "libtorch" not in maps_of(idle[()].process.pid)  # plain functions stay small
 
     hits = runtime.pool.hits

@@ -87,8 +87,8 @@ def load_weights(model: _M, path: str | os.PathLike[str], *, assign: bool = Fals
     like. torchvision's legacy DenseNet keys (`norm.1`) are accepted as torchvision does.
 
     With `assign`, the file's tensors become the model's parameters instead of being copied
-    into them: a model built on the meta device (no memory, no random initialisation) is
-    then complete, and loading the file is all the work a replica start does."""
+    into them: the model's own (random) ones are freed, and a model built on the meta
+    device is then complete."""
     state = remap_legacy_keys(read_state_dict(path))
     expected = model.state_dict()
     _check_fits(state, expected, path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -87,19 +88,20 @@ class LocalRuntime:
         replica_id: str,
         devices: tuple[int, ...] | None,
     ) -> Replica:
+        began = time.monotonic()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        argv = worker_argv(spec, env, theirs.fileno())
+        options: dict[str, Any] = {
+            "pass_fds": (theirs.fileno(),),
+            "stdin": asyncio.subprocess.DEVNULL,
+            "stdout": asyncio.subprocess.PIPE,
+            "stderr": asyncio.subprocess.PIPE,
+            "env": worker_environ(spec, env, replica_id, self.model_cache, gpus=devices),
+            "cwd": spec.root,
+            "start_new_session": True,  # Ctrl-C in the terminal reaches the gateway only
+        }
         try:
-            argv = worker_argv(spec, env, theirs.fileno())
-            spawned = await self.pool.spawn(
-                *argv,
-                pass_fds=(theirs.fileno(),),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=worker_environ(spec, env, replica_id, self.model_cache, gpus=devices),
-                cwd=spec.root,
-                start_new_session=True,  # Ctrl-C in the terminal reaches the gateway only
-            )
+            spawned = await self.pool.spawn(*argv, **options)
         finally:
             theirs.close()
         assert spawned.stdout is not None
@@ -120,13 +122,17 @@ class LocalRuntime:
                 raise
             return connection
 
-        replica, hello = await connect_replica(
-            spec, replica_id, LocalProcess(spawned), connect, self.setup_timeout
-        )
+        try:
+            replica, hello = await connect_replica(
+                spec, replica_id, LocalProcess(spawned), connect, self.setup_timeout
+            )
+        finally:
+            self.pool.replenish(*argv, **options)
         self.logbook.write(
             spec.name,
             replica_id,
             "system",
-            f"replica ready (pid {hello.pid}, Python {hello.python})",
+            f"replica ready (pid {hello.pid}, Python {hello.python}, "
+            f"started in {time.monotonic() - began:.2f} s)",
         )
         return replica

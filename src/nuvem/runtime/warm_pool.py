@@ -93,7 +93,6 @@ class WarmPool:
         if key is None or self.size <= 0 or self._closed:
             return await asyncio.create_subprocess_exec(*argv, **kwargs)
         idle = self._pop(key)
-        self._fill(key, kwargs)
         if idle is not None:
             try:
                 self._order(idle, argv, kwargs)
@@ -105,6 +104,14 @@ class WarmPool:
                 return idle.process
         self.misses += 1
         return await asyncio.create_subprocess_exec(*argv, **kwargs)
+
+    def replenish(self, *argv: str, **kwargs: Any) -> None:
+        """Top the pool up for workers spawned like this, in the background. Called once the
+        replica a spawn started is ready, not at the spawn: on a small machine an idle
+        worker importing torch beside a starting replica doubled that replica's start."""
+        key = self._key(argv, kwargs)
+        if key is not None and self.size > 0 and not self._closed:
+            self._fill(key, kwargs)
 
     def _key(self, argv: Sequence[str], kwargs: Mapping[str, Any]) -> PoolKey | None:
         """None when this spawn is not a worker the pool knows how to stand in for."""

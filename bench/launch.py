@@ -1,0 +1,421 @@
+"""Launch to first answer: `nuvem up -f STACK` until its first call answers, for a model
+stack (ResNet-18) and a Python function stack, against bare apps started the same way.
+
+    .venv/bin/python bench/launch.py [--runs 5] [--json results.json]
+
+Each run starts a server process and POSTs its first call every few milliseconds until one
+answers 200; the time from the process's start to that answer is the launch. Runs of the
+four servers are interleaved (nuvem echo, direct echo, nuvem ResNet-18, direct ResNet-18,
+then again), so a busy neighbour slows every side alike, and the table shows medians.
+
+- nuvem: `nuvem up -f STACK` on a copy of a state folder prepared once with an API key
+  (so the admin password and the key exist, as on any start after the first). Its log
+  says when the gateway listened (first answer of any status), when the replica was
+  ready (the `replica ready ... started in` line, with the worker's own start time) and
+  when the first call answered.
+- direct echo: bench/direct_app.py under uvicorn, one worker.
+- direct ResNet-18: bench/direct_model_app.py under uvicorn, one worker: FastAPI that
+  loads the same weights, runs one warm-up forward and classifies the same JPEG.
+
+Then the parts of a launch, each measured on its own in a fresh interpreter (median of
+`--runs`): the interpreter, `import nuvem.cli.main` (what every `nuvem` command loads),
+the gateway's modules (`nuvem.cli.server`), torch, the model handler's module, and the
+model's setup (weights, warm-up forward) in one process.
+
+Goals (issue 11): ResNet-18 stack <= 2 s, function stack <= 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+from echo import BenchError, Server, free_port
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from models import make_jpeg, make_weights
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+EXAMPLES = ROOT / "examples"
+HOST = "127.0.0.1"
+BODY = b'{"text":"hi"}'
+MODEL = "resnet18"
+ECHO = "echo"
+GOALS = {ECHO: 1.0, MODEL: 2.0}  # seconds, launch to first answer
+POLL = 0.005
+START_TIMEOUT = 120.0
+READY_LINE = re.compile(r"replica ready .*started in ([\d.]+) s")
+
+out = Console()
+err = Console(stderr=True)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Launch:
+    """One launch, in seconds from the process's start."""
+
+    listening: float  # the first answer of any status
+    answered: float  # the first 200
+    replica_ready: float | None = None  # nuvem: the replica said hello (from its log)
+    replica_start: float | None = None  # nuvem: spawn to hello, as the gateway measured it
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    path: str  # the call to make
+    body: bytes
+    headers: dict[str, str]
+
+
+def first_answer(
+    server: Server, base: str, target: Target, began: float, timeout: float = START_TIMEOUT
+) -> tuple[float, float]:
+    """Seconds from `began` to the first answer of any kind, and to the first 200."""
+    listening: float | None = None
+    deadline = began + timeout
+    with httpx.Client(base_url=base, timeout=30.0) as client:
+        while time.monotonic() < deadline:
+            code = server.process.poll()
+            if code is not None:
+                raise BenchError(f"{server.name} exited with code {code}:\n{server.log_tail()}")
+            try:
+                answer = client.post(target.path, content=target.body, headers=target.headers)
+            except httpx.TransportError:
+                time.sleep(POLL)
+                continue
+            now = time.monotonic()
+            if listening is None:
+                listening = now - began
+            if answer.status_code == 200:
+                return listening, now - began
+            time.sleep(POLL)
+    raise BenchError(f"{server.name}: no answer within {timeout:.0f}s:\n{server.log_tail()}")
+
+
+# -- nuvem -----------------------------------------------------------------------------------
+
+
+def nuvem_env(password: str, base: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUVEM_")}
+    return env | {"NUVEM_ADMIN_PASSWORD": password, "NUVEM_URL": base}
+
+
+def nuvem_argv(stack: Path | None, state: Path, port: int) -> list[str]:
+    argv = [sys.executable, "-m", "nuvem.cli.main", "up"]
+    argv += ["-f", str(stack)] if stack is not None else []
+    return [*argv, "--host", HOST, "--port", str(port), "--state-dir", str(state)]
+
+
+def stop_nuvem(server: Server, state: Path, env: dict[str, str]) -> None:
+    from echo import _nuvem_down
+
+    try:
+        if server.process.poll() is None:
+            argv = [sys.executable, "-m", "nuvem.cli.main", "down", "--state-dir", str(state)]
+            _nuvem_down(argv, env, server)
+    finally:
+        server.stop(timeout=60)
+
+
+def prepare_state(workdir: Path, password: str) -> tuple[Path, str]:
+    """A state folder with the admin password and an API key for both functions."""
+    state = workdir / "prepared-state"
+    port = free_port()
+    base = f"http://{HOST}:{port}"
+    env = nuvem_env(password, base)
+    server = Server("nuvem (preparing)", nuvem_argv(None, state, port), env, workdir / "prep.log")
+    try:
+        with httpx.Client(base_url=base, timeout=30.0, auth=("admin", password)) as client:
+            server.wait_until(
+                "health", lambda: client.get("/healthz").status_code == 200, START_TIMEOUT
+            )
+            created = client.post(
+                "/system/keys", json={"name": "bench", "functions": [ECHO, MODEL]}
+            )
+            if created.status_code != 201:
+                raise BenchError(f"creating an API key: {created.status_code} {created.text}")
+            key: str = created.json()["key"]
+    finally:
+        stop_nuvem(server, state, env)
+    shutil.rmtree(state / "logs", ignore_errors=True)
+    return state, key
+
+
+def stack_file(workdir: Path, weights: Path) -> dict[str, Path]:
+    echo = workdir / "echo.yaml"
+    echo.write_text(
+        f"functions:\n  {ECHO}:\n    handler: functions:echo\n"
+        f"    root: {json.dumps(str(EXAMPLES))}\n"
+    )
+    model = workdir / "model.yaml"
+    model.write_text(
+        f"functions:\n  {MODEL}:\n"
+        f"    model: {{arch: {MODEL}, weights: {json.dumps(str(weights))}}}\n"
+        "    batching: {max_batch_size: 8}\n"
+        "    timeout: 120s\n"
+    )
+    return {ECHO: echo, MODEL: model}
+
+
+def replica_times(state: Path, function: str, began_wall: float) -> tuple[float, float] | None:
+    """From the function's log: when its replica was ready (seconds after `began_wall`) and
+    how long its worker took from spawn to hello."""
+    log = state / "logs" / f"{function}.log"
+    if not log.exists():
+        return None
+    for raw in log.read_text().splitlines():
+        line = json.loads(raw)
+        found = READY_LINE.search(line["text"])
+        if found is not None:
+            return line["timestamp"] - began_wall, float(found[1])
+    return None
+
+
+def launch_nuvem(
+    workdir: Path, prepared: Path, key: str, password: str, stack: Path, target: Target, run: int
+) -> Launch:
+    state = workdir / f"state-{target.name}-{run}"
+    shutil.copytree(prepared, state)
+    port = free_port()
+    base = f"http://{HOST}:{port}"
+    env = nuvem_env(password, base)
+    argv = nuvem_argv(stack, state, port)
+    began_wall, began = time.time(), time.monotonic()
+    server = Server(f"nuvem {target.name}", argv, env, workdir / f"nuvem-{target.name}.log")
+    try:
+        headers = {**target.headers, "authorization": f"Bearer {key}"}
+        listening, answered = first_answer(
+            server, base, dataclasses.replace(target, headers=headers), began
+        )
+    finally:
+        stop_nuvem(server, state, env)
+    ready = replica_times(state, target.name, began_wall)
+    shutil.rmtree(state, ignore_errors=True)
+    return Launch(listening, answered, *(ready or (None, None)))
+
+
+# -- the bare apps ---------------------------------------------------------------------------
+
+
+def launch_direct(workdir: Path, app: str, target: Target, env: dict[str, str]) -> Launch:
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH), app]
+    argv += ["--host", HOST, "--port", str(port), "--workers", "1"]
+    argv += ["--http", "httptools", "--loop", "uvloop", "--no-access-log"]
+    argv += ["--log-level", "warning"]
+    began = time.monotonic()
+    server = Server(f"direct {target.name}", argv, env, workdir / f"direct-{target.name}.log")
+    try:
+        listening, answered = first_answer(server, f"http://{HOST}:{port}", target, began)
+    finally:
+        server.stop()
+    return Launch(listening, answered)
+
+
+# -- parts, each on its own ------------------------------------------------------------------
+
+_SETUP = """
+import json, os, time
+began = time.perf_counter()
+from nuvem.models.handler import ModelHandler
+imported = time.perf_counter()
+handler = ModelHandler()
+handler.setup()
+print(json.dumps({"import": imported - began, "setup": time.perf_counter() - imported}))
+"""
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    began = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    if done.returncode != 0:
+        raise BenchError(f"{' '.join(argv)} failed:\n{done.stderr}")
+    return time.perf_counter() - began
+
+
+def parts(weights: Path, workdir: Path, runs: int) -> dict[str, float]:
+    """Median seconds of each part of a launch, each in a fresh interpreter; the imports are
+    net of the interpreter's own start."""
+    python = sys.executable
+    cases: dict[str, Callable[[], float]] = {
+        "interpreter start (python -c pass)": lambda: timed([python, "-c", "pass"]),
+        "import nuvem.cli.main": lambda: timed([python, "-c", "import nuvem.cli.main"]),
+        "import nuvem.cli.server (gateway)": lambda: timed(
+            [python, "-c", "import nuvem.cli.server"]
+        ),
+        "import nuvem.runtime.worker": lambda: timed(
+            [python, "-c", "import nuvem.runtime.pool_worker"]
+        ),
+        "import torch": lambda: timed([python, "-c", "import torch"]),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    model: dict[str, list[float]] = {"import nuvem.models.handler": [], "model setup": []}
+    config = {
+        "function": MODEL,
+        "model": {"arch": MODEL, "weights": str(weights)},
+        "cache": str(workdir / "models"),
+        "threads": 1,
+    }
+    env = dict(os.environ) | {"NUVEM_MODEL": json.dumps(config), "OMP_NUM_THREADS": "1"}
+    for _ in range(runs):
+        for name, case in cases.items():
+            samples[name].append(case())
+        done = subprocess.run(
+            [python, "-c", _SETUP], capture_output=True, text=True, env=env, timeout=300
+        )
+        if done.returncode != 0:
+            raise BenchError(f"the model's setup failed:\n{done.stderr}")
+        measured = json.loads(done.stdout.splitlines()[-1])
+        model["import nuvem.models.handler"].append(measured["import"])
+        model["model setup"].append(measured["setup"])
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    interpreter = medians["interpreter start (python -c pass)"]
+    for name in list(medians)[1:]:
+        medians[name] -= interpreter  # the import alone
+    medians |= {name: statistics.median(values) for name, values in model.items()}
+    return medians
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def median_of(launches: list[Launch], field: str) -> float | None:
+    values = [getattr(launch, field) for launch in launches]
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def render(results: dict[str, list[Launch]], measured_parts: dict[str, float], runs: int) -> None:
+    table = Table(
+        title=f"launch -> first answer, median of {runs} interleaved runs (s)", box=box.SIMPLE
+    )
+    for column in ("server", "listening", "replica ready", "worker start", "first answer"):
+        table.add_column(column, justify="right")
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    for name, launches in results.items():
+        table.add_row(
+            name,
+            cell(median_of(launches, "listening")),
+            cell(median_of(launches, "replica_ready")),
+            cell(median_of(launches, "replica_start")),
+            cell(median_of(launches, "answered")),
+        )
+    out.print(table)
+    table = Table(title="parts of a launch, each on its own (median s)", box=box.SIMPLE)
+    table.add_column("part")
+    table.add_column("seconds", justify="right")
+    for name, seconds in measured_parts.items():
+        table.add_row(name, f"{seconds:.3f}")
+    out.print(table)
+
+
+def goals(results: dict[str, list[Launch]]) -> bool:
+    held = True
+    for function, goal in GOALS.items():
+        nuvem = median_of(results[f"nuvem {function}"], "answered")
+        direct = median_of(results[f"direct {function}"], "answered")
+        assert nuvem is not None
+        assert direct is not None
+        ok = nuvem <= goal
+        held = held and ok
+        mark = "[green]met[/]" if ok else "[red]missed[/]"
+        out.print(
+            f"{mark}: {function} stack answers {nuvem:.2f} s after launch (goal <= {goal:g} s); "
+            f"the bare app {direct:.2f} s (nuvem/bare {nuvem / direct:.2f}); "
+            f"machine load {os.getloadavg()[0]:.1f}"
+        )
+    return held
+
+
+@contextlib.contextmanager
+def workspace() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="nuvem-bench-launch-") as folder:
+        yield Path(folder)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=5, help="launches of each server")
+    parser.add_argument("--only", choices=[ECHO, MODEL], help="one stack only")
+    parser.add_argument("--skip-parts", action="store_true", help="launches only")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with workspace() as workdir:
+        weights = make_weights(MODEL, workdir)
+        image = make_jpeg(workdir).read_bytes()
+        password = secrets.token_urlsafe(18)
+        prepared, key = prepare_state(workdir, password)
+        files = stack_file(workdir, weights)
+        targets = {
+            ECHO: Target(ECHO, f"/function/{ECHO}", BODY, {"content-type": "application/json"}),
+            MODEL: Target(MODEL, f"/predictions/{MODEL}", image, {"content-type": "image/jpeg"}),
+        }
+        direct_apps = {ECHO: "direct_app:app", MODEL: "direct_model_app:app"}
+        direct_targets = {
+            ECHO: dataclasses.replace(targets[ECHO], path="/echo"),
+            MODEL: dataclasses.replace(targets[MODEL], path="/predictions"),
+        }
+        direct_env = dict(os.environ) | {
+            "BENCH_WEIGHTS": str(weights),
+            "OMP_NUM_THREADS": "1",
+        }
+        chosen = [args.only] if args.only else [ECHO, MODEL]
+        results: dict[str, list[Launch]] = {}
+        for name in chosen:
+            results[f"nuvem {name}"] = []
+            results[f"direct {name}"] = []
+        for run in range(args.runs):
+            for name in chosen:
+                n = launch_nuvem(workdir, prepared, key, password, files[name], targets[name], run)
+                results[f"nuvem {name}"].append(n)
+                d = launch_direct(workdir, direct_apps[name], direct_targets[name], direct_env)
+                results[f"direct {name}"].append(d)
+                err.print(
+                    f"  run {run + 1}: nuvem {name} {n.answered:.2f} s "
+                    f"(listening {n.listening:.2f}), direct {d.answered:.2f} s"
+                )
+        measured_parts = {} if args.skip_parts else parts(weights, workdir, args.runs)
+    render(results, measured_parts, args.runs)
+    held = goals(results) if not args.only else True
+    if args.json is not None:
+        document = {
+            "runs": args.runs,
+            "launches": {k: [dataclasses.asdict(x) for x in v] for k, v in results.items()},
+            "parts": measured_parts,
+            "goals_s": GOALS,
+        }
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+    return 0 if held else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        err.print(f"[red]benchmark failed:[/] {exc}", highlight=False)
+        sys.exit(1)
