@@ -9,10 +9,10 @@ four servers are interleaved (nuvem echo, direct echo, nuvem ResNet-18, direct R
 then again), so a busy neighbour slows every side alike, and the table shows medians.
 
 - nuvem: `nuvem up -f STACK` on a copy of a state folder prepared once with an API key
-  (so the admin password and the key exist, as on any start after the first). Its log
-  says when the gateway listened (first answer of any status), when the replica was
-  ready (the `replica ready ... started in` line, with the worker's own start time) and
-  when the first call answered.
+  (so the admin password and the key exist, as on any start after the first). The
+  function's log says when its replica was ready and how long its worker took from the
+  gateway's order to its hello (the `replica ready ... started in` line; a worker
+  pre-started by `nuvem up` has done part of its start before that order).
 - direct echo: bench/direct_app.py under uvicorn, one worker.
 - direct ResNet-18: bench/direct_model_app.py under uvicorn, one worker: FastAPI that
   loads the same weights, runs one warm-up forward and classifies the same JPEG.
@@ -71,7 +71,6 @@ err = Console(stderr=True)
 class Launch:
     """One launch, in seconds from the process's start."""
 
-    listening: float  # the first answer of any status
     answered: float  # the first 200
     replica_ready: float | None = None  # nuvem: the replica said hello (from its log)
     replica_start: float | None = None  # nuvem: spawn to hello, as the gateway measured it
@@ -87,9 +86,9 @@ class Target:
 
 def first_answer(
     server: Server, base: str, target: Target, began: float, timeout: float = START_TIMEOUT
-) -> tuple[float, float]:
-    """Seconds from `began` to the first answer of any kind, and to the first 200."""
-    listening: float | None = None
+) -> float:
+    """Seconds from `began` to the first 200. (The gateway listens only once it serves, and
+    it serves once the stack's replicas have started: no earlier answer tells more.)"""
     deadline = began + timeout
     with httpx.Client(base_url=base, timeout=30.0) as client:
         while time.monotonic() < deadline:
@@ -101,11 +100,8 @@ def first_answer(
             except httpx.TransportError:
                 time.sleep(POLL)
                 continue
-            now = time.monotonic()
-            if listening is None:
-                listening = now - began
             if answer.status_code == 200:
-                return listening, now - began
+                return time.monotonic() - began
             time.sleep(POLL)
     raise BenchError(f"{server.name}: no answer within {timeout:.0f}s:\n{server.log_tail()}")
 
@@ -202,14 +198,12 @@ def launch_nuvem(
     server = Server(f"nuvem {target.name}", argv, env, workdir / f"nuvem-{target.name}.log")
     try:
         headers = {**target.headers, "authorization": f"Bearer {key}"}
-        listening, answered = first_answer(
-            server, base, dataclasses.replace(target, headers=headers), began
-        )
+        answered = first_answer(server, base, dataclasses.replace(target, headers=headers), began)
     finally:
         stop_nuvem(server, state, env)
     ready = replica_times(state, target.name, began_wall)
     shutil.rmtree(state, ignore_errors=True)
-    return Launch(listening, answered, *(ready or (None, None)))
+    return Launch(answered, *(ready or (None, None)))
 
 
 # -- the bare apps ---------------------------------------------------------------------------
@@ -224,10 +218,10 @@ def launch_direct(workdir: Path, app: str, target: Target, env: dict[str, str]) 
     began = time.monotonic()
     server = Server(f"direct {target.name}", argv, env, workdir / f"direct-{target.name}.log")
     try:
-        listening, answered = first_answer(server, f"http://{HOST}:{port}", target, began)
+        answered = first_answer(server, f"http://{HOST}:{port}", target, began)
     finally:
         server.stop()
-    return Launch(listening, answered)
+    return Launch(answered)
 
 
 # -- parts, each on its own ------------------------------------------------------------------
@@ -307,7 +301,7 @@ def render(results: dict[str, list[Launch]], measured_parts: dict[str, float], r
     table = Table(
         title=f"launch -> first answer, median of {runs} interleaved runs (s)", box=box.SIMPLE
     )
-    for column in ("server", "listening", "replica ready", "worker start", "first answer"):
+    for column in ("server", "replica ready", "worker start", "first answer"):
         table.add_column(column, justify="right")
 
     def cell(value: float | None) -> str:
@@ -316,7 +310,6 @@ def render(results: dict[str, list[Launch]], measured_parts: dict[str, float], r
     for name, launches in results.items():
         table.add_row(
             name,
-            cell(median_of(launches, "listening")),
             cell(median_of(launches, "replica_ready")),
             cell(median_of(launches, "replica_start")),
             cell(median_of(launches, "answered")),
@@ -397,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[f"direct {name}"].append(d)
                 err.print(
                     f"  run {run + 1}: nuvem {name} {n.answered:.2f} s "
-                    f"(listening {n.listening:.2f}), direct {d.answered:.2f} s"
+                    f"(worker start {n.replica_start}), direct {d.answered:.2f} s"
                 )
         measured_parts = {} if args.skip_parts else parts(weights, workdir, args.runs)
     render(results, measured_parts, args.runs)

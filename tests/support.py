@@ -178,7 +178,18 @@ def worker_pids(root: Path) -> list[int]:
             continue
         if b"nuvem.runtime.worker" in cmdline and str(root).encode() in b" ".join(cmdline):
             found.append(int(entry.name))
+        elif b"nuvem.runtime.pool_worker" in cmdline and _serves_from(entry, root):
+            found.append(int(entry.name))  # a pre-started worker that became a replica
     return found
+
+
+def _serves_from(process: Path, root: Path) -> bool:
+    """A pre-started worker moves into its function's folder when it becomes a replica."""
+    try:
+        cwd = (process / "cwd").readlink()
+    except OSError:
+        return False
+    return cwd == root or root in cwd.parents
 
 
 def kill_workers(root: Path) -> None:

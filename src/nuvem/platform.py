@@ -27,6 +27,7 @@ from nuvem.runtime.environment import EnvironmentBuilder, ProgressEvent
 from nuvem.runtime.local import LocalRuntime
 from nuvem.runtime.logbook import LogBook
 from nuvem.runtime.replica import Runtime
+from nuvem.runtime.warm_pool import WarmPool
 from nuvem.stack.metrics import influx_target
 from nuvem.stack.stack import Stack
 from nuvem.stack.store_urls import apply_stores
@@ -63,6 +64,7 @@ class Platform:
         on_progress: Callable[[ProgressEvent], None] | None = None,
         tick_interval: float | None = None,  # default: settings.tick_interval
         provider: NodeProvider | None = None,  # what makes pool machines; default terraform
+        warm_pool: WarmPool | None = None,  # pre-started workers (`nuvem up` starts them early)
     ) -> Platform:
         settings = apply_stores(settings, stack.stores if stack is not None else None)
         state = settings.state_dir
@@ -92,7 +94,10 @@ class Platform:
             records=records,
             runtime=runtime
             or LocalRuntime(
-                logbook, model_cache=state / "models", warm_workers=settings.warm_workers
+                logbook,
+                model_cache=state / "models",
+                warm_workers=settings.warm_workers,
+                pool=warm_pool,
             ),
             environments=environments or EnvironmentBuilder(state, on_progress=progress),
             logbook=logbook,

@@ -22,11 +22,12 @@ import pytest
 from nuvem.errors import FunctionFailed, ReplicaDied
 from nuvem.runtime.environment import Environment
 from nuvem.runtime.fake import FakeRuntime
-from nuvem.runtime.local import LocalRuntime
+from nuvem.runtime.local import LocalRuntime, prestart
 from nuvem.runtime.logbook import LogBook
 from nuvem.runtime.protocol import CallMeta
 from nuvem.runtime.replica import Replica, Runtime, SetupFailed
 from nuvem.runtime.replica_state import ReplicaState
+from nuvem.runtime.warm_pool import WarmPool
 from nuvem.stack.function import FunctionSpec
 from support import HANDLERS, PLATFORM_PYTHON, wait_until
 
@@ -43,6 +44,27 @@ async def fake_runtime() -> AsyncIterator[tuple[Runtime, Environment]]:
 @contextlib.asynccontextmanager
 async def local_runtime() -> AsyncIterator[tuple[Runtime, Environment]]:
     runtime = LocalRuntime(LogBook(), setup_timeout=60, warm_workers=0)
+    try:
+        yield runtime, PLATFORM_PYTHON
+    finally:
+        await runtime.close()
+
+
+class PrestartingRuntime(LocalRuntime):
+    """The local runtime whose every replica takes a worker pre-started without an event
+    loop, as `nuvem up` starts a stack's first ones (cli/launch.py)."""
+
+    async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica:
+        assert prestart(self.pool, spec, None) == 1
+        hits = self.pool.hits
+        replica = await super().start(spec, env, replica_id)
+        assert self.pool.hits == hits + 1
+        return replica
+
+
+@contextlib.asynccontextmanager
+async def prestarted_runtime() -> AsyncIterator[tuple[Runtime, Environment]]:
+    runtime = PrestartingRuntime(LogBook(), setup_timeout=60, pool=WarmPool(size=1))
     try:
         yield runtime, PLATFORM_PYTHON
     finally:
@@ -76,6 +98,7 @@ async def ray_runtime() -> AsyncIterator[tuple[Runtime, Environment]]:
 RUNTIMES: dict[str, Callable[[], contextlib.AbstractAsyncContextManager[Any]]] = {
     "fake": fake_runtime,
     "local": local_runtime,
+    "local-prestarted": prestarted_runtime,
 }
 if os.environ.get(RAY_CONTRACT):
     RUNTIMES = {"ray": ray_runtime}

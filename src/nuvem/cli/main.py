@@ -123,14 +123,18 @@ def up(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per health poll
-    from nuvem.cli import server  # uvicorn and the gateway load only for the commands that run them
+    # uvicorn and the gateway load only for the commands that run them, and `nuvem up`
+    # loads them only once the stack's workers have started (cli/launch.py).
+    from nuvem.cli import launch
 
-    chosen = server.limits(max_body, max_connections)
-    chosen.update(server.access_log_choice(access_log))
+    chosen = launch.limits(max_body, max_connections)
     if detach:
+        launch.access_log_choice(access_log)  # a wrong one fails here, not in the log
+        from nuvem.cli import server
+
         server.detach(sys.argv[1:], file, host, port, state_dir)
     else:
-        server.run(file, host, port, state_dir, chosen)
+        launch.run(file, host, port, state_dir, chosen, access_log)
 
 
 @app.command()

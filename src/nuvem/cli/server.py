@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import uvicorn
 import uvloop
@@ -25,6 +24,7 @@ from nuvem.cli import listen_socket
 from nuvem.cli.client import Client
 from nuvem.cli.context import settings_for
 from nuvem.cli.environment_progress import rich_progress
+from nuvem.cli.launch import client_url
 from nuvem.cli.state_lock import (
     GatewayRecord,
     NotRunning,
@@ -35,7 +35,7 @@ from nuvem.cli.state_lock import (
 from nuvem.cluster.head import running_head
 from nuvem.cluster.options import plan
 from nuvem.config import DEFAULT_URL, Settings
-from nuvem.errors import BadRequest, LifecycleError
+from nuvem.errors import LifecycleError
 from nuvem.gateway.access_log import LOGGER as ACCESS_LOGGER
 from nuvem.gateway.access_log import AccessFormat, access_format
 from nuvem.gateway.app import Gateway
@@ -43,8 +43,8 @@ from nuvem.gateway.guard import Guard, server_options
 from nuvem.platform import Platform
 from nuvem.runtime.environment import Phase, ProgressEvent
 from nuvem.runtime.process_stats import alive
-from nuvem.stack.loader import load_stack
-from nuvem.stack.units import parse_memory
+from nuvem.runtime.warm_pool import WarmPool
+from nuvem.stack.stack import Stack
 
 err = Console(stderr=True)
 PID_FILE = "nuvem.pid"
@@ -111,36 +111,6 @@ class _Server(uvicorn.Server):
                 self._captured_signals.clear()
 
 
-def client_url(host: str, port: int) -> str:
-    """The URL a client on this machine reaches a gateway listening on `host:port` at."""
-    if host in ("0.0.0.0", ""):  # every interface: loopback is one of them
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def limits(max_body: str | None, max_connections: int | None) -> dict[str, Any]:
-    """`nuvem up`'s limit options, as Settings fields; each one given wins over its NUVEM_*."""
-    chosen: dict[str, Any] = {}
-    if max_body is not None:
-        try:
-            chosen["max_body"] = parse_memory(max_body)
-        except ValueError as error:
-            raise BadRequest(f"--max-body: {error}") from None
-    if max_connections is not None:
-        chosen["max_connections"] = max_connections
-    return chosen
-
-
-def access_log_choice(value: str | None) -> dict[str, Any]:
-    """`--access-log` as a Settings field (it wins over NUVEM_ACCESS_LOG); checked here, so
-    a wrong one fails before anything starts."""
-    if value is None:
-        return {}
-    return {"access_log": access_format(value).value}
-
-
 def configure_access_log() -> None:
     """The access log's lines on stderr as they are, whatever --log-level says: asking for
     the log is asking for every line of it."""
@@ -153,29 +123,18 @@ def configure_access_log() -> None:
         logger.addHandler(handler)
 
 
-def run(
-    file: Path | None,
+def serve(
+    stack: Stack | None,
     host: str,
     port: int,
-    state_dir: Path | None,
-    chosen: dict[str, Any] | None = None,
+    sock: socket.socket,
+    settings: Settings,
+    warm_pool: WarmPool | None = None,
 ) -> None:
-    settings = settings_for(state_dir)
-    url = client_url(host, port)
-    settings = dataclasses.replace(settings, url=url, **(chosen or {}))
+    """Serve the gateway on `sock` until stopped; `warm_pool` holds workers pre-started
+    for the stack (cli/launch.py)."""
     if access_format(settings.access_log) is not AccessFormat.OFF:
         configure_access_log()
-    # The lock and the port come first: a second `nuvem up` on this state folder, or on a
-    # port in use, must fail before it prints, writes an event or touches the pid file.
-    with StateLock(settings.state_dir), contextlib.closing(listen_socket.bind(host, port)) as sock:
-        _serve(file, host, port, sock, settings)
-    err.print("nuvem stopped")
-
-
-def _serve(
-    file: Path | None, host: str, port: int, sock: socket.socket, settings: Settings
-) -> None:
-    stack = load_stack(file) if file is not None else None
     progress = rich_progress(err)
 
     def on_progress(event: ProgressEvent) -> None:
@@ -183,7 +142,7 @@ def _serve(
             progress(event)
 
     write_record(settings.state_dir, GatewayRecord(url=settings.url, pid=os.getpid()))
-    platform = Platform.create(settings, stack=stack, on_progress=on_progress)
+    platform = Platform.create(settings, stack=stack, on_progress=on_progress, warm_pool=warm_pool)
     gateway = Gateway(platform)
     config = uvicorn.Config(
         Guard(gateway, settings),

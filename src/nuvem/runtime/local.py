@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -25,6 +26,7 @@ from nuvem.runtime.worker_process import LocalProcess
 from nuvem.stack.function import FunctionSpec
 
 SETUP_TIMEOUT = 300.0
+PRESTART_MAX = 4  # idle workers one function gets before the gateway runs
 
 
 class LocalRuntime:
@@ -35,13 +37,14 @@ class LocalRuntime:
         model_cache: Path | None = None,
         warm_workers: int = 1,
         gpus: int | None = None,  # this machine's, unless told
+        pool: WarmPool | None = None,  # one `nuvem up` already pre-started workers in
     ) -> None:
         self.logbook = logbook
         self.model_cache = model_cache  # where models' downloaded weights are kept
         self.setup_timeout = setup_timeout
         self._pumps: set[asyncio.Task[None]] = set()  # held so the loop does not drop them
         # Pre-started workers for fast cold starts; spawns the usual way when none matches.
-        self.pool = WarmPool(warm_workers)
+        self.pool = pool if pool is not None else WarmPool(warm_workers)
         self.gpus = GpuSlots(gpu_count() if gpus is None else gpus)
 
     def pending(self, function: str) -> list[Pending]:
@@ -90,16 +93,7 @@ class LocalRuntime:
     ) -> Replica:
         began = time.monotonic()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        argv = worker_argv(spec, env, theirs.fileno())
-        options: dict[str, Any] = {
-            "pass_fds": (theirs.fileno(),),
-            "stdin": asyncio.subprocess.DEVNULL,
-            "stdout": asyncio.subprocess.PIPE,
-            "stderr": asyncio.subprocess.PIPE,
-            "env": worker_environ(spec, env, replica_id, self.model_cache, gpus=devices),
-            "cwd": spec.root,
-            "start_new_session": True,  # Ctrl-C in the terminal reaches the gateway only
-        }
+        argv, options = spawn_order(spec, env, replica_id, self.model_cache, theirs, devices)
         try:
             spawned = await self.pool.spawn(*argv, **options)
         finally:
@@ -136,3 +130,41 @@ class LocalRuntime:
             f"started in {time.monotonic() - began:.2f} s)",
         )
         return replica
+
+
+def spawn_order(
+    spec: FunctionSpec,
+    env: Environment,
+    replica_id: str,
+    model_cache: Path | None,
+    sock: socket.socket,
+    devices: tuple[int, ...] | None = None,
+) -> tuple[list[str], dict[str, Any]]:
+    """The command line and `create_subprocess_exec` options of a replica's worker, which
+    gets `sock` (its end of the socketpair)."""
+    options: dict[str, Any] = {
+        "pass_fds": (sock.fileno(),),
+        "stdin": asyncio.subprocess.DEVNULL,
+        "stdout": asyncio.subprocess.PIPE,
+        "stderr": asyncio.subprocess.PIPE,
+        "env": worker_environ(spec, env, replica_id, model_cache, gpus=devices),
+        "cwd": spec.root,
+        "start_new_session": True,  # Ctrl-C in the terminal reaches the gateway only
+    }
+    return worker_argv(spec, env, sock.fileno()), options
+
+
+def prestart(pool: WarmPool, spec: FunctionSpec, model_cache: Path | None) -> int:
+    """Start, now and without an event loop, the idle workers `spec`'s first replicas will
+    take (one per replica it starts with). Only for a function that runs in the platform's
+    own environment on the CPU: another one's interpreter is not known before its
+    environment is built, and a GPU replica's devices are not known before it is placed."""
+    if spec.environment_key() is not None or spec.resources.gpu > 0:
+        return 0
+    env = Environment(key=None, python=Path(sys.executable), path=None)
+    # An autoscaled function starts one replica even with min 0 (Controller.deploy).
+    count = min(max(spec.scaling.min, 1), PRESTART_MAX)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs:
+        argv, options = spawn_order(spec, env, "prestart", model_cache, theirs)
+        return pool.prestart(count, *argv, **options)

@@ -27,10 +27,12 @@ import json
 import logging
 import os
 import socket
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nuvem.runtime.early_process import EarlyProcess
 from nuvem.runtime.loader import split_reference
 from nuvem.runtime.pool_worker import HEADER
 
@@ -66,7 +68,7 @@ def _preload(argv: Sequence[str]) -> tuple[str, ...]:
 
 @dataclass(eq=False)
 class Idle:
-    process: asyncio.subprocess.Process
+    process: asyncio.subprocess.Process | EarlyProcess
     control: socket.socket
 
 
@@ -87,7 +89,7 @@ class WarmPool:
     def idle_count(self) -> int:
         return sum(len(v) for v in self._idle.values())
 
-    async def spawn(self, *argv: str, **kwargs: Any) -> asyncio.subprocess.Process:
+    async def spawn(self, *argv: str, **kwargs: Any) -> asyncio.subprocess.Process | EarlyProcess:
         """Start a worker as `asyncio.create_subprocess_exec(*argv, **kwargs)` would."""
         key = self._key(argv, kwargs)
         if key is None or self.size <= 0 or self._closed:
@@ -95,6 +97,8 @@ class WarmPool:
         idle = self._pop(key)
         if idle is not None:
             try:
+                if isinstance(idle.process, EarlyProcess):
+                    await idle.process.attach()
                 self._order(idle, argv, kwargs)
             except OSError as exc:  # it died while idle: start the usual way
                 log.warning("pre-started worker pid %s is gone (%s)", idle.process.pid, exc)
@@ -104,6 +108,38 @@ class WarmPool:
                 return idle.process
         self.misses += 1
         return await asyncio.create_subprocess_exec(*argv, **kwargs)
+
+    def prestart(self, count: int, *argv: str, **kwargs: Any) -> int:
+        """Start `count` idle workers for spawns like this one now, before any event loop
+        runs: `nuvem up` calls it first thing, so a model's worker imports torch while the
+        gateway imports its modules. Returns how many were started."""
+        key = self._key(argv, kwargs)
+        if key is None or self.size <= 0 or self._closed:
+            return 0
+        idle = self._idle.setdefault(key, [])
+        started = 0
+        for _ in range(count):
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                popen = subprocess.Popen(
+                    self._pool_argv(key, theirs),
+                    pass_fds=(theirs.fileno(),),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=self._pool_environ(key, kwargs),
+                    cwd=POOL_CWD,
+                    start_new_session=True,
+                )
+            except OSError:
+                ours.close()
+                log.exception("could not pre-start a worker with %s", key[0])
+                break
+            finally:
+                theirs.close()
+            idle.append(Idle(EarlyProcess(popen), ours))
+            started += 1
+        return started
 
     def replenish(self, *argv: str, **kwargs: Any) -> None:
         """Top the pool up for workers spawned like this, in the background. Called once the
@@ -160,32 +196,27 @@ class WarmPool:
         self._filling[key] = task
 
     async def _top_up(self, key: PoolKey, kwargs: Mapping[str, Any]) -> None:
-        python, startup, preload = key
-        environ = dict(startup)
-        environ.update({k: kwargs["env"][k] for k in CARRIED if k in kwargs["env"]})
         idle = self._idle.setdefault(key, [])
         while not self.closed() and len(idle) < self.size:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 process = await asyncio.create_subprocess_exec(
-                    python,
-                    "-m",
-                    POOL_MODULE,
-                    "--control",
-                    str(theirs.fileno()),
-                    *(f"--preload={module}" for module in preload),
+                    *self._pool_argv(key, theirs),
                     pass_fds=(theirs.fileno(),),
                     stdin=kwargs.get("stdin"),
                     stdout=kwargs.get("stdout"),
                     stderr=kwargs.get("stderr"),
-                    env=environ,
+                    env=self._pool_environ(key, kwargs),
                     cwd=POOL_CWD,
                     start_new_session=True,
                 )
             except OSError:
                 ours.close()
-                log.exception("could not pre-start a worker with %s", python)
+                log.exception("could not pre-start a worker with %s", key[0])
                 return
+            except BaseException:  # cancelled by close() while it started
+                ours.close()
+                raise
             finally:
                 theirs.close()
             if self.closed():  # closed while this one started
@@ -193,6 +224,32 @@ class WarmPool:
                 await _end(process)
                 return
             idle.append(Idle(process, ours))
+
+    def abandon(self) -> None:
+        """End every idle worker without an event loop: for a `nuvem up` that stopped
+        before its gateway ran (and closed the pool)."""
+        self._closed = True
+        idle = [i for group in self._idle.values() for i in group]
+        self._idle.clear()
+        for worker in idle:
+            worker.control.close()
+            if isinstance(worker.process, EarlyProcess):
+                worker.process.end()
+            else:  # its loop is gone: it can only be signalled
+                with contextlib.suppress(ProcessLookupError):
+                    worker.process.kill()
+
+    @staticmethod
+    def _pool_argv(key: PoolKey, control: socket.socket) -> list[str]:
+        python, _, preload = key
+        argv = [python, "-m", POOL_MODULE, "--control", str(control.fileno())]
+        return argv + [f"--preload={module}" for module in preload]
+
+    @staticmethod
+    def _pool_environ(key: PoolKey, kwargs: Mapping[str, Any]) -> dict[str, str]:
+        environ = dict(key[1])
+        environ.update({k: kwargs["env"][k] for k in CARRIED if k in kwargs["env"]})
+        return environ
 
     async def close(self) -> None:
         """End every idle worker; later spawns start cold."""
@@ -208,7 +265,7 @@ class WarmPool:
         await asyncio.gather(*(_end(w.process, grace=2.0) for w in idle), return_exceptions=True)
 
 
-async def _end(process: asyncio.subprocess.Process, grace: float = 0.0) -> None:
+async def _end(process: asyncio.subprocess.Process | EarlyProcess, grace: float = 0.0) -> None:
     if process.returncode is None and grace > 0:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):

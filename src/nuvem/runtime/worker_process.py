@@ -7,7 +7,6 @@ node (signals become actor calls, the exit code arrives when the actor reports i
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 from typing import Protocol
@@ -54,10 +53,24 @@ def exit_cause(returncode: int | None) -> str:
     return f"exited with code {returncode}"
 
 
+class Spawned(Protocol):
+    """What a local worker is to its replica: an asyncio subprocess, or a pre-started worker
+    begun before the loop (runtime/early_process.py)."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+    def send_signal(self, signal: int) -> None: ...
+    def kill(self) -> None: ...
+
+
 class LocalProcess:
     """A worker spawned on this machine."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: Spawned) -> None:
         self.process = process
 
     @property

@@ -1,0 +1,47 @@
+"""`nuvem up`'s early start: the stack's first replicas get workers started before the gateway."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nuvem.cli.launch import prestarted
+from nuvem.config import Settings
+from nuvem.runtime.early_process import EarlyProcess
+from nuvem.stack.loader import load_stack_text
+from support import HANDLERS
+
+STACK = """
+functions:
+  plain: {handler: 'handlers:echo', scaling: {min: 2, max: 2}}
+  own-environment: {handler: 'handlers:echo', requirements: [six]}
+  on-a-gpu: {handler: 'handlers:echo', resources: {gpu: 1}}
+"""
+
+
+def cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+
+
+def test_cpu_functions_in_the_platform_environment_get_one_idle_worker_per_replica(
+    tmp_path: Path,
+) -> None:
+    stack = load_stack_text(STACK, "nuvem.yaml", HANDLERS)
+    pool = prestarted(stack, Settings(state_dir=tmp_path))
+    try:
+        idle = [worker for group in pool._idle.values() for worker in group]
+        assert len(idle) == 2  # plain's two replicas; the others are not known ahead
+        for worker in idle:
+            assert isinstance(worker.process, EarlyProcess)
+            assert worker.process.returncode is None
+            assert "nuvem.runtime.pool_worker" in cmdline(worker.process.pid)
+    finally:
+        pool.abandon()
+    assert all(worker.process.returncode is not None for worker in idle)
+    assert pool.idle_count() == 0
+
+
+def test_no_idle_workers_when_the_pool_is_off(tmp_path: Path) -> None:
+    stack = load_stack_text(STACK, "nuvem.yaml", HANDLERS)
+    pool = prestarted(stack, Settings(state_dir=tmp_path, warm_workers=0))
+    assert pool.idle_count() == 0
+    pool.abandon()
