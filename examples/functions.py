@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from nuvem import Request, Response
+from nuvem import HTTPError, Request, Response
 
 
 def echo(req: Request) -> Response:
@@ -33,5 +33,9 @@ class WordCount:
 
     def __call__(self, req: Request) -> dict[str, int]:
         self.calls += 1
-        words = req.json().get("text", "").split()
+        body = req.json()  # a body that is not JSON answers 400 by itself
+        text = body.get("text", "") if isinstance(body, dict) else None
+        if not isinstance(text, str):
+            raise HTTPError(400, 'send a JSON object with a "text" string, e.g. {"text": "a b"}')
+        words = text.split()
         return {"words": len(words), "calls_on_this_replica": self.calls}

@@ -50,6 +50,17 @@ class Conflict(NuvemError):
     exit_code = 5
 
 
+class MethodNotAllowed(NuvemError):
+    """The path exists, but not with this method; `allow` lists the methods it takes."""
+
+    status = 405
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str = "", allow: tuple[str, ...] = ()) -> None:
+        super().__init__(message, hint)
+        self.allow = allow
+
+
 class PayloadTooLarge(NuvemError):
     status = 413
     exit_code = 2

@@ -222,7 +222,7 @@ async def test_replica_states_and_manual_scale(gateway: Running) -> None:
     await wait_until(lambda: len(deployment.ready()) == 3, what="three replicas")
     assert all(r.state is ReplicaState.READY for r in deployment.ready())
     refused = await gateway.admin.post("/system/scale-function/echo", json={"replicas": 9})
-    assert refused.status_code == 400
+    assert refused.status_code == 409  # the bounds of the function as it is
     assert "max 3" in refused.json()["error"]
     await gateway.admin.post("/system/scale-function/echo", json={"replicas": 1})
     await wait_until(lambda: len(deployment.replicas) == 1, what="scaled down to one")

@@ -26,7 +26,7 @@ from nuvem.control.node_plan import Need
 from nuvem.control.node_tier import NodeTier
 from nuvem.control.replica_plan import plan
 from nuvem.control.watchdog import Watchdog
-from nuvem.errors import BadRequest, NotFound, NuvemError, Unavailable
+from nuvem.errors import Conflict, NotFound, NuvemError, Unavailable
 from nuvem.metrics.registry import Metrics
 from nuvem.routing.router import Router
 from nuvem.runtime.environment import Environment
@@ -213,7 +213,8 @@ class Controller:
         deployment = self.get(name)
         scaling = deployment.spec.scaling
         if not scaling.min <= replicas <= scaling.max:
-            raise BadRequest(
+            # A well-formed request the function's current bounds refuse: a conflict.
+            raise Conflict(
                 f"cannot scale {name!r} to {replicas} replicas: its scaling bounds are "
                 f"min {scaling.min}, max {scaling.max}",
                 "choose a count within the bounds, or change scaling in the stack file",

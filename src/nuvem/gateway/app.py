@@ -24,11 +24,12 @@ from nuvem.gateway import (
     system_api,
 )
 from nuvem.gateway.access_log import access_format, access_log
-from nuvem.gateway.asgi import Receive, Scope, Send, render_error
+from nuvem.gateway.asgi import Receive, Scope, Send, render_error, respond_error
 from nuvem.gateway.async_invoke import ASYNC_PREFIX, AsyncFunctionEndpoint
 from nuvem.gateway.guard import Guard
 from nuvem.gateway.invoke import PREFIX, FunctionEndpoint
-from nuvem.gateway.openapi import add_function_routes
+from nuvem.gateway.methods import MethodTable, allow_header, not_allowed
+from nuvem.gateway.openapi import FUNCTION_METHODS, add_function_routes
 from nuvem.gateway.services import Services
 from nuvem.gateway.serving import ModelProtocols
 from nuvem.gateway.ui import routes as ui
@@ -121,6 +122,7 @@ class Gateway:
         self.async_functions = AsyncFunctionEndpoint(
             platform.controller, platform.auth, platform.jobs, max_body, access
         )
+        self.methods = MethodTable(self.api.openapi()["paths"])
 
     def close_streams(self) -> None:
         """End the dashboard's live streams: a stopping gateway waits for open requests,
@@ -128,16 +130,46 @@ class Gateway:
         self.api.state.sampler.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
-            await self.functions(scope, receive, send)
+        if scope["type"] != "http":
+            await self.api(scope, receive, send)
             return
-        if scope["type"] == "http" and self.models.handles(scope["path"]):
+        path, method = scope["path"], scope["method"]
+        if path.startswith(PREFIX):
+            # OPTIONS too reaches the function: its answer (CORS, say) is the handler's.
+            if method in _FUNCTION_METHODS:
+                await self.functions(scope, receive, send)
+            else:
+                await respond_error(send, not_allowed(method, path, _FUNCTION_ALLOW))
+            return
+        if path.startswith(ASYNC_PREFIX):
+            if method == "POST":
+                await self.async_functions(scope, receive, send)
+            else:
+                await _answer_methods(send, method, path, _ASYNC_ALLOW)
+            return
+        allow = self.methods.allowed(path)
+        if allow is not None and (method == "OPTIONS" or method not in allow):
+            await _answer_methods(send, method, path, allow)
+        elif self.models.handles(path):
             await self.models(scope, receive, send)
-            return
-        if scope["type"] == "http" and scope["path"].startswith(ASYNC_PREFIX):
-            await self.async_functions(scope, receive, send)
-            return
-        await self.api(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+
+_FUNCTION_ALLOW = allow_header(FUNCTION_METHODS)
+_FUNCTION_METHODS = frozenset(_FUNCTION_ALLOW)
+_ASYNC_ALLOW = allow_header(["post"])
+
+
+async def _answer_methods(send: Send, method: str, path: str, allow: tuple[str, ...]) -> None:
+    """OPTIONS answered with the path's methods, or 405 for a method it does not take."""
+    if method == "OPTIONS":
+        # No Content-Length: a 204 has no body to measure (RFC 9110 §8.6).
+        headers = [(b"allow", ", ".join(allow).encode())]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+    else:
+        await respond_error(send, not_allowed(method, path, allow))
 
 
 def create_app(platform: Services, *, manage_lifespan: bool = True) -> Any:

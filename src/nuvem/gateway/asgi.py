@@ -9,7 +9,7 @@ import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from nuvem.errors import NuvemError, PayloadTooLarge
+from nuvem.errors import MethodNotAllowed, NuvemError, PayloadTooLarge
 from nuvem.routing.trace_context import TraceContext, from_headers
 
 Scope = MutableMapping[str, Any]
@@ -144,8 +144,11 @@ def _size(limit: int) -> str:
 
 
 def render_error(error: NuvemError) -> tuple[int, RawHeaders, bytes]:
-    """An error's answer: its status, JSON body, Retry-After and, for 401, the realm."""
+    """An error's answer: its status, JSON body, Retry-After, for 401 the realm, and for
+    405 the methods the path takes (Allow)."""
     headers = [_JSON]
+    if isinstance(error, MethodNotAllowed):
+        headers.append((b"allow", ", ".join(error.allow).encode()))
     if error.retry_after is not None:
         headers.append((b"retry-after", str(max(1, round(error.retry_after))).encode()))
     if error.status == 401:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from nuvem.gateway.error_answers import error_response
+from nuvem.gateway.openapi_parts import INVOKE_SECURITY, TRACE_HEADERS, path_parameters
+
 _HEADERS = [
     {
         "name": "X-Callback-Url",
@@ -18,13 +21,24 @@ _HEADERS = [
         "in": "header",
         "required": False,
         "schema": {"type": "string", "maxLength": 200},
-        "description": "a retried submit with the same key answers the first job",
+        "description": "a retried submit with the same key answers the first job "
+        "(Idempotent-Replayed: true)",
     },
+    *TRACE_HEADERS,
 ]
 
 _RESPONSES = {
     "202": {
         "description": "accepted and stored; X-Call-Id is the job id (see /system/jobs/{id})",
+        "headers": {
+            "X-Call-Id": {"schema": {"type": "string"}, "description": "the job's id"},
+            "Location": {"schema": {"type": "string"}, "description": "/system/jobs/{id}"},
+            "Idempotent-Replayed": {
+                "schema": {"type": "string", "enum": ["true"]},
+                "description": "present when an earlier submit with this key is answered",
+            },
+            "traceparent": {"schema": {"type": "string"}, "description": "the job's trace"},
+        },
         "content": {
             "application/json": {
                 "schema": {
@@ -38,11 +52,12 @@ _RESPONSES = {
             }
         },
     },
-    "400": {"description": "bad request, e.g. a callback URL that is not allowed"},
-    "401": {"description": "missing or wrong API key"},
-    "403": {"description": "the API key may not invoke this function"},
-    "404": {"description": "no such function"},
-    "413": {"description": "body too large"},
+    "400": error_response("bad request, e.g. a callback URL that is not allowed"),
+    "401": error_response("missing or wrong API key"),
+    "403": error_response("the API key may not invoke this function"),
+    "404": error_response("no such function"),
+    "405": error_response("only POST submits a job (Allow says so)"),
+    "413": error_response("body too large (NUVEM_MAX_BODY or the function's max_body)"),
 }
 
 
@@ -52,13 +67,7 @@ def async_paths() -> dict[str, dict[str, Any]]:
         ("/async-function/{name}", False),
         ("/async-function/{name}/{path}", True),
     ):
-        parameters: list[dict[str, Any]] = [
-            {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-        ]
-        if with_path:
-            parameters.append(
-                {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}
-            )
+        parameters = path_parameters(with_path)
         paths[template] = {
             "post": {
                 "tags": ["functions"],
@@ -67,7 +76,7 @@ def async_paths() -> dict[str, dict[str, Any]]:
                 "the result with GET /system/jobs/{id}/result or receive it by callback.",
                 "operationId": f"invoke_async{'_path' if with_path else ''}",
                 "parameters": parameters + _HEADERS,
-                "security": [{"bearer": []}, {"apiKey": []}],
+                "security": INVOKE_SECURITY,
                 "requestBody": {
                     "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}
                 },

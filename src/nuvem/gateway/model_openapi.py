@@ -5,18 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-ERROR = {"$ref": "#/components/schemas/Error"}
-ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {"error": {"type": "string", "description": "the problem and the fix"}},
-    "required": ["error"],
-}
-_INVOKE_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+from nuvem.gateway.error_answers import error_response
+from nuvem.gateway.openapi_parts import INVOKE_SECURITY
+
 _OPEN = "open unless NUVEM_OPEN_HEALTH=0, then admin only"
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": ERROR}}}
 
 
 def _json(description: str) -> dict[str, Any]:
@@ -24,18 +16,18 @@ def _json(description: str) -> dict[str, Any]:
 
 
 _REFUSALS = {
-    "401": _error("missing or wrong API key"),
-    "403": _error("the API key may not invoke the function behind this model"),
-    "404": _error("no such model or version, or not a protocol path"),
+    "401": error_response("missing or wrong API key"),
+    "403": error_response("the API key may not invoke the function behind this model"),
+    "404": error_response("no such model or version, or not a protocol path"),
 }
 _CALL_FAILURES = {
-    "400": _error("the request is not what the model takes; the error says what it needs"),
-    "413": _error("body too large (NUVEM_MAX_BODY or the function's max_body)"),
-    "429": _error("the function's queue is full; see Retry-After"),
-    "500": _error("the model failed on this input"),
-    "502": _error("the replica died mid-call"),
-    "503": _error("the model has no ready replica and cannot start one"),
-    "504": _error("the function's timeout passed"),
+    "400": error_response("the request is not what the model takes; the error says what it needs"),
+    "413": error_response("body too large (NUVEM_MAX_BODY or the function's max_body)"),
+    "429": error_response("the function's queue is full; see Retry-After"),
+    "500": error_response("the model failed on this input"),
+    "502": error_response("the replica died mid-call"),
+    "503": error_response("the model has no ready replica and cannot start one"),
+    "504": error_response("the function's timeout passed"),
 }
 
 
@@ -75,7 +67,7 @@ def _infer(operation_id: str, *path: str) -> dict[str, Any]:
                     "schema": {"type": "integer", "minimum": 0},
                 },
             ],
-            "security": _INVOKE_SECURITY,
+            "security": INVOKE_SECURITY,
             "requestBody": {
                 "required": True,
                 "content": {
@@ -99,7 +91,7 @@ def _predictions(operation_id: str, *path: str) -> dict[str, Any]:
             "operationId": operation_id,
             "summary": "Classify an image, as TorchServe's inference API does",
             "parameters": _parameters(*path),
-            "security": _INVOKE_SECURITY,
+            "security": INVOKE_SECURITY,
             "requestBody": {
                 "required": True,
                 "content": {
@@ -125,7 +117,7 @@ def model_paths() -> dict[str, Any]:
     ready = {
         "200": _json("ready"),
         "503": _json("not ready"),
-        "401": _error("admin credentials needed (" + _OPEN + ")"),
+        "401": error_response("admin credentials needed (" + _OPEN + ")"),
     }
     metadata = {"200": _json("the model's inputs, outputs and platform"), **_REFUSALS}
     return {

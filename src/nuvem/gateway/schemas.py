@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 from nuvem.cluster.stack_bundle import DIGEST_LABEL, VERSION_LABEL
 from nuvem.control.deployment import Deployment
@@ -116,15 +116,25 @@ class DeleteRequest(BaseModel):
     functionName: str = Field(validation_alias=AliasChoices("functionName", "name"))  # noqa: N815
 
 
+def _not_a_bool(value: Any) -> Any:
+    # pydantic reads JSON's true as 1 (a bool is an int in Python); JSON Schema does not.
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is not a number; send a number")
+    return value
+
+
+_NUMBER = BeforeValidator(_not_a_bool)
+
+
 class KeyLimits(BaseModel):
     """A key's own rate limit; null (or absent when creating) means the gateway's default."""
 
     model_config = ConfigDict(extra="forbid")
 
-    rate: float | None = Field(
+    rate: Annotated[float | None, _NUMBER] = Field(
         default=None, ge=0, le=1e6, description="calls per second on average; 0: no limit"
     )
-    burst: int | None = Field(
+    burst: Annotated[int | None, _NUMBER] = Field(
         default=None, ge=1, le=1_000_000, description="calls at once (default: about rate)"
     )
 

@@ -102,7 +102,7 @@ def update_function(platform: Admin, spec: FunctionSpec) -> FunctionStatus:
     return FunctionStatus.of(platform.controller.deploy(spec))
 
 
-@router.delete("/functions", status_code=202)
+@router.delete("/functions", status_code=202, response_class=Response)
 async def delete_function(platform: Admin, body: DeleteRequest) -> Response:
     await platform.controller.remove(body.functionName)
     return Response(status_code=202)
@@ -113,7 +113,7 @@ def get_function(platform: Admin, name: str) -> FunctionStatus:
     return FunctionStatus.of(platform.controller.get(name))
 
 
-@router.delete("/function/{name}", status_code=202)
+@router.delete("/function/{name}", status_code=202, response_class=Response)
 async def delete_function_by_name(platform: Admin, name: str) -> Response:
     await platform.controller.remove(name)
     return Response(status_code=202)
@@ -217,14 +217,14 @@ def list_keys(platform: Admin) -> list[KeyInfo]:
     return [_key_info(k) for k in platform.records.list_keys()]
 
 
-@router.delete("/keys/{key_id}", status_code=204)
+@router.delete("/keys/{key_id}", status_code=204, response_class=Response)
 def revoke_key(platform: Admin, key_id: str) -> Response:
     if not platform.auth.revoke_key(key_id):
         raise NotFound(f"API key {key_id!r} does not exist", "see the keys with nuvem keys ls")
     return Response(status_code=204)
 
 
-@router.post("/shutdown", status_code=202)
+@router.post("/shutdown", status_code=202, response_class=Response)
 def shutdown(platform: Admin) -> Response:
     """Stop the platform: calls in flight finish, replicas drain, then the gateway exits."""
     platform.request_shutdown()
