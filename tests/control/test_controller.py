@@ -6,7 +6,7 @@ import pytest
 
 from nuvem.control.controller import Controller
 from nuvem.control.deployment import Deployment, start_backoff
-from nuvem.errors import BadRequest
+from nuvem.errors import Conflict
 from nuvem.metrics.registry import Metrics
 from nuvem.runtime import fake
 from nuvem.runtime.logbook import LogBook
@@ -50,7 +50,7 @@ async def test_scale_within_bounds_and_down(parts: Parts) -> None:
     await controller.tick()
     await settle(controller)
     assert len(deployment.ready()) == 3
-    with pytest.raises(BadRequest, match="min 1, max 3"):
+    with pytest.raises(Conflict, match="min 1, max 3"):
         controller.scale("f", 4)
     controller.scale("f", 1)
     await controller.tick()
