@@ -64,8 +64,9 @@ class Settings:
     # past them the address gets 429 with Retry-After. 0: unlimited.
     unauth_rate: float = 5.0
     unauth_burst: int = 20
-    # One line per call on the `nuvem.access` logger: off, text or json (off pays nothing).
+    # One line per call (stderr under `nuvem up`): off, text or json (off pays nothing).
     access_log: str = "off"
+    access_log_flush: float = 0.25  # seconds between the access log's batched writes
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -110,6 +111,7 @@ class Settings:
             unauth_rate=float(env.get("NUVEM_UNAUTH_RATE") or 5.0),
             unauth_burst=int(env.get("NUVEM_UNAUTH_BURST") or 20),
             access_log=env.get("NUVEM_ACCESS_LOG", "").strip().lower() or "off",
+            access_log_flush=float(env.get("NUVEM_ACCESS_LOG_FLUSH") or 0.25),
         )
 
 

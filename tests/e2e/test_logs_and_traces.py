@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from typing import Any
 
 import pytest
@@ -135,6 +136,24 @@ def test_the_json_access_log_has_one_line_per_call(nuvem: Nuvem) -> None:
     assert job["path"] == "/async-function/ok"
     assert job["replica"] is None
     assert key not in nuvem.log()  # the key's id is logged, never the key
+
+
+def test_a_clean_stop_writes_every_access_line_still_queued(nuvem: Nuvem) -> None:
+    # Batches an hour apart: every line this test sees was written by the stop.
+    nuvem.env["NUVEM_ACCESS_LOG_FLUSH"] = "3600"
+    nuvem.write("functions.py", FUNCTIONS)
+    nuvem.write("nuvem.yaml", STACK)
+    process = nuvem.start("-f", "nuvem.yaml", "--access-log", "json")
+    nuvem.wait_ready("ok")
+    with nuvem.admin() as admin:
+        answers = [admin.post("/function/ok", content=str(n)) for n in range(200)]
+    assert all(a.status_code == 200 for a in answers)
+    assert access_lines(nuvem.log()) == []  # queued, not yet written
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 0, nuvem.log()[-3000:]
+    logged = [entry["call_id"] for entry in access_lines(nuvem.log())]
+    assert logged == [a.headers["x-call-id"] for a in answers]  # all of them, in order
+    assert "dropped" not in nuvem.log()
 
 
 def test_logs_follows_several_functions_at_once(nuvem: Nuvem) -> None:

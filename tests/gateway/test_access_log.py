@@ -80,6 +80,9 @@ def test_formats_are_checked_and_off_costs_nothing() -> None:
     assert access_log(AccessFormat.OFF) is None
     with pytest.raises(BadRequest, match="off, text, json"):
         access_format("yaml")
+    for flush in (0.0, -1.0, float("nan")):
+        with pytest.raises(BadRequest, match="NUVEM_ACCESS_LOG_FLUSH"):
+            access_log(AccessFormat.JSON, flush=flush)
 
 
 @pytest.mark.anyio

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
-import logging
 import os
 import socket
 import subprocess
@@ -36,10 +35,9 @@ from nuvem.cluster.head import running_head
 from nuvem.cluster.options import plan
 from nuvem.config import DEFAULT_URL, Settings
 from nuvem.errors import LifecycleError
-from nuvem.gateway.access_log import LOGGER as ACCESS_LOGGER
-from nuvem.gateway.access_log import AccessFormat, access_format
 from nuvem.gateway.app import Gateway
 from nuvem.gateway.guard import Guard, server_options
+from nuvem.gateway.line_sinks import StreamSink
 from nuvem.platform import Platform
 from nuvem.runtime.environment import Phase, ProgressEvent
 from nuvem.runtime.process_stats import alive
@@ -111,18 +109,6 @@ class _Server(uvicorn.Server):
                 self._captured_signals.clear()
 
 
-def configure_access_log() -> None:
-    """The access log's lines on stderr as they are, whatever --log-level says: asking for
-    the log is asking for every line of it."""
-    logger = logging.getLogger(ACCESS_LOGGER)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-
-
 def serve(
     stack: Stack | None,
     host: str,
@@ -133,8 +119,6 @@ def serve(
 ) -> None:
     """Serve the gateway on `sock` until stopped; `warm_pool` holds workers pre-started
     for the stack (cli/launch.py)."""
-    if access_format(settings.access_log) is not AccessFormat.OFF:
-        configure_access_log()
     progress = rich_progress(err)
 
     def on_progress(event: ProgressEvent) -> None:
@@ -143,7 +127,9 @@ def serve(
 
     write_record(settings.state_dir, GatewayRecord(url=settings.url, pid=os.getpid()))
     platform = Platform.create(settings, stack=stack, on_progress=on_progress, warm_pool=warm_pool)
-    gateway = Gateway(platform)
+    # The access log's lines on stderr as they are, whatever --log-level says (asking for
+    # the log is asking for every line of it), a batch a write.
+    gateway = Gateway(platform, access_sink=StreamSink(sys.stderr))
     config = uvicorn.Config(
         Guard(gateway, settings),
         host=host,

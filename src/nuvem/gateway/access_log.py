@@ -1,8 +1,15 @@
-"""The access log: one line per function call on the `nuvem.access` logger, as JSON or as
-`key=value` text (NUVEM_ACCESS_LOG, `nuvem up --access-log`).
+"""The access log: one line per function call, as JSON or as `key=value` text
+(NUVEM_ACCESS_LOG, `nuvem up --access-log`).
 
-Off by default: the endpoints hold None then, and a call pays one `is None` test. The key's
-id is logged, never the key; the CLI, which configures logging, sends the logger to stderr.
+Off by default: the endpoints hold None then, and a call pays one `is None` test. On, a call
+pays an append to a bounded queue: a writer thread formats the entries and writes them in
+batches every quarter second, so neither formatting nor a slow stderr (a full pipe to a
+journal) ever stalls the event loop. When the writer falls that far behind, the queue drops
+the newest entries and counts them (a warning says how many); closing (the gateway's clean
+stop) writes every entry still waiting. The key's id is logged, never the key.
+
+The stdlib's QueueHandler was not enough: it formats each record on the caller's thread and
+still pays a LogRecord a line, the cost this queue takes off the hot path.
 """
 
 from __future__ import annotations
@@ -12,13 +19,14 @@ import enum
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from nuvem import security
 from nuvem.cluster.stack_bundle import VERSION_LABEL
 from nuvem.errors import BadRequest
 from nuvem.gateway.asgi import RequestHeaders, Scope
+from nuvem.gateway.batch_writer import INTERVAL, BatchWriter
+from nuvem.gateway.line_sinks import LineSink, LoggerSink
 from nuvem.stack.function import FunctionSpec
 
 LOGGER = "nuvem.access"
@@ -70,9 +78,19 @@ class CallNote:
 
 def format_entry(entry: AccessEntry, form: AccessFormat) -> str:
     """The entry's line (pure): JSON with the fields above, or logfmt-like text."""
-    fields = asdict(entry)
-    fields["time"] = _iso(entry.time)
-    fields["duration_ms"] = round(entry.duration_ms, 3)
+    fields = {
+        "time": _iso(entry.time),
+        "function": entry.function,
+        "version": entry.version,
+        "status": entry.status,
+        "duration_ms": round(entry.duration_ms, 3),
+        "call_id": entry.call_id,
+        "trace_id": entry.trace_id,
+        "key_id": entry.key_id,
+        "replica": entry.replica,
+        "method": entry.method,
+        "path": entry.path,
+    }
     if form is AccessFormat.JSON:
         return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
     return " ".join(f"{k}={_text(v)}" for k, v in fields.items())
@@ -113,20 +131,28 @@ def spec_version(spec: FunctionSpec) -> str | None:
 
 
 class AccessLog:
-    """Writes entries to the `nuvem.access` logger in one format."""
+    """Entries of one format, queued by the endpoints and written in batches (see above)."""
 
     def __init__(
-        self,
-        form: AccessFormat,
-        logger: logging.Logger | None = None,
-        clock: Callable[[], float] = time.time,
+        self, form: AccessFormat, sink: LineSink | None = None, flush: float = INTERVAL
     ) -> None:
+        if not flush > 0:  # also refuses NaN
+            raise BadRequest(
+                f"access log flush interval {flush!r} is not a number of seconds above 0",
+                "set NUVEM_ACCESS_LOG_FLUSH to, say, 0.25",
+            )
         self.form = form
-        self.logger = logger or logging.getLogger(LOGGER)
-        self.clock = clock
+        self.writer: BatchWriter[AccessEntry] = BatchWriter(
+            lambda entry: format_entry(entry, form),
+            sink or LoggerSink(logging.getLogger(LOGGER)),
+            interval=flush,
+            name="access log",
+        )
+        self.write = self.writer.add  # bound once: the hot path pays no extra call
 
-    def write(self, entry: AccessEntry) -> None:
-        self.logger.info(format_entry(entry, self.form))
+    def close(self) -> None:
+        """Write every entry still queued and stop the writer: the gateway's clean stop."""
+        self.writer.close()
 
     def write_noted(
         self,
@@ -156,6 +182,9 @@ class AccessLog:
         )
 
 
-def access_log(form: AccessFormat) -> AccessLog | None:
-    """What the endpoints hold: None when the log is off."""
-    return None if form is AccessFormat.OFF else AccessLog(form)
+def access_log(
+    form: AccessFormat, sink: LineSink | None = None, flush: float = INTERVAL
+) -> AccessLog | None:
+    """What the endpoints hold: None when the log is off. Lines go to `sink`, or as records
+    of the `nuvem.access` logger when none is given, every `flush` seconds."""
+    return None if form is AccessFormat.OFF else AccessLog(form, sink, flush)

@@ -23,11 +23,12 @@ from nuvem.gateway import (
     stack_api,
     system_api,
 )
-from nuvem.gateway.access_log import access_format, access_log
+from nuvem.gateway.access_log import AccessLog, access_format, access_log
 from nuvem.gateway.asgi import Receive, Scope, Send, render_error, respond_error
 from nuvem.gateway.async_invoke import ASYNC_PREFIX, AsyncFunctionEndpoint
 from nuvem.gateway.guard import Guard
 from nuvem.gateway.invoke import PREFIX, FunctionEndpoint
+from nuvem.gateway.line_sinks import LineSink
 from nuvem.gateway.methods import MethodTable, allow_header, not_allowed
 from nuvem.gateway.openapi import FUNCTION_METHODS, add_function_routes
 from nuvem.gateway.services import Services
@@ -44,7 +45,9 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(problems)
 
 
-def build_api(platform: Services, *, manage_lifespan: bool) -> FastAPI:
+def build_api(
+    platform: Services, *, manage_lifespan: bool, access: AccessLog | None = None
+) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if manage_lifespan:
@@ -53,8 +56,14 @@ def build_api(platform: Services, *, manage_lifespan: bool) -> FastAPI:
             async with ui.running(sampler, platform):
                 yield
         finally:
-            if manage_lifespan:
-                await platform.stop()
+            try:
+                if manage_lifespan:
+                    await platform.stop()
+            finally:
+                # Last: the server answered every call before shutting the lifespan down,
+                # so every access line is queued by now.
+                if access is not None:
+                    access.close()
 
     api = FastAPI(
         title="nuvem gateway",
@@ -110,11 +119,22 @@ def build_api(platform: Services, *, manage_lifespan: bool) -> FastAPI:
 class Gateway:
     """Function calls go straight to the hot path; everything else through FastAPI."""
 
-    def __init__(self, platform: Services, *, manage_lifespan: bool = True) -> None:
+    def __init__(
+        self,
+        platform: Services,
+        *,
+        manage_lifespan: bool = True,
+        access_sink: LineSink | None = None,
+    ) -> None:
+        """`access_sink`: where access lines go (`nuvem up`: stderr); by default they are
+        records of the `nuvem.access` logger."""
         self.platform = platform
-        self.api = build_api(platform, manage_lifespan=manage_lifespan)
+        settings = platform.settings
+        access = access_log(
+            access_format(settings.access_log), access_sink, settings.access_log_flush
+        )
+        self.api = build_api(platform, manage_lifespan=manage_lifespan, access=access)
         max_body = platform.settings.max_body
-        access = access_log(access_format(platform.settings.access_log))
         self.functions = FunctionEndpoint(
             platform.controller, platform.auth, platform.metrics, max_body, access
         )
