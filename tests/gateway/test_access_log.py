@@ -3,7 +3,6 @@ gateway writing them as text on the `nuvem.access` logger for every invoke route
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shlex
@@ -59,7 +58,7 @@ def test_json_lines_carry_every_field() -> None:
 def test_text_lines_are_key_value_pairs_quoted_where_needed() -> None:
     line = format_entry(ENTRY, AccessFormat.TEXT)
     assert line.startswith("time=2025-11-24T16:00:00.250Z function=echo version=- status=200 ")
-    odd = dataclasses.replace(ENTRY, path='/function/a b="c"')
+    odd = ENTRY._replace(path='/function/a b="c"')
     pairs = dict(token.split("=", 1) for token in shlex.split(format_entry(odd, AccessFormat.TEXT)))
     assert pairs["path"] == '/function/a b="c"'
     assert pairs["duration_ms"] == "1.235"
