@@ -1,16 +1,19 @@
 """What watching the platform costs: echo throughput with InfluxDB export on, and with the
 web dashboard open and streaming, against the same gateway without either, in one run.
 
-    .venv/bin/python bench/observability.py [--duration 8] [--concurrency 1,32] [--rounds 2]
+    .venv/bin/python bench/observability.py [--duration 3] [--concurrency 1,32] [--rounds 10]
 
-Each configuration is a fresh `nuvem up` with only the example echo function (bench/echo.py
-starts it), measured with wrk at each concurrency after a warm-up. The configurations take
-turns, round after round, so a drift of the machine (another process, thermal) spreads over
-all of them; each one's calls/s is the median of its rounds.
+Each configuration is a `nuvem up` of its own with only the example echo function
+(bench/echo.py starts it); the four run side by side (bench/side_by_side.py) and wrk calls
+them in short slices that take turns, so the machine's swings land on all of them alike.
+The table shows the median calls/s, the median of each round's ratio to plain, and the
+gateway's CPU time per call (the export's sampling thread and the dashboard's ticks count:
+they are the same process).
 
 - plain:     no export, nobody watching
 - influx:    InfluxDB export to a real influxd (Debian's `influxdb`), every second (ten
-             times more often than the default 10 s, to make its cost visible)
+             times more often than the default 10 s, to make its cost visible), into a
+             database of its own
 - dashboard: VIEWERS browser tabs' worth of /ui/stream server-sent-event streams open,
              logged in with the dashboard's session cookie
 - both:      influx and dashboard together
@@ -24,7 +27,6 @@ import argparse
 import contextlib
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,18 +45,19 @@ from echo import (
     _positive,
     err,
     free_port,
-    measure,
     nuvem,
     out,
     write_script,
 )
-from rich import box
-from rich.table import Table
+from side_by_side import Runs, Target, interleave, render, slices
+
+from nuvem.cli.server import PID_FILE
 
 GOAL_RATIO = 0.95
 VIEWERS = 3
-DATABASE = "nuvem"
 CONFIGS = ("plain", "influx", "dashboard", "both")
+EXPORTING = ("influx", "both")
+WATCHED = ("dashboard", "both")
 
 
 # -- influxd -----------------------------------------------------------------------------------
@@ -91,7 +94,9 @@ def influxd(workdir: Path) -> Iterator[str]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise BenchError(f"influxd did not start; see {folder / 'influxd.log'}")
             time.sleep(0.1)
-        httpx.post(f"{url}/query", data={"q": f"CREATE DATABASE {DATABASE}"}).raise_for_status()
+        for config in EXPORTING:
+            query = {"q": f"CREATE DATABASE {database(config)}"}
+            httpx.post(f"{url}/query", data=query).raise_for_status()
         yield url
     finally:
         process.send_signal(signal.SIGTERM)
@@ -102,11 +107,18 @@ def influxd(workdir: Path) -> Iterator[str]:
             process.wait()
 
 
-def points_in(url: str) -> int:
-    """How many invocation points influxd holds: proof that the export really ran."""
+def database(config: str) -> str:
+    return f"nuvem_{config}"
+
+
+def points_in(url: str, config: str) -> int:
+    """How many invocation points `config`'s gateway wrote: proof that the export ran."""
     answer = httpx.post(
         f"{url}/query",
-        data={"db": DATABASE, "q": "SELECT count(value) FROM gateway_function_invocation_total"},
+        data={
+            "db": database(config),
+            "q": "SELECT count(value) FROM gateway_function_invocation_total",
+        },
     ).json()
     series = answer["results"][0].get("series") or [{"values": [[0, 0]]}]
     return int(series[0]["values"][0][1])
@@ -162,88 +174,59 @@ class Viewers:
 # -- the run -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Result:
-    config: str
-    concurrency: int
-    rates: list[float] = field(default_factory=list)
-    p50s: list[float] = field(default_factory=list)
-
-    @property
-    def rate(self) -> float:
-        return statistics.median(self.rates)
-
-    @property
-    def p50(self) -> float:
-        return statistics.median(self.p50s)
+def env_of(config: str, influx_url: str) -> dict[str, str]:
+    if config not in EXPORTING:
+        return {}
+    return {
+        "NUVEM_INFLUXDB_URL": influx_url,
+        "NUVEM_INFLUXDB_DATABASE": database(config),
+        "NUVEM_INFLUXDB_INTERVAL": "1s",
+    }
 
 
-def run_config(
-    config: str,
-    workdir: Path,
-    influx_url: str,
-    args: argparse.Namespace,
-    wrk: str,
-    results: dict[tuple[str, int], Result],
-    notes: dict[str, str],
-) -> None:
-    env: dict[str, str] = {}
-    if config in ("influx", "both"):
-        env = {
-            "NUVEM_INFLUXDB_URL": influx_url,
-            "NUVEM_INFLUXDB_DATABASE": DATABASE,
-            "NUVEM_INFLUXDB_INTERVAL": "1s",
-        }
-    before = points_in(influx_url)
-    viewers = Viewers()
-    with nuvem(workdir, env, name=config) as platform:
-        if config in ("dashboard", "both"):
-            viewers.open(platform, VIEWERS)
-        script = write_script(workdir, config, platform.api_key)
-        try:
-            for c in args.concurrency:
-                m = measure(wrk, platform.url, script, c, args.duration, args.warmup)
-                result = results.setdefault((config, c), Result(config, c))
-                result.rates.append(m.requests_per_s)
-                result.p50s.append(m.p50_ms)
-        finally:
-            viewers.close()
-    if viewers.errors:
-        raise BenchError(f"{config}: a dashboard stream failed: {viewers.errors[0]}")
-    if config in ("dashboard", "both"):
-        notes[config] = f"{viewers.events} stream events"
-    if config in ("influx", "both"):
-        written = points_in(influx_url) - before
-        if written <= 0:
-            raise BenchError(f"{config}: the export wrote no invocation points to influxd")
-        notes[config] = (notes.get(config, "") + f"; {written} points in influxd").lstrip("; ")
-
-
-def render(results: dict[tuple[str, int], Result], concurrency: list[int]) -> Table:
-    table = Table(box=box.SIMPLE_HEAVY, title="echo with observability on vs off")
-    for column in ("configuration", "concurrency", "calls/s (median)", "p50 ms", "vs plain"):
-        table.add_column(column, justify="left" if column == "configuration" else "right")
-    for config in CONFIGS:
-        for c in concurrency:
-            result = results.get((config, c))
-            if result is None:
-                continue
-            ratio = result.rate / results[("plain", c)].rate
-            mark = (
-                "" if config == "plain" else ("[green]✓[/]" if ratio >= GOAL_RATIO else "[red]✗[/]")
-            )
-            table.add_row(
-                config, str(c), f"{result.rate:,.0f}", f"{result.p50:.2f}", f"{ratio:.3f} {mark}"
-            )
-    return table
+def run(
+    configs: list[str], workdir: Path, influx_url: str, args: argparse.Namespace, wrk: str
+) -> tuple[Runs, dict[str, str]]:
+    viewers = {config: Viewers() for config in configs if config in WATCHED}
+    with contextlib.ExitStack() as stack, err.status("starting the gateways") as status:
+        targets: dict[str, Target] = {}
+        for config in configs:
+            platform = stack.enter_context(nuvem(workdir, env_of(config, influx_url), name=config))
+            pid = int((workdir / f"{config}-state" / PID_FILE).read_text())
+            script = write_script(workdir, config, platform.api_key)
+            targets[config] = Target(platform.url, script, pid)
+            if config in viewers:
+                stack.callback(viewers[config].close)  # before its gateway stops
+                viewers[config].open(platform, VIEWERS)
+        runs = interleave(
+            wrk,
+            targets,
+            args.concurrency,
+            args.rounds,
+            args.duration,
+            args.warmup,
+            lambda n: status.update(f"round {n + 1}/{args.rounds}"),
+        )
+    notes: dict[str, str] = {}
+    for config, watching in viewers.items():
+        if watching.errors:
+            raise BenchError(f"{config}: a dashboard stream failed: {watching.errors[0]}")
+        notes[config] = f"{watching.events} stream events"
+    for config in configs:
+        if config in EXPORTING:
+            written = points_in(influx_url, config)
+            if written <= 0:
+                raise BenchError(f"{config}: the export wrote no invocation points to influxd")
+            notes[config] = (notes.get(config, "") + f"; {written} points in influxd").lstrip("; ")
+    return runs, notes
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=_positive, default=8, help="seconds per measured run")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per run")
+    parser.add_argument("--duration", type=_positive, default=3, help="seconds per slice")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up, once each")
     parser.add_argument("--concurrency", type=_concurrency_list, default=[1, 32])
-    parser.add_argument("--rounds", type=_positive, default=2, help="turns of every configuration")
+    parser.add_argument("--rounds", type=_positive, default=10, help="turns of every config")
     parser.add_argument(
         "--configs", default=",".join(CONFIGS), help=f"a subset of {','.join(CONFIGS)}"
     )
@@ -260,32 +243,28 @@ def main(argv: list[str] | None = None) -> int:
     if wrk is None:
         err.print("[red]wrk is not installed[/] (make system-deps)")
         return 2
-    results: dict[tuple[str, int], Result] = {}
-    notes: dict[str, str] = {}
     try:
-        with tempfile.TemporaryDirectory(prefix="nuvem-bench-") as tmp, err.status("") as status:
+        with tempfile.TemporaryDirectory(prefix="nuvem-bench-") as tmp:
             workdir = Path(tmp)
             with influxd(workdir) as influx_url:
-                for round_number in range(1, args.rounds + 1):
-                    for config in configs:
-                        status.update(f"round {round_number}/{args.rounds}: {config}")
-                        run_dir = workdir / f"{config}-{round_number}"
-                        run_dir.mkdir()
-                        run_config(config, run_dir, influx_url, args, wrk, results, notes)
+                runs, notes = run(configs, workdir, influx_url, args, wrk)
     except BenchError as exc:
         err.print(f"[red]benchmark failed:[/] {exc}", highlight=False)
         return 1
-    out.print(render(results, args.concurrency))
+    title = "echo with observability on vs off"
+    out.print(render(runs, "plain", GOAL_RATIO, title, "configuration"))
+    for line in slices(runs):
+        out.print(line, highlight=False)
     for config, note in notes.items():
         out.print(f"  {config}: {note}", highlight=False)
-    worst = min(
-        (r.rate / results[("plain", r.concurrency)].rate for r in results.values()),
-        default=1.0,
-    )
-    held = worst >= GOAL_RATIO
+    worst = runs.worst("plain")
     out.print(
         f"goal: every configuration at least {GOAL_RATIO:.0%} of plain: "
-        + ("[green]holds[/]" if held else f"[red]missed[/] (worst ratio {worst:.3f})")
+        + (
+            "[green]holds[/]"
+            if worst >= GOAL_RATIO
+            else f"[red]missed[/] (worst ratio {worst:.3f})"
+        )
     )
     return 0
 

@@ -64,6 +64,26 @@ def test_text_lines_are_key_value_pairs_quoted_where_needed() -> None:
     assert pairs["duration_ms"] == "1.235"
 
 
+@pytest.mark.parametrize(
+    "odd",
+    ['/function/a b="c"', "/function/back\\slash", "/function/new\nline", "/function/é€🙂", ""],
+)
+def test_any_value_reads_back_as_it_was(odd: str) -> None:
+    entry = ENTRY._replace(path=odd, call_id=odd, function=odd, version="v=1")
+    line = json.loads(format_entry(entry, AccessFormat.JSON))
+    assert (line["path"], line["call_id"], line["function"], line["version"]) == (
+        odd,
+        odd,
+        odd,
+        "v=1",
+    )
+    text = format_entry(entry, AccessFormat.TEXT)
+    assert "\n" not in text  # one line, whatever the values
+    pairs = dict(token.split("=", 1) for token in shlex.split(text))
+    if odd.isprintable():  # shlex reads JSON's escapes of control characters as they are
+        assert (pairs["path"], pairs["call_id"], pairs["version"]) == (odd, odd, "v=1")
+
+
 def test_key_ids_never_the_key() -> None:
     record_id, _, full = new_api_key()
     assert key_id(f"Bearer {full}", None) == record_id
