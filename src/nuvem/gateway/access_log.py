@@ -108,7 +108,7 @@ def format_entry(entry: AccessEntry, form: AccessFormat) -> str:
 
 
 # The C encoder json.dumps uses for a str with ensure_ascii=False.
-_esc: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[assignment]
+_esc: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def _json_once(value: str | None) -> str:
