@@ -49,8 +49,10 @@ from nuvem.control.deployment import Deployment
 from nuvem.gateway.app import create_app
 from nuvem.gateway.guard import server_options
 from nuvem.platform import Platform
+from nuvem.runtime.by_kind import ByKind
 from nuvem.runtime.environment import Environment
 from nuvem.runtime.fake import FakeRuntime
+from nuvem.runtime.local import LocalRuntime
 from nuvem.runtime.process_stats import alive
 from nuvem.stack.function import FunctionSpec
 from nuvem.stack.loader import load_stack_text
@@ -649,6 +651,14 @@ class FakeClock:
 
     def advance(self, seconds: float = 1.0) -> None:
         self.now += seconds
+
+
+def local_runtime(platform: Platform) -> LocalRuntime:
+    """The runtime of the platform's process replicas (image functions have their own)."""
+    runtime = platform.controller.runtime
+    assert isinstance(runtime, ByKind)
+    assert isinstance(runtime.processes, LocalRuntime)
+    return runtime.processes
 
 
 def echo_runtime() -> FakeRuntime:

@@ -23,6 +23,7 @@ def _plugins(pyproject: Path = TESTS.parent / "pyproject.toml") -> set[str]:
 
 # redis_cluster: the Redis Cluster the `servers` plugin starts, a harness module like support.
 SHARED = {
+    "podman_images",
     "support",
     "redis_cluster",
     "handlers",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from nuvem.config import Settings
 from nuvem.platform import Platform
-from nuvem.runtime.local import LocalRuntime
+from support import local_runtime
 
 
 def test_tick_interval_and_warm_workers_come_from_the_environment() -> None:
@@ -21,8 +21,7 @@ def test_the_platform_uses_them(tmp_path: Path) -> None:
     platform = Platform.create(settings)
     try:
         assert platform.controller.tick_interval == 0.3
-        runtime = platform.controller.runtime
-        assert isinstance(runtime, LocalRuntime)
+        runtime = local_runtime(platform)
         assert runtime.pool.size == 3
     finally:
         platform.records.close()

@@ -23,9 +23,12 @@ from nuvem.metrics.influx_sink import HttpSink
 from nuvem.metrics.node_gauges import NodeSeen
 from nuvem.metrics.registry import Metrics
 from nuvem.providers.provider import NodeProvider
+from nuvem.runtime.by_kind import ByKind
+from nuvem.runtime.container_runtime import ContainerRuntime
 from nuvem.runtime.environment import EnvironmentBuilder, ProgressEvent
 from nuvem.runtime.local import LocalRuntime
 from nuvem.runtime.logbook import LogBook
+from nuvem.runtime.podman import Podman
 from nuvem.runtime.replica import Runtime
 from nuvem.runtime.warm_pool import WarmPool
 from nuvem.stack.metrics import influx_target
@@ -88,16 +91,19 @@ class Platform:
 
             ray_engine = RayEngine(state, stack.cluster)
             engine = ray_engine
-            runtime = runtime or RayRuntime(logbook, connect=ray_engine.connect)
+            runtime = runtime or ByKind(RayRuntime(logbook, connect=ray_engine.connect), None)
             environments = environments or NodeEnvironments()
         controller = Controller(
             records=records,
             runtime=runtime
-            or LocalRuntime(
-                logbook,
-                model_cache=state / "models",
-                warm_workers=settings.warm_workers,
-                pool=warm_pool,
+            or ByKind(
+                LocalRuntime(
+                    logbook,
+                    model_cache=state / "models",
+                    warm_workers=settings.warm_workers,
+                    pool=warm_pool,
+                ),
+                ContainerRuntime(Podman(), logbook),
             ),
             environments=environments or EnvironmentBuilder(state, on_progress=progress),
             logbook=logbook,

@@ -6,8 +6,7 @@ import asyncio
 
 import pytest
 
-from nuvem.runtime.local import LocalRuntime
-from support import Running, wait_until
+from support import Running, local_runtime, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -77,8 +76,7 @@ async def test_bounds_without_a_mode_scale_to_zero_after_zero_after_s(gateway: R
 async def test_a_replica_from_the_warm_pool_is_the_function_it_was_told_to_be(
     gateway: Running,
 ) -> None:
-    runtime = gateway.platform.controller.runtime
-    assert isinstance(runtime, LocalRuntime)
+    runtime = local_runtime(gateway.platform)
     manual = STACK.replace("min: 0", "min: 1").replace("mode: concurrency", "mode: null")
     await gateway.deploy(manual.split("      zero_after_s")[0])  # no autoscaler settings
     deployment = gateway.platform.controller.get("nap")

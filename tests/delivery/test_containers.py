@@ -2,89 +2,33 @@
 with debootstrap (no registry can be reached): the gateway image answers /healthz as its
 non-root user, with its healthcheck passing and the version in its labels.
 
-The base image is made once and cached as a tarball under the test data folder
-(NUVEM_TEST_DATA, default ~/.cache/nuvem-test-data): debootstrap takes ~35 s, importing the
-tarball ~4 s. podman runs with runc and lowered rlimits: crun and raising rlimits both fail
-in this sandbox (shared/notes/platform-facts.md, "Containers").
+The base image and podman's settings come from the harness (tests/podman_images.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from servers import missing
+from podman_images import LIMITS, build_image, podman
+from podman_images import base_image as make_base_image
 from support import block_until, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE = "localhost/nuvem-test-base:bookworm"
-DATA = Path(os.environ.get("NUVEM_TEST_DATA", Path.home() / ".cache" / "nuvem-test-data"))
-BASE_TAR = DATA / "debian-bookworm-python3.tar"
 PIP_WHEEL = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check"]
-LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 
 pytestmark = pytest.mark.slow
 
 
-def podman(*args: str, check: bool = True, timeout: float = 600) -> str:
-    done = subprocess.run(
-        ["podman", "--runtime", "/usr/sbin/runc", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)}: {done.returncode}\n{done.stderr}")
-    return done.stdout
-
-
-def make_base_tar() -> None:
-    """A minimal Debian with python3 and venv, as a tarball of its root."""
-    if shutil.which("debootstrap") is None:
-        missing("debootstrap", "run `make system-deps` or apt-get install debootstrap")
-    DATA.mkdir(parents=True, exist_ok=True)
-    rootfs = Path(tempfile.mkdtemp(prefix="nuvem-rootfs-"))
-    try:
-        subprocess.run(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                "--include=python3,python3-venv",
-                "bookworm",
-                str(rootfs),
-                "http://deb.debian.org/debian",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=900,
-        )
-        partial = BASE_TAR.with_suffix(".partial")
-        with partial.open("wb") as out:
-            subprocess.run(["tar", "-C", str(rootfs), "-c", "."], stdout=out, check=True)
-        partial.rename(BASE_TAR)
-    finally:
-        shutil.rmtree(rootfs, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def base_image() -> str:
-    if shutil.which("podman") is None or not Path("/usr/sbin/runc").exists():
-        missing("podman with runc", "run `make system-deps` or apt-get install podman runc")
-    if subprocess.run(["podman", "image", "exists", BASE], check=False).returncode != 0:
-        if not BASE_TAR.exists():
-            make_base_tar()
-        podman("import", str(BASE_TAR), BASE)
-    return BASE
+    return make_base_image()
 
 
 @pytest.fixture(scope="module")
@@ -101,23 +45,8 @@ def context(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def build(containerfile: str, context: Path, base: str, tag: str, version: str) -> None:
-    podman(
-        "build",
-        "--format",
-        "docker",  # OCI images drop HEALTHCHECK
-        *LIMITS,
-        "-f",
-        str(ROOT / "containers" / containerfile),
-        "--build-arg",
-        f"BASE={base}",
-        "--build-arg",
-        f"VERSION={version}",
-        "--build-arg",
-        "PIP_OPTIONS=--no-index",
-        "-t",
-        tag,
-        str(context),
-    )
+    args = {"BASE": base, "VERSION": version, "PIP_OPTIONS": "--no-index"}
+    build_image(ROOT / "containers" / containerfile, context, tag, args)
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,13 @@ import pytest
 
 from nuvem.runtime.local import LocalRuntime
 from nuvem.stack.loader import load_stack_text
-from support import Running, jpeg, wait_until, weights_file
+from support import Running, jpeg, local_runtime, wait_until, weights_file
 
 pytestmark = pytest.mark.anyio
 
 
 def pool_of(gateway: Running) -> LocalRuntime:
-    runtime = gateway.platform.controller.runtime
-    assert isinstance(runtime, LocalRuntime)
-    return runtime
+    return local_runtime(gateway.platform)
 
 
 def environ_of(pid: int) -> bytes:

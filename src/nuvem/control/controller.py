@@ -181,7 +181,9 @@ class Controller:
         deployment = self._install(spec, replicas)
         verb = "updated" if existing is not None else "deployed"
         self.event(
-            "deployed", spec.name, f"{verb} {spec.name} ({spec.handler}), {replicas} replicas"
+            "deployed",
+            spec.name,
+            f"{verb} {spec.name} ({spec.image or spec.handler}), {replicas} replicas",
         )
         self.wake()
         return deployment

@@ -26,7 +26,9 @@ class PendingStatus(BaseModel):
 
 class FunctionStatus(BaseModel):
     name: str
-    image: str = Field(description="the handler reference (OpenFaaS clients read `image`)")
+    image: str = Field(
+        description="the container image, or the handler reference (OpenFaaS clients read `image`)"
+    )
     handler: str
     replicas: int = Field(description="desired replicas")
     availableReplicas: int = Field(description="replicas ready to serve")  # noqa: N815
@@ -64,7 +66,7 @@ class FunctionStatus(BaseModel):
         spec = deployment.spec
         return cls(
             name=spec.name,
-            image=spec.handler,
+            image=spec.image or spec.handler,
             handler=spec.handler,
             replicas=deployment.desired,
             availableReplicas=ready,

@@ -20,6 +20,13 @@ from pydantic import (
 )
 
 from nuvem.stack.async_jobs import AsyncJobs
+from nuvem.stack.container import (
+    DEFAULT_PORT,
+    FIELDS,
+    check_container,
+    check_health,
+    check_image,
+)
 from nuvem.stack.model import Batching, ModelSpec, serving_defaults
 from nuvem.stack.units import parse_duration, parse_memory
 
@@ -189,10 +196,13 @@ class Scaling(Strict):
 
 
 class FunctionSpec(Strict):
-    """A function: a handler, its environment, its resources and how it is served."""
+    """A function: a handler (or a container image), its environment, its resources and
+    how it is served."""
 
     name: str = Field(validation_alias=AliasChoices("name", "service"))
-    handler: str = Field(description="module:callable or path/to/file.py[:callable]")
+    handler: str = Field(
+        description="module:callable or path/to/file.py[:callable]; none with image"
+    )
     root: str = Field(default=".", description="folder the handler is resolved from")
     requirements: tuple[str, ...] = Field(default=(), description="pip requirements")
     env: dict[str, str] = Field(default_factory=dict)
@@ -219,6 +229,22 @@ class FunctionSpec(Strict):
     model: ModelSpec | None = Field(default=None, description="serve a model (docs/models.md)")
     batching: Batching | None = Field(default=None, description="group calls into batches")
     jobs: AsyncJobs = Field(default_factory=AsyncJobs, description="how async jobs run")
+    image: str | None = Field(
+        default=None,
+        description="a container image whose process serves HTTP, e.g. localhost/resize:1.4.0; "
+        "each replica is one container (docs/containers.md)",
+    )
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description=f"where the image listens inside its container (default {DEFAULT_PORT})",
+    )
+    health: str | None = Field(
+        default=None,
+        description="a path answering 2xx once the container is ready, e.g. /_/health; "
+        "unset: ready once its port accepts connections",
+    )
 
     @field_validator("name")
     @classmethod
@@ -233,14 +259,31 @@ class FunctionSpec(Strict):
     @model_validator(mode="before")
     @classmethod
     def _serving(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("image") is not None and "handler" not in data:
+            data = {**data, "handler": ""}  # an image serves HTTP itself
         return serving_defaults(data)
 
     @field_validator("handler")
     @classmethod
     def _handler(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("handler is empty; write module:callable, e.g. functions:echo")
         return value.strip()
+
+    _image = field_validator("image")(check_image)
+    _health = field_validator("health")(check_health)
+
+    @property
+    def container_port(self) -> int:
+        return self.port if self.port is not None else DEFAULT_PORT
+
+    @model_validator(mode="after")
+    def _kind(self) -> FunctionSpec:
+        if self.image is None and not self.handler:
+            raise ValueError(
+                "handler is empty; write module:callable, e.g. functions:echo (or serve a "
+                "container image: image: localhost/name:tag)"
+            )
+        check_container(self)
+        return self
 
     @field_validator("requirements", mode="before")
     @classmethod
@@ -269,5 +312,7 @@ class FunctionSpec(Strict):
         skip = {"scaling", "labels", "max_queue", "jobs", "max_body"}
         if self.placement == Placement():
             skip.add("placement")  # as before placement existed: an upgrade restarts nothing
+        if self.image is None:
+            skip.update(FIELDS)  # as before images existed: an upgrade restarts nothing
         data = self.model_dump(mode="json", exclude=skip)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,92 @@
+"""`ContainerEngine`: what the container runtime needs of podman (or Docker).
+
+A replica's container runs attached: the engine's client process (`podman run` without
+`-d`) lives as long as the container, carries its stdout and stderr, and exits with its
+code, so the replica sees its end the way it sees a worker's. `podman.py` implements it
+with podman; `fake_engine.py` in this process, for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRun:
+    """One container to start: a replica of an image function."""
+
+    name: str  # unique per replica: stop, kill and inspect find it by this
+    image: str
+    host_port: int  # published on 127.0.0.1
+    port: int  # where the image listens inside
+    env: dict[str, str] = field(default_factory=dict)
+    cpus: float | None = None
+    memory: int | None = None  # bytes; the engine kills the container above it
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerExit:
+    """How a container ended, as the engine recorded it."""
+
+    code: int | None  # None while it runs
+    oom_killed: bool = False  # killed by its memory limit
+
+
+class Attached(Protocol):
+    """The engine's process that runs one container in the foreground."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+    @property
+    def stdout(self) -> asyncio.StreamReader | None: ...
+    @property
+    def stderr(self) -> asyncio.StreamReader | None: ...
+
+    async def wait(self) -> int: ...
+
+
+class ContainerEngine(Protocol):
+    @property
+    def name(self) -> str: ...  # "podman", "docker", "fake": said in errors
+
+    async def exists(self, image: str) -> bool:
+        """Whether `image` is in the engine's local store."""
+        ...
+
+    async def run(self, run: ContainerRun) -> Attached:
+        """Start the container, attached; raise EngineError when the engine refuses."""
+        ...
+
+    async def stop(self, name: str, grace: float) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds. No error once it has ended."""
+        ...
+
+    async def kill(self, name: str) -> None:
+        """SIGKILL now. No error once it has ended."""
+        ...
+
+    async def inspect(self, name: str) -> ContainerExit | None:
+        """Its state, or None when no container has that name."""
+        ...
+
+    async def logs(self, name: str) -> str:
+        """All it wrote to stdout and stderr so far."""
+        ...
+
+    async def remove(self, name: str) -> None:
+        """Remove it (killed first when it runs). No error when it does not exist."""
+        ...
+
+    async def build(self, context: Path, file: str, tag: str, args: dict[str, str]) -> None:
+        """Build `tag` from `file` in `context`; raise EngineError with the build's output."""
+        ...
+
+
+class EngineError(Exception):
+    """The engine refused a command; the message carries what it printed."""

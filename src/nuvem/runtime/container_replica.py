@@ -1,0 +1,184 @@
+"""`ContainerReplica`: one container of an image function, spoken to over HTTP.
+
+Calls go to the container's published loopback port on a kept-alive httpx connection
+pool, path, query, headers and body as the gateway received them. The replica ends with
+its container: when the engine's attached process exits, the engine's record says how
+(exit code, or the memory limit's kill) and that becomes the exit cause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable
+
+import httpx
+
+from nuvem.runtime.container_engine import Attached, ContainerEngine, ContainerExit, ContainerRun
+from nuvem.runtime.protocol import CallMeta
+from nuvem.runtime.replica import DRAIN_OVERRUN, STOPPED, CallResult, replica_died
+from nuvem.runtime.replica_state import ReplicaState
+
+# Hop-by-hop headers, and the length the gateway sets itself: not passed back.
+_DROPPED = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
+STOP_GRACE = 2.0  # seconds a container gets to exit on SIGTERM once drained
+
+
+def container_cause(exit: ContainerExit | None, memory: int | None, code: int) -> str:
+    """How a container ended, in words; `code` is the attached process's exit code."""
+    if exit is not None and exit.oom_killed:
+        limit = f" ({memory / 2**20:g}Mi)" if memory is not None else ""
+        return (
+            f"container killed by its memory limit{limit} (OOM); raise resources.memory "
+            "or make the function use less"
+        )
+    found = exit.code if exit is not None and exit.code is not None else code
+    if found > 128 and found - 128 in signal.Signals._value2member_map_:
+        return f"container exited with code {found} (killed by {signal.Signals(found - 128).name})"
+    return f"container exited with code {found}"
+
+
+class ContainerReplica:
+    """Implements `Replica` for one container."""
+
+    def __init__(
+        self,
+        replica_id: str,
+        function: str,
+        fingerprint: str,
+        engine: ContainerEngine,
+        run: ContainerRun,
+        attached: Attached,
+        client: httpx.AsyncClient,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.id = replica_id
+        self.function = function
+        self.fingerprint = fingerprint
+        self.node = "local"
+        self.state = ReplicaState.READY
+        self.inflight = 0
+        self.started_at = clock()
+        self.exit_cause: str | None = None
+        self.retired = False
+        self.engine = engine
+        self.run = run
+        self.attached = attached
+        self.client = client
+        self._clock = clock
+        self._calls: dict[asyncio.Task[None], tuple[asyncio.Future[CallResult], float]] = {}
+        self._dead = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watch = asyncio.get_running_loop().create_task(self._watch_exit())
+
+    @property
+    def pid(self) -> int:
+        return self.attached.pid
+
+    def submit(self, meta: CallMeta, body: bytes) -> asyncio.Future[CallResult]:
+        future: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
+        if self.state is ReplicaState.DEAD:
+            future.set_exception(replica_died(self.function, self.id, self.exit_cause))
+            return future
+        task = asyncio.get_running_loop().create_task(self._call(meta, body, future))
+        self._calls[task] = (future, self._clock())
+        self._idle.clear()
+        task.add_done_callback(self._call_done)
+        # A caller that gives up (its deadline passed) closes the call's connection too.
+        future.add_done_callback(lambda f: task.cancel() if f.cancelled() else None)
+        return future
+
+    def _call_done(self, task: asyncio.Task[None]) -> None:
+        self._calls.pop(task, None)
+        if not self._calls:
+            self._idle.set()
+
+    async def _call(self, meta: CallMeta, body: bytes, future: asyncio.Future[CallResult]) -> None:
+        url = meta.path + ("?" + meta.query if meta.query else "")
+        headers = [*meta.headers, ("x-start-time", str(time.time_ns()))]
+        try:
+            request = self.client.build_request(meta.method, url, headers=headers, content=body)
+            response = await self.client.send(request, stream=True)
+            try:
+                # Raw bytes: a gzip body stays gzip, as its content-encoding says.
+                data = b"".join([chunk async for chunk in response.aiter_raw()])
+            finally:
+                await response.aclose()
+        except httpx.HTTPError as error:
+            if not future.done():
+                if self.state is not ReplicaState.DEAD:
+                    # The container may be going: its exit cause says more than the socket.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._dead.wait(), 1.0)
+                cause = self.exit_cause or f"dropped the connection ({type(error).__name__})"
+                future.set_exception(replica_died(self.function, self.id, cause))
+            return
+        if not future.done():
+            kept = [
+                (key, value)
+                for key, value in response.headers.multi_items()
+                if key.lower() not in _DROPPED
+            ]
+            future.set_result(CallResult(response.status_code, kept, data))
+
+    def oldest_call_age(self) -> float:
+        if not self._calls:
+            return 0.0
+        now = self._clock()
+        return max(now - started for _, started in self._calls.values())
+
+    def memory(self) -> int | None:
+        return None  # the engine enforces resources.memory itself
+
+    async def _watch_exit(self) -> None:
+        code = await self.attached.wait()
+        try:
+            exit = await self.engine.inspect(self.run.name)
+        except Exception:  # the engine is away: the attached process's code still tells
+            exit = None
+        if self.exit_cause is None:
+            self.exit_cause = container_cause(exit, self.run.memory, code)
+        self.state = ReplicaState.DEAD
+        error = replica_died(self.function, self.id, self.exit_cause)
+        for task, (future, _) in list(self._calls.items()):
+            if not future.done():
+                future.set_exception(error)
+            task.cancel()
+        # Removed before it counts as dead: once wait_dead returns, nothing of it is left.
+        with contextlib.suppress(Exception):
+            await self.engine.remove(self.run.name)
+        await self.client.aclose()
+        self._dead.set()
+        self._idle.set()
+
+    async def wait_dead(self) -> None:
+        await self._dead.wait()
+
+    async def drain_and_stop(self, grace: float) -> None:
+        if self.state is ReplicaState.DEAD:
+            return
+        self.retired = True
+        self.state = ReplicaState.DRAINING
+        deadline = self._clock() + grace
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace)
+        if self.exit_cause is None:
+            self.exit_cause = STOPPED
+        await self.engine.stop(self.run.name, STOP_GRACE)
+        try:
+            await asyncio.wait_for(self._dead.wait(), max(1.0, deadline - self._clock()))
+        except TimeoutError:
+            self.kill(DRAIN_OVERRUN)
+            await self._dead.wait()
+
+    def kill(self, reason: str) -> None:
+        if self.state is ReplicaState.DEAD:
+            return
+        self.exit_cause = reason
+        task = asyncio.get_running_loop().create_task(self.engine.kill(self.run.name))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

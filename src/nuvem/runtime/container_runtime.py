@@ -1,0 +1,187 @@
+"""`ContainerRuntime`: replicas of image functions, one container each, on this machine.
+
+A start checks the image is there, runs the container with the function's limits on a
+loopback port of its own, and waits until it is ready (its health path answers 2xx, or,
+without one, its port accepts connections), never longer than `ready_timeout`: an image
+that never gets there is a SetupFailed naming the function, the image and what to fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import socket
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+import httpx
+
+from nuvem.runtime.container_engine import Attached, ContainerEngine, ContainerRun, EngineError
+from nuvem.runtime.container_replica import ContainerReplica, container_cause
+from nuvem.runtime.environment import Environment
+from nuvem.runtime.line_pump import pump_lines
+from nuvem.runtime.logbook import LogBook
+from nuvem.runtime.replica import Pending, Replica, SetupFailed
+from nuvem.stack.function import FunctionSpec
+
+READY_TIMEOUT = 60.0
+POLL = 0.02  # seconds between readiness probes: a container starts in ~0.2 s here
+PROBE_TIMEOUT = 2.0
+LOG_TAIL = 5  # lines of the container's output quoted when it fails to start
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def container_env(spec: FunctionSpec, replica_id: str) -> dict[str, str]:
+    """What a function container sees: its stack env, and which function and replica it is
+    (an image reads `fprocess` and its other watchdog settings from env: as OpenFaaS)."""
+    return {"NUVEM_FUNCTION": spec.name, "NUVEM_REPLICA": replica_id, **spec.env}
+
+
+class ContainerRuntime:
+    def __init__(
+        self,
+        engine: ContainerEngine,
+        logbook: LogBook,
+        ready_timeout: float = READY_TIMEOUT,
+    ) -> None:
+        self.engine = engine
+        self.logbook = logbook
+        self.ready_timeout = ready_timeout
+        self._pumps: set[asyncio.Task[None]] = set()
+
+    def pending(self, function: str) -> list[Pending]:
+        return []
+
+    async def close(self) -> None:
+        for task in list(self._pumps):
+            task.cancel()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._pumps.add(task)
+        task.add_done_callback(self._pumps.discard)
+
+    async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica:
+        image = spec.image
+        assert image is not None, "only image functions are started here"
+        if not await self.engine.exists(image):
+            raise SetupFailed(
+                f"function {spec.name!r}: image {image!r} is not in {self.engine.name}'s "
+                "image store",
+                f"build it (`{self.engine.name} build -t {image} .`), load it, or fix image: "
+                "in the stack file",
+            )
+        run = ContainerRun(
+            name=f"nuvem-{replica_id}",
+            image=image,
+            host_port=_free_port(),
+            port=spec.container_port,
+            env=container_env(spec, replica_id),
+            cpus=spec.resources.cpu,
+            memory=spec.resources.memory,
+            labels={"nuvem.function": spec.name, "nuvem.replica": replica_id},
+        )
+        try:
+            attached = await self.engine.run(run)
+        except (EngineError, OSError) as error:
+            raise SetupFailed(
+                f"function {spec.name!r}: {self.engine.name} could not run {image!r}: {error}",
+                f"check that `{self.engine.name}` works on this machine (docs/containers.md)",
+            ) from None
+        for stream, name in ((attached.stdout, "stdout"), (attached.stderr, "stderr")):
+            if stream is not None:
+                write = functools.partial(self.logbook.write, spec.name, replica_id, name)
+                self._spawn(pump_lines(stream, write))
+        client = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{run.host_port}",
+            timeout=httpx.Timeout(None, connect=5.0),
+            limits=httpx.Limits(
+                max_connections=None,
+                max_keepalive_connections=max(spec.max_inflight, 1),
+            ),
+        )
+        client.headers.clear()  # pass on the caller's headers only, not httpx's own
+        try:
+            await self._ready(spec, run, attached, client)
+        except BaseException:
+            await client.aclose()
+            with contextlib.suppress(Exception):
+                await self.engine.remove(run.name)
+            raise
+        self.logbook.write(
+            spec.name, replica_id, "system", f"container {run.name} ready on port {run.host_port}"
+        )
+        return ContainerReplica(
+            replica_id, spec.name, spec.fingerprint(), self.engine, run, attached, client
+        )
+
+    async def _ready(
+        self, spec: FunctionSpec, run: ContainerRun, attached: Attached, client: httpx.AsyncClient
+    ) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        last = "nothing accepted a connection"
+        while time.monotonic() < deadline:
+            if attached.returncode is not None:
+                await self._exited(spec, run, attached.returncode)
+            probe = await self._probe(spec, run, client)
+            if probe is None:
+                return
+            last = probe
+            await asyncio.sleep(POLL)
+        what = f"health path {spec.health}" if spec.health else f"port {run.port}"
+        raise SetupFailed(
+            f"function {spec.name!r}: image {run.image!r} was not ready within "
+            f"{self.ready_timeout:g}s: {what}: {last}",
+            (
+                f"make {spec.health} answer 2xx once the server is up, or fix health:"
+                if spec.health
+                else f"make the image listen on 0.0.0.0:{run.port}, or set port: to where it does"
+            )
+            + f"; `nuvem logs {spec.name}` shows its output",
+        )
+
+    async def _probe(
+        self, spec: FunctionSpec, run: ContainerRun, client: httpx.AsyncClient
+    ) -> str | None:
+        """None once ready, else what the probe found."""
+        if spec.health is None:
+            try:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection("127.0.0.1", run.host_port), PROBE_TIMEOUT
+                )
+            except (OSError, TimeoutError) as error:
+                return f"nothing accepted a connection ({type(error).__name__})"
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return None
+        try:
+            answer = await client.get(spec.health, timeout=PROBE_TIMEOUT)
+        except httpx.HTTPError as error:
+            return f"no answer ({type(error).__name__})"
+        if 200 <= answer.status_code < 300:
+            return None
+        return f"answered {answer.status_code}"
+
+    async def _exited(self, spec: FunctionSpec, run: ContainerRun, code: int) -> None:
+        exit = None
+        with contextlib.suppress(Exception):
+            exit = await self.engine.inspect(run.name)
+        tail = ""
+        with contextlib.suppress(Exception):
+            lines = (await self.engine.logs(run.name)).strip().splitlines()[-LOG_TAIL:]
+            tail = (": " + " | ".join(lines)) if lines else ""
+        raise SetupFailed(
+            f"function {spec.name!r}: image {run.image!r}: "
+            f"{container_cause(exit, run.memory, code)} before it was ready{tail}",
+            f"see `nuvem logs {spec.name}`; run `{self.engine.name} run --rm {run.image}` "
+            "to try it by hand",
+        )

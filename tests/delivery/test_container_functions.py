@@ -1,0 +1,221 @@
+"""Image functions with real podman: an image built here from a Containerfile that serves
+HTTP (tests/delivery/echo_image), run as replicas behind a real gateway.
+
+One image is built per module (on the cached Debian base, see tests/podman_images.py);
+every test deploys it under its own function name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from nuvem.errors import ReplicaDied
+from nuvem.runtime.container_replica import ContainerReplica
+from nuvem.runtime.container_runtime import ContainerRuntime
+from nuvem.runtime.environment import Environment
+from nuvem.runtime.logbook import LogBook
+from nuvem.runtime.podman import Podman
+from nuvem.runtime.protocol import CallMeta
+from nuvem.runtime.replica import SetupFailed
+from nuvem.runtime.replica_state import ReplicaState
+from nuvem.stack.function import FunctionSpec
+from podman_images import base_image, build_image, podman
+from support import PLATFORM_PYTHON, Running, callback_receiver, serving, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.anyio]
+
+ECHO = Path(__file__).parent / "echo_image"
+TAG = "localhost/nuvem-test-echo"
+
+
+@pytest.fixture(scope="module")
+def echo_image() -> str:
+    """The echo image, tag 1, built once for the module on the Debian base."""
+    base = base_image()
+    build_image(ECHO / "Containerfile", ECHO, f"{TAG}:1", {"BASE": base, "VERSION": "1"})
+    return f"{TAG}:1"
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Running]:
+    async with serving(tmp_path, tmp_path / "state") as running:
+        yield running
+
+
+def events(gateway: Running, function: str) -> list[str]:
+    records = gateway.platform.records.list_events(function, limit=1000)
+    return [event.message for event in records]
+
+
+async def test_a_call_passes_path_query_headers_body_and_call_id(
+    gateway: Running, echo_image: str
+) -> None:
+    await gateway.deploy(
+        f"""
+        functions:
+          echo:
+            image: {echo_image}
+            port: 8080
+            health: /_/health
+            env: {{MODE: fast}}
+            resources: {{cpu: 1, memory: 256Mi}}
+        """,
+        started=True,
+    )
+    response = await gateway.admin.post(
+        "/function/echo/some/path?x=1&y=two",
+        content=b"payload",
+        headers={"X-Custom": "yes", "X-Call-Id": "call-42"},
+    )
+    assert response.status_code == 200, response.text
+    seen = response.json()
+    assert seen["method"] == "POST"
+    assert seen["path"] == "/some/path"
+    assert seen["query"] == {"x": "1", "y": "two"}
+    assert seen["body"] == "payload"
+    assert seen["headers"]["x-custom"] == "yes"
+    assert seen["headers"]["x-call-id"] == "call-42"
+    assert "x-start-time" in seen["headers"]
+    assert "authorization" not in seen["headers"]
+    assert seen["env"] == {"MODE": "fast", "NUVEM_FUNCTION": "echo"}
+    assert response.headers["x-call-id"] == "call-42"
+    # The function's listing names the image, as OpenFaaS's does.
+    listed = (await gateway.admin.get("/system/function/echo")).json()
+    assert listed["image"] == echo_image
+    # What the container printed is in its logs.
+    lines = [line.text for line in gateway.platform.logbook.tail("echo", 100)]
+    assert "POST /some/path" in lines
+
+
+async def test_async_jobs_run_on_a_container_and_call_back(
+    gateway: Running, echo_image: str
+) -> None:
+    await gateway.deploy(f"functions: {{echo: {{image: {echo_image}}}}}", started=True)
+    async with callback_receiver() as receiver:
+        response = await gateway.admin.post(
+            "/async-function/echo/raw",
+            content=b"later",
+            headers={"X-Callback-Url": receiver.url + "/done"},
+        )
+        assert response.status_code == 202
+        await wait_until(lambda: len(receiver.received) == 1, within=30, what="callback")
+    (callback,) = receiver.received
+    assert callback.body == b"later"
+    assert callback.headers["x-function-status"] == "200"
+
+
+async def test_a_container_that_exits_is_replaced_and_the_event_names_its_code(
+    gateway: Running, echo_image: str
+) -> None:
+    (deployment,) = await gateway.deploy(
+        f"functions: {{crashy: {{image: {echo_image}}}}}", started=True
+    )
+    (first,) = deployment.ready()
+    response = await gateway.admin.get("/function/crashy/exit?code=3")
+    assert response.status_code == 502
+    assert "container exited with code 3" in response.json()["error"]
+    await wait_until(
+        lambda: any(r.id != first.id for r in deployment.ready()), 60, what="a new replica"
+    )
+    assert any("container exited with code 3; replacing it" in m for m in events(gateway, "crashy"))
+    again = await gateway.admin.post("/function/crashy/raw", content=b"back")
+    assert again.content == b"back"
+
+
+async def test_the_memory_limit_is_enforced_and_reported(gateway: Running, echo_image: str) -> None:
+    (deployment,) = await gateway.deploy(
+        f"functions: {{hungry: {{image: {echo_image}, resources: {{memory: 64Mi}}}}}}",
+        started=True,
+    )
+    (replica,) = deployment.ready()
+    name = f"nuvem-{replica.id}"
+    inspected = json.loads(podman("container", "inspect", name))[0]
+    assert inspected["HostConfig"]["Memory"] == 64 * 2**20
+    response = await gateway.admin.get("/function/hungry/alloc?mb=200")
+    assert response.status_code == 502
+    assert "memory limit (64Mi)" in response.json()["error"]
+    await wait_until(lambda: replica.state is ReplicaState.DEAD, 30, what="the replica dead")
+    assert replica.exit_cause is not None
+    assert "OOM" in replica.exit_cause
+
+
+async def test_scales_to_zero_and_a_call_brings_it_back(gateway: Running, echo_image: str) -> None:
+    (deployment,) = await gateway.deploy(
+        f"""
+        functions:
+          sleepy:
+            image: {echo_image}
+            scaling: {{min: 0, max: 2, zero_after_s: 1s, panic_window_s: 1s,
+                       stable_window_s: 2s, scale_down_delay_s: 1s}}
+        """,
+    )
+    first = await gateway.admin.post("/function/sleepy/raw", content=b"one")
+    assert first.content == b"one"
+    await wait_until(lambda: not deployment.replicas, 60, what="sleepy at zero replicas")
+    assert podman("ps", "--filter", "label=nuvem.function=sleepy", "-q").strip() == ""
+    again = await gateway.admin.post("/function/sleepy/raw", content=b"two")
+    assert again.content == b"two"
+
+
+# -- the runtime alone: readiness and its errors ---------------------------------------------
+
+
+def image_spec(image: str, **fields: object) -> FunctionSpec:
+    return FunctionSpec.model_validate({"name": "probe", "image": image, **fields})
+
+
+async def test_a_missing_image_fails_the_start_naming_function_image_and_fix() -> None:
+    runtime = ContainerRuntime(Podman(), LogBook(), ready_timeout=5)
+    with pytest.raises(SetupFailed) as failed:
+        await runtime.start(image_spec("localhost/no-such-image:9"), PLATFORM_PYTHON, "probe-1")
+    assert "'probe'" in str(failed.value)
+    assert "localhost/no-such-image:9" in str(failed.value)
+    assert "podman build" in (failed.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"env": {"HEALTH": "fail"}, "health": "/_/health"}, "health path /_/health: answered 500"),
+        ({"port": 9999}, "port 9999: nothing accepted a connection"),
+    ],
+)
+async def test_a_container_never_ready_fails_within_the_deadline(
+    echo_image: str, fields: dict[str, object], expected: str
+) -> None:
+    runtime = ContainerRuntime(Podman(), LogBook(), ready_timeout=4)
+    env: Environment = PLATFORM_PYTHON
+    with pytest.raises(SetupFailed) as failed:
+        await runtime.start(image_spec(echo_image, **fields), env, "probe-2")
+    assert expected in str(failed.value), str(failed.value)
+    assert echo_image in str(failed.value)
+    # Nothing of it is left running.
+    assert podman("ps", "-a", "--filter", "name=nuvem-probe-2", "-q").strip() == ""
+
+
+async def test_calls_in_flight_fail_as_replica_died_when_the_container_is_killed(
+    echo_image: str,
+) -> None:
+    runtime = ContainerRuntime(Podman(), LogBook(), ready_timeout=30)
+    replica = await runtime.start(image_spec(echo_image), PLATFORM_PYTHON, "probe-3")
+    try:
+        meta = CallMeta("POST", "/raw", "", [])
+        assert (await replica.submit(meta, b"x")).body == b"x"
+        podman("kill", "nuvem-probe-3")
+        await asyncio.wait_for(replica.wait_dead(), 30)
+        assert replica.exit_cause == "container exited with code 137 (killed by SIGKILL)"
+        with pytest.raises(ReplicaDied):
+            await replica.submit(meta, b"y")
+    finally:
+        await replica.drain_and_stop(0)
+        await runtime.close()
+    assert isinstance(replica, ContainerReplica)
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{replica.run.host_port}/", timeout=1)

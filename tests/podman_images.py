@@ -1,0 +1,96 @@
+"""Harness for the tests that run real containers: podman with the settings this machine
+needs, and a Debian base image made here with debootstrap (no registry can be reached).
+
+The base image is made once and cached as a tarball under the test data folder
+(NUVEM_TEST_DATA, default ~/.cache/nuvem-test-data): debootstrap takes ~35 s, importing the
+tarball ~4 s. podman runs with runc and lowered rlimits: crun and raising rlimits both fail
+in this sandbox (shared/notes/platform-facts.md, "Containers"; docs/containers.md).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from servers import missing
+
+BASE = "localhost/nuvem-test-base:bookworm"
+DATA = Path(os.environ.get("NUVEM_TEST_DATA", Path.home() / ".cache" / "nuvem-test-data"))
+BASE_TAR = DATA / "debian-bookworm-python3.tar"
+LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+
+
+def podman(*args: str, check: bool = True, timeout: float = 600) -> str:
+    done = subprocess.run(
+        ["podman", "--runtime", "/usr/sbin/runc", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)}: {done.returncode}\n{done.stderr}")
+    return done.stdout
+
+
+def need_podman() -> None:
+    if shutil.which("podman") is None or not Path("/usr/sbin/runc").exists():
+        missing("podman with runc", "run `make system-deps` or apt-get install podman runc")
+
+
+def make_base_tar() -> None:
+    """A minimal Debian with python3 and venv, as a tarball of its root."""
+    if shutil.which("debootstrap") is None:
+        missing("debootstrap", "run `make system-deps` or apt-get install debootstrap")
+    DATA.mkdir(parents=True, exist_ok=True)
+    rootfs = Path(tempfile.mkdtemp(prefix="nuvem-rootfs-"))
+    try:
+        subprocess.run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=python3,python3-venv",
+                "bookworm",
+                str(rootfs),
+                "http://deb.debian.org/debian",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=900,
+        )
+        partial = BASE_TAR.with_suffix(".partial")
+        with partial.open("wb") as out:
+            subprocess.run(["tar", "-C", str(rootfs), "-c", "."], stdout=out, check=True)
+        partial.rename(BASE_TAR)
+    finally:
+        shutil.rmtree(rootfs, ignore_errors=True)
+
+
+def base_image() -> str:
+    """The Debian base image with python3, imported from the cached tarball (made first
+    when missing); skips, or fails under CI, without podman."""
+    need_podman()
+    if subprocess.run(["podman", "image", "exists", BASE], check=False).returncode != 0:
+        if not BASE_TAR.exists():
+            make_base_tar()
+        podman("import", str(BASE_TAR), BASE)
+    return BASE
+
+
+def build_image(containerfile: Path, context: Path, tag: str, args: dict[str, str]) -> None:
+    build_args = [arg for key, value in args.items() for arg in ("--build-arg", f"{key}={value}")]
+    podman(
+        "build",
+        "--format",
+        "docker",  # OCI images drop HEALTHCHECK
+        *LIMITS,
+        "-f",
+        str(containerfile),
+        *build_args,
+        "-t",
+        tag,
+        str(context),
+    )

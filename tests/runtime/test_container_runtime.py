@@ -1,0 +1,157 @@
+"""The container runtime over the in-process engine (real HTTP on loopback, no podman):
+pass-through of calls, readiness and its errors, exit causes, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from nuvem.errors import ReplicaDied
+from nuvem.runtime.container_engine import ContainerExit
+from nuvem.runtime.container_replica import ContainerReplica, container_cause
+from nuvem.runtime.container_runtime import ContainerRuntime
+from nuvem.runtime.fake_engine import FakeEngine
+from nuvem.runtime.logbook import LogBook
+from nuvem.runtime.protocol import CallMeta
+from nuvem.runtime.replica import STOPPED, SetupFailed
+from nuvem.runtime.replica_state import ReplicaState
+from nuvem.stack.function import FunctionSpec
+from support import PLATFORM_PYTHON
+
+pytestmark = pytest.mark.anyio
+
+
+async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app that answers what it was sent, as JSON; /_/health answers 503 when the
+    path says so, /gzip a body that must reach the caller as sent."""
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    headers: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json")]
+    status = 200
+    if scope["path"] == "/gzip":
+        payload = b"\x1f\x8b not really gzip"
+        headers = [(b"content-encoding", b"gzip")]
+    else:
+        payload = json.dumps(
+            {
+                "method": scope["method"],
+                "path": scope["path"],
+                "query": scope["query_string"].decode(),
+                "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
+                "body": body.decode(),
+            }
+        ).encode()
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def failing_health(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 500, "headers": []})
+    await send({"type": "http.response.body", "body": b"not yet"})
+
+
+def spec(image: str = "localhost/echo:1", **fields: Any) -> FunctionSpec:
+    return FunctionSpec.model_validate({"name": "echo", "image": image, **fields})
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine({"localhost/echo:1": echo, "localhost/sick:1": failing_health})
+
+
+async def start(engine: FakeEngine, function: FunctionSpec, ready: float = 5) -> ContainerReplica:
+    runtime = ContainerRuntime(engine, LogBook(), ready_timeout=ready)
+    replica = await runtime.start(function, PLATFORM_PYTHON, "echo-1")
+    assert isinstance(replica, ContainerReplica)
+    return replica
+
+
+async def test_a_call_passes_method_path_query_headers_and_body(engine: FakeEngine) -> None:
+    replica = await start(engine, spec(env={"MODE": "fast"}, resources={"memory": "64Mi"}))
+    meta = CallMeta("PUT", "/a/b", "x=1&y=2", [("x-call-id", "c-1"), ("x-custom", "yes")])
+    result = await replica.submit(meta, b"payload")
+    seen = json.loads(result.body)
+    assert result.status == 200
+    assert (seen["method"], seen["path"], seen["query"], seen["body"]) == (
+        "PUT",
+        "/a/b",
+        "x=1&y=2",
+        "payload",
+    )
+    assert seen["headers"]["x-call-id"] == "c-1"
+    assert seen["headers"]["x-custom"] == "yes"
+    assert "x-start-time" in seen["headers"]
+    assert "user-agent" not in seen["headers"]  # only what the caller sent, and ours
+    run = engine.containers["nuvem-echo-1"].run
+    assert run.env["MODE"] == "fast"
+    assert run.memory == 64 * 2**20
+    assert run.port == 8080
+    await replica.drain_and_stop(1)
+
+
+async def test_a_compressed_body_comes_back_as_sent(engine: FakeEngine) -> None:
+    replica = await start(engine, spec())
+    result = await replica.submit(CallMeta("GET", "/gzip", "", []), b"")
+    assert result.body == b"\x1f\x8b not really gzip"
+    assert ("content-encoding", "gzip") in result.headers
+    await replica.drain_and_stop(1)
+
+
+async def test_a_missing_image_is_named_with_the_fix(engine: FakeEngine) -> None:
+    with pytest.raises(SetupFailed) as failed:
+        await start(engine, spec("localhost/nope:2"))
+    assert "'echo'" in str(failed.value)
+    assert "localhost/nope:2" in str(failed.value)
+    assert "fake build -t localhost/nope:2" in failed.value.hint
+
+
+async def test_a_health_path_answering_500_fails_the_start_at_its_deadline(
+    engine: FakeEngine,
+) -> None:
+    with pytest.raises(SetupFailed) as failed:
+        await start(engine, spec("localhost/sick:1", health="/_/health"), ready=0.5)
+    assert "health path /_/health: answered 500" in str(failed.value)
+    assert "nuvem-echo-1" not in engine.containers  # removed, nothing left running
+
+
+async def test_the_exit_code_becomes_the_cause_and_calls_fail(engine: FakeEngine) -> None:
+    replica = await start(engine, spec())
+    await engine.exit("nuvem-echo-1", 3)
+    await asyncio.wait_for(replica.wait_dead(), 5)
+    assert replica.state is ReplicaState.DEAD
+    assert replica.exit_cause == "container exited with code 3"
+    with pytest.raises(ReplicaDied):
+        await replica.submit(CallMeta("GET", "/", "", []), b"")
+
+
+async def test_a_memory_kill_reads_as_oom(engine: FakeEngine) -> None:
+    replica = await start(engine, spec(resources={"memory": "64Mi"}))
+    await engine.exit("nuvem-echo-1", 137, oom=True)
+    await asyncio.wait_for(replica.wait_dead(), 5)
+    assert replica.exit_cause is not None
+    assert replica.exit_cause.startswith("container killed by its memory limit (64Mi) (OOM)")
+
+
+def test_exit_causes_in_words() -> None:
+    assert container_cause(None, None, 137) == "container exited with code 137 (killed by SIGKILL)"
+    assert container_cause(ContainerExit(0), None, 1) == "container exited with code 0"
+    assert "OOM" in container_cause(ContainerExit(137, oom_killed=True), None, 137)
+
+
+async def test_drain_stops_it_as_the_controller_asked(engine: FakeEngine) -> None:
+    replica = await start(engine, spec())
+    await replica.drain_and_stop(1)
+    assert replica.retired
+    assert replica.exit_cause == STOPPED
+    assert "nuvem-echo-1" not in engine.containers
