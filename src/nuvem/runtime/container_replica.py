@@ -24,6 +24,9 @@ from nuvem.runtime.replica_state import ReplicaState
 # Hop-by-hop headers, and the length the gateway sets itself: not passed back.
 _DROPPED = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
 STOP_GRACE = 2.0  # seconds a container gets to exit on SIGTERM once drained
+# Seconds a call whose connection dropped waits for the container's exit cause: the engine's
+# record of it (podman inspect) takes a while on a busy machine.
+CAUSE_WAIT = 5.0
 
 
 def container_cause(exit: ContainerExit | None, memory: int | None, code: int) -> str:
@@ -69,6 +72,7 @@ class ContainerReplica:
         self.client = client
         self._clock = clock
         self._calls: dict[asyncio.Task[None], tuple[asyncio.Future[CallResult], float]] = {}
+        self._ended = asyncio.Event()  # the container has exited: exit_cause is set
         self._dead = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -110,12 +114,12 @@ class ContainerReplica:
                 await response.aclose()
         except httpx.HTTPError as error:
             if not future.done():
-                if self.state is not ReplicaState.DEAD:
-                    # The container may be going: its exit cause says more than the socket.
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._dead.wait(), 1.0)
+                # The container may be going: its exit cause says more than the socket.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._ended.wait(), CAUSE_WAIT)
                 cause = self.exit_cause or f"dropped the connection ({type(error).__name__})"
-                future.set_exception(replica_died(self.function, self.id, cause))
+                if not future.done():  # the exit may have failed it meanwhile
+                    future.set_exception(replica_died(self.function, self.id, cause))
             return
         if not future.done():
             kept = [
@@ -143,6 +147,7 @@ class ContainerReplica:
         if self.exit_cause is None:
             self.exit_cause = container_cause(exit, self.run.memory, code)
         self.state = ReplicaState.DEAD
+        self._ended.set()
         error = replica_died(self.function, self.id, self.exit_cause)
         for task, (future, _) in list(self._calls.items()):
             if not future.done():
