@@ -222,8 +222,9 @@ def run_wrk(url: str, script: Path, concurrency: int, seconds: int) -> Measureme
 
 
 @contextlib.contextmanager
-def nuvem(workdir: Path, stack: str, function: str) -> Iterator[tuple[str, str]]:
-    """`nuvem up` with the stack; yields the gateway URL and an API key for `function`."""
+def nuvem(workdir: Path, stack: str, function: str) -> Iterator[tuple[str, str, int, float]]:
+    """`nuvem up` with the stack; yields the gateway URL, an API key for `function`, the
+    gateway's pid and when (time.monotonic) it was launched."""
     port = free_port()
     base = f"http://{HOST}:{port}"
     state = Path(tempfile.mkdtemp(prefix="state-", dir=workdir))
@@ -234,6 +235,7 @@ def nuvem(workdir: Path, stack: str, function: str) -> Iterator[tuple[str, str]]
     argv = [sys.executable, "-m", "nuvem.cli.main", "up", "-f", str(workdir / "nuvem.yaml")]
     argv += ["--host", HOST, "--port", str(port), "--state-dir", str(state)]
     argv += ["--log-level", "warning"]
+    launched = time.monotonic()
     server = Server("nuvem", argv, env, workdir / f"nuvem-{function}.log")
     try:
         with httpx.Client(base_url=base, timeout=30.0, auth=("admin", password)) as client:
@@ -251,7 +253,7 @@ def nuvem(workdir: Path, stack: str, function: str) -> Iterator[tuple[str, str]]
                 return bool(status["status"] == "ready")
 
             server.wait_until(f"{function} ready", ready, START_TIMEOUT)
-        yield base, created.json()["key"], server.process.pid
+        yield base, created.json()["key"], server.process.pid, launched
     finally:
         server.stop(timeout=60)
 
@@ -278,15 +280,20 @@ def measure_served(
     run: RawRun,
     image: Path,
     seconds: int,
-) -> dict[int, Served]:
+) -> tuple[dict[int, Served], float]:
+    """The served runs by concurrency, and the seconds from `nuvem up` to the first answer
+    (the gateway, an API key made through it, the replicas ready, one image classified)."""
     results = {}
-    with nuvem(workdir, served_stack(arch, weights, engine, run), arch) as (base, key, pid):
+    stack = served_stack(arch, weights, engine, run)
+    with nuvem(workdir, stack, arch) as (base, key, pid, launched):
         url = f"{base}/predictions/{arch}"
         answer = httpx.post(
             url, content=image.read_bytes(), headers={"authorization": f"Bearer {key}"}, timeout=60
         )
         if answer.status_code != 200 or len(answer.json()) != 5:
             raise BenchError(f"{url} answered {answer.status_code}: {answer.text}")
+        launch = time.monotonic() - launched
+        err.print(f"  {engine}: first answer {launch:.2f} s after nuvem up")
         script = jpeg_script(workdir, image, key)
         for concurrency in CONCURRENCY:
             run_wrk(url, script, concurrency, max(2, seconds // 3))  # warm-up
@@ -296,7 +303,7 @@ def measure_served(
             results[concurrency] = Served(measured, cores)
             m = results[concurrency]
             err.print(f"  {engine} c={concurrency}: {m.requests_per_s:.1f} images/s")
-    return results
+    return results, launch
 
 
 # -- material --------------------------------------------------------------------------------
@@ -331,7 +338,12 @@ def make_jpeg(folder: Path) -> Path:
 # -- report ----------------------------------------------------------------------------------
 
 
-def render(raw: list[RawRun], served: dict[str, dict[int, Served]], limit: float) -> None:
+def render(
+    raw: list[RawRun],
+    served: dict[str, dict[int, Served]],
+    limit: float,
+    launches: dict[str, float],
+) -> None:
     table = Table(title="raw, in-process: images/s (cores the processes got)", box=box.SIMPLE)
     table.add_column("engine")
     table.add_column("layout (processes x threads)")
@@ -361,6 +373,19 @@ def render(raw: list[RawRun], served: dict[str, dict[int, Served]], limit: float
                 f"{m.cores:.2f}",
                 f"{m.requests_per_s / limit:.2f}",
             )
+    out.print(table)
+    table = Table(title="served by nuvem, in short", box=box.SIMPLE)
+    columns = ("engine", "c=32 images/s", "c=32 served/raw", "c=1 p50 ms", "launch -> answer s")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for engine, runs in served.items():
+        table.add_row(
+            engine,
+            f"{runs[32].requests_per_s:.1f}",
+            f"{runs[32].requests_per_s / limit:.2f}",
+            f"{runs[1].load.p50_ms:.1f}",
+            f"{launches[engine]:.2f}",
+        )
     out.print(table)
 
 
@@ -416,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         # The raw eager limit is the best eager run in either memory format.
         eager_best = max((best[e] for e in EAGER), key=lambda r: r.images_per_s)
         limit = eager_best.images_per_s
-        served = {}
+        served, launches = {}, {}
         for engine in ("torch", "onnxruntime"):
             # Served, one single-threaded replica per core: while one replica decodes its
             # images (one thread), the others keep their cores on the model; with one
@@ -430,10 +455,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"serving with {engine}, laid out as {layout.layout}, "
                 f"batches up to {max(layout.batch, 4)}"
             )
-            served[engine] = measure_served(
+            served[engine], launches[engine] = measure_served(
                 workdir, args.arch, weights, engine, layout, image, args.duration
             )
-    render(raw, served, limit)
+    render(raw, served, limit, launches)
     eager = served["torch"][32].requests_per_s
     fast = served["onnxruntime"][32].requests_per_s
     out.print(
@@ -477,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
                         for e, runs in served.items()
                     },
                     "raw_eager_limit": limit,
+                    "launch_to_first_answer_s": launches,
                 },
                 indent=2,
             )
