@@ -1,7 +1,7 @@
 """Launch to first answer: `nuvem up -f STACK` until its first call answers, for a model
 stack (ResNet-18) and a Python function stack, against bare apps started the same way.
 
-    .venv/bin/python bench/launch.py [--runs 5] [--json results.json]
+    .venv/bin/python bench/launch.py [--runs 5] [--compare OTHER/src] [--json results.json]
 
 Each run starts a server process and POSTs its first call every few milliseconds until one
 answers 200; the time from the process's start to that answer is the launch. Runs of the
@@ -13,6 +13,8 @@ then again), so a busy neighbour slows every side alike, and the table shows med
   function's log says when its replica was ready and how long its worker took from the
   gateway's order to its hello (the `replica ready ... started in` line; a worker
   pre-started by `nuvem up` has done part of its start before that order).
+- compared (with `--compare SRC`): the same launch of the nuvem in another checkout's
+  `src` folder (say, main before a change), interleaved with this one's.
 - direct echo: bench/direct_app.py under uvicorn, one worker.
 - direct ResNet-18: bench/direct_model_app.py under uvicorn, one worker: FastAPI that
   loads the same weights, runs one warm-up forward and classifies the same JPEG.
@@ -44,18 +46,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
-from echo import BenchError, Server, free_port
+from echo import BENCH, BODY, EXAMPLES, HOST, BenchError, Server, free_port
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from models import make_jpeg, make_weights
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench"
-EXAMPLES = ROOT / "examples"
-HOST = "127.0.0.1"
-BODY = b'{"text":"hi"}'
 MODEL = "resnet18"
 ECHO = "echo"
 GOALS = {ECHO: 1.0, MODEL: 2.0}  # seconds, launch to first answer
@@ -186,13 +183,23 @@ def replica_times(state: Path, function: str, began_wall: float) -> tuple[float,
 
 
 def launch_nuvem(
-    workdir: Path, prepared: Path, key: str, password: str, stack: Path, target: Target, run: int
+    workdir: Path,
+    prepared: Path,
+    key: str,
+    password: str,
+    stack: Path,
+    target: Target,
+    run: int,
+    source: Path | None = None,
 ) -> Launch:
+    """One launch of this checkout's nuvem, or of the one whose `src` folder is `source`."""
     state = workdir / f"state-{target.name}-{run}"
     shutil.copytree(prepared, state)
     port = free_port()
     base = f"http://{HOST}:{port}"
     env = nuvem_env(password, base)
+    if source is not None:  # found before this checkout's editable install
+        env["PYTHONPATH"] = str(source)
     argv = nuvem_argv(stack, state, port)
     began_wall, began = time.time(), time.monotonic()
     server = Server(f"nuvem {target.name}", argv, env, workdir / f"nuvem-{target.name}.log")
@@ -352,6 +359,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=5, help="launches of each server")
     parser.add_argument("--only", choices=[ECHO, MODEL], help="one stack only")
     parser.add_argument("--skip-parts", action="store_true", help="launches only")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="SRC",
+        help="also launch the nuvem in this src folder (another checkout: before and after)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     return parser.parse_args(argv)
 
@@ -381,11 +394,26 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, list[Launch]] = {}
         for name in chosen:
             results[f"nuvem {name}"] = []
+            if args.compare is not None:
+                results[f"compared {name}"] = []
             results[f"direct {name}"] = []
         for run in range(args.runs):
             for name in chosen:
                 n = launch_nuvem(workdir, prepared, key, password, files[name], targets[name], run)
                 results[f"nuvem {name}"].append(n)
+                if args.compare is not None:
+                    c = launch_nuvem(
+                        workdir,
+                        prepared,
+                        key,
+                        password,
+                        files[name],
+                        targets[name],
+                        run,
+                        args.compare,
+                    )
+                    results[f"compared {name}"].append(c)
+                    err.print(f"  run {run + 1}: {args.compare} {name} {c.answered:.2f} s")
                 d = launch_direct(workdir, direct_apps[name], direct_targets[name], direct_env)
                 results[f"direct {name}"].append(d)
                 err.print(

@@ -121,15 +121,13 @@ class WarmPool:
         for _ in range(count):
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
+                pool_argv, options = self._pool_command(key, theirs, kwargs)
                 popen = subprocess.Popen(
-                    self._pool_argv(key, theirs),
-                    pass_fds=(theirs.fileno(),),
+                    pool_argv,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
-                    env=self._pool_environ(key, kwargs),
-                    cwd=POOL_CWD,
-                    start_new_session=True,
+                    **options,
                 )
             except OSError:
                 ours.close()
@@ -200,15 +198,13 @@ class WarmPool:
         while not self.closed() and len(idle) < self.size:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
+                pool_argv, options = self._pool_command(key, theirs, kwargs)
                 process = await asyncio.create_subprocess_exec(
-                    *self._pool_argv(key, theirs),
-                    pass_fds=(theirs.fileno(),),
+                    *pool_argv,
                     stdin=kwargs.get("stdin"),
                     stdout=kwargs.get("stdout"),
                     stderr=kwargs.get("stderr"),
-                    env=self._pool_environ(key, kwargs),
-                    cwd=POOL_CWD,
-                    start_new_session=True,
+                    **options,
                 )
             except OSError:
                 ours.close()
@@ -240,16 +236,21 @@ class WarmPool:
                     worker.process.kill()
 
     @staticmethod
-    def _pool_argv(key: PoolKey, control: socket.socket) -> list[str]:
-        python, _, preload = key
+    def _pool_command(
+        key: PoolKey, control: socket.socket, kwargs: Mapping[str, Any]
+    ) -> tuple[list[str], dict[str, Any]]:
+        """An idle worker's command line and its options but for its pipes."""
+        python, startup, preload = key
         argv = [python, "-m", POOL_MODULE, "--control", str(control.fileno())]
-        return argv + [f"--preload={module}" for module in preload]
-
-    @staticmethod
-    def _pool_environ(key: PoolKey, kwargs: Mapping[str, Any]) -> dict[str, str]:
-        environ = dict(key[1])
+        environ = dict(startup)
         environ.update({k: kwargs["env"][k] for k in CARRIED if k in kwargs["env"]})
-        return environ
+        options = {
+            "pass_fds": (control.fileno(),),
+            "env": environ,
+            "cwd": POOL_CWD,
+            "start_new_session": True,
+        }
+        return argv + [f"--preload={module}" for module in preload], options
 
     async def close(self) -> None:
         """End every idle worker; later spawns start cold."""
