@@ -80,10 +80,15 @@ def base_image() -> str:
     return BASE
 
 
-def build_image(containerfile: Path, context: Path, tag: str, args: dict[str, str]) -> None:
+def build_image(
+    containerfile: Path, context: Path, tag: str, args: dict[str, str], *, cache: bool = True
+) -> None:
+    """Build `tag`; `cache=False` when only build args differ from a cached build: buildah
+    here reuses an `ENV X=${ARG}` layer whatever the argument's new value (measured)."""
     build_args = [arg for key, value in args.items() for arg in ("--build-arg", f"{key}={value}")]
     podman(
         "build",
+        *([] if cache else ["--no-cache"]),
         "--format",
         "docker",  # OCI images drop HEALTHCHECK
         *LIMITS,

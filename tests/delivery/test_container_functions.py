@@ -219,3 +219,73 @@ async def test_calls_in_flight_fail_as_replica_died_when_the_container_is_killed
     async with httpx.AsyncClient() as client:
         with pytest.raises(httpx.ConnectError):
             await client.get(f"http://127.0.0.1:{replica.run.host_port}/", timeout=1)
+
+
+# -- under load ------------------------------------------------------------------------------
+
+
+async def load(gateway: Running, name: str, stop: asyncio.Event, codes: list[int]) -> None:
+    """Call `name` again and again until `stop`, recording every status."""
+    while not stop.is_set():
+        response = await gateway.admin.post(f"/function/{name}/raw", content=b"x")
+        codes.append(response.status_code)
+
+
+async def test_a_rolling_update_from_tag_1_to_tag_2_fails_no_call(
+    gateway: Running, echo_image: str
+) -> None:
+    base = base_image()
+    build_image(
+        ECHO / "Containerfile", ECHO, f"{TAG}:2", {"BASE": base, "VERSION": "2"}, cache=False
+    )
+    stack = "functions: {{roll: {{image: {image}, scaling: {{min: 2, max: 2}}}}}}"
+    (deployment,) = await gateway.deploy(stack.format(image=echo_image), started=True)
+    stop, codes = asyncio.Event(), list[int]()
+    callers = [asyncio.create_task(load(gateway, "roll", stop, codes)) for _ in range(4)]
+    try:
+        await wait_until(lambda: len(codes) > 20, 30, what="calls before the update")
+        await gateway.deploy(stack.format(image=f"{TAG}:2"), within=90, started=True)
+        await wait_until(
+            lambda: (
+                all(r.fingerprint == deployment.spec.fingerprint() for r in deployment.ready())
+                and len(deployment.ready()) == 2
+            ),
+            90,
+            what="both replicas on tag 2",
+        )
+        seen = len(codes)
+        await wait_until(lambda: len(codes) > seen + 20, 30, what="calls after the update")
+    finally:
+        stop.set()
+        await asyncio.gather(*callers)
+    assert set(codes) == {200}, f"{len(codes)} calls: {sorted(set(codes))}"
+    answer = (await gateway.admin.get("/function/roll/")).json()
+    assert answer["version"] == "2"
+
+
+async def test_a_container_killed_under_load_fails_no_idempotent_call(
+    gateway: Running, echo_image: str
+) -> None:
+    (deployment,) = await gateway.deploy(
+        f"functions: {{sturdy: {{image: {echo_image}, idempotent: true, "
+        "scaling: {min: 2, max: 2}}}",
+        started=True,
+    )
+    victim = deployment.ready()[0]
+    stop, codes = asyncio.Event(), list[int]()
+    callers = [asyncio.create_task(load(gateway, "sturdy", stop, codes)) for _ in range(8)]
+    try:
+        await wait_until(lambda: len(codes) > 20, 30, what="calls before the kill")
+        podman("kill", "--signal", "KILL", f"nuvem-{victim.id}")
+        await wait_until(
+            lambda: victim.state is ReplicaState.DEAD and len(deployment.ready()) == 2,
+            60,
+            what="the killed replica replaced",
+        )
+        seen = len(codes)
+        await wait_until(lambda: len(codes) > seen + 20, 30, what="calls after the kill")
+    finally:
+        stop.set()
+        await asyncio.gather(*callers)
+    assert set(codes) == {200}, f"{len(codes)} calls: {sorted(set(codes))}"
+    assert victim.exit_cause == "container exited with code 137 (killed by SIGKILL)"
