@@ -9,7 +9,8 @@ the runs of every job are counted). An asyncio load generator sends `--rate` cal
 second at fixed times (open loop: a slow answer does not slow the load) in a mix of sync
 calls to `idem` and `plain` and async submits to `work` with a callback to a receiver
 here. Meanwhile faults come on a schedule: a random replica is SIGKILLed every
-`--kill-every` seconds (its PID from /system/function/{name}); the gateway is SIGKILLed
+`--kill-every` seconds (its PID from /system/function/{name}; a kill that gateway restarts
+push into the load's last second or past it is skipped); the gateway is SIGKILLed
 and started again on the same state folder and port twice; with `--backend servers`
 redis-server and PostgreSQL 15 (started here) are restarted once each.
 
@@ -68,9 +69,15 @@ HOST = "127.0.0.1"
 SYNC = ("idem", "plain")
 JOB_FUNCTION = "work"
 CALL_TIMEOUT = 20.0  # seconds a client waits for one answer
+CONNECT_TIMEOUT = 5.0  # ... and for its connection (a refused one fails at once)
+POOLS = 8  # connection pools of the load generator, each of at most POOL_SIZE connections
+POOL_SIZE = 32
+RESEND_FIRST = 0.1  # seconds before a call is sent again, doubling up to RESEND_MAX
+RESEND_MAX = 1.0
 RETRY_WINDOW = 60.0  # how long a client keeps re-sending a call it may re-send
 SETTLE_TIMEOUT = 600.0  # after the load: how long a backlog of accepted jobs may take
 STALL_TIMEOUT = 30.0  # ... and how long without one of them finishing
+MEASURE_AFTER = 1.0  # seconds of load a replica kill needs after it, or it is skipped
 JOB_LEASE = "3"  # seconds: a killed gateway's running jobs are taken over after this
 
 FUNCTIONS = """\
@@ -125,6 +132,7 @@ class Call:
     done: float = 0.0
     outcome: str = "pending"  # "ok", or the failure: a status code or an exception name
     resent: int = 0  # times the client sent it again
+    detail: str = ""  # a failed answer's body (its error), to tell why
     job_id: str | None = None
 
 
@@ -142,6 +150,10 @@ class Record:
     faults: list[Fault] = dataclasses.field(default_factory=list)
     gateway_down: list[tuple[float, float]] = dataclasses.field(default_factory=list)
     orphans_left: int = 0  # workers of a killed gateway still alive 10 s later
+    # The generator's own health: a late event loop delays calls and their timeouts, and
+    # reads as the gateway's slowness.
+    loop_lag_max: float = 0.0  # seconds, the longest a 0.1 s sleep overran
+    generator_cpu: float = 0.0  # seconds of CPU this process spent during the load
 
 
 # -- the platform --------------------------------------------------------------------------
@@ -288,10 +300,21 @@ class Load:
         self.record = record
         self.t0 = t0
         self.headers = {"authorization": f"Bearer {key}"}
-        limits = httpx.Limits(max_connections=400, max_keepalive_connections=100)
-        self.http = httpx.AsyncClient(
-            base_url=platform.url, timeout=CALL_TIMEOUT, limits=limits, headers=self.headers
-        )
+        # httpcore's pool does work quadratic in its connections on every request and every
+        # answer: one pool of 400, filled by the herd of calls re-sent once a killed gateway
+        # is back, took the generator's whole core and starved it for a minute (PoolTimeout,
+        # ConnectTimeout) while the gateway was serving again. Small pools, and no more calls
+        # in flight than they hold, keep that cost flat.
+        limits = httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE)
+        timeout = httpx.Timeout(CALL_TIMEOUT, connect=CONNECT_TIMEOUT)
+        self.pools = [
+            httpx.AsyncClient(
+                base_url=platform.url, timeout=timeout, limits=limits, headers=self.headers
+            )
+            for _ in range(POOLS)
+        ]
+        self.in_flight = asyncio.Semaphore(POOLS * POOL_SIZE)
+        self.rng = random.Random(29)
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -306,22 +329,22 @@ class Load:
         if kind == "job":
             path = f"/async-function/{JOB_FUNCTION}"
             headers = {"x-callback-url": self.callback, "idempotency-key": str(uuid.uuid4())}
+        http = self.pools[len(self.record.calls) % POOLS]
         while True:
             try:
-                answer = await self.http.post(path, content=body, headers=headers)
+                async with self.in_flight:
+                    answer = await http.post(path, content=body, headers=headers)
             except httpx.HTTPError as exc:
                 may_resend = isinstance(exc, RESEND_ALWAYS) or (
                     kind != "plain" and isinstance(exc, BROKEN)
                 )
                 if may_resend and self.now() < until:
-                    call.resent += 1
-                    await asyncio.sleep(0.1)
+                    await self.pause(call)
                     continue
                 call.outcome = type(exc).__name__
                 break
             if kind == "job" and answer.status_code >= 500 and self.now() < until:
-                call.resent += 1  # the same Idempotency-Key: never a second job
-                await asyncio.sleep(0.1)
+                await self.pause(call)  # the same Idempotency-Key: never a second job
                 continue
             if kind == "job" and answer.status_code == 202:
                 call.job_id = answer.json()["id"]
@@ -332,8 +355,16 @@ class Load:
                 call.outcome = "wrong body"
             else:
                 call.outcome = str(answer.status_code)
+                call.detail = answer.text[:300]
             break
         call.done = self.now()
+
+    async def pause(self, call: Call) -> None:
+        """Wait before sending `call` again: doubling, with jitter, so that the calls held up
+        by an outage do not come back as one herd nor spin while it lasts."""
+        wait = min(RESEND_MAX, RESEND_FIRST * 2**call.resent)
+        call.resent += 1
+        await asyncio.sleep(wait * self.rng.uniform(0.5, 1.0))
 
     async def run(self, rate: float, seconds: float) -> None:
         """Start `rate` calls a second at fixed times for `seconds`; wait for them all."""
@@ -352,7 +383,8 @@ class Load:
             await asyncio.gather(*tasks)
 
     async def close(self) -> None:
-        await self.http.aclose()
+        for http in self.pools:
+            await http.aclose()
 
 
 # -- the faults ------------------------------------------------------------------------------
@@ -378,6 +410,7 @@ async def inject(
     t0: float,
     plan: list[tuple[float, str]],
     stores: tuple[restartable.Redis, restartable.Postgres] | None,
+    until: float,
 ) -> None:
     rng = random.Random(17)
     admin = httpx.AsyncClient(base_url=platform.url, auth=("admin", platform.password))
@@ -385,6 +418,9 @@ async def inject(
     try:
         for at, kind in plan:
             delay = at - (time.monotonic() - t0)
+            if kind == "replica" and time.monotonic() - t0 > until - MEASURE_AFTER:
+                # Pushed this late by gateway restarts: no call would measure its recovery.
+                continue
             if delay > 0:
                 await asyncio.sleep(delay)
             now = time.monotonic() - t0
@@ -551,6 +587,8 @@ def summary(record: Record, jobs: JobCheck, seconds: float) -> dict[str, Any]:
             "succeeded": sum(c.outcome == "ok" for c in calls),
             "failed": dict(failed),
             "resent": sum(c.resent for c in calls),
+            # One answer's body per failure kind: what the gateway said.
+            "examples": {c.outcome: c.detail for c in calls if c.detail},
         }
     return {
         "duration_s": seconds,
@@ -559,6 +597,7 @@ def summary(record: Record, jobs: JobCheck, seconds: float) -> dict[str, Any]:
         "jobs": dataclasses.asdict(jobs),
         "faults": [{**dataclasses.asdict(f), "recovered_after_s": r} for f, r in recovery(record)],
         "orphans_left": record.orphans_left,
+        "generator": {"cpu_s": record.generator_cpu, "loop_lag_max_s": record.loop_lag_max},
     }
 
 
@@ -570,6 +609,9 @@ def render(result: dict[str, Any]) -> None:
         failed = ", ".join(f"{k}: {n}" for k, n in c["failed"].items()) or "0"
         table.add_row(kind, str(c["sent"]), str(c["succeeded"]), failed, str(c["resent"]))
     out.print(table)
+    for kind, c in result["calls"].items():
+        for outcome, detail in c["examples"].items():
+            out.print(f"  {kind} {outcome}: {detail}", highlight=False, soft_wrap=True)
     jobs = result["jobs"]
     out.print(
         f"jobs: {jobs['submitted']} accepted, {jobs['succeeded']} succeeded, "
@@ -587,6 +629,11 @@ def render(result: dict[str, Any]) -> None:
         faults.add_row(f"{f['at']:.1f}", f["kind"], f["target"], back, rec)
     out.print(faults)
     out.print(f"load held: {result['rate_held']:.0f} calls/s over {result['duration_s']:.0f} s")
+    generator = result["generator"]
+    out.print(
+        f"load generator: {generator['cpu_s']:.1f} s of CPU over the load, event loop at most "
+        f"{generator['loop_lag_max_s']:.2f} s late"
+    )
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -618,11 +665,14 @@ async def run(args: argparse.Namespace, platform: Platform, stores: Any) -> dict
         t0 = time.monotonic()
         load = Load(platform, key, hook, record, t0)
         plan = schedule(args.duration, args.kill_every, args.backend)
+        cpu = time.process_time()
+        lag = asyncio.create_task(watch_lag(record))
         try:
-            await asyncio.gather(
-                load.run(args.rate, args.duration), inject(platform, record, t0, plan, stores)
-            )
+            faults = inject(platform, record, t0, plan, stores, args.duration)
+            await asyncio.gather(load.run(args.rate, args.duration), faults)
         finally:
+            lag.cancel()
+            record.generator_cpu = time.process_time() - cpu
             await load.close()
         jobs = await check_jobs(platform, record, receiver)
     result = summary(record, jobs, args.duration)
@@ -630,6 +680,13 @@ async def run(args: argparse.Namespace, platform: Platform, stores: Any) -> dict
     result["backend"] = args.backend
     result["rate"] = args.rate
     return result
+
+
+async def watch_lag(record: Record) -> None:
+    while True:
+        before = time.monotonic()
+        await asyncio.sleep(0.1)
+        record.loop_lag_max = max(record.loop_lag_max, time.monotonic() - before - 0.1)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -11,21 +11,35 @@ alternating between the two servers for `--rounds` rounds, each going first ever
 round (so that whatever else the machine does falls on both); the table gives each round's
 requests per second and the median ratio (with the deadline / without). A ratio near 1.00,
 within the spread of the rounds, is "costs nothing".
+
+On a busy machine wrk's rates swing more than any such cost, so the same comparison is also
+made in this process, where only CPU time counts: each protocol parses `--requests` echo
+requests fed to it on one connection and answers them through a minimal ASGI app, and the
+table gives the CPU microseconds per request (median of the rounds) and their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import shutil
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
+import uvloop
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from nuvem.gateway.header_timeout import HeaderTimeoutProtocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import echo  # direct_app, run_wrk, write_script, shared with bench/echo.py
@@ -35,6 +49,10 @@ PROTOCOLS = {
     "header deadline": "nuvem.gateway.header_timeout:HeaderTimeoutProtocol",
 }
 WARMUP_SECONDS = 2
+REQUEST = (
+    b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(echo.BODY), echo.BODY)
+)
 
 out = Console()
 
@@ -44,7 +62,79 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=5, help="seconds per measured run")
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs per server")
     parser.add_argument("--concurrency", default="1,64", help="comma-separated connections")
+    parser.add_argument("--requests", type=int, default=20_000, help="per in-process round")
     return parser.parse_args(argv)
+
+
+# -- in this process: CPU time only -----------------------------------------------------------
+
+
+async def _answer(scope: Any, receive: Any, send: Any) -> None:
+    await receive()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": echo.BODY})
+
+
+class _Transport(asyncio.Transport):
+    """A connection that takes what is written and never closes by itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": (echo.HOST, 40000), "sockname": (echo.HOST, 80)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _cpu_per_request(protocol: type[HttpToolsProtocol], requests: int) -> float:
+    """CPU microseconds per request: parsed, answered by the app, the answer written."""
+    config = Config(_answer, log_level="warning", lifespan="off")
+    config.load()
+    connection = protocol(config=config, server_state=ServerState(), app_state={})
+    transport = _Transport()
+    connection.connection_made(transport)
+    started = time.process_time()
+    for _ in range(requests):
+        connection.data_received(REQUEST)
+        # The app's task runs, answers, and the protocol is ready for the next request.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+    spent = time.process_time() - started
+    transport.close()
+    connection.connection_lost(None)
+    return spent / requests * 1e6
+
+
+async def _cpu_table(rounds: int, requests: int) -> Table:
+    classes: dict[str, type[HttpToolsProtocol]] = {
+        "httptools": HttpToolsProtocol,
+        "header deadline": HeaderTimeoutProtocol,
+    }
+    spent: dict[str, list[float]] = {name: [] for name in classes}
+    for round_ in range(rounds):
+        for name, protocol in list(classes.items())[:: 1 if round_ % 2 == 0 else -1]:
+            spent[name].append(await _cpu_per_request(protocol, requests))
+    plain, timed = (statistics.median(spent[name]) for name in classes)
+    table = Table(title="in this process, CPU µs per request (median)", box=box.SIMPLE_HEAD)
+    for column in (*classes, "ratio"):
+        table.add_column(column, justify="right")
+    table.add_row(f"{plain:.2f}", f"{timed:.2f}", f"{timed / plain:.3f}")
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                     " ".join(f"{r:.3f}" for r in ratios),
                 )
     out.print(table)
+    out.print(uvloop.run(_cpu_table(args.rounds, args.requests)))
     return 0
 
 
