@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from nuvem.cli.launch import prestarted
@@ -45,3 +47,15 @@ def test_no_idle_workers_when_the_pool_is_off(tmp_path: Path) -> None:
     pool = prestarted(stack, Settings(state_dir=tmp_path, warm_workers=0))
     assert pool.idle_count() == 0
     pool.abandon()
+
+
+def test_the_gateway_path_imports_no_library_only_some_stacks_use() -> None:
+    # What `nuvem up` imports before it serves: torch is the model workers', Redis and Ray
+    # a stack's that configures them; each costs a start that does not use it.
+    heavy = ("torch", "numpy", "onnxruntime", "PIL", "redis", "ray")
+    code = (
+        "import sys, nuvem.cli.main, nuvem.cli.launch, nuvem.cli.server; "
+        f"print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == []
