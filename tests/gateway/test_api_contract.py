@@ -222,3 +222,20 @@ def test_the_example_wordcount_refuses_what_is_not_an_object_with_400(
         assert refused.value.status == 400
     counted = counter(Request(body=b'{"text": "a b"}'))
     assert counted["words"] == 2
+
+
+async def test_links_lead_from_a_submit_to_its_job(gateway: Running) -> None:
+    schema = await document(gateway)
+    links = schema["paths"]["/async-function/{name}"]["post"]["responses"]["202"]["links"]
+    status = links["JobStatus"]
+    assert status["operationRef"] == "#/paths/~1system~1jobs~1{job_id}/get"
+    assert status["parameters"] == {"job_id": "$response.header.X-Call-Id"}
+    created = schema["paths"]["/system/keys"]["post"]["responses"]["201"]["links"]
+    assert created["RevokeKey"]["parameters"] == {"key_id": "$response.body#/id"}
+    # The link is true: the submit's X-Call-Id is the job GET /system/jobs/{job_id} reads.
+    await gateway.deploy("functions: {echo: {handler: 'handlers:echo'}}")
+    submitted = await gateway.admin.post("/async-function/echo", content=b"x")
+    job = await gateway.admin.get(f"/system/jobs/{submitted.headers['x-call-id']}")
+    assert job.status_code == 200
+    # Links sit on copies: the other operations sharing those answers carry none.
+    assert "links" not in schema["paths"]["/function/{name}"]["post"]["responses"]["200"]

@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from nuvem.gateway.async_openapi import async_paths
 from nuvem.gateway.error_answers import document_errors, error_response
 from nuvem.gateway.model_openapi import model_paths
+from nuvem.gateway.openapi_links import add_links
 from nuvem.gateway.openapi_parts import INVOKE_SECURITY, TRACE_HEADERS, path_parameters
 
 # What /function/{name} forwards, as OpenFaaS's gateway does; others answer 405 (app.py).
@@ -90,6 +91,7 @@ def add_function_routes(api: FastAPI) -> None:
         paths.update(async_paths())
         paths.update(model_paths())
         document_errors(schema, fastapi_paths)
+        add_links(schema)
         schema["components"]["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer", "description": "an API key"},
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
