@@ -31,7 +31,10 @@ test: install system-deps lint  ## lint, then the whole test suite
 	$(BIN)/pytest
 
 fuzz: install  ## fuzz the parsers of outside bytes with many more examples (profile "fuzz")
-	NUVEM_FUZZ_PROFILE=fuzz $(BIN)/pytest tests/fuzz -q --timeout 0
+	NUVEM_FUZZ_PROFILE=fuzz $(BIN)/pytest tests/fuzz -q --timeout 0 -k "not atheris"
+	for target in oip gzip multipart stack; do \
+	  $(BIN)/python tests/fuzz/atheris_targets.py $$target -max_total_time=$${FUZZ_SECONDS:-120} -rss_limit_mb=2048 -artifact_prefix=/tmp/nuvem-fuzz- || exit 1; \
+	done
 
 system-deps:  ## Debian packages the benchmarks and server tests use (wrk, redis-server, influxd, prometheus, alertmanager, chromium, podman, runc, debootstrap, shellcheck)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }

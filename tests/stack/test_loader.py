@@ -534,3 +534,17 @@ def test_max_body_alone_keeps_the_replicas(tmp_path: Path) -> None:
     assert before.max_body is None
     assert before.fingerprint() == after.fingerprint()
     assert before != after
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("?", "None: keys should be strings"),  # atheris found it: a KeyError, not a SpecError
+        ("~: 1", "None: keys should be strings"),
+        ("1.5: 2", "1.5: keys should be strings"),
+        ("functions: {null: {handler: 'a:b'}}", "functions.None.name"),
+    ],
+)
+def test_a_key_that_is_neither_text_nor_a_number_is_a_spec_error(text: str, named: str) -> None:
+    with pytest.raises(SpecError, match=re.escape(named)):
+        load_stack_text(text, "nuvem.yaml", Path("/nonexistent-root"))

@@ -308,8 +308,13 @@ def _index(
             if isinstance(key_value, int | str):
                 _index(loader, value_node, (*loc, key_value), key_node, spots, ancestors)
             if not isinstance(key_value, str):
-                # Function keys reach the model as text (see load_stack_text).
-                spots.setdefault((*loc, str(key_value)), spots[(*loc, key_value)])
+                # Function keys reach the model as text (see load_stack_text). A key that is
+                # neither text nor a number (null, 1.5) has only that text to be found by.
+                as_text = (*loc, str(key_value))
+                if (*loc, key_value) in spots:
+                    spots.setdefault(as_text, spots[(*loc, key_value)])
+                else:
+                    _index(loader, value_node, as_text, key_node, spots, ancestors)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _index(loader, item, (*loc, index), None, spots, ancestors)
