@@ -113,6 +113,14 @@ class Unavailable(NuvemError):
     exit_code = 8
 
 
+class StoreUnreachable(NuvemError):
+    """A server the platform keeps its records in (PostgreSQL) does not answer."""
+
+    status = 503
+    exit_code = 8
+    retry_after = 1.0
+
+
 class DeadlineExceeded(NuvemError):
     status = 504
     exit_code = 9

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from nuvem import security
-from nuvem.errors import Forbidden, NotFound, Overloaded, Unauthorized
+from nuvem.errors import Forbidden, NotFound, Overloaded, StoreUnreachable, Unauthorized
 from nuvem.gateway.rate_limit import RateLimiter, key_limit
 from nuvem.stores.records import ApiKeyRecord, RecordStore
 
@@ -171,9 +171,15 @@ class Authenticator:
         now = self.clock()
         cached = self._keys.get(key_id)
         if cached is None or cached[1] < now:
-            record = self.records.get_key(key_id)
-            cached = (record, now + KEY_CACHE_SECONDS)
-            self._keys[key_id] = cached
+            try:
+                cached = (self.records.get_key(key_id), now + KEY_CACHE_SECONDS)
+            except StoreUnreachable:
+                if cached is None:
+                    raise
+                # A database restart must not fail the calls of keys this gateway knows:
+                # the record seen last holds until the database answers again.
+            else:
+                self._keys[key_id] = cached
         record = cached[0]
         if record is None or record.revoked_at is not None:
             return None

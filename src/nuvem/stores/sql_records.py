@@ -10,7 +10,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
+from nuvem.errors import StoreUnreachable
 from nuvem.stack.function import FunctionSpec
 from nuvem.stores.engines import sqlite_engine
 from nuvem.stores.migrations import Migration, upgrade
@@ -215,8 +217,16 @@ class SqlRecordStore:
                 conn.execute(sa.insert(_api_keys).values(id=key.id, **values))
 
     def get_key(self, key_id: str) -> ApiKeyRecord | None:
-        with self._engine.begin() as conn:
-            row = conn.execute(sa.select(_api_keys).where(_api_keys.c.id == key_id)).first()
+        """The key's record; raises StoreUnreachable when the database does not answer (the
+        gateway then keeps using a record it has seen)."""
+        try:
+            with self._engine.begin() as conn:
+                row = conn.execute(sa.select(_api_keys).where(_api_keys.c.id == key_id)).first()
+        except OperationalError as exc:
+            raise StoreUnreachable(
+                f"the records database does not answer ({type(exc.orig).__name__})",
+                "retry in a moment; if it lasts, check the server in NUVEM_RECORDS_URL",
+            ) from exc
         return None if row is None else _key_record(row)
 
     def list_keys(self) -> list[ApiKeyRecord]:
