@@ -53,7 +53,9 @@ _RESPONSES = {
     ),
     "500": error_response("the handler raised; the error names the exception"),
     "502": error_response("the replica died mid-call and the function is not idempotent"),
-    "503": error_response("the function cannot start (setup failed)"),
+    "503": error_response(
+        "the function cannot start (setup failed), or the records database does not answer"
+    ),
     "504": error_response("the deadline (the function's timeout) passed"),
 }
 
