@@ -19,10 +19,12 @@ then again), so a busy neighbour slows every side alike, and the table shows med
 - direct ResNet-18: bench/direct_model_app.py under uvicorn, one worker: FastAPI that
   loads the same weights, runs one warm-up forward and classifies the same JPEG.
 
-Then the parts of a launch, each measured on its own in a fresh interpreter (median of
-`--runs`): the interpreter, `import nuvem.cli.main` (what every `nuvem` command loads),
-the gateway's modules (`nuvem.cli.server`), torch, the model handler's module, and the
-model's setup (weights, warm-up forward) in one process.
+Each launch also reports the CPU seconds the server's processes had used by its first
+answer, which a busy machine disturbs far less than the wall time. Then the parts of a
+launch, each measured on its own in a fresh interpreter (median CPU seconds of `--runs`):
+the interpreter, `import nuvem.cli.main` (what every `nuvem` command loads), the gateway's
+modules (`nuvem.cli.server`), torch, the model handler's module, and the model's setup
+(weights, warm-up forward) in one process.
 
 Goals (issue 11): ResNet-18 stack <= 2 s, function stack <= 1 s.
 """
@@ -35,6 +37,7 @@ import dataclasses
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import statistics
@@ -51,7 +54,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from models import make_jpeg, make_weights
+from models import cpu_seconds, make_jpeg, make_weights
 
 MODEL = "resnet18"
 ECHO = "echo"
@@ -69,6 +72,7 @@ class Launch:
     """One launch, in seconds from the process's start."""
 
     answered: float  # the first 200
+    cpu: float  # CPU seconds its processes had used by then (steadier than wall time here)
     replica_ready: float | None = None  # nuvem: the replica said hello (from its log)
     replica_start: float | None = None  # nuvem: spawn to hello, as the gateway measured it
 
@@ -83,9 +87,10 @@ class Target:
 
 def first_answer(
     server: Server, base: str, target: Target, began: float, timeout: float = START_TIMEOUT
-) -> float:
-    """Seconds from `began` to the first 200. (The gateway listens only once it serves, and
-    it serves once the stack's replicas have started: no earlier answer tells more.)"""
+) -> tuple[float, float]:
+    """Seconds from `began` to the first 200, and the CPU seconds the server's processes
+    had used by then. (The gateway listens only once it serves, and a call waits for a
+    starting replica: no earlier answer tells more.)"""
     deadline = began + timeout
     with httpx.Client(base_url=base, timeout=30.0) as client:
         while time.monotonic() < deadline:
@@ -98,7 +103,7 @@ def first_answer(
                 time.sleep(POLL)
                 continue
             if answer.status_code == 200:
-                return time.monotonic() - began
+                return time.monotonic() - began, cpu_seconds(server.process.pid)
             time.sleep(POLL)
     raise BenchError(f"{server.name}: no answer within {timeout:.0f}s:\n{server.log_tail()}")
 
@@ -205,12 +210,14 @@ def launch_nuvem(
     server = Server(f"nuvem {target.name}", argv, env, workdir / f"nuvem-{target.name}.log")
     try:
         headers = {**target.headers, "authorization": f"Bearer {key}"}
-        answered = first_answer(server, base, dataclasses.replace(target, headers=headers), began)
+        answered, cpu = first_answer(
+            server, base, dataclasses.replace(target, headers=headers), began
+        )
     finally:
         stop_nuvem(server, state, env)
     ready = replica_times(state, target.name, began_wall)
     shutil.rmtree(state, ignore_errors=True)
-    return Launch(answered, *(ready or (None, None)))
+    return Launch(answered, cpu, *(ready or (None, None)))
 
 
 # -- the bare apps ---------------------------------------------------------------------------
@@ -225,36 +232,39 @@ def launch_direct(workdir: Path, app: str, target: Target, env: dict[str, str]) 
     began = time.monotonic()
     server = Server(f"direct {target.name}", argv, env, workdir / f"direct-{target.name}.log")
     try:
-        answered = first_answer(server, f"http://{HOST}:{port}", target, began)
+        answered, cpu = first_answer(server, f"http://{HOST}:{port}", target, began)
     finally:
         server.stop()
-    return Launch(answered)
+    return Launch(answered, cpu)
 
 
 # -- parts, each on its own ------------------------------------------------------------------
 
 _SETUP = """
 import json, os, time
-began = time.perf_counter()
+began = time.process_time()
 from nuvem.models.handler import ModelHandler
-imported = time.perf_counter()
+imported = time.process_time()
 handler = ModelHandler()
 handler.setup()
-print(json.dumps({"import": imported - began, "setup": time.perf_counter() - imported}))
+print(json.dumps({"import": imported - began, "setup": time.process_time() - imported}))
 """
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
-    began = time.perf_counter()
+    """The CPU seconds a command used: on a shared machine its wall time says more about
+    the neighbours."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
     if done.returncode != 0:
         raise BenchError(f"{' '.join(argv)} failed:\n{done.stderr}")
-    return time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def parts(weights: Path, workdir: Path, runs: int) -> dict[str, float]:
-    """Median seconds of each part of a launch, each in a fresh interpreter; the imports are
-    net of the interpreter's own start."""
+    """Median CPU seconds of each part of a launch, each in a fresh interpreter; the imports
+    are net of the interpreter's own start."""
     python = sys.executable
     cases: dict[str, Callable[[], float]] = {
         "interpreter start (python -c pass)": lambda: timed([python, "-c", "pass"]),
@@ -308,7 +318,8 @@ def render(results: dict[str, list[Launch]], measured_parts: dict[str, float], r
     table = Table(
         title=f"launch -> first answer, median of {runs} interleaved runs (s)", box=box.SIMPLE
     )
-    for column in ("server", "replica ready", "worker start", "first answer"):
+    columns = ("server", "replica ready", "worker start", "first answer", "CPU s by then")
+    for column in columns:
         table.add_column(column, justify="right")
 
     def cell(value: float | None) -> str:
@@ -320,9 +331,10 @@ def render(results: dict[str, list[Launch]], measured_parts: dict[str, float], r
             cell(median_of(launches, "replica_ready")),
             cell(median_of(launches, "replica_start")),
             cell(median_of(launches, "answered")),
+            cell(median_of(launches, "cpu")),
         )
     out.print(table)
-    table = Table(title="parts of a launch, each on its own (median s)", box=box.SIMPLE)
+    table = Table(title="parts of a launch, each on its own (median CPU s)", box=box.SIMPLE)
     table.add_column("part")
     table.add_column("seconds", justify="right")
     for name, seconds in measured_parts.items():
