@@ -10,6 +10,11 @@ turns; the table shows the median calls/s, the median of each round's ratio to o
 gateway's CPU time per call (formatting and writing the lines in the writer thread count:
 it is the same process).
 
+Before that, in this process and without the machine's noise (CPU time of the calling
+thread, best of several runs): what a call pays with the log on, against writing the line at
+once on the caller's thread through a logging handler (what the gateway did before the
+queue), and what the writer thread then pays per line.
+
 After the run every gateway is stopped cleanly and its log must hold one line per call wrk
 counted (proof the lines were written, none lost on the way out) and no drop warning.
 
@@ -20,15 +25,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
+import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from echo import BenchError, _concurrency_list, _positive, err, nuvem, out, write_script
-from side_by_side import Runs, Target, interleave, render, slices
+from echo import BenchError, err, nuvem, out
+from rich import box
+from rich.table import Table
+from side_by_side import Runs, Target, add_arguments, render, run_rounds, slices, target
 
-from nuvem.cli.server import PID_FILE
+from nuvem.gateway.access_log import AccessEntry, AccessFormat, AccessLog, format_entry, key_id
+from nuvem.gateway.line_sinks import StreamSink
+from nuvem.security import new_api_key
 
 GOAL_RATIO = 0.94
 MARKER = {"off": None, "json": '"function":"echo"', "text": "function=echo"}
@@ -53,32 +65,76 @@ def check_logs(workdir: Path, calls: dict[str, int]) -> None:
             raise BenchError(f"{form}: wrk counted {calls[form]} calls, {log} has {written} lines")
 
 
+def in_process(form: AccessFormat, count: int = 20_000, repeat: int = 5) -> tuple[float, ...]:
+    """µs per call: written at once through a logging handler; queued (the hot path); the
+    writer thread's share (format and write), each the best of `repeat` runs."""
+    with open(os.devnull, "w") as null:
+        logger = logging.Logger("bench.access")
+        handler = logging.StreamHandler(null)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        log = AccessLog(form, StreamSink(null), flush=3600.0)
+        token = "Bearer " + new_api_key()[2]
+
+        def entry() -> AccessEntry:
+            return AccessEntry(
+                time.time(),
+                "echo",
+                None,
+                200,
+                1.2345,
+                os.urandom(16).hex(),
+                os.urandom(16).hex(),
+                key_id(token, None),
+                "echo-1",
+                "POST",
+                "/function/echo",
+            )
+
+        best = [float("inf")] * 3
+        for _ in range(repeat):
+            entries = [entry() for _ in range(count)]  # ids made outside the timed part
+            started = time.thread_time()
+            for e in entries:
+                logger.info(format_entry(e._replace(key_id=key_id(token, None)), form))
+            at_once = time.thread_time() - started
+            started = time.thread_time()
+            for e in entries:
+                log.write(e._replace(key_id=key_id(token, None)))
+            queued = time.thread_time() - started
+            started = time.thread_time()
+            log.writer.flush()
+            writer = time.thread_time() - started
+            for slot, spent in enumerate((at_once, queued, writer)):
+                best[slot] = min(best[slot], spent / count * 1e6)
+        log.close()
+    return tuple(best)
+
+
+def in_process_table() -> Table:
+    table = Table(box=box.SIMPLE_HEAVY, title="per call, in this process (CPU µs)")
+    for column in ("access log", "written at once", "queued (hot path)", "writer thread"):
+        table.add_column(column, justify="left" if column == "access log" else "right")
+    for form in (AccessFormat.JSON, AccessFormat.TEXT):
+        at_once, queued, writer = in_process(form)
+        table.add_row(form.value, f"{at_once:.2f}", f"{queued:.2f}", f"{writer:.2f}")
+    return table
+
+
 def run(args: argparse.Namespace, wrk: str, workdir: Path) -> Runs:
     with contextlib.ExitStack() as stack, err.status("starting three gateways") as status:
         targets: dict[str, Target] = {}
         for form in MARKER:
             platform = stack.enter_context(nuvem(workdir, {"NUVEM_ACCESS_LOG": form}, name=form))
-            pid = int((workdir / f"{form}-state" / PID_FILE).read_text())
-            targets[form] = Target(platform.url, write_script(workdir, form, platform.api_key), pid)
-        runs = interleave(
-            wrk,
-            targets,
-            args.concurrency,
-            args.rounds,
-            args.duration,
-            args.warmup,
-            lambda n: status.update(f"round {n + 1}/{args.rounds}"),
-        )
+            targets[form] = target(workdir, form, platform)
+        runs = run_rounds(wrk, targets, args, status)
     check_logs(workdir, runs.calls)
     return runs
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=_positive, default=3, help="seconds per slice")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up, once each")
-    parser.add_argument("--concurrency", type=_concurrency_list, default=[1, 32])
-    parser.add_argument("--rounds", type=_positive, default=10, help="turns of every format")
+    add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -88,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if wrk is None:
         err.print("[red]wrk is not installed[/] (make system-deps)")
         return 2
+    out.print(in_process_table())
     try:
         with tempfile.TemporaryDirectory(prefix="nuvem-bench-") as tmp:
             runs = run(args, wrk, Path(tmp))

@@ -41,17 +41,12 @@ from echo import (
     HOST,
     BenchError,
     Nuvem,
-    _concurrency_list,
-    _positive,
     err,
     free_port,
     nuvem,
     out,
-    write_script,
 )
-from side_by_side import Runs, Target, interleave, render, slices
-
-from nuvem.cli.server import PID_FILE
+from side_by_side import Runs, Target, add_arguments, render, run_rounds, slices, target
 
 GOAL_RATIO = 0.95
 VIEWERS = 3
@@ -192,21 +187,11 @@ def run(
         targets: dict[str, Target] = {}
         for config in configs:
             platform = stack.enter_context(nuvem(workdir, env_of(config, influx_url), name=config))
-            pid = int((workdir / f"{config}-state" / PID_FILE).read_text())
-            script = write_script(workdir, config, platform.api_key)
-            targets[config] = Target(platform.url, script, pid)
+            targets[config] = target(workdir, config, platform)
             if config in viewers:
                 stack.callback(viewers[config].close)  # before its gateway stops
                 viewers[config].open(platform, VIEWERS)
-        runs = interleave(
-            wrk,
-            targets,
-            args.concurrency,
-            args.rounds,
-            args.duration,
-            args.warmup,
-            lambda n: status.update(f"round {n + 1}/{args.rounds}"),
-        )
+        runs = run_rounds(wrk, targets, args, status)
     notes: dict[str, str] = {}
     for config, watching in viewers.items():
         if watching.errors:
@@ -223,10 +208,7 @@ def run(
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=_positive, default=3, help="seconds per slice")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up, once each")
-    parser.add_argument("--concurrency", type=_concurrency_list, default=[1, 32])
-    parser.add_argument("--rounds", type=_positive, default=10, help="turns of every config")
+    add_arguments(parser)
     parser.add_argument(
         "--configs", default=",".join(CONFIGS), help=f"a subset of {','.join(CONFIGS)}"
     )

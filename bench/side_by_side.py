@@ -13,15 +13,19 @@ cost is its difference to the baseline in microseconds per call.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import statistics
 from collections.abc import Callable
 from pathlib import Path
 
-from echo import measure
+from echo import Nuvem, _concurrency_list, _positive, measure, write_script
 from rich import box
+from rich.status import Status
 from rich.table import Table
+
+from nuvem.cli.server import PID_FILE
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,6 +55,35 @@ class Runs:
 
     def worst(self, baseline: str) -> float:
         return min((self.ratio(config, baseline, c) for config, c in self.rates), default=1.0)
+
+
+def target(workdir: Path, name: str, platform: Nuvem) -> Target:
+    """The gateway `echo.nuvem(workdir, ..., name=name)` started."""
+    pid = int((workdir / f"{name}-state" / PID_FILE).read_text())
+    return Target(platform.url, write_script(workdir, name, platform.api_key), pid)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a side-by-side run: slice length, warm-up, concurrency, rounds."""
+    parser.add_argument("--duration", type=_positive, default=3, help="seconds per slice")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up, once each")
+    parser.add_argument("--concurrency", type=_concurrency_list, default=[1, 32])
+    parser.add_argument("--rounds", type=_positive, default=10, help="turns of every config")
+
+
+def run_rounds(
+    wrk: str, targets: dict[str, Target], args: argparse.Namespace, status: Status
+) -> Runs:
+    """`interleave` with the options `add_arguments` defined, saying the round on `status`."""
+    return interleave(
+        wrk,
+        targets,
+        args.concurrency,
+        args.rounds,
+        args.duration,
+        args.warmup,
+        lambda n: status.update(f"round {n + 1}/{args.rounds}"),
+    )
 
 
 def cpu_seconds(pid: int) -> float:
