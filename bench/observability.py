@@ -8,7 +8,8 @@ Each configuration is a `nuvem up` of its own with only the example echo functio
 them in short slices that take turns, so the machine's swings land on all of them alike.
 The table shows the median calls/s, the median of each round's ratio to plain, and the
 gateway's CPU time per call (the export's sampling thread and the dashboard's ticks count:
-they are the same process).
+they are the same process). Before the calls, each gateway's CPU time a second while idle,
+over the same 10 s, shows what watching costs by itself, free of the slices' noise.
 
 - plain:     no export, nobody watching
 - influx:    InfluxDB export to a real influxd (Debian's `influxdb`), every second (ten
@@ -46,10 +47,20 @@ from echo import (
     nuvem,
     out,
 )
-from side_by_side import Runs, Target, add_arguments, render, run_rounds, slices, target
+from side_by_side import (
+    Runs,
+    Target,
+    add_arguments,
+    idle_cpu,
+    render,
+    run_rounds,
+    slices,
+    target,
+)
 
 GOAL_RATIO = 0.95
 VIEWERS = 3
+IDLE_SECONDS = 10  # the gateways' own cost, before any call
 CONFIGS = ("plain", "influx", "dashboard", "both")
 EXPORTING = ("influx", "both")
 WATCHED = ("dashboard", "both")
@@ -191,18 +202,20 @@ def run(
             if config in viewers:
                 stack.callback(viewers[config].close)  # before its gateway stops
                 viewers[config].open(platform, VIEWERS)
+        status.update(f"idle for {IDLE_SECONDS} s")
+        idle = idle_cpu(targets, IDLE_SECONDS)
         runs = run_rounds(wrk, targets, args, status)
-    notes: dict[str, str] = {}
+    notes = {config: f"idle: {ms:.1f} ms CPU a second" for config, ms in idle.items()}
     for config, watching in viewers.items():
         if watching.errors:
             raise BenchError(f"{config}: a dashboard stream failed: {watching.errors[0]}")
-        notes[config] = f"{watching.events} stream events"
+        notes[config] += f"; {watching.events} stream events"
     for config in configs:
         if config in EXPORTING:
             written = points_in(influx_url, config)
             if written <= 0:
                 raise BenchError(f"{config}: the export wrote no invocation points to influxd")
-            notes[config] = (notes.get(config, "") + f"; {written} points in influxd").lstrip("; ")
+            notes[config] += f"; {written} points in influxd"
     return runs, notes
 
 

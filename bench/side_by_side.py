@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import os
 import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -90,6 +91,18 @@ def cpu_seconds(pid: int) -> float:
     """User plus system CPU time `pid` has used, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu(targets: dict[str, Target], seconds: float) -> dict[str, float]:
+    """Each gateway's CPU milliseconds per second with no calls, all measured over the same
+    `seconds`: what a configuration costs by itself (sampling, exporting, streaming)."""
+    before = {config: cpu_seconds(t.pid) for config, t in targets.items()}
+    started = time.monotonic()
+    time.sleep(seconds)
+    spent = time.monotonic() - started
+    return {
+        config: (cpu_seconds(t.pid) - before[config]) / spent * 1e3 for config, t in targets.items()
+    }
 
 
 def interleave(
