@@ -49,6 +49,8 @@ _ADMIN = {
     "409": error_response("the request conflicts with the platform's state; the error says how"),
 }
 _OPEN = {"401": error_response("admin credentials needed (when NUVEM_OPEN_HEALTH/_METRICS is 0)")}
+# Where credentials are checked against the records: PostgreSQL restarting (StoreUnreachable).
+_RECORDS_DOWN = error_response("the records database does not answer; retry after Retry-After")
 ADMIN_SECURITY: list[dict[str, list[str]]] = [{"admin": []}]
 # Open by default; admin only when the setting says so: either way is in the document.
 _OPEN_SECURITY: list[dict[str, list[str]]] = [{}, {"admin": []}]
@@ -76,6 +78,8 @@ def document_errors(schema: MutableMapping[str, Any], fastapi_paths: set[str]) -
                 for status, answer in (_OPEN if template in _OPEN_PATHS else _ADMIN).items():
                     responses.setdefault(status, answer)
             extra = {**FRONT_DOOR, **(WITH_BODY if "requestBody" in operation else {})}
+            if operation.get("security") and template not in _OPEN_PATHS:
+                extra["503"] = _RECORDS_DOWN
             for status, answer in extra.items():
                 responses.setdefault(status, answer)
     schemas = schema.setdefault("components", {}).setdefault("schemas", {})
