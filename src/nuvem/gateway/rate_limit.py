@@ -81,7 +81,9 @@ return tostring(wait)
 
 class RedisRateLimiter:
     def __init__(self, url: str, client: Any = None) -> None:
-        self.redis: Any = client or connect(RedisUrl.parse(url))
+        # Called on the event loop: during a cluster failover a take fails at once rather
+        # than stalling every call of the gateway while the cluster elects a new master.
+        self.redis: Any = client or connect(RedisUrl.parse(url), wait_out_failover=False)
         self._script = self.redis.register_script(_SCRIPT)
 
     def take(self, key: str, rate: float, burst: int) -> float:
