@@ -5,8 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from nuvem.gateway.rate_limit import MemoryRateLimiter, RedisRateLimiter, key_limit
+from nuvem.gateway.rate_limit import KEY_PREFIX, MemoryRateLimiter, RedisRateLimiter, key_limit
 from nuvem.stores.records import ApiKeyRecord
+from redis_cluster import LocalRedisCluster
 from support import FakeClock, Running
 
 pytestmark = pytest.mark.anyio
@@ -48,15 +49,34 @@ def test_a_keys_own_limit_wins_over_the_default() -> None:
     assert key_limit(key(burst=50), default_rate=10.0, default_burst=30) == (10.0, 50)
 
 
-def test_gateways_share_one_bucket_through_redis(clean_redis: str) -> None:
-    one = RedisRateLimiter(clean_redis)
-    two = RedisRateLimiter(clean_redis)
+def test_gateways_share_one_bucket_through_redis(redis_queue: str) -> None:
+    one = RedisRateLimiter(redis_queue)
+    two = RedisRateLimiter(redis_queue)
     taken = [one.take("k", 0.5, 3), two.take("k", 0.5, 3), one.take("k", 0.5, 3)]
     assert taken == [0.0, 0.0, 0.0]
     assert two.take("k", 0.5, 3) > 1.0  # the third token went to the other gateway
     assert one.take("other", 0.5, 3) == 0.0
     one.redis.close()
     two.redis.close()
+
+
+def test_buckets_of_many_keys_spread_over_the_cluster_masters(
+    clean_redis_cluster: LocalRedisCluster,
+) -> None:
+    cluster = clean_redis_cluster
+    limiter = RedisRateLimiter(cluster.url)
+    try:
+        keys = [f"key-{i}" for i in range(30)]
+        assert {limiter.take(k, 1.0, 1) for k in keys} == {0.0}
+        assert {limiter.take(k, 1.0, 1) > 0 for k in keys} == {True}  # each bucket is empty
+    finally:
+        limiter.redis.close()
+    owners = {cluster.owner_of(KEY_PREFIX + k).port for k in keys}
+    assert len(owners) == 3
+    for k in keys:
+        # Each bucket is on the master serving its slot: the script ran there, no CROSSSLOT.
+        with cluster.owner_of(KEY_PREFIX + k).client() as direct:
+            assert direct.hget(KEY_PREFIX + k, "tokens") is not None
 
 
 async def test_over_the_limit_answers_429_with_retry_after(gateway: Running) -> None:
