@@ -3,8 +3,9 @@
 Each node listens on a free loopback port, with its cluster bus on another (`cluster-port`),
 no persistence, and a short `cluster-node-timeout` so that a killed master's replica is
 promoted within a few seconds. `redis-cli --cluster create` assigns the slots and the
-replicas; the cluster is ready once every node reports `cluster_state:ok` and knows all
-six. Every process is stopped by its PID. The fixtures live in tests/servers.py.
+replicas; the cluster is ready once every node reports `cluster_state:ok` and every replica
+has synced with its master. Every process is stopped by its PID. The fixtures live in
+tests/servers.py.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ class LocalRedisCluster:
                 "--cluster-config-file", str(folder / "nodes.conf"),
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
                 "--save", "",
+                # A replica's first sync would wait 5 s for others to share it (Redis 7's
+                # default); until it has synced, its master's death cannot be failed over.
+                "--repl-diskless-sync-delay", "0",
                 "--appendonly", "no",
                 "--dir", str(folder),
             ]  # fmt: skip
@@ -95,6 +99,7 @@ class LocalRedisCluster:
             timeout=60,
         )
         self.wait_ok()
+        self.wait_replicated()
 
     def _pings(self, node: ClusterNode) -> bool:
         if not node.alive:
@@ -127,6 +132,21 @@ class LocalRedisCluster:
             )
 
         block_until(ok, READY_SECONDS, "the redis cluster to report cluster_state:ok")
+
+    def wait_replicated(self) -> None:
+        """Until every replica has synced with its master: a replica that never has refuses
+        to take over ("Disconnected from master for longer than allowed")."""
+
+        def synced(node: ClusterNode) -> bool:
+            with node.client() as client:
+                info: dict[str, object] = client.info("replication")
+            return info.get("role") != "slave" or info.get("master_link_status") == "up"
+
+        block_until(
+            lambda: all(synced(n) for n in self.nodes if n.alive),
+            READY_SECONDS,
+            "every replica of the redis cluster to sync with its master",
+        )
 
     def topology(self) -> dict[int, tuple[str, int | None]]:
         """port -> (master, replica or failed; the port of its master for a replica)."""
