@@ -6,10 +6,14 @@ NUVEM_RATE_BURST). With a Redis queue configured, the bucket lives in Redis, upd
 atomic script that reads Redis's own clock, so every gateway draws from the same bucket.
 The script touches the one key of its bucket, so on a Redis Cluster it runs on whichever
 master holds that key, and the buckets of many keys spread over the masters.
+
+While Redis cannot answer (restarting, or a cluster electing a new master) the limit is
+not enforced: a call is let through, with a warning logged, rather than refused or held.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -20,6 +24,7 @@ from nuvem.stores.records import ApiKeyRecord
 from nuvem.stores.redis_client import connect
 
 KEY_PREFIX = "nuvem:rate:"
+log = logging.getLogger(__name__)
 
 
 class RateLimiter(Protocol):
@@ -81,13 +86,26 @@ return tostring(wait)
 
 class RedisRateLimiter:
     def __init__(self, url: str, client: Any = None) -> None:
-        # Called on the event loop: during a cluster failover a take fails at once rather
-        # than stalling every call of the gateway while the cluster elects a new master.
+        # Called on the event loop: during a cluster failover a take gives up at once
+        # rather than stalling every call of the gateway while the cluster elects a master.
         self.redis: Any = client or connect(RedisUrl.parse(url), wait_out_failover=False)
         self._script = self.redis.register_script(_SCRIPT)
+        self._unchecked = False  # the last take found Redis not answering
 
     def take(self, key: str, rate: float, burst: int) -> float:
-        return float(self._script(keys=[KEY_PREFIX + key], args=[rate, burst]))
+        import redis
+
+        try:
+            wait = float(self._script(keys=[KEY_PREFIX + key], args=[rate, burst]))
+        except redis.RedisError as exc:
+            if not self._unchecked:  # once per outage, not once per call
+                log.warning("rate limits not checked until Redis answers again: %s", exc)
+            self._unchecked = True
+            return 0.0
+        if self._unchecked:
+            log.warning("rate limits checked again: Redis answers")
+            self._unchecked = False
+        return wait
 
 
 def open_rate_limiter(settings: Settings) -> RateLimiter:
