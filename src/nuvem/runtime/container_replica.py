@@ -1,9 +1,10 @@
 """`ContainerReplica`: one container of an image function, spoken to over HTTP.
 
-Calls go to the container's published loopback port on a kept-alive httpx connection
-pool, path, query, headers and body as the gateway received them. The replica ends with
-its container: when the engine's attached process exits, the engine's record says how
-(exit code, or the memory limit's kill) and that becomes the exit cause.
+Calls go to the container's published loopback port on a kept-alive aiohttp connection
+pool (measured here: 5-20x httpx's calls/s on this path, docs/containers.md): path, query,
+headers and body as the gateway received them. The replica ends with its container: when
+the engine's attached process exits, the engine's record says how (exit code, or the
+memory limit's kill) and that becomes the exit cause.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import signal
 import time
 from collections.abc import Callable
 
-import httpx
+import aiohttp
+import yarl
 
 from nuvem.runtime.container_engine import Attached, ContainerEngine, ContainerExit, ContainerRun
 from nuvem.runtime.protocol import CallMeta
@@ -54,7 +56,7 @@ class ContainerReplica:
         engine: ContainerEngine,
         run: ContainerRun,
         attached: Attached,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.id = replica_id
@@ -70,6 +72,7 @@ class ContainerReplica:
         self.run = run
         self.attached = attached
         self.client = client
+        self.base = f"http://127.0.0.1:{run.host_port}"
         self._clock = clock
         self._calls: dict[asyncio.Task[None], tuple[asyncio.Future[CallResult], float]] = {}
         self._ended = asyncio.Event()  # the container has exited: exit_cause is set
@@ -102,17 +105,16 @@ class ContainerReplica:
             self._idle.set()
 
     async def _call(self, meta: CallMeta, body: bytes, future: asyncio.Future[CallResult]) -> None:
-        url = meta.path + ("?" + meta.query if meta.query else "")
+        url = yarl.URL(
+            self.base + meta.path + ("?" + meta.query if meta.query else ""), encoded=True
+        )
         headers = [*meta.headers, ("x-start-time", str(time.time_ns()))]
         try:
-            request = self.client.build_request(meta.method, url, headers=headers, content=body)
-            response = await self.client.send(request, stream=True)
-            try:
-                # Raw bytes: a gzip body stays gzip, as its content-encoding says.
-                data = b"".join([chunk async for chunk in response.aiter_raw()])
-            finally:
-                await response.aclose()
-        except httpx.HTTPError as error:
+            # The session does not decompress: a gzip body stays gzip, as its header says.
+            async with self.client.request(meta.method, url, headers=headers, data=body) as answer:
+                data = await answer.read()
+                status, answered = answer.status, list(answer.headers.items())
+        except (aiohttp.ClientError, TimeoutError) as error:
             if not future.done():
                 # The container may be going: its exit cause says more than the socket.
                 with contextlib.suppress(TimeoutError):
@@ -122,12 +124,8 @@ class ContainerReplica:
                     future.set_exception(replica_died(self.function, self.id, cause))
             return
         if not future.done():
-            kept = [
-                (key, value)
-                for key, value in response.headers.multi_items()
-                if key.lower() not in _DROPPED
-            ]
-            future.set_result(CallResult(response.status_code, kept, data))
+            kept = [(k.lower(), v) for k, v in answered if k.lower() not in _DROPPED]
+            future.set_result(CallResult(status, kept, data))
 
     def oldest_call_age(self) -> float:
         if not self._calls:
@@ -156,7 +154,7 @@ class ContainerReplica:
         # Removed before it counts as dead: once wait_dead returns, nothing of it is left.
         with contextlib.suppress(Exception):
             await self.engine.remove(self.run.name)
-        await self.client.aclose()
+        await self.client.close()
         self._dead.set()
         self._idle.set()
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-import httpx
+import aiohttp
 
 from nuvem.runtime.container_engine import Attached, ContainerEngine, ContainerRun, EngineError
 from nuvem.runtime.container_replica import ContainerReplica, container_cause
@@ -37,6 +37,17 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def session() -> aiohttp.ClientSession:
+    """One replica's kept-alive connections: no limit beyond the function's max_inflight
+    (the router's), and only the caller's headers go on (none of aiohttp's own)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, force_close=False),
+        timeout=aiohttp.ClientTimeout(total=None, connect=5.0),
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+        auto_decompress=False,
+    )
 
 
 def container_env(spec: FunctionSpec, replica_id: str) -> dict[str, str]:
@@ -100,19 +111,11 @@ class ContainerRuntime:
             if stream is not None:
                 write = functools.partial(self.logbook.write, spec.name, replica_id, name)
                 self._spawn(pump_lines(stream, write))
-        client = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{run.host_port}",
-            timeout=httpx.Timeout(None, connect=5.0),
-            limits=httpx.Limits(
-                max_connections=None,
-                max_keepalive_connections=max(spec.max_inflight, 1),
-            ),
-        )
-        client.headers.clear()  # pass on the caller's headers only, not httpx's own
+        client = session()
         try:
             await self._ready(spec, run, attached, client)
         except BaseException:
-            await client.aclose()
+            await client.close()
             with contextlib.suppress(Exception):
                 await self.engine.remove(run.name)
             raise
@@ -124,7 +127,11 @@ class ContainerRuntime:
         )
 
     async def _ready(
-        self, spec: FunctionSpec, run: ContainerRun, attached: Attached, client: httpx.AsyncClient
+        self,
+        spec: FunctionSpec,
+        run: ContainerRun,
+        attached: Attached,
+        client: aiohttp.ClientSession,
     ) -> None:
         deadline = time.monotonic() + self.ready_timeout
         last = "nothing accepted a connection"
@@ -149,7 +156,7 @@ class ContainerRuntime:
         )
 
     async def _probe(
-        self, spec: FunctionSpec, run: ContainerRun, client: httpx.AsyncClient
+        self, spec: FunctionSpec, run: ContainerRun, client: aiohttp.ClientSession
     ) -> str | None:
         """None once ready, else what the probe found."""
         if spec.health is None:
@@ -163,13 +170,17 @@ class ContainerRuntime:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
             return None
+        url = f"http://127.0.0.1:{run.host_port}{spec.health}"
         try:
-            answer = await client.get(spec.health, timeout=PROBE_TIMEOUT)
-        except httpx.HTTPError as error:
+            async with client.get(
+                url, timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
+            ) as answer:
+                status = answer.status
+        except (aiohttp.ClientError, TimeoutError) as error:
             return f"no answer ({type(error).__name__})"
-        if 200 <= answer.status_code < 300:
+        if 200 <= status < 300:
             return None
-        return f"answered {answer.status_code}"
+        return f"answered {status}"
 
     async def _exited(self, spec: FunctionSpec, run: ContainerRun, code: int) -> None:
         exit = None
