@@ -8,6 +8,7 @@ every test deploys it under its own function name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -189,7 +190,8 @@ async def test_a_missing_image_fails_the_start_naming_function_image_and_fix() -
 async def test_a_container_never_ready_fails_within_the_deadline(
     echo_image: str, fields: dict[str, object], expected: str
 ) -> None:
-    runtime = ContainerRuntime(Podman(), LogBook(), ready_timeout=4)
+    # Long enough for the container to be up on a busy machine, so the probe sees the 500.
+    runtime = ContainerRuntime(Podman(), LogBook(), ready_timeout=8)
     env: Environment = PLATFORM_PYTHON
     with pytest.raises(SetupFailed) as failed:
         await runtime.start(image_spec(echo_image, **fields), env, "probe-2")
@@ -231,6 +233,22 @@ async def load(gateway: Running, name: str, stop: asyncio.Event, codes: list[int
         codes.append(response.status_code)
 
 
+@contextlib.asynccontextmanager
+async def under_load(gateway: Running, name: str, callers: int) -> AsyncIterator[list[int]]:
+    """`callers` tasks call `name` again and again, from 20 calls before the block until
+    20 calls after it; yields every status so far."""
+    stop, codes = asyncio.Event(), list[int]()
+    tasks = [asyncio.create_task(load(gateway, name, stop, codes)) for _ in range(callers)]
+    try:
+        await wait_until(lambda: len(codes) > 20, 30, what=f"calls to {name}")
+        yield codes
+        seen = len(codes)
+        await wait_until(lambda: len(codes) > seen + 20, 30, what=f"calls to {name} after")
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+
+
 async def test_a_rolling_update_from_tag_1_to_tag_2_fails_no_call(
     gateway: Running, echo_image: str
 ) -> None:
@@ -240,10 +258,7 @@ async def test_a_rolling_update_from_tag_1_to_tag_2_fails_no_call(
     )
     stack = "functions: {{roll: {{image: {image}, scaling: {{min: 2, max: 2}}}}}}"
     (deployment,) = await gateway.deploy(stack.format(image=echo_image), started=True)
-    stop, codes = asyncio.Event(), list[int]()
-    callers = [asyncio.create_task(load(gateway, "roll", stop, codes)) for _ in range(4)]
-    try:
-        await wait_until(lambda: len(codes) > 20, 30, what="calls before the update")
+    async with under_load(gateway, "roll", 4) as codes:
         await gateway.deploy(stack.format(image=f"{TAG}:2"), within=90, started=True)
         await wait_until(
             lambda: (
@@ -253,11 +268,6 @@ async def test_a_rolling_update_from_tag_1_to_tag_2_fails_no_call(
             90,
             what="both replicas on tag 2",
         )
-        seen = len(codes)
-        await wait_until(lambda: len(codes) > seen + 20, 30, what="calls after the update")
-    finally:
-        stop.set()
-        await asyncio.gather(*callers)
     assert set(codes) == {200}, f"{len(codes)} calls: {sorted(set(codes))}"
     answer = (await gateway.admin.get("/function/roll/")).json()
     assert answer["version"] == "2"
@@ -272,20 +282,12 @@ async def test_a_container_killed_under_load_fails_no_idempotent_call(
         started=True,
     )
     victim = deployment.ready()[0]
-    stop, codes = asyncio.Event(), list[int]()
-    callers = [asyncio.create_task(load(gateway, "sturdy", stop, codes)) for _ in range(8)]
-    try:
-        await wait_until(lambda: len(codes) > 20, 30, what="calls before the kill")
+    async with under_load(gateway, "sturdy", 8) as codes:
         podman("kill", "--signal", "KILL", f"nuvem-{victim.id}")
         await wait_until(
             lambda: victim.state is ReplicaState.DEAD and len(deployment.ready()) == 2,
             60,
             what="the killed replica replaced",
         )
-        seen = len(codes)
-        await wait_until(lambda: len(codes) > seen + 20, 30, what="calls after the kill")
-    finally:
-        stop.set()
-        await asyncio.gather(*callers)
     assert set(codes) == {200}, f"{len(codes)} calls: {sorted(set(codes))}"
     assert victim.exit_cause == "container exited with code 137 (killed by SIGKILL)"

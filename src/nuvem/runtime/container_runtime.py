@@ -29,6 +29,8 @@ from nuvem.stack.function import FunctionSpec
 READY_TIMEOUT = 60.0
 POLL = 0.02  # seconds between readiness probes: a container starts in ~0.2 s here
 PROBE_TIMEOUT = 2.0
+DISCARD_TRIES = 3
+DISCARD_WAIT = 5.0  # seconds for a removed container's attached process to end
 LOG_TAIL = 5  # lines of the container's output quoted when it fails to start
 
 
@@ -116,8 +118,7 @@ class ContainerRuntime:
             await self._ready(spec, run, attached, client)
         except BaseException:
             await client.close()
-            with contextlib.suppress(Exception):
-                await self.engine.remove(run.name)
+            await self._discard(run, attached)
             raise
         self.logbook.write(
             spec.name, replica_id, "system", f"container {run.name} ready on port {run.host_port}"
@@ -125,6 +126,21 @@ class ContainerRuntime:
         return ContainerReplica(
             replica_id, spec.name, spec.fingerprint(), self.engine, run, attached, client
         )
+
+    async def _discard(self, run: ContainerRun, attached: Attached) -> None:
+        """Remove a container that failed to start, and make sure it stays removed: one
+        still being created when the first removal ran would start after it (seen under
+        load), so remove again until its attached process has ended."""
+        for _ in range(DISCARD_TRIES):
+            with contextlib.suppress(Exception):
+                await self.engine.remove(run.name)
+            try:
+                await asyncio.wait_for(asyncio.shield(attached.wait()), DISCARD_WAIT)
+            except TimeoutError:
+                continue
+            with contextlib.suppress(Exception):
+                await self.engine.remove(run.name)
+            return
 
     async def _ready(
         self,

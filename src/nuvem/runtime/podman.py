@@ -21,6 +21,7 @@ from nuvem.runtime.oom_watch import OomWatch, find_memory_cgroup
 RUNC = "/usr/sbin/runc"
 ULIMITS = ("nofile=1024:1024", "nproc=1024:1024")
 _MISSING = ("no such container", "no container with name or id")
+REMOVE_TRIES = 5
 CGROUP_WAIT = 30.0  # seconds a started container's cgroup may take to appear
 
 
@@ -143,7 +144,13 @@ class Podman:
         if watch is not None:
             watch.close()
         (self._ids / name).unlink(missing_ok=True)
-        await self._podman("rm", "--force", "--time", "0", name)
+        # Right after an exit podman may still be cleaning the container up and refuse
+        # (seen: an OOM-killed container left behind as Exited): try again, briefly.
+        for _ in range(REMOVE_TRIES):
+            code, _, err = await self._podman("rm", "--force", "--time", "0", name)
+            if code == 0 or any(text in err.lower() for text in _MISSING):
+                return
+            await asyncio.sleep(0.2)
 
     async def build(self, context: Path, file: str, tag: str, args: dict[str, str]) -> None:
         build_args = [
