@@ -35,7 +35,8 @@ from support import block_until, free_port
 ROOT = Path(__file__).resolve().parents[2]
 PIP_WHEEL = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check"]
 
-pytestmark = pytest.mark.slow
+# Building an image takes minutes on a busy machine: pip wheel, the build, the layers.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
