@@ -49,6 +49,11 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Running]:
         yield running
 
 
+def container_name(replica: object) -> str:
+    assert isinstance(replica, ContainerReplica)
+    return replica.run.name
+
+
 def events(gateway: Running, function: str) -> list[str]:
     records = gateway.platform.records.list_events(function, limit=1000)
     return [event.message for event in records]
@@ -135,7 +140,7 @@ async def test_the_memory_limit_is_enforced_and_reported(gateway: Running, echo_
         started=True,
     )
     (replica,) = deployment.ready()
-    name = f"nuvem-{replica.id}"
+    name = container_name(replica)
     inspected = json.loads(podman("container", "inspect", name))[0]
     assert inspected["HostConfig"]["Memory"] == 64 * 2**20
     response = await gateway.admin.get("/function/hungry/alloc?mb=200")
@@ -198,7 +203,7 @@ async def test_a_container_never_ready_fails_within_the_deadline(
     assert expected in str(failed.value), str(failed.value)
     assert echo_image in str(failed.value)
     # Nothing of it is left running.
-    assert podman("ps", "-a", "--filter", "name=nuvem-probe-2", "-q").strip() == ""
+    assert podman("ps", "-a", "--filter", f"name=nuvem-probe-2-{runtime.instance}", "-q") == ""
 
 
 async def test_calls_in_flight_fail_as_replica_died_when_the_container_is_killed(
@@ -209,7 +214,7 @@ async def test_calls_in_flight_fail_as_replica_died_when_the_container_is_killed
     try:
         meta = CallMeta("POST", "/raw", "", [])
         assert (await replica.submit(meta, b"x")).body == b"x"
-        podman("kill", "nuvem-probe-3")
+        podman("kill", container_name(replica))
         await asyncio.wait_for(replica.wait_dead(), 30)
         assert replica.exit_cause == "container exited with code 137 (killed by SIGKILL)"
         with pytest.raises(ReplicaDied):
@@ -283,7 +288,7 @@ async def test_a_container_killed_under_load_fails_no_idempotent_call(
     )
     victim = deployment.ready()[0]
     async with under_load(gateway, "sturdy", 8) as codes:
-        podman("kill", "--signal", "KILL", f"nuvem-{victim.id}")
+        podman("kill", "--signal", "KILL", container_name(victim))
         await wait_until(
             lambda: victim.state is ReplicaState.DEAD and len(deployment.ready()) == 2,
             60,

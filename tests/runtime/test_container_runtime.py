@@ -93,7 +93,7 @@ async def test_a_call_passes_method_path_query_headers_and_body(engine: FakeEngi
     assert seen["headers"]["x-custom"] == "yes"
     assert "x-start-time" in seen["headers"]
     assert "user-agent" not in seen["headers"]  # only what the caller sent, and ours
-    run = engine.containers["nuvem-echo-1"].run
+    run = engine.containers[replica.run.name].run
     assert run.env["MODE"] == "fast"
     assert run.memory == 64 * 2**20
     assert run.port == 8080
@@ -122,12 +122,12 @@ async def test_a_health_path_answering_500_fails_the_start_at_its_deadline(
     with pytest.raises(SetupFailed) as failed:
         await start(engine, spec("localhost/sick:1", health="/_/health"), ready=0.5)
     assert "health path /_/health: answered 500" in str(failed.value)
-    assert "nuvem-echo-1" not in engine.containers  # removed, nothing left running
+    assert engine.containers == {}  # removed, nothing left running
 
 
 async def test_the_exit_code_becomes_the_cause_and_calls_fail(engine: FakeEngine) -> None:
     replica = await start(engine, spec())
-    await engine.exit("nuvem-echo-1", 3)
+    await engine.exit(replica.run.name, 3)
     await asyncio.wait_for(replica.wait_dead(), 5)
     assert replica.state is ReplicaState.DEAD
     assert replica.exit_cause == "container exited with code 3"
@@ -137,7 +137,7 @@ async def test_the_exit_code_becomes_the_cause_and_calls_fail(engine: FakeEngine
 
 async def test_a_memory_kill_reads_as_oom(engine: FakeEngine) -> None:
     replica = await start(engine, spec(resources={"memory": "64Mi"}))
-    await engine.exit("nuvem-echo-1", 137, oom=True)
+    await engine.exit(replica.run.name, 137, oom=True)
     await asyncio.wait_for(replica.wait_dead(), 5)
     assert replica.exit_cause is not None
     assert replica.exit_cause.startswith("container killed by its memory limit (64Mi) (OOM)")
@@ -154,4 +154,4 @@ async def test_drain_stops_it_as_the_controller_asked(engine: FakeEngine) -> Non
     await replica.drain_and_stop(1)
     assert replica.retired
     assert replica.exit_cause == STOPPED
-    assert "nuvem-echo-1" not in engine.containers
+    assert replica.run.name not in engine.containers

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import socket
 import time
 from collections.abc import Coroutine
@@ -68,6 +69,9 @@ class ContainerRuntime:
         self.engine = engine
         self.logbook = logbook
         self.ready_timeout = ready_timeout
+        # In container names: two gateways (or test runs) on one machine both have an
+        # echo-1, and must not stop each other's containers.
+        self.instance = os.urandom(3).hex()
         self._pumps: set[asyncio.Task[None]] = set()
 
     def pending(self, function: str) -> list[Pending]:
@@ -93,7 +97,7 @@ class ContainerRuntime:
                 "in the stack file",
             )
         run = ContainerRun(
-            name=f"nuvem-{replica_id}",
+            name=f"nuvem-{replica_id}-{self.instance}",
             image=image,
             host_port=_free_port(),
             port=spec.container_port,

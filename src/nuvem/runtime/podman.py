@@ -74,7 +74,7 @@ class Podman:
     async def run(self, run: ContainerRun) -> Attached:
         cidfile = self._ids / run.name
         cidfile.unlink(missing_ok=True)
-        args = ["run", "--name", run.name, "--replace", "--cidfile", str(cidfile), *self.ulimits]
+        args = ["run", "--name", run.name, "--cidfile", str(cidfile), *self.ulimits]
         args += ["-p", f"127.0.0.1:{run.host_port}:{run.port}"]
         if run.cpus is not None:
             args += ["--cpus", f"{run.cpus:g}"]
