@@ -19,8 +19,9 @@ import aiohttp
 import yarl
 
 from nuvem.runtime.container_engine import Attached, ContainerEngine, ContainerExit, ContainerRun
+from nuvem.runtime.drain import drain
 from nuvem.runtime.protocol import CallMeta
-from nuvem.runtime.replica import DRAIN_OVERRUN, STOPPED, CallResult, replica_died
+from nuvem.runtime.replica import STOPPED, CallResult, replica_died
 from nuvem.runtime.replica_state import ReplicaState
 
 # Hop-by-hop headers, and the length the gateway sets itself: not passed back.
@@ -166,17 +167,12 @@ class ContainerReplica:
             return
         self.retired = True
         self.state = ReplicaState.DRAINING
-        deadline = self._clock() + grace
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), grace)
+        await drain(self._idle, self._dead, grace, self._clock, self._terminate, self.kill)
+
+    async def _terminate(self) -> None:
         if self.exit_cause is None:
             self.exit_cause = STOPPED
         await self.engine.stop(self.run.name, STOP_GRACE)
-        try:
-            await asyncio.wait_for(self._dead.wait(), max(1.0, deadline - self._clock()))
-        except TimeoutError:
-            self.kill(DRAIN_OVERRUN)
-            await self._dead.wait()
 
     def kill(self, reason: str) -> None:
         if self.state is ReplicaState.DEAD:

@@ -10,15 +10,14 @@ asyncio transport carries `protocol.FrameProtocol` over. The process behind it i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from collections.abc import Awaitable, Callable
 
 from nuvem.runtime import protocol
+from nuvem.runtime.drain import drain
 from nuvem.runtime.protocol import CallMeta, ErrorMeta, HelloMeta, Kind, ResultMeta
 from nuvem.runtime.replica import (
-    DRAIN_OVERRUN,
     STOPPED,
     CallResult,
     SetupFailed,
@@ -147,17 +146,12 @@ class FramedReplica:
             return
         self.retired = True
         self.state = ReplicaState.DRAINING
-        deadline = self._clock() + grace
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), grace)
+        await drain(self._idle, self._dead, grace, self._clock, self._terminate, self.kill)
+
+    async def _terminate(self) -> None:
         if self.exit_cause is None:
             self.exit_cause = STOPPED
         self.process.terminate()
-        try:
-            await asyncio.wait_for(self._dead.wait(), timeout=max(1.0, deadline - self._clock()))
-        except TimeoutError:
-            self.kill(DRAIN_OVERRUN)
-            await self._dead.wait()
 
     def kill(self, reason: str) -> None:
         if self.state is ReplicaState.DEAD:
