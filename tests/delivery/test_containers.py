@@ -66,20 +66,22 @@ def build(containerfile: str, context: Path, base: str, tag: str, version: str) 
     build_image(ROOT / "containers" / containerfile, context, tag, args)
 
 
-@pytest.fixture(scope="module")
-def gateway_image(context: Path, base_image: str) -> Iterator[str]:
-    tag = "localhost/nuvem-gateway:test"
-    build("gateway.Containerfile", context, base_image, tag, "1.2.3")
+def built(kind: str, context: Path, base: str) -> Iterator[str]:
+    """The `kind` image (containers/<kind>.Containerfile) at version 1.2.3, while in use."""
+    tag = f"localhost/nuvem-{kind}:test"
+    build(f"{kind}.Containerfile", context, base, tag, "1.2.3")
     yield tag
     podman("rmi", "-f", tag, check=False)
+
+
+@pytest.fixture(scope="module")
+def gateway_image(context: Path, base_image: str) -> Iterator[str]:
+    yield from built("gateway", context, base_image)
 
 
 @pytest.fixture(scope="module")
 def node_image(node_context: Path, base_image: str) -> Iterator[str]:
-    tag = "localhost/nuvem-node:test"
-    build("node.Containerfile", node_context, base_image, tag, "1.2.3")
-    yield tag
-    podman("rmi", "-f", tag, check=False)
+    yield from built("node", node_context, base_image)
 
 
 def test_the_gateway_image_answers_healthz_as_a_non_root_user(gateway_image: str) -> None:
