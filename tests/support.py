@@ -328,6 +328,16 @@ async def serving(
         yield Running(platform, url, admin, root)
 
 
+async def asgi_body(receive: Receive) -> bytes:
+    """The whole request body an ASGI app is sent."""
+    body = b""
+    while True:
+        message = await receive()
+        body += bytes(message.get("body", b""))
+        if not message.get("more_body"):
+            return body
+
+
 @dataclass
 class Callback:
     path: str
@@ -355,12 +365,7 @@ class Receiver:
     ) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await asgi_body(receive)
         status = 204
         if self.fail_next > 0:
             self.fail_next -= 1

@@ -19,7 +19,7 @@ from nuvem.runtime.protocol import CallMeta
 from nuvem.runtime.replica import STOPPED, SetupFailed
 from nuvem.runtime.replica_state import ReplicaState
 from nuvem.stack.function import FunctionSpec
-from support import PLATFORM_PYTHON
+from support import PLATFORM_PYTHON, asgi_body
 
 pytestmark = pytest.mark.anyio
 
@@ -29,12 +29,7 @@ async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
     path says so, /gzip a body that must reach the caller as sent."""
     if scope["type"] != "http":
         return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await asgi_body(receive)
     headers: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json")]
     status = 200
     if scope["path"] == "/gzip":
