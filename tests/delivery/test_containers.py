@@ -29,7 +29,7 @@ from nuvem.cluster.token import read_token
 from nuvem.stack.loader import load_stack_text
 from podman_images import LIMITS, build_image, podman
 from podman_images import base_image as make_base_image
-from ray_cluster import need_ray, next_ip, worker_range
+from ray_cluster import RayCluster, need_ray, next_ip, worker_range
 from support import block_until, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,9 +128,15 @@ def test_the_gateway_image_answers_healthz_as_a_non_root_user(gateway_image: str
         podman("rm", "-f", "-t", "2", name, check=False)
 
 
-def test_the_node_image_joins_a_cluster(node_image: str, tmp_path: Path) -> None:
+def test_the_node_image_joins_a_cluster(
+    node_image: str, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
     """A head started here as `nuvem up` starts one; the node container, on the host's
-    network with its own loopback address, joins it as its non-root user."""
+    network with its own loopback address, joins it as its non-root user.
+
+    The head takes the shared test cluster's token: this process's Ray clients present one
+    token for the process's life (cluster/gcs.py), and the suite's other cluster tests have
+    already set it."""
     need_ray()
     info = json.loads(podman("image", "inspect", node_image))[0]
     assert info["Config"]["User"] == "10001:10001"
@@ -146,7 +152,9 @@ def test_the_node_image_joins_a_cluster(node_image: str, tmp_path: Path) -> None
     assert isinstance(options, HeadOptions)
     # Ray's Unix sockets want a short folder (107 characters at most).
     ray_temp = Path(tempfile.mkdtemp(prefix="nuvem-ray-", dir="/tmp"))
-    options = dataclasses.replace(options, temp_dir=ray_temp, workers=worker_range())
+    options = dataclasses.replace(
+        options, temp_dir=ray_temp, workers=worker_range(), token_file=ray_cluster.token_file
+    )
     token = tmp_path / "token"
     first, last = worker_range()
     name = f"nuvem-node-test-{os.getpid()}"

@@ -26,6 +26,7 @@ from nuvem.gateway import (
 from nuvem.gateway.access_log import AccessLog, access_format, access_log
 from nuvem.gateway.asgi import Receive, Scope, Send, render_error, respond_error
 from nuvem.gateway.async_invoke import ASYNC_PREFIX, AsyncFunctionEndpoint
+from nuvem.gateway.async_openapi import ASYNC_METHODS
 from nuvem.gateway.guard import Guard
 from nuvem.gateway.invoke import PREFIX, FunctionEndpoint
 from nuvem.gateway.line_sinks import LineSink
@@ -162,7 +163,7 @@ class Gateway:
                 await respond_error(send, not_allowed(method, path, _FUNCTION_ALLOW))
             return
         if path.startswith(ASYNC_PREFIX):
-            if method == "POST":
+            if method in _ASYNC_METHODS:
                 await self.async_functions(scope, receive, send)
             else:
                 await _answer_methods(send, method, path, _ASYNC_ALLOW)
@@ -178,7 +179,8 @@ class Gateway:
 
 _FUNCTION_ALLOW = allow_header(FUNCTION_METHODS)
 _FUNCTION_METHODS = frozenset(_FUNCTION_ALLOW)
-_ASYNC_ALLOW = allow_header(["post"])
+_ASYNC_ALLOW = allow_header(ASYNC_METHODS)
+_ASYNC_METHODS = frozenset(m.upper() for m in ASYNC_METHODS)
 
 
 async def _answer_methods(send: Send, method: str, path: str, allow: tuple[str, ...]) -> None:

@@ -56,9 +56,14 @@ _RESPONSES = {
     "401": error_response("missing or wrong API key"),
     "403": error_response("the API key may not invoke this function"),
     "404": error_response("no such function"),
-    "405": error_response("only POST submits a job (Allow says so)"),
+    "405": error_response("GET, HEAD and TRACE submit no job (Allow names the methods)"),
     "413": error_response("body too large (NUVEM_MAX_BODY or the function's max_body)"),
 }
+
+
+# The methods a job can carry to its handler (`nuvem jobs submit -X`): the handler sees the
+# method, as in a sync call. A safe method must not store work, so GET and HEAD submit nothing.
+ASYNC_METHODS = ("post", "put", "patch", "delete")
 
 
 def async_paths() -> dict[str, dict[str, Any]]:
@@ -69,12 +74,14 @@ def async_paths() -> dict[str, dict[str, Any]]:
     ):
         parameters = path_parameters(with_path)
         paths[template] = {
-            "post": {
+            method: {
                 "tags": ["functions"],
                 "summary": "Invoke a function asynchronously",
-                "description": "Answers 202 at once; the job runs later with retries. Collect "
-                "the result with GET /system/jobs/{id}/result or receive it by callback.",
-                "operationId": f"invoke_async{'_path' if with_path else ''}",
+                "description": "Answers 202 at once; the job runs later with retries, and its "
+                "handler sees this method. Collect the result with GET /system/jobs/{id}/result "
+                "or receive it by callback.",
+                "operationId": f"invoke_async{'_path' if with_path else ''}"
+                + ("" if method == "post" else f"_{method}"),
                 "parameters": parameters + _HEADERS,
                 "security": INVOKE_SECURITY,
                 "requestBody": {
@@ -82,5 +89,6 @@ def async_paths() -> dict[str, dict[str, Any]]:
                 },
                 "responses": _RESPONSES,
             }
+            for method in ASYNC_METHODS
         }
     return paths
