@@ -62,8 +62,8 @@ bench: install system-deps  ## benchmarks: echo against a baseline; async jobs, 
 	$(BIN)/python bench/observability.py
 	$(BIN)/python bench/deploy.py
 
-chaos: install system-deps  ## faults under load (replicas, the gateway, Redis, PostgreSQL killed): nothing lost
-	$(BIN)/python bench/chaos.py --backend servers
+chaos: install system-deps  ## faults under load (replicas, models, the gateway, Redis, PostgreSQL, a Ray node killed): nothing lost
+	$(BIN)/python bench/chaos.py --backend servers --models --cluster
 
 soak: install  ## 10 minutes at 80% of the measured maximum: memory, fds and p99 stay flat
 	$(BIN)/python bench/soak.py

@@ -1,37 +1,52 @@
 """Faults under constant load: nothing may be lost.
 
     .venv/bin/python bench/chaos.py [--duration 60] [--rate 100] [--backend embedded|servers]
-                                    [--kill-every 3] [--short] [--json PATH]
+                                    [--kill-every 3] [--models] [--cluster] [--short]
+                                    [--json PATH]
 
 `nuvem up` serves three functions, two replicas each: `idem` (idempotent: true), `plain`
 (not idempotent) and `work` (run as async jobs; each run appends its job id to a file, so
-the runs of every job are counted). An asyncio load generator sends `--rate` calls per
-second at fixed times (open loop: a slow answer does not slow the load) in a mix of sync
-calls to `idem` and `plain` and async submits to `work` with a callback to a receiver
-here. Meanwhile faults come on a schedule: a random replica is SIGKILLed every
+the runs of every job are counted). With `--models` a fourth, `model`: a small torch model
+of this run's own served by nuvem's model support (bench/chaos_model.py: a TorchScript
+linear layer, idempotent, two single-threaded replicas), called on the Open Inference
+Protocol with a random input whose answer is checked. An asyncio load generator sends
+`--rate` calls per second at fixed times (open loop: a slow answer does not slow the load)
+in a mix of sync calls to `idem` and `plain`, async submits to `work` with a callback to a
+receiver here and, with `--models`, a tenth of the calls to the model. Meanwhile faults
+come on a schedule: a random replica (the model's included) is SIGKILLed every
 `--kill-every` seconds (its PID from /system/function/{name}; a kill that gateway restarts
-push into the load's last second or past it is skipped); the gateway is SIGKILLed
-and started again on the same state folder and port twice; with `--backend servers`
-redis-server and PostgreSQL 15 (started here) are restarted once each.
+push into the load's last second or past it is skipped); the gateway is SIGKILLed and
+started again on the same state folder and port twice; with `--backend servers`
+redis-server and PostgreSQL 15 (started here) are restarted once each. With `--cluster`
+the gateway runs the Ray runtime on a Ray head and one worker node started here
+(bench/chaos_cluster.py, on bench/cluster_rig.py), every function's replicas spread over
+both, and at a quarter of the run every process of the worker node is SIGKILLed by PID
+(its raylet, agents, actors' workers and the replicas' processes under them), as when its
+machine dies; the fault is back when every function has its two replicas ready again on
+the head.
 
 What the client does, as a careful client would: a call refused before it reached the
 gateway (connection refused: the gateway is down) is sent again, for every kind; an
-idempotent call whose connection broke is sent again; an async submit carries an
-Idempotency-Key and is sent again until it is accepted. Nothing else is retried.
+idempotent call (to `idem` or the model) whose connection broke is sent again; an async
+submit carries an Idempotency-Key and is sent again until it is accepted. Nothing else is
+retried.
 
 Guarantees checked (exit 1 when one fails):
-- idempotent calls: 0 failed;
+- idempotent calls (`idem`, the model): 0 failed, and every model answer is the right `y`;
 - non-idempotent calls fail only with the documented 502 (replica died mid-call), or lose
   their connection while the gateway itself is SIGKILLed;
 - every accepted job ends `succeeded`, and ran at least once and at most `attempts` times
-  (the job record's count); its callback arrived.
+  (the job record's count); its callback arrived;
+- a killed node's replicas are replaced on the head within 60 s.
 Reports calls sent, succeeded, failed by kind, jobs submitted vs completed and the time to
-recover after each fault (the first success of a call sent after it).
+recover after each fault (the first success of a call sent after it, of the function whose
+replica died for a replica; and when the faulted part served again).
 
-Not here: model calls (a model replica loads torch and spends tens of ms of CPU per call;
-on this 2-core machine that would drown the faults being measured) and killing a cluster
-node (a Ray head costs ~4-9 s and 0.65-1.6 GiB to start; bench/cluster.py kills a node
-under load on its own and counts failed calls).
+The model is tiny on purpose: a replica loads torch all the same, but ResNet-18 spends
+tens of ms of CPU per image, which on this 2-core machine would drown the faults being
+measured. A Ray head and node cost ~4-9 s and 0.65-1.6 GiB to start, so `--cluster` is
+`make chaos`'s, not CI's; they take bench/cluster.py's addresses and worker ports, so the
+two do not run at once.
 """
 
 from __future__ import annotations
@@ -50,7 +65,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +77,14 @@ from rich.table import Table
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
+import chaos_cluster  # noqa: E402
+import chaos_model  # noqa: E402
+import cluster_rig  # noqa: E402
 import echo  # noqa: E402  (Server, free_port, shared with bench/echo.py)
 import restartable  # noqa: E402
+from chaos_model import TinyModel  # noqa: E402
+
+from nuvem.errors import ClusterError  # noqa: E402
 
 HOST = "127.0.0.1"
 SYNC = ("idem", "plain")
@@ -99,24 +120,30 @@ def work(req):
     return Response(200, req.body, {"content-type": "application/octet-stream"})
 """
 
-STACK = """\
-functions:
-  idem:
-    handler: functions:echo
-    idempotent: true
-    scaling: {{min: 2, max: 2}}
-    max_inflight: 32
-  plain:
-    handler: functions:echo
-    scaling: {{min: 2, max: 2}}
-    max_inflight: 32
-  work:
-    handler: functions:work
-    env: {{CHAOS_RUNS: {runs}}}
-    scaling: {{min: 2, max: 2}}
-    max_inflight: 16
-    jobs: {{concurrency: 32, retries: 30, backoff: 0.2s, max_backoff: 2s}}
-"""
+
+def stack(runs: Path, model: TinyModel | None, cluster: dict[str, Any] | None) -> dict[str, Any]:
+    """The stack `nuvem up` serves (JSON, which is YAML too)."""
+    two = {"scaling": {"min": 2, "max": 2}}
+    functions: dict[str, dict[str, Any]] = {
+        "idem": {"handler": "functions:echo", "idempotent": True, **two, "max_inflight": 32},
+        "plain": {"handler": "functions:echo", **two, "max_inflight": 32},
+        JOB_FUNCTION: {
+            "handler": "functions:work",
+            "env": {"CHAOS_RUNS": str(runs)},
+            **two,
+            "max_inflight": 16,
+            "jobs": {"concurrency": 32, "retries": 30, "backoff": "0.2s", "max_backoff": "2s"},
+        },
+    }
+    if model is not None:
+        functions[chaos_model.NAME] = model.spec()
+    found: dict[str, Any] = {"functions": functions}
+    if cluster is not None:
+        found["cluster"] = cluster
+        for spec in functions.values():
+            spec.update(chaos_cluster.placement())
+    return found
+
 
 out = Console(width=120)
 err = Console(stderr=True)
@@ -127,7 +154,7 @@ err = Console(stderr=True)
 
 @dataclasses.dataclass(slots=True)
 class Call:
-    kind: str  # idem, plain or job
+    kind: str  # idem, plain, job or model
     sent: float  # monotonic seconds since the start of the load
     done: float = 0.0
     outcome: str = "pending"  # "ok", or the failure: a status code or an exception name
@@ -138,10 +165,11 @@ class Call:
 
 @dataclasses.dataclass(slots=True)
 class Fault:
-    kind: str  # replica, gateway, redis, postgres
+    kind: str  # replica, gateway, redis, postgres, node
     target: str
     at: float
-    back: float | None = None  # when the thing faulted was serving again (gateway, servers)
+    back: float | None = None  # when the thing faulted was serving again (gateway, servers,
+    # node: every function at full strength on the nodes left)
 
 
 @dataclasses.dataclass(slots=True)
@@ -162,24 +190,36 @@ class Record:
 class Platform:
     """`nuvem up` on one port and state folder, which `kill()` and `start()` reuse."""
 
-    def __init__(self, workdir: Path, extra_env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        extra_env: dict[str, str],
+        model: TinyModel | None = None,
+        cluster: dict[str, Any] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.port = echo.free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.password = secrets.token_urlsafe(18)
         self.runs = workdir / "runs.txt"
         self.runs.touch()
-        (workdir / "functions.py").write_text(FUNCTIONS)
-        stack = workdir / "nuvem.yaml"
-        stack.write_text(STACK.format(runs=json.dumps(str(self.runs))))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NUVEM_")}
+        self.model = model
+        self.functions = [*SYNC, JOB_FUNCTION] + ([chaos_model.NAME] if model else [])
+        # A folder of its own: on a cluster the functions' folder ships to the nodes, which
+        # must not take the state folder and Ray's session along.
+        code = workdir / "code"
+        code.mkdir()
+        (code / "functions.py").write_text(FUNCTIONS)
+        stack_file = code / "nuvem.yaml"
+        stack_file.write_text(json.dumps(stack(self.runs, model, cluster), indent=1))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NUVEM_", "RAY_"))}
         self.env = env | {
             "NUVEM_ADMIN_PASSWORD": self.password,
             "NUVEM_URL": self.url,
             "NUVEM_JOB_LEASE": JOB_LEASE,
             **extra_env,
         }
-        self.argv = [sys.executable, "-m", "nuvem.cli.main", "up", "-f", str(stack)]
+        self.argv = [sys.executable, "-m", "nuvem.cli.main", "up", "-f", str(stack_file)]
         self.argv += ["--host", HOST, "--port", str(self.port)]
         self.argv += ["--state-dir", str(workdir / "state"), "--log-level", "warning"]
         self.server: echo.Server | None = None
@@ -193,7 +233,7 @@ class Platform:
             self.server.wait_until("its functions ready", lambda: self._ready(c), 120)
 
     def _ready(self, client: httpx.Client) -> bool:
-        for name in (*SYNC, JOB_FUNCTION):
+        for name in self.functions:
             found = client.get(f"/system/function/{name}")
             available: int = found.json().get("availableReplicas", 0)
             if found.status_code != 200 or available < 2:
@@ -315,20 +355,34 @@ class Load:
         ]
         self.in_flight = asyncio.Semaphore(POOLS * POOL_SIZE)
         self.rng = random.Random(29)
+        self.model = platform.model
 
     def now(self) -> float:
         return time.monotonic() - self.t0
 
+    def request(self, kind: str) -> tuple[str, bytes, dict[str, str], Callable[[bytes], bool]]:
+        """A call's path, body and headers, and the test of a 200 answer's body."""
+        body = secrets.token_bytes(16).hex().encode()
+        if kind == "job":
+            headers = {"x-callback-url": self.callback, "idempotency-key": str(uuid.uuid4())}
+            return f"/async-function/{JOB_FUNCTION}", body, headers, lambda content: False
+        if kind == "model":
+            model = self.model
+            assert model is not None
+            body, expected = model.request(self.rng)
+            return (
+                f"/v2/models/{chaos_model.NAME}/infer",
+                body,
+                {"content-type": "application/json"},
+                lambda content: model.answers(content, expected),
+            )
+        return f"/function/{kind}", body, {}, lambda content: content == body  # an echo
+
     async def call(self, kind: str) -> None:
         call = Call(kind, self.now())
         self.record.calls.append(call)
-        body = secrets.token_bytes(16).hex().encode()
+        path, body, headers, right = self.request(kind)
         until = call.sent + RETRY_WINDOW
-        headers = {}
-        path = f"/function/{kind}"
-        if kind == "job":
-            path = f"/async-function/{JOB_FUNCTION}"
-            headers = {"x-callback-url": self.callback, "idempotency-key": str(uuid.uuid4())}
         http = self.pools[len(self.record.calls) % POOLS]
         while True:
             try:
@@ -349,7 +403,7 @@ class Load:
             if kind == "job" and answer.status_code == 202:
                 call.job_id = answer.json()["id"]
                 call.outcome = "ok"
-            elif kind != "job" and answer.status_code == 200 and answer.content == body:
+            elif kind != "job" and answer.status_code == 200 and right(answer.content):
                 call.outcome = "ok"
             elif answer.status_code == 200:
                 call.outcome = "wrong body"
@@ -366,10 +420,16 @@ class Load:
         call.resent += 1
         await asyncio.sleep(wait * self.rng.uniform(0.5, 1.0))
 
+    def kinds(self) -> list[str]:
+        """One round of the mix; with the model, a tenth of the calls go to it."""
+        if self.model is None:
+            return ["idem"] * 4 + ["plain"] * 3 + ["job"] * 3
+        return ["idem"] * 7 + ["plain"] * 6 + ["job"] * 5 + ["model"] * 2
+
     async def run(self, rate: float, seconds: float) -> None:
         """Start `rate` calls a second at fixed times for `seconds`; wait for them all."""
         tasks: set[asyncio.Task[None]] = set()
-        kinds = ["idem"] * 4 + ["plain"] * 3 + ["job"] * 3
+        kinds = self.kinds()
         n = 0
         while (due := n / rate) < seconds:
             delay = due - self.now()
@@ -390,12 +450,17 @@ class Load:
 # -- the faults ------------------------------------------------------------------------------
 
 
-def schedule(seconds: float, kill_every: float, backend: str) -> list[tuple[float, str]]:
+def schedule(
+    seconds: float, kill_every: float, backend: str, cluster: bool = False
+) -> list[tuple[float, str]]:
     """(time, fault) pairs: replica kills every `kill_every` s, the gateway at a third and
-    two thirds, Redis at a fifth and PostgreSQL at a half (servers backend)."""
+    two thirds, Redis at a fifth and PostgreSQL at a half (servers backend), the worker
+    node at a quarter (cluster), before the gateway restarts that start every replica anew."""
     faults = [(seconds / 3, "gateway"), (2 * seconds / 3, "gateway")]
     if backend == "servers":
         faults += [(seconds / 5, "redis"), (seconds / 2, "postgres")]
+    if cluster:
+        faults.append((seconds / 4, "node"))
     t = kill_every
     while t < seconds - 1:
         if all(abs(t - at) > 1.5 for at, _ in faults):
@@ -411,6 +476,7 @@ async def inject(
     plan: list[tuple[float, str]],
     stores: tuple[restartable.Redis, restartable.Postgres] | None,
     until: float,
+    cluster: cluster_rig.Cluster | None = None,
 ) -> None:
     rng = random.Random(17)
     admin = httpx.AsyncClient(base_url=platform.url, auth=("admin", platform.password))
@@ -425,7 +491,7 @@ async def inject(
                 await asyncio.sleep(delay)
             now = time.monotonic() - t0
             if kind == "replica":
-                name = rng.choice([*SYNC, JOB_FUNCTION])
+                name = rng.choice(platform.functions)
                 try:
                     pids = await replica_pids(admin, name)
                 except httpx.HTTPError:
@@ -442,6 +508,14 @@ async def inject(
                 await asyncio.to_thread(platform.start)
                 fault.back = time.monotonic() - t0
                 record.gateway_down.append((fault.at, fault.back))
+            elif kind == "node":
+                assert cluster is not None
+                fault = Fault("node", cluster_rig.NODE_IP, now)
+                record.faults.append(fault)
+                victims = await asyncio.to_thread(chaos_cluster.kill_node, cluster)
+                fault.target += f" ({len(victims)} processes)"
+                if await chaos_cluster.restored(admin, platform.functions, replicas=2):
+                    fault.back = time.monotonic() - t0
             elif stores is not None:
                 server = stores[0] if kind == "redis" else stores[1]
                 fault = Fault(kind, f"port {server.port}", now)
@@ -553,6 +627,11 @@ def violations(record: Record, jobs: JobCheck) -> list[str]:
         found.append(f"jobs: {jobs.ran_more_than_attempts} ran more often than their attempts")
     if jobs.callbacks_missing:
         found.append(f"jobs: {jobs.callbacks_missing} callbacks never arrived")
+    for fault in record.faults:
+        if fault.kind == "node" and fault.back is None:
+            found.append(
+                f"node: its replicas were not replaced within {chaos_cluster.RESTORE_TIMEOUT:.0f} s"
+            )
     if record.orphans_left:
         found.append(f"{record.orphans_left} workers of a killed gateway still ran 10 s later")
     return found
@@ -579,8 +658,10 @@ def recovery(record: Record) -> list[tuple[Fault, float | None]]:
 
 def summary(record: Record, jobs: JobCheck, seconds: float) -> dict[str, Any]:
     kinds: dict[str, dict[str, Any]] = {}
-    for kind in (*SYNC, "job"):
+    for kind in (*SYNC, "job", "model"):
         calls = [c for c in record.calls if c.kind == kind]
+        if kind == "model" and not calls:
+            continue  # a run without --models
         failed = collections.Counter(c.outcome for c in calls if c.outcome != "ok")
         kinds[kind] = {
             "sent": len(calls),
@@ -651,24 +732,29 @@ def backend(name: str) -> Iterator[tuple[dict[str, str], Any]]:
         yield {"NUVEM_QUEUE_URL": redis.url, "NUVEM_RECORDS_URL": postgres.url}, (redis, postgres)
 
 
-async def run(args: argparse.Namespace, platform: Platform, stores: Any) -> dict[str, Any]:
+async def run(
+    args: argparse.Namespace,
+    platform: Platform,
+    stores: Any,
+    cluster: cluster_rig.Cluster | None = None,
+) -> dict[str, Any]:
     receiver = Receiver()
     async with receiving(receiver) as hook:
         auth = ("admin", platform.password)
         async with httpx.AsyncClient(base_url=platform.url, auth=auth) as admin:
             made = await admin.post(
-                "/system/keys", json={"name": "chaos", "functions": [*SYNC, JOB_FUNCTION]}
+                "/system/keys", json={"name": "chaos", "functions": platform.functions}
             )
             made.raise_for_status()
             key: str = made.json()["key"]
         record = Record()
         t0 = time.monotonic()
         load = Load(platform, key, hook, record, t0)
-        plan = schedule(args.duration, args.kill_every, args.backend)
+        plan = schedule(args.duration, args.kill_every, args.backend, cluster is not None)
         cpu = time.process_time()
         lag = asyncio.create_task(watch_lag(record))
         try:
-            faults = inject(platform, record, t0, plan, stores, args.duration)
+            faults = inject(platform, record, t0, plan, stores, args.duration, cluster)
             await asyncio.gather(load.run(args.rate, args.duration), faults)
         finally:
             lag.cancel()
@@ -679,6 +765,8 @@ async def run(args: argparse.Namespace, platform: Platform, stores: Any) -> dict
     result["violations"] = violations(record, jobs)
     result["backend"] = args.backend
     result["rate"] = args.rate
+    result["models"] = args.models
+    result["cluster"] = args.cluster
     return result
 
 
@@ -696,6 +784,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=100.0, help="calls per second")
     parser.add_argument("--kill-every", type=float, default=3.0, help="seconds between kills")
     parser.add_argument("--backend", choices=("embedded", "servers"), default="embedded")
+    parser.add_argument(
+        "--models", action="store_true", help="a tenth of the calls to a small torch model"
+    )
+    parser.add_argument(
+        "--cluster", action="store_true", help="the Ray runtime on a head and a node; the node dies"
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
     args = parser.parse_args(argv)
     if args.short:
@@ -710,21 +804,33 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
-    with tempfile.TemporaryDirectory(prefix="nuvem-chaos-") as folder:
+    # In /tmp, short: Ray's Unix sockets live under the nodes' folders (107 characters at most).
+    with tempfile.TemporaryDirectory(prefix="nuvem-chaos-", dir="/tmp") as folder:
         workdir = Path(folder)
+        if args.cluster:
+            cluster_rig.mark_run(workdir)  # Ray's processes and the replicas, for the sweep
         try:
-            with backend(args.backend) as (env, stores):
-                platform = Platform(workdir, env)
-                try:
-                    err.print(f"starting nuvem ({args.backend} backend)")
-                    platform.start()
-                    err.print(f"{args.duration:.0f} s of {args.rate:.0f} calls/s under faults")
-                    result = asyncio.run(run(args, platform, stores))
-                finally:
-                    platform.stop()
-        except (echo.BenchError, restartable.ServerDown) as exc:
+            with contextlib.ExitStack() as stack:
+                env, stores = stack.enter_context(backend(args.backend))
+                model = chaos_model.make(workdir) if args.models else None
+                found = None
+                if args.cluster:
+                    err.print("starting a Ray head and a worker node")
+                    found = stack.enter_context(chaos_cluster.two_nodes(workdir))
+                block = chaos_cluster.stack_block(found) if found is not None else None
+                platform = Platform(workdir, env, model, block)
+                stack.callback(platform.stop)
+                where = f"{args.backend} backend" + (", Ray runtime" if found else "")
+                err.print(f"starting nuvem ({where})")
+                platform.start()
+                err.print(f"{args.duration:.0f} s of {args.rate:.0f} calls/s under faults")
+                result = asyncio.run(run(args, platform, stores, found))
+        except (echo.BenchError, restartable.ServerDown, ClusterError) as exc:
             err.print(f"[red]chaos run failed:[/] {exc}", highlight=False)
             return 2
+        finally:
+            if args.cluster:
+                cluster_rig.sweep(workdir)
     render(result)
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

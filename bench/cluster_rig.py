@@ -145,14 +145,15 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def cluster(root: Path) -> Iterator[Cluster]:
-    """The head, stopped by PID at the end (its nodes are the caller's to end first)."""
+def cluster(root: Path, head_cpus: int = 0) -> Iterator[Cluster]:
+    """The head, stopped by PID at the end (its nodes are the caller's to end first). With
+    no CPUs of its own (the default) no replica lands on it."""
     token = ensure_token(root / "cluster-state")
     options = HeadOptions(
         token.path,
         port=free_ports(1)[0],
         node_ip=HEAD_IP,
-        offer=Offer(cpus=0, object_store_memory=STORE),
+        offer=Offer(cpus=head_cpus, object_store_memory=STORE),
         temp_dir=root / "ray",  # short: Ray's socket paths must stay under 107 characters
         workers=HEAD_WORKERS,
     )
@@ -186,6 +187,26 @@ def kill_if_joined(joining: concurrent.futures.Future[RayNode]) -> None:
 
 def replica_nodes(status: dict[str, Any]) -> list[str]:
     return sorted(r["node"] for r in status["replicaList"] if r["state"] == "ready")
+
+
+def with_descendants(pids: set[int]) -> list[int]:
+    """`pids` and every process started under them, from /proc: a node's Ray processes and
+    what those started in sessions of their own (the replicas' workers)."""
+    members = set(pids)
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text().rpartition(")")[2].split()
+                parents[int(entry.name)] = int(stat[1])
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in members and pid not in members:
+                members.add(pid)
+                grew = True
+    return sorted(members)
 
 
 # -- cleanup ---------------------------------------------------------------------------------

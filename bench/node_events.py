@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cluster_rig import LATE_IP, NODE_IP, Cluster, Gateway, err, replica_nodes
+from cluster_rig import (
+    LATE_IP,
+    NODE_IP,
+    Cluster,
+    Gateway,
+    err,
+    replica_nodes,
+    with_descendants,
+)
 from echo import BODY, BenchError, Server
 from rich import box
 from rich.table import Table
@@ -173,21 +181,7 @@ def node_processes(state: Path) -> list[int]:
     """Every process of the late node: `nuvem node join`, the session of its Ray processes,
     and what those started in sessions of their own (the replicas' workers)."""
     found = _node_record(state)
-    members = {found.pid, found.ray_pid, *session_members(found.ray_pid)}
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                stat = (entry / "stat").read_text().rpartition(")")[2].split()
-                parents[int(entry.name)] = int(stat[1])
-    grew = True
-    while grew:
-        grew = False
-        for pid, parent in parents.items():
-            if parent in members and pid not in members:
-                members.add(pid)
-                grew = True
-    return sorted(members)
+    return with_descendants({found.pid, found.ray_pid, *session_members(found.ray_pid)})
 
 
 def _node_record(state: Path) -> record.NodeRecord:
