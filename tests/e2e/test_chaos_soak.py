@@ -1,5 +1,6 @@
 """Short runs of bench/chaos.py and bench/soak.py, as their own processes, on the embedded
-backend: faults under load lose nothing, and a minute of load leaves memory and fds flat."""
+backend: faults under load (model calls among them) lose nothing, and a minute of load
+leaves memory and fds flat."""
 
 from __future__ import annotations
 
@@ -40,9 +41,10 @@ def test_faults_under_load_lose_no_job_and_fail_no_idempotent_call(tmp_path: Pat
     result = run_bench(
         # 50 calls/s: light on a busy CI machine. (At 100, the load generator's one big pool,
         # since replaced by small ones, once starved it after a gateway restart: see
-        # docs/operations.md.)
-        "chaos.py", "--duration", "20", "--rate", "50", json_path=tmp_path / "chaos.json",
-        within=110,
+        # docs/operations.md.) --models: a tenth of the calls to a small torch model (~3 s
+        # more than without it, here).
+        "chaos.py", "--duration", "20", "--rate", "50", "--models",
+        json_path=tmp_path / "chaos.json", within=110,
     )  # fmt: skip
     printed = result["printed"]
     assert result["violations"] == [], printed
@@ -50,6 +52,8 @@ def test_faults_under_load_lose_no_job_and_fail_no_idempotent_call(tmp_path: Pat
     calls = result["calls"]
     assert calls["idem"]["sent"] >= 300, printed
     assert calls["idem"]["failed"] == {}, printed
+    assert calls["model"]["sent"] >= 80, printed
+    assert calls["model"]["failed"] == {}, printed  # idempotent, and every answer right
     assert set(calls["plain"]["failed"]) <= {"502", "ReadError", "RemoteProtocolError"}, printed
     jobs = result["jobs"]
     assert jobs["submitted"] == calls["job"]["sent"] == jobs["succeeded"], printed
