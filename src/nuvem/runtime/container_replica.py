@@ -19,7 +19,7 @@ import aiohttp
 import yarl
 
 from nuvem.runtime.container_engine import Attached, ContainerEngine, ContainerExit, ContainerRun
-from nuvem.runtime.drain import drain
+from nuvem.runtime.drain import Draining
 from nuvem.runtime.protocol import CallMeta
 from nuvem.runtime.replica import STOPPED, CallResult, replica_died
 from nuvem.runtime.replica_state import ReplicaState
@@ -46,7 +46,7 @@ def container_cause(exit: ContainerExit | None, memory: int | None, code: int) -
     return f"container exited with code {found}"
 
 
-class ContainerReplica:
+class ContainerReplica(Draining):
     """Implements `Replica` for one container."""
 
     def __init__(
@@ -158,16 +158,6 @@ class ContainerReplica:
         await self.client.close()
         self._dead.set()
         self._idle.set()
-
-    async def wait_dead(self) -> None:
-        await self._dead.wait()
-
-    async def drain_and_stop(self, grace: float) -> None:
-        if self.state is ReplicaState.DEAD:
-            return
-        self.retired = True
-        self.state = ReplicaState.DRAINING
-        await drain(self._idle, self._dead, grace, self._clock, self._terminate, self.kill)
 
     async def _terminate(self) -> None:
         if self.exit_cause is None:

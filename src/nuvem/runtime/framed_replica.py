@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from nuvem.runtime import protocol
-from nuvem.runtime.drain import drain
+from nuvem.runtime.drain import Draining
 from nuvem.runtime.protocol import CallMeta, ErrorMeta, HelloMeta, Kind, ResultMeta
 from nuvem.runtime.replica import (
     STOPPED,
@@ -35,7 +35,7 @@ LINGER = 2.0  # seconds a worker may outlive its connection before it is killed
 Connect = Callable[[Callable[[], protocol.FrameProtocol]], Awaitable[protocol.FrameProtocol]]
 
 
-class FramedReplica:
+class FramedReplica(Draining):
     """One running copy of a function, spoken to in frames. Implements `Replica`."""
 
     def __init__(
@@ -136,17 +136,6 @@ class FramedReplica:
         self._connection.close()
         self._idle.set()
         self._dead.set()
-
-    async def wait_dead(self) -> None:
-        await self._dead.wait()
-
-    async def drain_and_stop(self, grace: float) -> None:
-        """Stop taking calls, let those in flight finish (up to `grace` s), then end."""
-        if self.state is ReplicaState.DEAD:
-            return
-        self.retired = True
-        self.state = ReplicaState.DRAINING
-        await drain(self._idle, self._dead, grace, self._clock, self._terminate, self.kill)
 
     async def _terminate(self) -> None:
         if self.exit_cause is None:
