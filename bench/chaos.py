@@ -510,10 +510,11 @@ async def inject(
                 record.gateway_down.append((fault.at, fault.back))
             elif kind == "node":
                 assert cluster is not None
+                held = await chaos_cluster.replicas_on_node(admin, platform.functions)
                 fault = Fault("node", cluster_rig.NODE_IP, now)
                 record.faults.append(fault)
                 victims = await asyncio.to_thread(chaos_cluster.kill_node, cluster)
-                fault.target += f" ({len(victims)} processes)"
+                fault.target += f" ({held} replicas, {len(victims)} processes)"
                 if await chaos_cluster.restored(admin, platform.functions, replicas=2):
                     fault.back = time.monotonic() - t0
             elif stores is not None:

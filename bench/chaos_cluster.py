@@ -77,6 +77,16 @@ async def restored(admin: httpx.AsyncClient, functions: list[str], replicas: int
     return False
 
 
+async def replicas_on_node(admin: httpx.AsyncClient, functions: list[str]) -> int:
+    """How many ready replicas the worker node holds now (what its loss takes)."""
+    count = 0
+    for name in functions:
+        found = await admin.get(f"/system/function/{name}", timeout=2)
+        ready = [r for r in found.json()["replicaList"] if r["state"] == "ready"]
+        count += sum(r.get("node") == NODE_IP for r in ready)
+    return count
+
+
 async def _serving(admin: httpx.AsyncClient, name: str, replicas: int) -> bool:
     found = await admin.get(f"/system/function/{name}", timeout=2)
     ready = [r for r in found.json()["replicaList"] if r["state"] == "ready"]
