@@ -56,9 +56,12 @@ def _connect(url: str, source: str = "127.0.0.1") -> socket.socket:
     return socket.create_connection((host, int(port)), timeout=10, source_address=(source, 0))
 
 
-def _answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """Read one answer (status, headers, body) or raise ConnectionError when closed."""
-    data = b""
+def _answer(
+    sock: socket.socket, rest: bytearray | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """Read one answer (status, headers, body) or raise ConnectionError when closed. Bytes
+    read past it (the next pipelined answer) are kept in `rest`, and read from there first."""
+    data = bytes(rest or b"")
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         if not chunk:
@@ -74,7 +77,9 @@ def _answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
         if not chunk:
             break
         body += chunk
-    return status, headers, body
+    if rest is not None:
+        rest[:] = body[length:]
+    return status, headers, body[:length]
 
 
 def _raw(url: str, request: bytes, source: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
@@ -173,10 +178,13 @@ async def test_slow_body_is_cut_off(guarded: Running) -> None:
     await _still_serves(guarded)
 
 
-def _trickle(sock: socket.socket, head: bytes) -> tuple[int, bytes] | None:
+def _trickle(sock: socket.socket, head: bytes, answered_first: int = 0) -> tuple[int, bytes] | None:
     """Send `head` then header bytes one at a time, for far longer than the read timeout;
-    the gateway's answer (status, body) once it cuts in, or None if it never does."""
+    the gateway's answer (status, body) once it cuts in, or None if it never does. With
+    `answered_first`, `head` also holds that many whole requests before the slow one: their
+    answers (each a 200) are read as they come while the trickle goes on."""
     sock.sendall(head)
+    rest = bytearray()
     for _ in range(TRICKLE_BYTES):
         try:
             sock.sendall(b"a")
@@ -184,14 +192,20 @@ def _trickle(sock: socket.socket, head: bytes) -> tuple[int, bytes] | None:
             break
         sock.settimeout(TRICKLE_PAUSE)
         try:
-            if sock.recv(1, socket.MSG_PEEK):
-                break
+            if not (rest or sock.recv(1, socket.MSG_PEEK)):
+                continue
         except TimeoutError:
             continue
+        if not answered_first:
+            break
+        sock.settimeout(10)
+        status, _, body = _answer(sock, rest)
+        assert status == 200, body
+        answered_first -= 1
     else:
         return None
     sock.settimeout(10)
-    status, _, body = _answer(sock)
+    status, _, body = _answer(sock, rest)
     return status, body
 
 
@@ -220,6 +234,39 @@ async def test_slow_headers_after_keep_alive_are_cut_off(guarded: Running) -> No
 
     answer = await asyncio.to_thread(second_request_slow)
     assert answer is not None, "the gateway waited for headers sent a byte at a time"
+    assert answer[0] == 408
+    await _still_serves(guarded)
+
+
+async def test_slow_pipelined_headers_are_cut_off(guarded: Running) -> None:
+    # One packet: a whole request, then the start of the next one, whose headers then come
+    # a byte at a time while the first is answered and after.
+    def pipelined_slow() -> tuple[int, bytes] | None:
+        with _connect(guarded.url) as sock:
+            first = _post("/function/echo")
+            return _trickle(sock, first + b"GET /healthz HTTP/1.1\r\nX-Slow: ", answered_first=1)
+
+    answer = await asyncio.to_thread(pipelined_slow)
+    assert answer is not None, "the gateway waited for pipelined headers sent a byte at a time"
+    status, body = answer
+    assert status == 408
+    assert "NUVEM_READ_TIMEOUT" in _error(body)
+    await _still_serves(guarded)
+
+
+async def test_slow_pipelined_headers_behind_a_slow_answer_are_cut_off(guarded: Running) -> None:
+    # The first request takes longer than the read timeout: while it is answered, the slow
+    # headers behind it are not late yet; once it is answered they are.
+    await guarded.deploy("functions: {sleepy: {handler: 'handlers:sleep'}}", started=True)
+    seconds = 1.5 * LIMITS["read_timeout"]
+
+    def behind_slow() -> tuple[int, bytes] | None:
+        with _connect(guarded.url) as sock:
+            first = _post(f"/function/sleepy?seconds={seconds}")
+            return _trickle(sock, first + b"GET /healthz HTTP/1.1\r\nX-Slow: ", answered_first=1)
+
+    answer = await asyncio.to_thread(behind_slow)
+    assert answer is not None, "the gateway waited for pipelined headers sent a byte at a time"
     assert answer[0] == 408
     await _still_serves(guarded)
 
