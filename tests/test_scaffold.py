@@ -99,3 +99,34 @@ def test_init_ci_command(tmp_path: Path) -> None:
     )
     assert unknown.returncode == 2
     assert "no starter workflow for CI 'gitlab'" in unknown.stderr
+
+
+def test_init_container_writes_a_containerfile_and_the_sdk_it_copies(tmp_path: Path) -> None:
+    written = init(tmp_path / "app", container=True, base="localhost/py:3")
+    names = {p.relative_to(tmp_path / "app").as_posix() for p in written}
+    assert {"Containerfile", ".containerignore", "sdk/nuvem/handler.py"} <= names
+    stack = load_stack(tmp_path / "app" / "nuvem.yaml")
+    image = stack.functions["app-hello-image"]
+    assert image.build is not None
+    assert image.build.args == {"BASE": "localhost/py:3"}
+    assert stack.functions["app-hello"].handler == "functions:hello"
+    assert "ARG BASE=localhost/py:3" in (tmp_path / "app" / "Containerfile").read_text()
+    # The sdk is the standard-library part of nuvem: it serves with no site packages.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-S",  # no site packages: only the standard library and the sdk folder
+            "-c",
+            "import sys; sys.path.insert(0, '.'); import nuvem.runtime.handler_server as m; "
+            "print(m.__file__)",
+        ],
+        cwd=tmp_path / "app" / "sdk",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(
+        tmp_path / "app" / "sdk" / "nuvem" / "runtime" / "handler_server.py"
+    )

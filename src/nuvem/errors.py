@@ -138,6 +138,11 @@ class RequirementsUnresolvable(EnvironmentBuildError):
     have): retrying cannot help until the function's spec changes."""
 
 
+class ImageBuildFailed(EnvironmentBuildError):
+    """Building a function's image from its Containerfile failed: the same source fails
+    again, so retrying waits until the function's spec (its source) changes."""
+
+
 class ModelError(NuvemError):
     """A model's weights cannot be fetched or read, or do not fit its architecture or labels."""
 

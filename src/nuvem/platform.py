@@ -26,6 +26,7 @@ from nuvem.providers.provider import NodeProvider
 from nuvem.runtime.by_kind import ByKind
 from nuvem.runtime.container_runtime import ContainerRuntime
 from nuvem.runtime.environment import EnvironmentBuilder, ProgressEvent
+from nuvem.runtime.image_builder import ImageBuilder
 from nuvem.runtime.local import LocalRuntime
 from nuvem.runtime.logbook import LogBook
 from nuvem.runtime.podman import Podman
@@ -81,7 +82,7 @@ class Platform:
             # Shown by `nuvem deploy` and /system/function while an environment builds.
             deployment = deployments.get(event.function)
             if deployment is not None:
-                deployment.report_progress(f"environment {event.phase}: {event.message}")
+                deployment.report_progress(f"{event.what} {event.phase}: {event.message}")
             if on_progress is not None:
                 on_progress(event)
 
@@ -103,7 +104,7 @@ class Platform:
                     warm_workers=settings.warm_workers,
                     pool=warm_pool,
                 ),
-                ContainerRuntime(Podman(), logbook),
+                _containers(logbook, progress),
             ),
             environments=environments or EnvironmentBuilder(state, on_progress=progress),
             logbook=logbook,
@@ -170,6 +171,13 @@ class Platform:
             log.warning("shutdown requested, but this platform was not started by `nuvem up`")
             return
         self.on_shutdown_request()
+
+
+def _containers(logbook: LogBook, progress: Callable[[ProgressEvent], None]) -> ContainerRuntime:
+    """Image functions on podman; the images of `build:` functions built there, their
+    progress shown as an environment build's is."""
+    podman = Podman()
+    return ContainerRuntime(podman, logbook, images=ImageBuilder(podman, on_progress=progress))
 
 
 def _nodes_seen(engine: Engine) -> list[NodeSeen]:

@@ -87,7 +87,12 @@ async def test_a_call_passes_path_query_headers_body_and_call_id(
     assert seen["body"] == "payload"
     assert seen["headers"]["x-custom"] == "yes"
     assert seen["headers"]["x-call-id"] == "call-42"
-    assert "x-start-time" in seen["headers"]
+    # What OpenFaaS's gateway sets on a call it forwards (gateway/openfaas_forward.py).
+    assert seen["headers"]["x-start-time"] == response.headers["x-start-time"]
+    gateway_host = gateway.url.removeprefix("http://")
+    assert seen["headers"]["x-forwarded-host"] == gateway_host
+    assert seen["headers"]["x-forwarded-for"].startswith("127.0.0.1:")
+    assert seen["headers"]["host"] != gateway_host  # the container's own address
     assert "authorization" not in seen["headers"]
     assert seen["env"] == {"MODE": "fast", "NUVEM_FUNCTION": "echo"}
     assert response.headers["x-call-id"] == "call-42"

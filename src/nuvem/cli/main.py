@@ -157,12 +157,28 @@ def init(
             "(default: nuvem-dev/nuvem; a fork or mirror)",
         ),
     ] = "",
+    container: Annotated[
+        bool,
+        typer.Option(
+            "--container",
+            help="also a Containerfile serving the same handler as an image (docs/containers.md)",
+        ),
+    ] = False,
+    base: Annotated[
+        str,
+        typer.Option(
+            "--base",
+            help="the image the Containerfile builds FROM (any with python3 3.11+; its "
+            "BASE build arg in nuvem.yaml)",
+        ),
+    ] = "docker.io/library/python:3.12-slim",
 ) -> None:
     """Write a starter stack file (nuvem.yaml) and handler module (functions.py); with
-    --ci, a CI workflow too (in a folder with a stack file, only the workflow)."""
+    --container, a Containerfile for the same handler as an image; with --ci, a CI
+    workflow too (in a folder with a stack file, only the workflow)."""
     from nuvem.cli.scaffold import init as scaffold
 
-    for path in scaffold(folder, ci, actions_repo):
+    for path in scaffold(folder, ci, actions_repo, container, base):
         err.print(f"[green]✓[/green] wrote {path}", highlight=False)
     if ci is not None:
         err.print(

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from nuvem.errors import BadRequest, PayloadTooLarge
+from nuvem.stack.build_context import SKIP_DIRS
 
 # What is never code: caches, environments, version control.
-SKIP_DIRS = frozenset({"__pycache__", ".git", ".hg", ".venv", "venv", ".mypy_cache", ".ruff_cache"})
 MAX_BUNDLE = 256 * 2**20
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 

@@ -1,5 +1,6 @@
 """A stack as one versioned, reproducible bundle: the stack file, every function's folder
-(code, requirements files, local model files) and `manifest.json`, in one archive.
+(code, requirements files, local model files, an image's build context) and
+`manifest.json`, in one archive.
 
 Paths inside keep their place relative to the stack file's folder, so the gateway loads the
 bundled stack file from the unpacked folder exactly as `nuvem deploy` loads it from disk.
@@ -19,6 +20,8 @@ from typing import Any
 
 from nuvem.cluster.code_bundle import MAX_BUNDLE, CodeBundle, Entry, files_under, pack_entries
 from nuvem.errors import BadRequest, SpecError
+from nuvem.stack.build_context import context_files
+from nuvem.stack.container_build import BUNDLE_VERSION_LABEL
 from nuvem.stack.loader import load_stack
 from nuvem.stack.stack import Stack
 
@@ -26,7 +29,7 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 # What a function deployed from a bundle carries in its spec's labels.
 NAME_LABEL = "nuvem.bundle.name"
-VERSION_LABEL = "nuvem.bundle.version"
+VERSION_LABEL = BUNDLE_VERSION_LABEL
 DIGEST_LABEL = "nuvem.bundle.digest"
 _NAME = re.compile(r"[^a-z0-9-]+")
 
@@ -128,6 +131,11 @@ def collect(stack_file: Path, skip: frozenset[Path] = frozenset()) -> tuple[Stac
     for spec in stack.functions.values():
         root = Path(spec.root)
         extra = [Path(p) for p in (spec.model.local_files().values() if spec.model else ())]
+        if spec.build is not None:
+            # What the gateway builds the image from: the context as podman reads it, and
+            # its Containerfile even where the context's ignore file leaves it out.
+            context = Path(spec.build.context)
+            extra += [*context_files(context, skip), context / spec.build.file]
         for path in [*files_under(root, skip), *extra]:
             resolved = path.resolve()
             if not resolved.is_relative_to(base):

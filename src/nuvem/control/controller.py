@@ -183,7 +183,7 @@ class Controller:
         self.event(
             "deployed",
             spec.name,
-            f"{verb} {spec.name} ({spec.image or spec.handler}), {replicas} replicas",
+            f"{verb} {spec.name} ({spec.image_ref or spec.handler}), {replicas} replicas",
         )
         self.wake()
         return deployment

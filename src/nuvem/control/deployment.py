@@ -17,7 +17,7 @@ from nuvem.backoff import backoff
 from nuvem.control.autoscaler import Decision, ScalingContext
 from nuvem.control.load_window import LoadWindow, Sample
 from nuvem.control.replica_plan import DeploymentView, ReplicaView
-from nuvem.errors import NuvemError, RequirementsUnresolvable, Unavailable
+from nuvem.errors import ImageBuildFailed, NuvemError, RequirementsUnresolvable, Unavailable
 from nuvem.routing.router import Router
 from nuvem.runtime.replica import Pending, Replica
 from nuvem.runtime.replica_state import ReplicaState
@@ -161,7 +161,7 @@ class Deployment:
         self._starting -= 1
         self._failures += 1
         self._retry_at = now + start_backoff(self._failures)
-        if isinstance(error, RequirementsUnresolvable):
+        if isinstance(error, RequirementsUnresolvable | ImageBuildFailed):
             self._retry_at = math.inf  # until a deploy (respec) asks again
         self._last_error = str(error)
         self._last_failure = error

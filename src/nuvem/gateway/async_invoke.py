@@ -16,6 +16,7 @@ from nuvem.gateway import asgi
 from nuvem.gateway.access_log import AccessEntry, AccessLog, key_id, spec_version
 from nuvem.gateway.asgi import RequestHeaders, read_body, render_error, respond
 from nuvem.gateway.auth import Authenticator
+from nuvem.gateway.openfaas_forward import upstream_headers
 from nuvem.jobs.service import JobService
 from nuvem.stores.job import JobRequest
 
@@ -64,11 +65,14 @@ class AsyncFunctionEndpoint:
                     )
                 # Scoped by caller and function: one client's key never returns another's job.
                 scoped_key = f"{_caller(authorization, api_key)}/{name}/{idempotency_key}"
+            forwarded = [(k, v) for k, v in caller.forwarded if k not in _CONTROL]
+            if spec.serves_http:  # an image: what OpenFaaS's gateway sends it
+                forwarded = upstream_headers(forwarded, scope, started_wall)
             request = JobRequest(
                 scope["method"],
                 "/" + extra,
                 scope["query_string"].decode("latin-1"),
-                tuple((k, v) for k, v in caller.forwarded if k not in _CONTROL),
+                tuple(forwarded),
                 body,
             )
             job, created = await self.jobs.submit(spec, request, callback_url or None, scoped_key)

@@ -15,6 +15,7 @@ from nuvem.gateway import asgi
 from nuvem.gateway.access_log import AccessEntry, AccessLog, key_id, spec_version
 from nuvem.gateway.asgi import RequestHeaders, read_body, render_error
 from nuvem.gateway.auth import Authenticator
+from nuvem.gateway.openfaas_forward import upstream_headers
 from nuvem.metrics.registry import Metrics
 from nuvem.routing.invocation import invoke
 from nuvem.runtime.protocol import CallMeta
@@ -50,11 +51,14 @@ class FunctionEndpoint:
             self.auth.check_invoke(request.authorization, request.api_key, name)
             deployment = self.controller.get(name)
             body = await read_body(receive, deployment.spec.max_body or self.max_body)
+            forwarded = request.forwarded
+            if deployment.spec.serves_http:  # an image: what OpenFaaS's gateway sends it
+                forwarded = upstream_headers(forwarded, scope, started_wall)
             meta = CallMeta(
                 scope["method"],
                 "/" + extra,
                 scope["query_string"].decode("latin-1"),
-                request.forwarded,
+                forwarded,
             )
             called = True
             code, headers, payload = await invoke(

@@ -66,7 +66,7 @@ class FunctionStatus(BaseModel):
         spec = deployment.spec
         return cls(
             name=spec.name,
-            image=spec.image or spec.handler,
+            image=spec.image_ref or spec.handler,
             handler=spec.handler,
             replicas=deployment.desired,
             availableReplicas=ready,

@@ -14,7 +14,7 @@ class ByKind:
         self.containers = containers  # None: this engine runs no containers (yet)
 
     async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica:
-        if spec.image is None:
+        if not spec.serves_http:
             return await self.processes.start(spec, env, replica_id)
         if self.containers is None:
             raise SetupFailed(

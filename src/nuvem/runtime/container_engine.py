@@ -9,6 +9,7 @@ with podman; `fake_engine.py` in this process, for tests.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -83,10 +84,26 @@ class ContainerEngine(Protocol):
         """Remove it (killed first when it runs). No error when it does not exist."""
         ...
 
-    async def build(self, context: Path, file: str, tag: str, args: dict[str, str]) -> None:
-        """Build `tag` from `file` in `context`; raise EngineError with the build's output."""
+    async def build(
+        self,
+        context: Path,
+        file: str,
+        tag: str,
+        args: dict[str, str],
+        on_line: Callable[[str], None] | None = None,
+    ) -> None:
+        """Build `tag` from `file` in `context`, each line of its output to `on_line`;
+        raise BuildError with the output's last lines when it fails."""
         ...
 
 
 class EngineError(Exception):
     """The engine refused a command; the message carries what it printed."""
+
+
+class BuildError(EngineError):
+    """An image build failed; `tail` holds the last lines it printed."""
+
+    def __init__(self, message: str, tail: list[str]) -> None:
+        super().__init__(message)
+        self.tail = tail

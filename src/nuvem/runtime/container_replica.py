@@ -109,7 +109,9 @@ class ContainerReplica(Draining):
         url = yarl.URL(
             self.base + meta.path + ("?" + meta.query if meta.query else ""), encoded=True
         )
-        headers = [*meta.headers, ("x-start-time", str(time.time_ns()))]
+        headers = meta.headers
+        if not any(key == "x-start-time" for key, _ in headers):  # the gateway's, else now
+            headers = [*headers, ("x-start-time", str(time.time_ns()))]
         try:
             # The session does not decompress: a gzip body stays gzip, as its header says.
             async with self.client.request(meta.method, url, headers=headers, data=body) as answer:

@@ -1,6 +1,7 @@
 """`ContainerRuntime`: replicas of image functions, one container each, on this machine.
 
-A start checks the image is there, runs the container with the function's limits on a
+A start builds the image first for a function with `build:` (runtime/image_builder.py),
+checks the image is there, runs the container with the function's limits on a
 loopback port of its own, and waits until it is ready (its health path answers 2xx, or,
 without one, its port accepts connections), never longer than `ready_timeout`: an image
 that never gets there is a SetupFailed naming the function, the image and what to fix.
@@ -22,6 +23,7 @@ import aiohttp
 from nuvem.runtime.container_engine import Attached, ContainerEngine, ContainerRun, EngineError
 from nuvem.runtime.container_replica import ContainerReplica, container_cause
 from nuvem.runtime.environment import Environment
+from nuvem.runtime.image_builder import ImageBuilder
 from nuvem.runtime.line_pump import pump_lines
 from nuvem.runtime.logbook import LogBook
 from nuvem.runtime.replica import Pending, Replica, SetupFailed
@@ -65,9 +67,11 @@ class ContainerRuntime:
         engine: ContainerEngine,
         logbook: LogBook,
         ready_timeout: float = READY_TIMEOUT,
+        images: ImageBuilder | None = None,
     ) -> None:
         self.engine = engine
         self.logbook = logbook
+        self.images = images if images is not None else ImageBuilder(engine)
         self.ready_timeout = ready_timeout
         # In container names: two gateways (or test runs) on one machine both have an
         # echo-1, and must not stop each other's containers.
@@ -87,8 +91,8 @@ class ContainerRuntime:
         task.add_done_callback(self._pumps.discard)
 
     async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica:
-        image = spec.image
-        assert image is not None, "only image functions are started here"
+        assert spec.serves_http, "only image functions are started here"
+        image = spec.image if spec.image is not None else await self.images.ensure(spec)
         if not await self.engine.exists(image):
             raise SetupFailed(
                 f"function {spec.name!r}: image {image!r} is not in {self.engine.name}'s "

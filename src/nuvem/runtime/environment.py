@@ -54,6 +54,7 @@ _LEAKY_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
 class Phase(StrEnum):
     CREATING = "creating"  # the empty virtual environment is being created
     INSTALLING = "installing"  # the installer runs; each of its output lines is an event
+    BUILDING = "building"  # an image build runs; each of its output lines is an event
     READY = "ready"  # a new environment was built and can serve workers
     CACHED = "cached"  # an environment built earlier for the same requirements is reused
     FAILED = "failed"  # the build failed and left nothing behind; ensure() raises
@@ -66,6 +67,7 @@ class ProgressEvent:
     phase: Phase
     message: str
     elapsed: float  # seconds since ensure() was called, waiting for a lock included
+    what: str = "environment"  # or "image": what is being made
 
 
 @dataclass(frozen=True, slots=True)

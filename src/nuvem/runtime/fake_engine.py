@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
-from nuvem.runtime.container_engine import Attached, ContainerExit, ContainerRun, EngineError
+from nuvem.runtime.container_engine import (
+    Attached,
+    BuildError,
+    ContainerExit,
+    ContainerRun,
+    EngineError,
+)
 
 App = Any  # an ASGI application
 
@@ -110,10 +117,20 @@ class FakeEngine:
         await self.exit(name, 137)
         self.containers.pop(name, None)
 
-    async def build(self, context: Path, file: str, tag: str, args: dict[str, str]) -> None:
+    async def build(
+        self,
+        context: Path,
+        file: str,
+        tag: str,
+        args: dict[str, str],
+        on_line: Callable[[str], None] | None = None,
+    ) -> None:
         """Record the build; `tag` then serves what the image named by args["FROM"] does."""
         self.builds.append((context, file, tag, dict(args)))
         source = args.get("FROM")
+        if on_line is not None:
+            on_line(f"STEP 1/1: FROM {source}")
         if source not in self.images:
-            raise EngineError(f"build of {tag}: base image {source!r} not known")
+            message = f"base image {source!r} not known"
+            raise BuildError(f"build of {tag}: {message}", ["STEP 1/1: FROM {source}", message])
         self.images[tag] = self.images[source]

@@ -13,9 +13,18 @@ import contextlib
 import json
 import tempfile
 import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
-from nuvem.runtime.container_engine import Attached, ContainerExit, ContainerRun, EngineError
+from nuvem.runtime.container_engine import (
+    Attached,
+    BuildError,
+    ContainerExit,
+    ContainerRun,
+    EngineError,
+)
+from nuvem.runtime.line_pump import pump_lines
 from nuvem.runtime.oom_watch import OomWatch, find_memory_cgroup
 
 RUNC = "/usr/sbin/runc"
@@ -23,6 +32,8 @@ ULIMITS = ("nofile=1024:1024", "nproc=1024:1024")
 _MISSING = ("no such container", "no container with name or id")
 REMOVE_TRIES = 5
 CGROUP_WAIT = 30.0  # seconds a started container's cgroup may take to appear
+BUILD_TIMEOUT = 1800.0  # seconds an image build may take
+BUILD_TAIL = 40  # lines of a failed build's output kept for its error
 
 
 class Podman:
@@ -52,20 +63,10 @@ class Podman:
             async with asyncio.timeout(within):
                 out, err = await process.communicate()
         except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            # Bounded: a loop being torn down may never deliver the exit.
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(process.wait(), 5)
+            await _end(process)
             raise
         assert process.returncode is not None
         return process.returncode, out.decode(errors="replace"), err.decode(errors="replace")
-
-    async def _checked(self, *args: str, within: float = 60) -> str:
-        code, out, err = await self._podman(*args, within=within)
-        if code != 0:
-            raise EngineError(f"podman {args[0]} failed ({code}): {err.strip() or out.strip()}")
-        return out
 
     async def exists(self, image: str) -> bool:
         code, _, _ = await self._podman("image", "exists", image)
@@ -152,12 +153,23 @@ class Podman:
                 return
             await asyncio.sleep(0.2)
 
-    async def build(self, context: Path, file: str, tag: str, args: dict[str, str]) -> None:
+    async def build(
+        self,
+        context: Path,
+        file: str,
+        tag: str,
+        args: dict[str, str],
+        on_line: Callable[[str], None] | None = None,
+    ) -> None:
         build_args = [
             arg for key, value in args.items() for arg in ("--build-arg", f"{key}={value}")
         ]
-        await self._checked(
+        process = await asyncio.create_subprocess_exec(
+            *self.base,
             "build",
+            # No layer cache: buildah here reuses an `ENV X=${ARG}` layer whatever the
+            # argument's new value (measured); nuvem's own cache is the source digest.
+            "--no-cache",
             "--format",
             "docker",  # OCI images drop HEALTHCHECK
             *self.ulimits,
@@ -167,5 +179,36 @@ class Podman:
             "-t",
             tag,
             str(context),
-            within=1800,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
         )
+        tail: deque[str] = deque(maxlen=BUILD_TAIL)
+
+        def line(text: str) -> None:
+            tail.append(text)
+            if on_line is not None:
+                on_line(text)
+
+        assert process.stdout is not None
+        try:
+            async with asyncio.timeout(BUILD_TIMEOUT):
+                await pump_lines(process.stdout, line)
+                code = await process.wait()
+        except TimeoutError:
+            await _end(process)
+            raise BuildError(f"podman build ran past {BUILD_TIMEOUT:g}s", list(tail)) from None
+        except BaseException:
+            await _end(process)
+            raise
+        if code != 0:
+            raise BuildError(f"podman build failed ({code})", list(tail))
+
+
+async def _end(process: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+    # Bounded: a loop being torn down may never deliver the exit.
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(process.wait(), 5)

@@ -1,5 +1,6 @@
-"""What a function served by a container image declares: the image, the port it listens on
-inside, the path that says it is ready (docs/containers.md).
+"""What a function served by a container image declares: the image (or the build that makes
+it, stack/container_build.py), the port it listens on inside, the path that says it is
+ready (docs/containers.md).
 
 An image serves HTTP itself, so what only nuvem's own worker does (a handler, requirements
 installed into a venv, batching, GPUs handed to the worker) does not apply to it: each is
@@ -39,12 +40,18 @@ def check_health(value: str | None) -> str | None:
 
 def check_container(spec: FunctionSpec) -> None:
     """Raise ValueError when `spec` mixes an image with what only a handler has."""
-    if spec.image is None:
+    if spec.image is not None and spec.build is not None:
+        raise ValueError(
+            "image and build are exclusive (build: makes the image, image: names one made "
+            "elsewhere); remove one of them"
+        )
+    kind = "image" if spec.image is not None else "build"
+    if not spec.serves_http:
         for name in ("port", "health"):
             if getattr(spec, name) is not None:
                 raise ValueError(
                     f"{name} applies to container functions only; add image: (the image "
-                    f"that listens there), or remove {name}"
+                    f"that listens there) or build:, or remove {name}"
                 )
         return
     clashes = [
@@ -56,4 +63,4 @@ def check_container(spec: FunctionSpec) -> None:
     ]
     for name, present, why in clashes:
         if present:
-            raise ValueError(f"image and {name} are exclusive ({why}); remove one of them")
+            raise ValueError(f"{kind} and {name} are exclusive ({why}); remove one of them")

@@ -27,6 +27,7 @@ from nuvem.stack.container import (
     check_health,
     check_image,
 )
+from nuvem.stack.container_build import BUNDLE_VERSION_LABEL, BuildSpec, image_tag
 from nuvem.stack.model import Batching, ModelSpec, serving_defaults
 from nuvem.stack.units import parse_duration, parse_memory
 
@@ -245,6 +246,11 @@ class FunctionSpec(Strict):
         description="a path answering 2xx once the container is ready, e.g. /_/health; "
         "unset: ready once its port accepts connections",
     )
+    build: BuildSpec | None = Field(
+        default=None,
+        description="build the image at deploy instead of naming one: {context, file, args} "
+        "(docs/containers.md)",
+    )
 
     @field_validator("name")
     @classmethod
@@ -259,7 +265,11 @@ class FunctionSpec(Strict):
     @model_validator(mode="before")
     @classmethod
     def _serving(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("image") is not None and "handler" not in data:
+        if (
+            isinstance(data, dict)
+            and (data.get("image") is not None or data.get("build") is not None)
+            and "handler" not in data
+        ):
             data = {**data, "handler": ""}  # an image serves HTTP itself
         return serving_defaults(data)
 
@@ -272,15 +282,27 @@ class FunctionSpec(Strict):
     _health = field_validator("health")(check_health)
 
     @property
+    def serves_http(self) -> bool:
+        """A container function: an image named, or one built from source."""
+        return self.image is not None or self.build is not None
+
+    @property
+    def image_ref(self) -> str | None:
+        """The image its replicas run: the one named, or the one its build makes."""
+        if self.build is not None:
+            return image_tag(self.name, self.build, self.labels.get(BUNDLE_VERSION_LABEL))
+        return self.image
+
+    @property
     def container_port(self) -> int:
         return self.port if self.port is not None else DEFAULT_PORT
 
     @model_validator(mode="after")
     def _kind(self) -> FunctionSpec:
-        if self.image is None and not self.handler:
+        if not self.serves_http and not self.handler:
             raise ValueError(
                 "handler is empty; write module:callable, e.g. functions:echo (or serve a "
-                "container image: image: localhost/name:tag)"
+                "container image: image: localhost/name:tag, or build: {context: .})"
             )
         check_container(self)
         return self
@@ -312,7 +334,9 @@ class FunctionSpec(Strict):
         skip = {"scaling", "labels", "max_queue", "jobs", "max_body"}
         if self.placement == Placement():
             skip.add("placement")  # as before placement existed: an upgrade restarts nothing
-        if self.image is None:
+        if not self.serves_http:
             skip.update(FIELDS)  # as before images existed: an upgrade restarts nothing
+        if self.build is None:
+            skip.add("build")  # as before builds existed
         data = self.model_dump(mode="json", exclude=skip)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from nuvem.errors import SpecError
+from nuvem.stack.build_context import source_digest
 from nuvem.stack.function import STACK_FILE, FunctionSpec
 from nuvem.stack.stack import Stack
 
@@ -113,6 +114,7 @@ def load_stack_text(text: str, name: str, root: Path) -> Stack:
     except ValidationError as exc:
         raise SpecError(_report(name, [_problem(e, spots) for e in exc.errors()])) from None
     stack = _resolve_roots(stack, root)
+    stack = _resolve_builds(stack, name, spots)
     _check_model_files(stack, name, spots)
     _check_pool_modules(stack, name, spots)
     _check_token_file(stack, name, spots)
@@ -148,6 +150,51 @@ def _resolve_roots(stack: Stack, root: Path) -> Stack:
         pools[key] = pool
     update_stack["pools"] = pools
     return stack.model_copy(update=update_stack)
+
+
+def _resolve_builds(stack: Stack, name: str, spots: dict[Loc, _Spot]) -> Stack:
+    """A build's context is named relative to its function's folder, like the handler; it
+    and its Containerfile must exist now, and what they hold is hashed into `source`."""
+    problems = []
+    functions = dict(stack.functions)
+    for key, spec in stack.functions.items():
+        if spec.build is None:
+            continue
+        context = (Path(spec.root) / Path(spec.build.context).expanduser()).resolve()
+        containerfile = context / spec.build.file
+        field, problem = "", ""
+        if not context.is_dir():
+            field, problem = "context", f"no folder at {context}; write the build context's path"
+        elif not containerfile.is_file():
+            field, problem = (
+                "file",
+                (
+                    f"no Containerfile at {containerfile}; write one there, or set file: to "
+                    "its path inside the context"
+                ),
+            )
+        if problem:
+            loc: Loc = ("functions", key, "build", field)
+            problem += " (relative to the function's folder)" if field == "context" else ""
+            problems.append(_Problem(_line_for(loc, "value_error", spots), _dotted(loc), problem))
+            continue
+        try:
+            source = source_digest(context, spec.build.file, spec.build.args)
+        except OSError as exc:
+            where: Loc = ("functions", key, "build", "context")
+            problems.append(
+                _Problem(
+                    _line_for(where, "value_error", spots),
+                    _dotted(where),
+                    f"cannot read the build context {context}: {exc}; make its files readable",
+                )
+            )
+            continue
+        build = spec.build.model_copy(update={"context": str(context), "source": source})
+        functions[key] = spec.model_copy(update={"build": build})
+    if problems:
+        raise SpecError(_report(name, problems))
+    return stack.model_copy(update={"functions": functions})
 
 
 def _check_pool_modules(stack: Stack, name: str, spots: dict[Loc, _Spot]) -> None:

@@ -1,0 +1,139 @@
+"""`ImageBuilder`: the images of functions built from source (`build:` in the stack).
+
+A replica's start asks for its function's image; the builder answers the tag at once when
+the engine has it (the tag carries the source digest: an unchanged context never builds
+twice), else builds it, once however many replicas ask together, reporting each line of
+podman's output as progress (`nuvem up` and `nuvem deploy` show it). A failed build is an
+ImageBuildFailed naming the function, the Containerfile's line and the output's tail; the
+same source then fails at once for a while rather than building again at every retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from nuvem.errors import ImageBuildFailed
+from nuvem.runtime.container_engine import BuildError, ContainerEngine, EngineError
+from nuvem.runtime.containerfile_steps import failed_step, step_line
+from nuvem.runtime.environment import Phase, ProgressEvent
+from nuvem.stack.build_context import source_digest
+from nuvem.stack.function import FunctionSpec
+
+logger = logging.getLogger(__name__)
+
+TAIL_LINES = 8  # lines of a failed build's output quoted in its error
+FAILURE_MEMORY = 30.0  # seconds a failed build answers for its tag
+
+
+def built_image(spec: FunctionSpec) -> str:
+    """The tag `spec`'s build makes."""
+    assert spec.build is not None, "only functions with build: are built"
+    build = spec.build
+    if build.source is None:  # posted without the loader: hash the context here
+        context = Path(build.context)
+        if not context.is_absolute():
+            context = Path(spec.root) / context
+        build = build.model_copy(update={"source": source_digest(context, build.file, build.args)})
+    tag = spec.model_copy(update={"build": build}).image_ref
+    assert tag is not None
+    return tag
+
+
+class ImageBuilder:
+    def __init__(
+        self,
+        engine: ContainerEngine,
+        on_progress: Callable[[ProgressEvent], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.on_progress = on_progress
+        self.clock = clock
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._failed: dict[str, tuple[float, ImageBuildFailed]] = {}
+
+    async def ensure(self, spec: FunctionSpec) -> str:
+        """The image `spec` runs, built first when the engine does not have it."""
+        assert spec.build is not None, "only functions with build: are built"
+        started = self.clock()
+        try:
+            tag = built_image(spec)
+        except OSError as exc:
+            raise ImageBuildFailed(
+                f"function {spec.name!r}: cannot read the build context "
+                f"{spec.build.context}: {exc}",
+                "make the context's files readable, then deploy again",
+            ) from None
+        key = tag.rsplit(":", 1)[1]
+        if await self.engine.exists(tag):
+            self._report(spec.name, key, Phase.CACHED, f"image {tag} already built", started)
+            return tag
+        async with self._locks.setdefault(tag, asyncio.Lock()):
+            # Whoever held the lock before us may have built it meanwhile.
+            if await self.engine.exists(tag):
+                self._report(spec.name, key, Phase.CACHED, f"image {tag} already built", started)
+                return tag
+            failed = self._failed.get(tag)
+            if failed is not None and self.clock() - failed[0] < FAILURE_MEMORY:
+                raise failed[1]
+            await self._build(spec, tag, key, started)
+        return tag
+
+    async def _build(self, spec: FunctionSpec, tag: str, key: str, started: float) -> None:
+        assert spec.build is not None
+        context = Path(spec.build.context)
+        self._report(spec.name, key, Phase.BUILDING, f"building {tag}", started)
+        try:
+            await self.engine.build(
+                context,
+                spec.build.file,
+                tag,
+                dict(spec.build.args),
+                lambda line: self._report(spec.name, key, Phase.BUILDING, line, started),
+            )
+        except BuildError as exc:
+            error = self._failure(spec, tag, str(exc), exc.tail)
+        except (EngineError, OSError) as exc:
+            error = self._failure(spec, tag, str(exc), [])
+        else:
+            self._failed.pop(tag, None)
+            self._report(spec.name, key, Phase.READY, f"image {tag} built", started)
+            return
+        self._failed[tag] = (self.clock(), error)
+        self._report(spec.name, key, Phase.FAILED, str(error), started)
+        raise error
+
+    def _failure(
+        self, spec: FunctionSpec, tag: str, what: str, tail: list[str]
+    ) -> ImageBuildFailed:
+        assert spec.build is not None
+        file = Path(spec.build.context) / spec.build.file
+        where = f"{file}"
+        step = failed_step(tail)
+        if step is not None:
+            stage, number, instruction = step
+            line = None
+            with contextlib.suppress(OSError):
+                line = step_line(file.read_text(errors="replace"), stage, number)
+            where = f"{file}:{line}: {instruction}" if line else f"{file}: {instruction}"
+        shown = [text for text in tail if text.strip()][-TAIL_LINES:]
+        output = (": " + " | ".join(shown)) if shown else ""
+        return ImageBuildFailed(
+            f"function {spec.name!r}: building image {tag} failed at {where} ({what}){output}",
+            f"fix {file} (try `{self.engine.name} build -f {file} {spec.build.context}`), "
+            "then deploy again",
+        )
+
+    def _report(self, function: str, key: str, phase: Phase, message: str, started: float) -> None:
+        if self.on_progress is None:
+            return
+        event = ProgressEvent(function, key, phase, message, self.clock() - started, "image")
+        try:
+            self.on_progress(event)
+        except Exception:  # a broken progress display must not fail the build it reports
+            logger.exception("progress callback failed on %s", event)
