@@ -103,6 +103,7 @@ async def test_a_failed_build_names_the_containerfile_line_and_the_output(
     assert "function 'broken': building image localhost/nuvem/broken:" in error
     assert f"{folder / 'Containerfile'}:3: RUN echo about to fail && false" in error
     assert "about to fail" in error.split("(podman build failed")[1]
+    assert "-->" not in error  # layer ids say nothing
     # It waits for a change rather than building the same source again and again.
     assert deployments[0].retry_at == float("inf")
     with pytest.raises(ImageBuildFailed):

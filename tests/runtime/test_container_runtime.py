@@ -90,6 +90,8 @@ async def test_a_call_passes_method_path_query_headers_and_body(engine: FakeEngi
     assert "user-agent" not in seen["headers"]  # only what the caller sent, and ours
     run = engine.containers[replica.run.name].run
     assert run.env["MODE"] == "fast"
+    # of-watchdog's timeouts follow the function's (30 s by default), unless env: sets them.
+    assert run.env["exec_timeout"] == run.env["write_timeout"] == "30s"
     assert run.memory == 64 * 2**20
     assert run.port == 8080
     await replica.drain_and_stop(1)

@@ -69,6 +69,7 @@ async def test_a_failed_build_names_the_line_and_is_remembered(tmp_path: Path) -
     assert "base image 'localhost/missing:1' not known" in message
     assert caught.value.hint is not None
     assert "then deploy again" in caught.value.hint
+    assert "--build-arg FROM=localhost/missing:1" in caught.value.hint
     # A retry of the same source fails at once rather than building again.
     with pytest.raises(ImageBuildFailed):
         await builder.ensure(spec)

@@ -35,6 +35,8 @@ PROBE_TIMEOUT = 2.0
 DISCARD_TRIES = 3
 DISCARD_WAIT = 5.0  # seconds for a removed container's attached process to end
 LOG_TAIL = 5  # lines of the container's output quoted when it fails to start
+# of-watchdog's settings for how long a call may take (its config/config.go).
+WATCHDOG_TIMEOUTS = ("read_timeout", "write_timeout", "exec_timeout")
 
 
 def _free_port() -> int:
@@ -56,9 +58,13 @@ def session() -> aiohttp.ClientSession:
 
 
 def container_env(spec: FunctionSpec, replica_id: str) -> dict[str, str]:
-    """What a function container sees: its stack env, and which function and replica it is
-    (an image reads `fprocess` and its other watchdog settings from env: as OpenFaaS)."""
-    return {"NUVEM_FUNCTION": spec.name, "NUVEM_REPLICA": replica_id, **spec.env}
+    """What a function container sees: its stack env, which function and replica it is
+    (an image reads `fprocess` and its other watchdog settings from env: as OpenFaaS), and
+    of-watchdog's timeouts set to the function's: the watchdog's own default (10 s) would
+    end calls the function's timeout still allows. env: overrides them."""
+    timeout = f"{spec.timeout:g}s"
+    watchdog = dict.fromkeys(WATCHDOG_TIMEOUTS, timeout)
+    return {**watchdog, "NUVEM_FUNCTION": spec.name, "NUVEM_REPLICA": replica_id, **spec.env}
 
 
 class ContainerRuntime:

@@ -114,6 +114,7 @@ class ImageBuilder:
         assert spec.build is not None
         file = Path(spec.build.context) / spec.build.file
         where = f"{file}"
+        build_args = "".join(f" --build-arg {k}={v}" for k, v in spec.build.args.items())
         step = failed_step(tail)
         if step is not None:
             stage, number, instruction = step
@@ -121,12 +122,14 @@ class ImageBuilder:
             with contextlib.suppress(OSError):
                 line = step_line(file.read_text(errors="replace"), stage, number)
             where = f"{file}:{line}: {instruction}" if line else f"{file}: {instruction}"
-        shown = [text for text in tail if text.strip()][-TAIL_LINES:]
+        # `--> 15f26a32a8a` only names a finished step's layer: the steps and errors tell.
+        shown = [text for text in tail if text.strip() and not text.startswith("-->")]
+        shown = shown[-TAIL_LINES:]
         output = (": " + " | ".join(shown)) if shown else ""
         return ImageBuildFailed(
             f"function {spec.name!r}: building image {tag} failed at {where} ({what}){output}",
-            f"fix {file} (try `{self.engine.name} build -f {file} {spec.build.context}`), "
-            "then deploy again",
+            f"fix {file} (try `{self.engine.name} build -f {file}{build_args} "
+            f"{spec.build.context}`), then deploy again",
         )
 
     def _report(self, function: str, key: str, phase: Phase, message: str, started: float) -> None:
