@@ -238,6 +238,7 @@ async def test_api_keys_scope_submit_and_collect(gateway: Running) -> None:
         ("http://[fe80::1]/x", "link-local"),
         ("http://metadata.google.internal/", "metadata"),
         ("not a url", "http or https"),
+        ("", "X-Callback-Url is empty"),
     ],
 )
 async def test_bad_callback_urls_are_refused(gateway: Running, url: str, problem: str) -> None:

@@ -50,11 +50,18 @@ class AsyncFunctionEndpoint:
         trace = caller.ensure_trace()
         call_id: str | None = None
         authorization, api_key = caller.authorization, caller.api_key
-        callback_url = (caller.get("x-callback-url") or "").strip()
+        callback_header = caller.get("x-callback-url")
+        callback_url = (callback_header or "").strip()
         idempotency_key = (caller.get("idempotency-key") or "").strip()
         try:
             self.auth.check_invoke(authorization, api_key, name)
             spec = self.controller.get(name).spec
+            if callback_header is not None and not callback_url:
+                # Not taken for "no callback": a client that meant one would never hear back.
+                raise BadRequest(
+                    "X-Callback-Url is empty",
+                    "give the URL to POST the result to, or leave the header out",
+                )
             body = await read_body(receive, spec.max_body or self.max_body)
             scoped_key = None
             if idempotency_key:
