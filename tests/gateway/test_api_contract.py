@@ -6,14 +6,18 @@ the document says. tests/e2e/test_api_contract.py runs schemathesis itself."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]  # no types; in the dev extra via schemathesis
 import pytest
 
 from nuvem import HTTPError, Request
+from nuvem.errors import BadRequest
 from nuvem.gateway.methods import MethodTable, allow_header
+from nuvem.gateway.oip_codec import decode_request
 from support import Running
 
 pytestmark = pytest.mark.anyio
@@ -241,3 +245,40 @@ async def test_links_lead_from_a_submit_to_its_job(gateway: Running) -> None:
     assert job.status_code == 200
     # Links sit on copies: the other operations sharing those answers carry none.
     assert "links" not in schema["paths"]["/function/{name}"]["post"]["responses"]["200"]
+
+
+async def test_a_models_metadata_links_to_its_calls(gateway: Running) -> None:
+    schema = await document(gateway)
+    links = schema["paths"]["/v2/models/{name}"]["get"]["responses"]["200"]["links"]
+    assert links["Infer"]["operationRef"] == "#/paths/~1v2~1models~1{name}~1infer/post"
+    assert links["Infer"]["parameters"] == {"name": "$request.path.name"}
+    assert links["InferVersion"]["parameters"] == {
+        "name": "$request.path.name",
+        "version": "$response.body#/versions/0",
+    }
+    assert links["Predict"]["parameters"] == {"model": "$request.path.name"}
+    listed = schema["paths"]["/system/functions"]["get"]["responses"]["200"]["links"]
+    assert listed["RollbackFunction"]["parameters"] == {"name": "$response.body#/0/name"}
+
+
+async def test_the_inference_request_schema_is_what_the_gateway_decodes(gateway: Running) -> None:
+    schema = await document(gateway)
+    body = schema["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]
+    request_schema = body["content"]["application/json"]["schema"]
+    example = request_schema["example"]
+    jsonschema.validate(example, request_schema)
+    decoded = decode_request(json.dumps(example).encode(), None)
+    assert [(t.name, t.datatype, t.shape) for t in decoded.inputs] == [("x", "FP32", (1, 8))]
+    # What the schema refuses, the gateway refuses too: 400 naming the problem.
+    refusals: list[dict[str, Any]] = [
+        {},
+        {"inputs": [{"name": "x", "shape": [1], "datatype": "FP33", "data": [1]}]},
+        {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32"}]},
+        {"inputs": [{"name": "x", "shape": [-1], "datatype": "FP32", "data": []}]},
+        {"inputs": [], "outputs": [{"parameters": {}}]},
+    ]
+    for refused in refusals:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(refused, request_schema)
+        with pytest.raises(BadRequest):
+            decode_request(json.dumps(refused).encode(), None)

@@ -121,6 +121,11 @@ def job_status(request: Request, job_id: str) -> JobInfo:
     response_class=Response,
     responses={
         200: {"description": "the function's answer: its body, headers and status code"},
+        # The job's own answer keeps the handler's status: a 400 or 500 here is the job's
+        # (X-Function-Status says the same), not a refusal of this request.
+        "2XX": {"description": "the function's answer, with the status it chose"},
+        "4XX": {"description": "the function refused the job: its answer, with its status"},
+        "5XX": {"description": "the function failed the job: its answer, with its status"},
         409: {
             "description": "the job has no result: not yet (with Retry-After), or never "
             "(a final state, in X-Job-State)"

@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from nuvem.gateway.error_answers import error_response
+from nuvem.gateway.oip_schemas import INFER_REQUEST, INFER_RESPONSE, MODEL_METADATA
 from nuvem.gateway.openapi_parts import INVOKE_SECURITY
 
 _OPEN = "open unless NUVEM_OPEN_HEALTH=0, then admin only"
 
 
-def _json(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": {}}}}
+def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema or {}}}}
 
 
 _REFUSALS = {
@@ -70,13 +71,25 @@ def _infer(operation_id: str, *path: str) -> dict[str, Any]:
             "security": INVOKE_SECURITY,
             "requestBody": {
                 "required": True,
+                "description": "a V2 inference request as JSON; or, with the binary tensor "
+                "extension (application/octet-stream), that JSON in the first "
+                "Inference-Header-Content-Length bytes and the inputs' bytes after it",
                 "content": {
-                    "application/json": {"schema": {"type": "object"}},
+                    "application/json": {"schema": INFER_REQUEST},
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                 },
             },
             "responses": {
-                "200": _json("the inference response (JSON, or JSON and binary outputs)"),
+                "200": {
+                    "description": "the inference response: JSON, or with binary outputs the "
+                    "JSON (Inference-Header-Content-Length bytes) then their bytes",
+                    "content": {
+                        "application/json": {"schema": INFER_RESPONSE},
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"}
+                        },
+                    },
+                },
                 **_REFUSALS,
                 **_CALL_FAILURES,
             },
@@ -119,7 +132,10 @@ def model_paths() -> dict[str, Any]:
         "503": _json("not ready"),
         "401": error_response("admin credentials needed (" + _OPEN + ")"),
     }
-    metadata = {"200": _json("the model's inputs, outputs and platform"), **_REFUSALS}
+    metadata = {
+        "200": _json("the model's versions, inputs, outputs and platform", MODEL_METADATA),
+        **_REFUSALS,
+    }
     return {
         "/v2": _get("v2_server_metadata", "Server metadata and extensions", ready),
         "/v2/health/live": _get("v2_live", "Liveness (" + _OPEN + ")", ready),
