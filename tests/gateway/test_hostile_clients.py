@@ -238,15 +238,15 @@ async def test_slow_headers_after_keep_alive_are_cut_off(guarded: Running) -> No
     await _still_serves(guarded)
 
 
-async def test_slow_pipelined_headers_are_cut_off(guarded: Running) -> None:
-    # One packet: a whole request, then the start of the next one, whose headers then come
-    # a byte at a time while the first is answered and after.
-    def pipelined_slow() -> tuple[int, bytes] | None:
-        with _connect(guarded.url) as sock:
-            first = _post("/function/echo")
-            return _trickle(sock, first + b"GET /healthz HTTP/1.1\r\nX-Slow: ", answered_first=1)
+def _pipelined_slow(url: str, first: bytes) -> tuple[int, bytes] | None:
+    """One packet: the whole request `first`, then the start of the next one, whose headers
+    then come a byte at a time while `first` is answered and after."""
+    with _connect(url) as sock:
+        return _trickle(sock, first + b"GET /healthz HTTP/1.1\r\nX-Slow: ", answered_first=1)
 
-    answer = await asyncio.to_thread(pipelined_slow)
+
+async def test_slow_pipelined_headers_are_cut_off(guarded: Running) -> None:
+    answer = await asyncio.to_thread(_pipelined_slow, guarded.url, _post("/function/echo"))
     assert answer is not None, "the gateway waited for pipelined headers sent a byte at a time"
     status, body = answer
     assert status == 408
@@ -258,14 +258,8 @@ async def test_slow_pipelined_headers_behind_a_slow_answer_are_cut_off(guarded: 
     # The first request takes longer than the read timeout: while it is answered, the slow
     # headers behind it are not late yet; once it is answered they are.
     await guarded.deploy("functions: {sleepy: {handler: 'handlers:sleep'}}", started=True)
-    seconds = 1.5 * LIMITS["read_timeout"]
-
-    def behind_slow() -> tuple[int, bytes] | None:
-        with _connect(guarded.url) as sock:
-            first = _post(f"/function/sleepy?seconds={seconds}")
-            return _trickle(sock, first + b"GET /healthz HTTP/1.1\r\nX-Slow: ", answered_first=1)
-
-    answer = await asyncio.to_thread(behind_slow)
+    first = _post(f"/function/sleepy?seconds={1.5 * LIMITS['read_timeout']}")
+    answer = await asyncio.to_thread(_pipelined_slow, guarded.url, first)
     assert answer is not None, "the gateway waited for pipelined headers sent a byte at a time"
     assert answer[0] == 408
     await _still_serves(guarded)
