@@ -94,6 +94,7 @@ class Platform:
             engine = ray_engine
             runtime = runtime or ByKind(RayRuntime(logbook, connect=ray_engine.connect), None)
             environments = environments or NodeEnvironments()
+        containers = _containers(logbook, progress) if runtime is None else None
         controller = Controller(
             records=records,
             runtime=runtime
@@ -104,13 +105,14 @@ class Platform:
                     warm_workers=settings.warm_workers,
                     pool=warm_pool,
                 ),
-                _containers(logbook, progress),
+                containers,
             ),
             environments=environments or EnvironmentBuilder(state, on_progress=progress),
             logbook=logbook,
             metrics=metrics,
             tick_interval=tick_interval or settings.tick_interval,
             leaving=engine.leaving if engine.name != "local" else None,
+            prepare=containers.prepare if containers is not None else None,
         )
         deployments = controller.deployments
         if stack is not None and stack.pools and isinstance(engine, RayEngine):

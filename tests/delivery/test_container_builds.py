@@ -48,6 +48,10 @@ def settled(deployment: Deployment) -> bool:
     return bool(deployment.ready()) or deployment.last_error is not None
 
 
+def events(gateway: Running, function: str) -> list[str]:
+    return [e.message for e in gateway.platform.records.list_events(function, limit=100)]
+
+
 def remove_images(*tags: str | None) -> None:
     for tag in tags:
         if tag is not None:
@@ -108,6 +112,36 @@ async def test_a_failed_build_names_the_containerfile_line_and_the_output(
     assert deployments[0].retry_at == float("inf")
     with pytest.raises(ImageBuildFailed):
         await ImageBuilder(Podman()).ensure(deployments[0].spec)
+
+
+async def test_a_deploy_at_zero_replicas_builds_the_image_ahead_of_the_first_start(
+    gateway: Running, project: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "idle"
+    shutil.copytree(project, copy)
+    (copy / "functions.py").write_text((copy / "functions.py").read_text() + "# idle\n")
+    stopped = "scaling: {min: 0, mode: null}"
+    (deployment,) = await gateway.deploy(
+        f"functions: {{idle: {{root: {copy}, build: {{context: .}}, {stopped}}}}}"
+    )
+    image = deployment.spec.image_ref
+    assert image is not None
+    try:
+        await wait_until(
+            functools.partial(Podman().exists, image), BUILD_WITHIN, what=f"{image} built"
+        )
+        assert deployment.desired == 0
+        assert not deployment.replicas  # built, and nothing started
+    finally:
+        remove_images(image)
+    # A source that cannot build is an event at the deploy already.
+    (copy / "Containerfile").write_text("FROM localhost/nuvem-test-no-such-base:1\n")
+    await gateway.deploy(f"functions: {{idle: {{root: {copy}, build: {{context: .}}, {stopped}}}}}")
+    await wait_until(
+        lambda: any("idle is not ready to start" in m for m in events(gateway, "idle")),
+        BUILD_WITHIN,
+        what="the prepare_failed event",
+    )
 
 
 async def test_init_container_packaged_builds_on_the_gateway_and_answers_as_the_venv_one(

@@ -15,7 +15,7 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from nuvem.cluster.placement import demand_of
@@ -57,6 +57,7 @@ class Controller:
         tick_interval: float = 1.0,
         leaving: Callable[[], frozenset[str]] | None = None,
         node_tier: NodeTier | None = None,
+        prepare: Callable[[FunctionSpec], Awaitable[object]] | None = None,
     ) -> None:
         self.records = records
         # The second tier: machines added and removed as replicas need them. None: the
@@ -68,6 +69,9 @@ class Controller:
         self._leaving: frozenset[str] = frozenset()
         self.runtime = runtime
         self.environments = environments
+        # What a deploy makes ready ahead of any replica (a `build:` function's image), so
+        # a function deployed at zero replicas does not make its first call wait for it.
+        self.prepare = prepare
         self.logbook = logbook
         self.metrics = metrics
         self.clock = clock
@@ -179,6 +183,8 @@ class Controller:
             replicas = min(max(existing.desired, spec.scaling.min), spec.scaling.max)
         self.records.put_function(spec, replicas)
         deployment = self._install(spec, replicas)
+        if replicas == 0 and self.prepare is not None:
+            self._spawn(self._prepare(spec))
         verb = "updated" if existing is not None else "deployed"
         self.event(
             "deployed",
@@ -333,6 +339,15 @@ class Controller:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _prepare(self, spec: FunctionSpec) -> None:
+        """Ready what `spec`'s first start needs; a failure is an event now, and the start
+        that needs it fails the same way (and is shown as any failed start is)."""
+        assert self.prepare is not None
+        try:
+            await self.prepare(spec)
+        except NuvemError as exc:
+            self.event("prepare_failed", spec.name, f"{spec.name} is not ready to start: {exc}")
 
     async def _start_replica(self, deployment: Deployment) -> None:
         """Start one replica; the caller has counted it with `start_requested`."""

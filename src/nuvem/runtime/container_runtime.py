@@ -84,6 +84,12 @@ class ContainerRuntime:
         self.instance = os.urandom(3).hex()
         self._pumps: set[asyncio.Task[None]] = set()
 
+    async def prepare(self, spec: FunctionSpec) -> None:
+        """Build a `build:` function's image ahead of its first start (the controller asks
+        at a deploy that starts no replica)."""
+        if spec.build is not None:
+            await self.images.ensure(spec)
+
     def pending(self, function: str) -> list[Pending]:
         return []
 
