@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nuvem.cluster.engine import Engine, LocalEngine, RayEngine
 from nuvem.cluster.membership import NodeState
@@ -18,8 +19,6 @@ from nuvem.control.pool_book import BOOK_FILE, PoolBook
 from nuvem.gateway.auth import Authenticator, ensure_admin
 from nuvem.gateway.rate_limit import open_rate_limiter
 from nuvem.jobs.service import JobService
-from nuvem.metrics.influx_exporter import InfluxExporter
-from nuvem.metrics.influx_sink import HttpSink
 from nuvem.metrics.node_gauges import NodeSeen
 from nuvem.metrics.registry import Metrics
 from nuvem.providers.provider import NodeProvider
@@ -37,6 +36,9 @@ from nuvem.stack.stack import Stack
 from nuvem.stack.store_urls import apply_stores
 from nuvem.stores.record_stores import open_record_store
 from nuvem.stores.records import RecordStore
+
+if TYPE_CHECKING:
+    from nuvem.metrics.influx_exporter import InfluxExporter
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +122,12 @@ class Platform:
         metrics.watch_nodes(functools.partial(_nodes_seen, engine))
         password_file = ensure_admin(records, state, settings.admin_password)
         influx = influx_target(settings, stack.metrics if stack is not None else None)
-        exporter = (
-            InfluxExporter(influx, metrics.registry, HttpSink.open(influx))
-            if influx is not None
-            else None
-        )
+        exporter: InfluxExporter | None = None
+        if influx is not None:  # its HTTP client loads only where metrics are pushed
+            from nuvem.metrics.influx_exporter import InfluxExporter
+            from nuvem.metrics.influx_sink import HttpSink
+
+            exporter = InfluxExporter(influx, metrics.registry, HttpSink.open(influx))
         return cls(
             settings=settings,
             records=records,

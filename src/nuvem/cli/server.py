@@ -20,7 +20,6 @@ import uvloop
 from rich.console import Console
 
 from nuvem.cli import listen_socket
-from nuvem.cli.client import Client
 from nuvem.cli.context import settings_for
 from nuvem.cli.environment_progress import rich_progress
 from nuvem.cli.launch import client_url
@@ -60,6 +59,7 @@ class _Server(uvicorn.Server):
     platform: Platform | None = None
     gateway: Gateway | None = None
     _loop: asyncio.AbstractEventLoop | None = None
+    _freezing: asyncio.Future[None] | None = None
     _signals = 0
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -68,6 +68,14 @@ class _Server(uvicorn.Server):
         # Everything loaded by now lives as long as the gateway: keep it out of the cyclic
         # collector's scans, which otherwise showed up as 50 ms pauses at p99 under load.
         gc.freeze()
+        if self.gateway is not None:  # and again once its API part has loaded beside it
+            self._freezing = asyncio.ensure_future(self._freeze_when_loaded(self.gateway))
+
+    @staticmethod
+    async def _freeze_when_loaded(gateway: Gateway) -> None:
+        with contextlib.suppress(Exception):  # a failed load is the lifespan's to report
+            await gateway.loaded()
+            gc.freeze()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._signals += 1
@@ -191,6 +199,8 @@ def detach(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    from nuvem.cli.client import Client  # the HTTP client: not on the gateway's own start
+
     url = client_url(host, port)
     client = Client(dataclasses.replace(settings, url=url))
     deadline = time.monotonic() + 120
@@ -225,6 +235,8 @@ def detach(
 
 def shutdown(state_dir: Path | None) -> None:
     """Ask the platform to stop; wait for its process to end when it runs on this machine."""
+    from nuvem.cli.client import Client
+
     settings = settings_for(state_dir)
     pid: int | None = None
     if not settings.url_chosen:

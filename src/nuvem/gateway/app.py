@@ -1,124 +1,41 @@
-"""The gateway's ASGI application."""
+"""The gateway's ASGI application: function and model calls go straight to their raw
+endpoints; the rest (the /system APIs, /metrics, the dashboard, /docs) to the FastAPI part,
+which loads in the background once the gateway serves (api_loader.py)."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+import traceback
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
-import nuvem
-from nuvem.errors import NuvemError
-from nuvem.gateway import (
-    bundles_api,
-    jobs_api,
-    nodes_api,
-    pools_api,
-    scaling_api,
-    stack_api,
-    system_api,
-)
-from nuvem.gateway.access_log import AccessLog, access_format, access_log
-from nuvem.gateway.asgi import Receive, Scope, Send, render_error, respond_error
+from nuvem.gateway.access_log import access_format, access_log
+from nuvem.gateway.api_loader import ApiLoader, LoadedApi
+from nuvem.gateway.asgi import Receive, Scope, Send, respond_error
 from nuvem.gateway.async_invoke import ASYNC_PREFIX, AsyncFunctionEndpoint
-from nuvem.gateway.async_openapi import ASYNC_METHODS
+from nuvem.gateway.async_openapi import ASYNC_METHODS, async_paths
 from nuvem.gateway.guard import Guard
+from nuvem.gateway.health import PATH as HEALTH
+from nuvem.gateway.health import answer_health
 from nuvem.gateway.invoke import PREFIX, FunctionEndpoint
 from nuvem.gateway.line_sinks import LineSink
 from nuvem.gateway.methods import MethodTable, allow_header, not_allowed
-from nuvem.gateway.openapi import FUNCTION_METHODS, add_function_routes
+from nuvem.gateway.model_openapi import model_paths
+from nuvem.gateway.openapi_parts import FUNCTION_METHODS
 from nuvem.gateway.services import Services
 from nuvem.gateway.serving import ModelProtocols
-from nuvem.gateway.ui import routes as ui
 
+log = logging.getLogger(__name__)
 
-def _validation_message(exc: RequestValidationError) -> str:
-    problems = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
-        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        problems.append(f"{where}: {message}" if where else message)
-    return "invalid request: " + "; ".join(problems)
-
-
-def build_api(
-    platform: Services, *, manage_lifespan: bool, access: AccessLog | None = None
-) -> FastAPI:
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if manage_lifespan:
-            await platform.start()
-        try:
-            async with ui.running(sampler, platform):
-                yield
-        finally:
-            try:
-                if manage_lifespan:
-                    await platform.stop()
-            finally:
-                # Last: the server answered every call before shutting the lifespan down,
-                # so every access line is queued by now.
-                if access is not None:
-                    access.close()
-
-    api = FastAPI(
-        title="nuvem gateway",
-        version=nuvem.__version__,
-        description="OpenFaaS-compatible gateway of the nuvem serverless platform.",
-        lifespan=lifespan,
-    )
-    api.state.platform = platform
-
-    @api.exception_handler(NuvemError)
-    async def nuvem_error(request: Request, exc: NuvemError) -> Response:
-        status, headers, body = render_error(exc)
-        named = {key.decode("latin-1"): value.decode("latin-1") for key, value in headers}
-        return Response(body, status_code=status, headers=named)
-
-    @api.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = str(exc.detail)
-        if exc.status_code == 404:
-            message = f"no route {request.url.path}; see /docs for the API"
-        elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}; see /docs"
-        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
-
-    @api.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": _validation_message(exc)}, status_code=400)
-
-    @api.get("/healthz", tags=["health"])
-    def healthz(request: Request) -> dict[str, str]:
-        if not platform.settings.open_health:
-            platform.auth.check_admin(request.headers.get("authorization"))
-        return {"status": "ok"}
-
-    @api.get("/metrics", tags=["health"], response_class=Response)
-    def metrics(request: Request) -> Response:
-        if not platform.settings.open_metrics:
-            platform.auth.check_admin(request.headers.get("authorization"))
-        return Response(generate_latest(platform.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    api.include_router(system_api.router)
-    api.include_router(jobs_api.router)
-    api.include_router(scaling_api.router)
-    api.include_router(nodes_api.router)
-    api.include_router(pools_api.router)
-    api.include_router(stack_api.router)
-    api.include_router(bundles_api.router)
-    sampler = ui.install(api, platform)
-    add_function_routes(api)
-    return api
+# The methods of the paths served before the FastAPI part has loaded: the model protocols'
+# entries are the very ones the whole document carries (openapi.py adds them to it), so
+# OPTIONS and 405 answer alike before and after.
+EARLY_METHODS = MethodTable({**async_paths(), **model_paths()})
 
 
 class Gateway:
-    """Function calls go straight to the hot path; everything else through FastAPI."""
+    """Function and model calls go straight to their hot paths; everything else through
+    the FastAPI part, once it has loaded."""
 
     def __init__(
         self,
@@ -128,31 +45,50 @@ class Gateway:
         access_sink: LineSink | None = None,
     ) -> None:
         """`access_sink`: where access lines go (`nuvem up`: stderr); by default they are
-        records of the `nuvem.access` logger."""
+        records of the `nuvem.access` logger. `manage_lifespan`: the ASGI lifespan starts
+        and stops the platform (else its owner does)."""
         self.platform = platform
+        self.manage_lifespan = manage_lifespan
         settings = platform.settings
-        access = access_log(
+        self.access = access_log(
             access_format(settings.access_log), access_sink, settings.access_log_flush
         )
-        self.api = build_api(platform, manage_lifespan=manage_lifespan, access=access)
         max_body = platform.settings.max_body
         self.functions = FunctionEndpoint(
-            platform.controller, platform.auth, platform.metrics, max_body, access
+            platform.controller, platform.auth, platform.metrics, max_body, self.access
         )
-        self.models = ModelProtocols(platform, access)
+        self.models = ModelProtocols(platform, self.access)
         self.async_functions = AsyncFunctionEndpoint(
-            platform.controller, platform.auth, platform.jobs, max_body, access
+            platform.controller, platform.auth, platform.jobs, max_body, self.access
         )
-        self.methods = MethodTable(self.api.openapi()["paths"])
+        self.api = ApiLoader(self._load_api)
+        self._dashboard: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Event | None = None
+
+    def _load_api(self) -> LoadedApi:
+        # Imported here, in the loader's thread: FastAPI and the APIs' models are most of
+        # what the gateway's start would otherwise import before it could listen.
+        from nuvem.gateway.api_app import load_api
+
+        return load_api(self.platform)
+
+    async def loaded(self) -> LoadedApi:
+        """The FastAPI part, waiting for it to load (a test or a benchmark reads its state)."""
+        return await self.api.get()
 
     def close_streams(self) -> None:
         """End the dashboard's live streams: a stopping gateway waits for open requests,
         and an open tab's stream never ends by itself."""
-        self.api.state.sampler.close()
+        if self.api.loaded is not None:
+            self.api.loaded.close_streams()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.api(scope, receive, send)
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "lifespan":
+                await self._lifespan(receive, send)
+            else:
+                await (await self.api.get()).app(scope, receive, send)
             return
         path, method = scope["path"], scope["method"]
         if path.startswith(PREFIX):
@@ -168,13 +104,66 @@ class Gateway:
             else:
                 await _answer_methods(send, method, path, _ASYNC_ALLOW)
             return
-        allow = self.methods.allowed(path)
+        if path == HEALTH and method == "GET":
+            await answer_health(self.platform, scope, send)
+            return
+        loaded = self.api.loaded
+        methods = EARLY_METHODS if loaded is None else loaded.methods
+        allow = methods.allowed(path)
         if allow is not None and (method == "OPTIONS" or method not in allow):
             await _answer_methods(send, method, path, allow)
         elif self.models.handles(path):
             await self.models(scope, receive, send)
+        elif loaded is None:
+            # A route of the FastAPI part, or none: which, and its methods, only the whole
+            # document says. Asked again once it has loaded.
+            await self.api.get()
+            await self(scope, receive, send)
         else:
-            await self.api(scope, receive, send)
+            await loaded.app(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        """The ASGI lifespan, as Starlette runs one: a failure is reported, then raised."""
+        await receive()  # lifespan.startup
+        try:
+            if self.manage_lifespan:
+                await self.platform.start()
+            self._stopping = asyncio.Event()
+            self._dashboard = asyncio.create_task(self._run_dashboard(self._stopping))
+        except BaseException:
+            await send({"type": "lifespan.startup.failed", "message": traceback.format_exc()})
+            raise
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        try:
+            await self._shutdown()
+        except BaseException:
+            await send({"type": "lifespan.shutdown.failed", "message": traceback.format_exc()})
+            raise
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def _run_dashboard(self, stopping: asyncio.Event) -> None:
+        """Load the FastAPI part now the gateway serves, then run the dashboard's sampler
+        until the gateway stops."""
+        loaded = await self.api.get()
+        async with loaded.running():
+            await stopping.wait()
+
+    async def _shutdown(self) -> None:
+        try:
+            if self._dashboard is not None and self._stopping is not None:
+                self._stopping.set()
+                try:
+                    await self._dashboard
+                except Exception:  # a failed load was answered to its requests already
+                    log.exception("the gateway's API did not load")
+            if self.manage_lifespan:
+                await self.platform.stop()
+        finally:
+            # Last: the server answered every call before shutting the lifespan down, so
+            # every access line is queued by now.
+            if self.access is not None:
+                self.access.close()
 
 
 _FUNCTION_ALLOW = allow_header(FUNCTION_METHODS)

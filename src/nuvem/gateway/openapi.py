@@ -12,10 +12,13 @@ from nuvem.gateway.async_openapi import async_paths
 from nuvem.gateway.error_answers import document_errors, error_response
 from nuvem.gateway.model_openapi import model_paths
 from nuvem.gateway.openapi_links import add_links
-from nuvem.gateway.openapi_parts import INVOKE_SECURITY, TRACE_HEADERS, path_parameters
+from nuvem.gateway.openapi_parts import (
+    FUNCTION_METHODS,
+    INVOKE_SECURITY,
+    TRACE_HEADERS,
+    path_parameters,
+)
 
-# What /function/{name} forwards, as OpenFaaS's gateway does; others answer 405 (app.py).
-FUNCTION_METHODS = ("get", "head", "post", "put", "patch", "delete", "options")
 _CALL_ID = {
     "name": "X-Call-Id",
     "in": "header",

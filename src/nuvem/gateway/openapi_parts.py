@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# What /function/{name} forwards, as OpenFaaS's gateway does; others answer 405 (app.py).
+FUNCTION_METHODS = ("get", "head", "post", "put", "patch", "delete", "options")
+
 INVOKE_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
 
 # Read by the gateway itself; every other header reaches the handler as sent.

@@ -16,18 +16,18 @@ import os
 import socket
 import time
 from collections.abc import Coroutine
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from nuvem.runtime.container_engine import Attached, ContainerEngine, ContainerRun, EngineError
-from nuvem.runtime.container_replica import ContainerReplica, container_cause
 from nuvem.runtime.environment import Environment
 from nuvem.runtime.image_builder import ImageBuilder
 from nuvem.runtime.line_pump import pump_lines
 from nuvem.runtime.logbook import LogBook
 from nuvem.runtime.replica import Pending, Replica, SetupFailed
 from nuvem.stack.function import FunctionSpec
+
+if TYPE_CHECKING:
+    import aiohttp
 
 READY_TIMEOUT = 60.0
 POLL = 0.02  # seconds between readiness probes: a container starts in ~0.2 s here
@@ -49,6 +49,10 @@ def _free_port() -> int:
 def session() -> aiohttp.ClientSession:
     """One replica's kept-alive connections: no limit beyond the function's max_inflight
     (the router's), and only the caller's headers go on (none of aiohttp's own)."""
+    # aiohttp (with the replica module using it) loads with the first image function's
+    # start: a tenth of a second of every gateway's start otherwise.
+    import aiohttp
+
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, force_close=False),
         timeout=aiohttp.ClientTimeout(total=None, connect=5.0),
@@ -143,6 +147,8 @@ class ContainerRuntime:
         self.logbook.write(
             spec.name, replica_id, "system", f"container {run.name} ready on port {run.host_port}"
         )
+        from nuvem.runtime.container_replica import ContainerReplica
+
         return ContainerReplica(
             replica_id, spec.name, spec.fingerprint(), self.engine, run, attached, client
         )
@@ -206,6 +212,8 @@ class ContainerRuntime:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
             return None
+        import aiohttp
+
         url = f"http://127.0.0.1:{run.host_port}{spec.health}"
         try:
             async with client.get(
@@ -219,6 +227,8 @@ class ContainerRuntime:
         return f"answered {status}"
 
     async def _exited(self, spec: FunctionSpec, run: ContainerRun, code: int) -> None:
+        from nuvem.runtime.container_replica import container_cause
+
         exit = None
         with contextlib.suppress(Exception):
             exit = await self.engine.inspect(run.name)
