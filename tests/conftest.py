@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
 from support import HANDLERS, Running, serving
+
+
+def _interrupt(signal_number: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signal_number}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (a CI runner's cancel, `kill`, `timeout`) ends the run as Ctrl-C does: the
+    test's `finally` blocks and every fixture's teardown still stop what they started, where
+    Python's default would exit at once and leave the servers running."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import redis
 
-from support import block_until, free_port, stop_process
+from support import block_until, die_with_parent, free_port, stop_process
 
 NODES = 6
 NODE_TIMEOUT_MS = 1000
@@ -80,7 +80,9 @@ class LocalRedisCluster:
                 "--dir", str(folder),
             ]  # fmt: skip
             with (folder / "redis.log").open("wb") as log:
-                process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+                process = subprocess.Popen(
+                    args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+                )
             self.nodes.append(ClusterNode(port, process, folder))
         for node in self.nodes:
             block_until(functools.partial(self._pings, node), 30, f"redis node {node.port}")

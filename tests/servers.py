@@ -30,7 +30,7 @@ import httpx
 import pytest
 
 from redis_cluster import LocalRedisCluster, redis_cluster_nodes
-from support import block_until, end_pid, free_port, stop_process
+from support import block_until, die_with_parent, end_pid, free_port, stop_process
 
 PG_BIN = Path(os.environ.get("NUVEM_PG_BIN", "/usr/lib/postgresql/15/bin"))
 START_SECONDS = 30.0
@@ -76,7 +76,9 @@ def _wait_for(check: Callable[[], object], process: subprocess.Popen[bytes], wha
 
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:  # the child keeps its own descriptor
-        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+        )
 
 
 def _stop_postgres(data: Path) -> None:

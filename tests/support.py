@@ -5,7 +5,7 @@ each other.
 - waiting: `wait_until` (on an event loop) and `block_until` (where none runs), both on one
   deadline; tests never sleep to wait for something.
 - ports and processes: `free_port`, `stop_process`, `end_pid`, `worker_pids`, `kill_workers`,
-  `app_folder`.
+  `app_folder`, `die_with_parent` (so a killed test run leaves no server behind).
 - in-process servers: `serve_asgi` (uvicorn on a free port) under `serving` (a real gateway
   with real workers: `Running`) and `callback_receiver`; `file_server` for blocking clients.
 - `Nuvem`: the installed `nuvem` command, `nuvem up` in a process of its own included.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import ctypes
 import functools
 import http.server
 import inspect
@@ -140,6 +141,21 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """`preexec_fn` for a server a test starts: the kernel sends it SIGTERM when this test
+    process dies, even by SIGKILL or an interrupt no finaliser outlives. Without it an
+    interrupted run leaves `nuvem up` (its own session) and its workers running with PPid 1.
+    The signal follows the thread that started the child: start servers from the main
+    thread or a thread that outlives them."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def stop_process(
@@ -554,6 +570,7 @@ class Nuvem:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         self.processes.append(process)
         self.logs.append(log)
