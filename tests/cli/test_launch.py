@@ -50,16 +50,15 @@ def test_no_idle_workers_when_the_pool_is_off(tmp_path: Path) -> None:
 
 
 def test_the_gateway_path_imports_no_library_only_some_stacks_use() -> None:
-    # What `nuvem up` imports before it serves: torch is the model workers', Redis and Ray
-    # a stack's that configures them; each costs a start that does not use it.
+    # What `nuvem up` imports before it serves, none of which every stack uses: torch is
+    # the model workers', Redis and Ray a stack's that configures them; FastAPI and the
+    # /system APIs load in a thread once the gateway listens (api_loader.py), the image
+    # functions' and the callbacks' HTTP clients when first used.
     heavy = ("torch", "numpy", "onnxruntime", "PIL", "redis", "ray")
-    # And what the gateway serves without: FastAPI and the /system APIs load in a thread
-    # once it listens (api_loader.py); the image functions' and the callbacks' HTTP clients
-    # when first used.
-    heavy += ("fastapi", "starlette", "nuvem.gateway.system_api", "aiohttp", "httpx")
+    later = ("fastapi", "starlette", "nuvem.gateway.system_api", "aiohttp", "httpx")
     code = (
         "import sys, nuvem.cli.main, nuvem.cli.launch, nuvem.cli.server, nuvem.platform; "
-        f"print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+        f"print(' '.join(m for m in {heavy + later!r} if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == []
