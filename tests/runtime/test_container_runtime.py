@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from nuvem.errors import ReplicaDied
+from nuvem.errors import BadRequest, ReplicaDied
 from nuvem.runtime.container_engine import ContainerExit
 from nuvem.runtime.container_replica import ContainerReplica, container_cause
 from nuvem.runtime.container_runtime import ContainerRuntime
@@ -102,6 +102,19 @@ async def test_a_compressed_body_comes_back_as_sent(engine: FakeEngine) -> None:
     result = await replica.submit(CallMeta("GET", "/gzip", "", []), b"")
     assert result.body == b"\x1f\x8b not really gzip"
     assert ("content-encoding", "gzip") in result.headers
+    await replica.drain_and_stop(1)
+
+
+async def test_a_header_that_would_split_the_request_is_a_bad_request(
+    engine: FakeEngine,
+) -> None:
+    replica = await start(engine, spec())
+    with pytest.raises(BadRequest, match="x-evil"):
+        await asyncio.wait_for(
+            replica.submit(CallMeta("GET", "/", "", [("x-evil", "a\r\nx: y")]), b""), 1
+        )
+    assert replica.state is ReplicaState.READY  # the replica is fine: only the call was not
+    assert (await replica.submit(CallMeta("GET", "/gzip", "", []), b"")).status == 200
     await replica.drain_and_stop(1)
 
 

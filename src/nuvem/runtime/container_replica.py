@@ -1,31 +1,29 @@
 """`ContainerReplica`: one container of an image function, spoken to over HTTP.
 
-Calls go to the container's published loopback port on a kept-alive aiohttp connection
-pool (measured here: 5-20x httpx's calls/s on this path, docs/containers.md): path, query,
-headers and body as the gateway received them. The replica ends with its container: when
-the engine's attached process exits, the engine's record says how (exit code, or the
-memory limit's kill) and that becomes the exit cause.
+Calls go to the container's published loopback port on a kept-alive connection pool of
+nuvem's own (runtime/http_pool.py; about half aiohttp's CPU per call in the gateway,
+docs/containers.md): path, query, headers and body as the gateway received them. The
+replica ends with its container: when the engine's attached process exits, the engine's
+record says how (exit code, or the memory limit's kill) and that becomes the exit cause.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import time
 from collections.abc import Callable
 
-import aiohttp
-import yarl
-
 from nuvem.runtime.container_engine import Attached, ContainerEngine, ContainerExit, ContainerRun
 from nuvem.runtime.drain import Draining
+from nuvem.runtime.http_connection import HttpFailed
+from nuvem.runtime.http_pool import HttpPool
 from nuvem.runtime.protocol import CallMeta
 from nuvem.runtime.replica import STOPPED, CallResult, replica_died
 from nuvem.runtime.replica_state import ReplicaState
 
-# Hop-by-hop headers, and the length the gateway sets itself: not passed back.
-_DROPPED = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
 STOP_GRACE = 2.0  # seconds a container gets to exit on SIGTERM once drained
 # Seconds a call whose connection dropped waits for the container's exit cause: the engine's
 # record of it (podman inspect) takes a while on a busy machine.
@@ -57,7 +55,7 @@ class ContainerReplica(Draining):
         engine: ContainerEngine,
         run: ContainerRun,
         attached: Attached,
-        client: aiohttp.ClientSession,
+        pool: HttpPool,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.id = replica_id
@@ -72,10 +70,10 @@ class ContainerReplica(Draining):
         self.engine = engine
         self.run = run
         self.attached = attached
-        self.client = client
-        self.base = f"http://127.0.0.1:{run.host_port}"
+        self.pool = pool
         self._clock = clock
-        self._calls: dict[asyncio.Task[None], tuple[asyncio.Future[CallResult], float]] = {}
+        # Each call in flight: the pool's future, the caller's, and when it was sent.
+        self._calls: dict[asyncio.Future[CallResult], tuple[asyncio.Future[CallResult], float]] = {}
         self._ended = asyncio.Event()  # the container has exited: exit_cause is set
         self._dead = asyncio.Event()
         self._idle = asyncio.Event()
@@ -92,43 +90,44 @@ class ContainerReplica(Draining):
         if self.state is ReplicaState.DEAD:
             future.set_exception(replica_died(self.function, self.id, self.exit_cause))
             return future
-        task = asyncio.get_running_loop().create_task(self._call(meta, body, future))
-        self._calls[task] = (future, self._clock())
-        self._idle.clear()
-        task.add_done_callback(self._call_done)
-        # A caller that gives up (its deadline passed) closes the call's connection too.
-        future.add_done_callback(lambda f: task.cancel() if f.cancelled() else None)
-        return future
-
-    def _call_done(self, task: asyncio.Task[None]) -> None:
-        self._calls.pop(task, None)
-        if not self._calls:
-            self._idle.set()
-
-    async def _call(self, meta: CallMeta, body: bytes, future: asyncio.Future[CallResult]) -> None:
-        url = yarl.URL(
-            self.base + meta.path + ("?" + meta.query if meta.query else ""), encoded=True
-        )
+        target = meta.path + ("?" + meta.query if meta.query else "")
         headers = meta.headers
         if not any(key == "x-start-time" for key, _ in headers):  # the gateway's, else now
             headers = [*headers, ("x-start-time", str(time.time_ns()))]
-        try:
-            # The session does not decompress: a gzip body stays gzip, as its header says.
-            async with self.client.request(meta.method, url, headers=headers, data=body) as answer:
-                data = await answer.read()
-                status, answered = answer.status, list(answer.headers.items())
-        except (aiohttp.ClientError, TimeoutError) as error:
-            if not future.done():
-                # The container may be going: its exit cause says more than the socket.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._ended.wait(), CAUSE_WAIT)
-                cause = self.exit_cause or f"dropped the connection ({type(error).__name__})"
-                if not future.done():  # the exit may have failed it meanwhile
-                    future.set_exception(replica_died(self.function, self.id, cause))
+        sent = self.pool.request(meta.method, target, headers, body)
+        self._calls[sent] = (future, self._clock())
+        self._idle.clear()
+        sent.add_done_callback(functools.partial(self._answered, future))
+        # A caller that gives up (its deadline passed) closes the call's connection too.
+        future.add_done_callback(lambda f: sent.cancel() if f.cancelled() else None)
+        return future
+
+    def _answered(
+        self, future: asyncio.Future[CallResult], sent: asyncio.Future[CallResult]
+    ) -> None:
+        self._calls.pop(sent, None)
+        if not self._calls:
+            self._idle.set()
+        if future.done() or sent.cancelled():
             return
-        if not future.done():
-            kept = [(k.lower(), v) for k, v in answered if k.lower() not in _DROPPED]
-            future.set_result(CallResult(status, kept, data))
+        error = sent.exception()
+        if error is None:
+            future.set_result(sent.result())
+            return
+        if not isinstance(error, HttpFailed):  # the call itself was wrong (BadRequest)
+            future.set_exception(error)
+            return
+        task = asyncio.get_running_loop().create_task(self._failed(future, error))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _failed(self, future: asyncio.Future[CallResult], error: BaseException) -> None:
+        # The container may be going: its exit cause says more than the socket.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ended.wait(), CAUSE_WAIT)
+        cause = self.exit_cause or f"dropped the connection ({error})"
+        if not future.done():  # the exit may have failed it meanwhile
+            future.set_exception(replica_died(self.function, self.id, cause))
 
     def oldest_call_age(self) -> float:
         if not self._calls:
@@ -150,14 +149,14 @@ class ContainerReplica(Draining):
         self.state = ReplicaState.DEAD
         self._ended.set()
         error = replica_died(self.function, self.id, self.exit_cause)
-        for task, (future, _) in list(self._calls.items()):
+        for sent, (future, _) in list(self._calls.items()):
             if not future.done():
                 future.set_exception(error)
-            task.cancel()
+            sent.cancel()
         # Removed before it counts as dead: once wait_dead returns, nothing of it is left.
         with contextlib.suppress(Exception):
             await self.engine.remove(self.run.name)
-        await self.client.close()
+        await self.pool.close()
         self._dead.set()
         self._idle.set()
 

@@ -16,18 +16,18 @@ import os
 import socket
 import time
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nuvem.runtime.container_engine import Attached, ContainerEngine, ContainerRun, EngineError
+from nuvem.runtime.container_replica import ContainerReplica, container_cause
 from nuvem.runtime.environment import Environment
+from nuvem.runtime.http_connection import HttpFailed
+from nuvem.runtime.http_pool import HttpPool
 from nuvem.runtime.image_builder import ImageBuilder
 from nuvem.runtime.line_pump import pump_lines
 from nuvem.runtime.logbook import LogBook
 from nuvem.runtime.replica import Pending, Replica, SetupFailed
 from nuvem.stack.function import FunctionSpec
-
-if TYPE_CHECKING:
-    import aiohttp
 
 READY_TIMEOUT = 60.0
 POLL = 0.02  # seconds between readiness probes: a container starts in ~0.2 s here
@@ -44,21 +44,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def session() -> aiohttp.ClientSession:
-    """One replica's kept-alive connections: no limit beyond the function's max_inflight
-    (the router's), and only the caller's headers go on (none of aiohttp's own)."""
-    # aiohttp (with the replica module using it) loads with the first image function's
-    # start: a tenth of a second of every gateway's start otherwise.
-    import aiohttp
-
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, force_close=False),
-        timeout=aiohttp.ClientTimeout(total=None, connect=5.0),
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-        auto_decompress=False,
-    )
 
 
 def container_env(spec: FunctionSpec, replica_id: str) -> dict[str, str]:
@@ -137,20 +122,18 @@ class ContainerRuntime:
             if stream is not None:
                 write = functools.partial(self.logbook.write, spec.name, replica_id, name)
                 self._spawn(pump_lines(stream, write))
-        client = session()
+        pool = HttpPool("127.0.0.1", run.host_port)
         try:
-            await self._ready(spec, run, attached, client)
+            await self._ready(spec, run, attached, pool)
         except BaseException:
-            await client.close()
+            await pool.close()
             await self._discard(run, attached)
             raise
         self.logbook.write(
             spec.name, replica_id, "system", f"container {run.name} ready on port {run.host_port}"
         )
-        from nuvem.runtime.container_replica import ContainerReplica
-
         return ContainerReplica(
-            replica_id, spec.name, spec.fingerprint(), self.engine, run, attached, client
+            replica_id, spec.name, spec.fingerprint(), self.engine, run, attached, pool
         )
 
     async def _discard(self, run: ContainerRun, attached: Attached) -> None:
@@ -173,14 +156,14 @@ class ContainerRuntime:
         spec: FunctionSpec,
         run: ContainerRun,
         attached: Attached,
-        client: aiohttp.ClientSession,
+        pool: HttpPool,
     ) -> None:
         deadline = time.monotonic() + self.ready_timeout
         last = "nothing accepted a connection"
         while time.monotonic() < deadline:
             if attached.returncode is not None:
                 await self._exited(spec, run, attached.returncode)
-            probe = await self._probe(spec, run, client)
+            probe = await self._probe(spec, run, pool)
             if probe is None:
                 return
             last = probe
@@ -197,9 +180,7 @@ class ContainerRuntime:
             + f"; `nuvem logs {spec.name}` shows its output",
         )
 
-    async def _probe(
-        self, spec: FunctionSpec, run: ContainerRun, client: aiohttp.ClientSession
-    ) -> str | None:
+    async def _probe(self, spec: FunctionSpec, run: ContainerRun, pool: HttpPool) -> str | None:
         """None once ready, else what the probe found."""
         if spec.health is None:
             try:
@@ -212,23 +193,20 @@ class ContainerRuntime:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
             return None
-        import aiohttp
-
-        url = f"http://127.0.0.1:{run.host_port}{spec.health}"
         try:
-            async with client.get(
-                url, timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
-            ) as answer:
-                status = answer.status
-        except (aiohttp.ClientError, TimeoutError) as error:
-            return f"no answer ({type(error).__name__})"
+            answer = await asyncio.wait_for(
+                pool.request("GET", spec.health, [], b""), PROBE_TIMEOUT
+            )
+        except TimeoutError:
+            return f"no answer within {PROBE_TIMEOUT:g}s"
+        except HttpFailed as error:
+            return f"no answer ({error})"
+        status = answer.status
         if 200 <= status < 300:
             return None
         return f"answered {status}"
 
     async def _exited(self, spec: FunctionSpec, run: ContainerRun, code: int) -> None:
-        from nuvem.runtime.container_replica import container_cause
-
         exit = None
         with contextlib.suppress(Exception):
             exit = await self.engine.inspect(run.name)
