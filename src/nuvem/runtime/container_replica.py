@@ -1,7 +1,7 @@
 """`ContainerReplica`: one container of an image function, spoken to over HTTP.
 
 Calls go to the container's published loopback port on a kept-alive connection pool of
-nuvem's own (runtime/http_pool.py; about half aiohttp's CPU per call in the gateway,
+nuvem's own (runtime/http_pool.py; a fifth of aiohttp's CPU per call or less,
 docs/containers.md): path, query, headers and body as the gateway received them. The
 replica ends with its container: when the engine's attached process exits, the engine's
 record says how (exit code, or the memory limit's kill) and that becomes the exit cause.

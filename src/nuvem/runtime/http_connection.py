@@ -4,8 +4,9 @@ asyncio protocol; `request_head`, the bytes a request starts with.
 The gateway's path to a container replica (runtime/http_pool.py). It does only what that
 path needs: a request leaves in one write, and the answer is cut out of the bytes in
 `data_received` (status line, headers, then a Content-Length, chunked or read-to-close
-body), with no coroutine, stream or header object per call. Measured in the gateway,
-docs/containers.md "Performance": aiohttp spent about twice the CPU per call on this.
+body), with no coroutine, stream or header object per call. Measured from one uvloop
+process, as the gateway is (bench/http_client.py, docs/containers.md "Performance"):
+aiohttp spent 5-7 times the CPU per call on this.
 """
 
 from __future__ import annotations
