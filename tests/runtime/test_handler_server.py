@@ -47,11 +47,12 @@ Starter = Callable[[str], httpx.Client]
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Starter]:
-    (tmp_path / "handlers.py").write_text(HANDLERS)
+    # Not "handlers": the fake runtime imports tests/handlers under that name in this process.
+    (tmp_path / "served_handlers.py").write_text(HANDLERS)
     servers: list[ThreadingHTTPServer] = []
 
     def start(reference: str) -> httpx.Client:
-        handler = HandlerServer(f"handlers:{reference}", tmp_path)
+        handler = HandlerServer(f"served_handlers:{reference}", tmp_path)
         http = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(handler))
         threading.Thread(target=http.serve_forever, daemon=True).start()
         servers.append(http)
