@@ -228,6 +228,8 @@ async def test_errors_are_json_with_the_right_status(served: Served) -> None:
     only_v1 = await served.gateway.api_key("resnet-v1")
     async with httpx.AsyncClient(base_url=url) as anonymous:
         unauthorised = await anonymous.post("/v2/models/resnet/infer", json={"inputs": []})
+        unknown = await anonymous.post("/v2/models/nope/infer", json={"inputs": []})
+        unknown_version = await anonymous.get("/v2/models/resnet/versions/9")
         forbidden = await anonymous.post(
             "/v2/models/resnet/infer",
             json={"inputs": []},
@@ -238,6 +240,10 @@ async def test_errors_are_json_with_the_right_status(served: Served) -> None:
         "model 'resnet' version 2 (served by function 'resnet-v2')"
         in (unauthorised.json()["error"])
     )
+    # Without a key nothing tells which models or versions exist.
+    assert (unknown.status_code, unknown_version.status_code) == (401, 401)
+    assert "resnet" not in unknown.json()["error"]
+    assert "versions" not in unknown_version.json()["error"]
     assert forbidden.status_code == 403
     assert (
         "may not invoke model 'resnet' version 2 (served by function 'resnet-v2')"

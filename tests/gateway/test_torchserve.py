@@ -116,8 +116,12 @@ async def test_enormous_dimensions_are_refused_before_decoding(client: httpx.Asy
 async def test_errors_name_the_problem(served: Running, client: httpx.AsyncClient) -> None:
     async with httpx.AsyncClient(base_url=served.url) as anonymous:
         unauthorised = await anonymous.post("/predictions/resnet", content=jpeg())
+        unknown = await anonymous.post("/predictions/nope", content=jpeg())
         ping = await anonymous.get("/ping")
     assert unauthorised.status_code == 401
+    # Nor does a caller without a key learn which models exist.
+    assert unknown.status_code == 401
+    assert "resnet" not in unknown.json()["error"]
     assert "API key" in unauthorised.json()["error"]
     assert ping.json() == {"status": "Healthy"}
     missing = await client.post("/predictions/nope", content=jpeg())

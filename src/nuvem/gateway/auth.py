@@ -127,24 +127,9 @@ class Authenticator:
         `called` is what the caller named when that is not the function itself (a model,
         whose default version a function serves), so errors speak of what they called."""
         what = f"{called} (served by function {function!r})" if called else repr(function)
-        token = api_key
-        if token is None and authorization:
-            scheme, _, value = authorization.partition(" ")
-            if scheme.lower() == "bearer":
-                token = value.strip()
-            elif scheme.lower() == "basic" and self._admin_valid(authorization):
-                return
-        if not token:
-            raise Unauthorized(
-                f"invoking {what} needs an API key",
-                "send `Authorization: Bearer <key>` or `X-API-Key: <key>`; "
-                "create one with `nuvem keys create`",
-            )
-        record = self._key_for(token)
+        record = self.check_caller(authorization, api_key, f"invoking {what}")
         if record is None:
-            raise Unauthorized(
-                "the API key is unknown or revoked", "create a new one with `nuvem keys create`"
-            )
+            return
         if not record.allows(function):
             allowed = ", ".join(record.functions or ())
             raise Forbidden(
@@ -162,6 +147,32 @@ class Authenticator:
                     f"nuvem keys limit {record.id} --rate N",
                     retry_after=wait,
                 )
+
+    def check_caller(
+        self, authorization: str | None, api_key: str | None, doing: str = "this call"
+    ) -> ApiKeyRecord | None:
+        """The caller's valid API key, or None for the admin; else Unauthorized.
+
+        Whether the key may invoke a given function is the caller's next check."""
+        token = api_key
+        if token is None and authorization:
+            scheme, _, value = authorization.partition(" ")
+            if scheme.lower() == "bearer":
+                token = value.strip()
+            elif scheme.lower() == "basic" and self._admin_valid(authorization):
+                return None
+        if not token:
+            raise Unauthorized(
+                f"{doing} needs an API key",
+                "send `Authorization: Bearer <key>` or `X-API-Key: <key>`; "
+                "create one with `nuvem keys create`",
+            )
+        record = self._key_for(token)
+        if record is None:
+            raise Unauthorized(
+                "the API key is unknown or revoked", "create a new one with `nuvem keys create`"
+            )
+        return record
 
     def _key_for(self, token: str) -> ApiKeyRecord | None:
         parsed = security.parse_api_key(token)

@@ -108,7 +108,15 @@ class OipEndpoint:
                 f"{scope['path']} is not an Open Inference Protocol path",
                 "use /v2/models/{name}[/versions/{v}][/ready|/infer]",
             )
-        resolved, deployment = self.index.resolve(name, version)
+        try:
+            resolved, deployment = self.index.resolve(name, version)
+        except NotFound:
+            # Only a caller who may ask learns which models and versions exist.
+            if action == "ready":
+                self._check_health_access(caller)
+            else:
+                self.platform.auth.check_caller(caller.authorization, caller.api_key)
+            raise
         if note.function:
             note.function, note.version = deployment.name, resolved
         if action == "ready":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from nuvem.control.controller import Controller
-from nuvem.errors import BadRequest, NuvemError
+from nuvem.errors import BadRequest, NotFound, NuvemError
 from nuvem.gateway import asgi
 from nuvem.gateway.access_log import AccessLog, CallNote
 from nuvem.gateway.asgi import RequestHeaders, TracedSend, read_body, respond, respond_error
@@ -81,7 +81,12 @@ class TorchServeEndpoint:
                 f"{scope['path']} is not a prediction path",
                 "use /predictions/{model} or /predictions/{model}/{version}",
             )
-        version, deployment = self.index.resolve(parts[0], parts[1] if len(parts) > 1 else None)
+        try:
+            version, deployment = self.index.resolve(parts[0], parts[1] if len(parts) > 1 else None)
+        except NotFound:
+            # Only a caller who may ask learns which models and versions exist.
+            self.auth.check_caller(caller.authorization, caller.api_key)
+            raise
         note.function, note.version = deployment.name, version
         called = f"model {parts[0]!r} version {version}" if parts[0] != deployment.name else None
         self.auth.check_invoke(caller.authorization, caller.api_key, deployment.name, called)
