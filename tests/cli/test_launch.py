@@ -10,7 +10,7 @@ from nuvem.cli.launch import prestarted
 from nuvem.config import Settings
 from nuvem.runtime.early_process import EarlyProcess
 from nuvem.stack.loader import load_stack_text
-from support import HANDLERS
+from support import HANDLERS, block_until
 
 STACK = """
 functions:
@@ -24,6 +24,14 @@ def cmdline(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
 
 
+def runs_pool_worker(pid: int) -> None:
+    # Between fork and exec the child's cmdline is empty or still the parent's.
+    block_until(
+        lambda: "nuvem.runtime.pool_worker" in cmdline(pid),
+        what=lambda: f"worker {pid} running the pool worker: {cmdline(pid)}",
+    )
+
+
 def test_cpu_functions_in_the_platform_environment_get_one_idle_worker_per_replica(
     tmp_path: Path,
 ) -> None:
@@ -35,7 +43,7 @@ def test_cpu_functions_in_the_platform_environment_get_one_idle_worker_per_repli
         for worker in idle:
             assert isinstance(worker.process, EarlyProcess)
             assert worker.process.returncode is None
-            assert "nuvem.runtime.pool_worker" in cmdline(worker.process.pid)
+            runs_pool_worker(worker.process.pid)
     finally:
         pool.abandon()
     assert all(worker.process.returncode is not None for worker in idle)
