@@ -9,11 +9,17 @@ in this sandbox (shared/notes/platform-facts.md, "Containers"; docs/containers.m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import httpx
 
 from servers import missing
 
@@ -21,6 +27,8 @@ BASE = "localhost/nuvem-test-base:bookworm"
 DATA = Path(os.environ.get("NUVEM_TEST_DATA", Path.home() / ".cache" / "nuvem-test-data"))
 BASE_TAR = DATA / "debian-bookworm-python3.tar"
 LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+ECHO = Path(__file__).parent / "delivery" / "echo_image"
+ECHO_TAG = "localhost/nuvem-test-echo"
 
 
 def podman(*args: str, check: bool = True, timeout: float = 600) -> str:
@@ -99,3 +107,60 @@ def build_image(
         tag,
         str(context),
     )
+
+
+def echo_image(version: str = "1", *, cache: bool = True) -> str:
+    """The echo image (tests/delivery/echo_image) at tag `version`, built on the base."""
+    base = base_image()
+    tag = f"{ECHO_TAG}:{version}"
+    build_image(ECHO / "Containerfile", ECHO, tag, {"BASE": base, "VERSION": version}, cache=cache)
+    return tag
+
+
+@contextlib.contextmanager
+def docker_api(folder: Path) -> Iterator[str]:
+    """podman serving the Docker Engine API on a Unix socket in `folder` (no Docker daemon
+    runs here; podman's is the same API): yields its DOCKER_HOST, stopped by PID after.
+    The service runs containers with runc, as every podman here must."""
+    need_podman()
+    sock = folder / "docker.sock"
+    log = (folder / "podman-service.log").open("wb")
+    process = subprocess.Popen(
+        [
+            "podman",
+            "--runtime",
+            "/usr/sbin/runc",
+            "system",
+            "service",
+            "--time=0",
+            f"unix://{sock}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    host = f"unix://{sock}"
+    try:
+        deadline = time.monotonic() + 30
+        transport = httpx.HTTPTransport(uds=str(sock))
+        with httpx.Client(transport=transport, base_url="http://docker") as client:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get("/_ping", timeout=2).status_code == 200:
+                        break
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"podman system service did not answer on {sock}: "
+                        + (folder / "podman-service.log").read_text()[-2000:]
+                    )
+                time.sleep(0.05)
+        yield host
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()

@@ -33,6 +33,7 @@ from nuvem.cluster.node import RayNode
 from nuvem.cluster.options import HeadOptions, JoinOptions, Offer, plan
 from nuvem.cluster.ports import free_ports
 from nuvem.cluster.token import read_token
+from nuvem.stack.container import CONTAINERS_LABEL
 from nuvem.stack.loader import load_stack_text
 from servers import missing
 
@@ -133,7 +134,9 @@ def _cluster(root: Path) -> Iterator[RayCluster]:
                     gpus=2 if n == 0 else None,
                     memory=2**30,
                     object_store_memory=options.offer.object_store_memory,
-                    labels={"zone": "a" if n == 0 else "b", "rack": str(n)},
+                    # Only the first node says it runs containers: image functions go there.
+                    labels={"zone": "a" if n == 0 else "b", "rack": str(n)}
+                    | ({CONTAINERS_LABEL: "podman"} if n == 0 else {}),
                 ),
                 workers=worker_range(),
                 temp_dir=root / f"ray-{n}",  # their own sockets, so both may start at once

@@ -67,6 +67,10 @@ class Settings:
     # One line per call (stderr under `nuvem up`): off, text or json (off pays nothing).
     access_log: str = "off"
     access_log_flush: float = 0.25  # seconds between the access log's batched writes
+    # Image functions: the engine (auto, podman, docker; empty: the stack's
+    # container_engine) and where the Docker API listens (DOCKER_HOST, as docker reads it).
+    container_engine: str = ""
+    docker_host: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -112,6 +116,8 @@ class Settings:
             unauth_burst=int(env.get("NUVEM_UNAUTH_BURST") or 20),
             access_log=env.get("NUVEM_ACCESS_LOG", "").strip().lower() or "off",
             access_log_flush=float(env.get("NUVEM_ACCESS_LOG_FLUSH") or 0.25),
+            container_engine=env.get("NUVEM_CONTAINER_ENGINE", "").strip().lower(),
+            docker_host=env.get("DOCKER_HOST", "").strip(),
         )
 
 

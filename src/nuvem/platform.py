@@ -22,13 +22,13 @@ from nuvem.jobs.service import JobService
 from nuvem.metrics.node_gauges import NodeSeen
 from nuvem.metrics.registry import Metrics
 from nuvem.providers.provider import NodeProvider
-from nuvem.runtime.by_kind import ByKind
+from nuvem.runtime.by_kind import NO_CONTAINERS, ByKind
 from nuvem.runtime.container_runtime import ContainerRuntime
+from nuvem.runtime.engine_choice import choose_engine, engine_setting, no_engine
 from nuvem.runtime.environment import EnvironmentBuilder, ProgressEvent
 from nuvem.runtime.image_builder import ImageBuilder
 from nuvem.runtime.local import LocalRuntime
 from nuvem.runtime.logbook import LogBook
-from nuvem.runtime.podman import Podman
 from nuvem.runtime.replica import Runtime
 from nuvem.runtime.warm_pool import WarmPool
 from nuvem.stack.metrics import influx_target
@@ -90,13 +90,20 @@ class Platform:
 
         engine: Engine = LocalEngine()
         if stack is not None and stack.cluster.engine == "ray":
+            from nuvem.cluster.ray_containers import RayContainers
             from nuvem.cluster.ray_runtime import NodeEnvironments, RayRuntime
 
             ray_engine = RayEngine(state, stack.cluster)
             engine = ray_engine
-            runtime = runtime or ByKind(RayRuntime(logbook, connect=ray_engine.connect), None)
+            if runtime is None:
+                ray_runtime = RayRuntime(logbook, connect=ray_engine.connect)
+                runtime = ByKind(ray_runtime, RayContainers(ray_runtime))
             environments = environments or NodeEnvironments()
-        containers = _containers(logbook, progress) if runtime is None else None
+        containers, missing = (
+            _containers(settings, stack, logbook, progress)
+            if runtime is None
+            else (None, NO_CONTAINERS)
+        )
         controller = Controller(
             records=records,
             runtime=runtime
@@ -108,6 +115,7 @@ class Platform:
                     pool=warm_pool,
                 ),
                 containers,
+                missing,
             ),
             environments=environments or EnvironmentBuilder(state, on_progress=progress),
             logbook=logbook,
@@ -178,11 +186,20 @@ class Platform:
         self.on_shutdown_request()
 
 
-def _containers(logbook: LogBook, progress: Callable[[ProgressEvent], None]) -> ContainerRuntime:
-    """Image functions on podman; the images of `build:` functions built there, their
-    progress shown as an environment build's is."""
-    podman = Podman()
-    return ContainerRuntime(podman, logbook, images=ImageBuilder(podman, on_progress=progress))
+def _containers(
+    settings: Settings,
+    stack: Stack | None,
+    logbook: LogBook,
+    progress: Callable[[ProgressEvent], None],
+) -> tuple[ContainerRuntime | None, tuple[str, str]]:
+    """The container runtime of this machine's engine (the images of `build:` functions
+    built there, their progress shown as an environment build's is), or None and why not."""
+    choice = engine_setting(settings.container_engine, stack.container_engine if stack else None)
+    engine = choose_engine(choice, settings.docker_host)
+    if engine is None:
+        return None, no_engine(settings.docker_host)
+    images = ImageBuilder(engine, on_progress=progress)
+    return ContainerRuntime(engine, logbook, images=images), NO_CONTAINERS
 
 
 def _nodes_seen(engine: Engine) -> list[NodeSeen]:

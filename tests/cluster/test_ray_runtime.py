@@ -1,7 +1,8 @@
 """Replicas on a real Ray cluster, through a real gateway (`nuvem up` with `engine: ray`).
 
 The session's cluster (tests/ray_cluster.py) has a head at 127.0.0.2 (1 CPU) and nodes at
-127.0.0.3 (1 CPU, 2 GPUs declared, zone=a) and 127.0.0.4 (1 CPU, zone=b). Tests that lose
+127.0.0.3 (1 CPU, 2 GPUs declared, zone=a, runs containers with podman) and 127.0.0.4
+(1 CPU, zone=b). Tests that lose
 or add a node join one of their own. The gateway runs in its own process: it is the
 cluster's Ray driver, and the test process stays none.
 """
@@ -9,6 +10,7 @@ cluster's Ray driver, and the test process stays none.
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 import textwrap
 from collections import Counter
@@ -21,6 +23,7 @@ import pytest
 from gateway_calls import deploy, nodes_of, remove, status, until_ready
 from nuvem.cluster.node import RayNode
 from nuvem.cluster.options import JoinOptions, Offer
+from podman_images import echo_image, podman
 from ray_cluster import RayCluster, next_ip, worker_range
 from support import Nuvem, wait_until
 
@@ -343,3 +346,46 @@ async def test_a_leaving_node_hands_its_replicas_over_before_it_goes(
     finally:
         node.kill()
         await remove(admin, "movers")
+
+
+async def test_an_image_function_runs_on_the_node_that_has_an_engine(
+    admin: httpx.AsyncClient, code: Path
+) -> None:
+    image = echo_image()
+    resources = {"cpu": 0.25, "memory": "128Mi"}
+    await deploy(
+        admin, {"name": "boxed", "image": image, "root": str(code), "resources": resources}
+    )
+    await until_ready(admin, "boxed", 1, within=60)
+    # Placed on the one node that advertises an engine, published on that node's address.
+    assert nodes_of(await status(admin, "boxed")) == ["127.0.0.3"]
+    answer = await admin.post("/function/boxed/raw", content=b"over there")
+    assert answer.status_code == 200, answer.text
+    assert answer.content == b"over there"
+    (listed,) = json.loads(
+        podman("ps", "--filter", "label=nuvem.function=boxed", "--format", "json")
+    )
+    assert listed["Ports"][0]["host_ip"] == "127.0.0.3"
+    nodes = {n["address"]: n for n in (await admin.get("/system/nodes")).json()}
+    assert nodes["127.0.0.3"]["containers"] == "podman"
+    assert nodes["127.0.0.4"]["containers"] == ""
+    assert [r["function"] for r in nodes["127.0.0.3"]["replicas"]] == ["boxed"]
+    # Its output reaches the gateway's log; its exit is named as on one machine.
+    logged = await wait_until(
+        lambda: _logged(admin, "boxed", "POST /raw"), 15, what="the container's line"
+    )
+    assert logged
+    crash = await admin.get("/function/boxed/exit?code=3")
+    assert crash.status_code == 502
+    assert "container exited with code 3" in crash.json()["error"]
+    await remove(admin, "boxed")
+    await wait_until(
+        lambda: podman("ps", "-a", "--filter", "label=nuvem.function=boxed", "-q") == "",
+        30,
+        what="the container removed",
+    )
+
+
+async def _logged(admin: httpx.AsyncClient, function: str, text: str) -> bool:
+    answer = await admin.get("/system/logs", params={"name": function, "tail": 200})
+    return text in answer.text

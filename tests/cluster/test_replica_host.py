@@ -160,7 +160,7 @@ async def test_log_lines_are_collected_once(host: ReplicaHost, tmp_path: Path) -
     assert answer.body == b"ok"
 
     def collected() -> bool:
-        return {(line.stream, line.text) for line in host.logs} >= {
+        return {(line.stream, line.text) for line in host.logs.lines} >= {
             ("stdout", "to stdout"),
             ("stderr", "to stderr"),
         }

@@ -13,34 +13,21 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from nuvem.errors import ReplicaDied
 from nuvem.runtime.container_replica import ContainerReplica
-from nuvem.runtime.container_runtime import ContainerRuntime
-from nuvem.runtime.environment import Environment
-from nuvem.runtime.logbook import LogBook
-from nuvem.runtime.podman import Podman
-from nuvem.runtime.protocol import CallMeta
-from nuvem.runtime.replica import SetupFailed
 from nuvem.runtime.replica_state import ReplicaState
-from nuvem.stack.function import FunctionSpec
-from podman_images import base_image, build_image, podman
-from support import PLATFORM_PYTHON, Running, callback_receiver, serving, wait_until
+from podman_images import echo_image as build_echo
+from podman_images import podman
+from support import Running, callback_receiver, serving, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
-
-ECHO = Path(__file__).parent / "echo_image"
-TAG = "localhost/nuvem-test-echo"
 
 
 @pytest.fixture(scope="module")
 def echo_image() -> str:
     """The echo image, tag 1, built once for the module on the Debian base."""
-    base = base_image()
-    build_image(ECHO / "Containerfile", ECHO, f"{TAG}:1", {"BASE": base, "VERSION": "1"})
-    return f"{TAG}:1"
+    return build_echo("1")
 
 
 @pytest.fixture
@@ -174,63 +161,8 @@ async def test_scales_to_zero_and_a_call_brings_it_back(gateway: Running, echo_i
     assert again.content == b"two"
 
 
-# -- the runtime alone: readiness and its errors ---------------------------------------------
-
-
-def image_spec(image: str, **fields: object) -> FunctionSpec:
-    return FunctionSpec.model_validate({"name": "probe", "image": image, **fields})
-
-
-async def test_a_missing_image_fails_the_start_naming_function_image_and_fix() -> None:
-    runtime = ContainerRuntime(Podman(), LogBook(), ready_timeout=5)
-    with pytest.raises(SetupFailed) as failed:
-        await runtime.start(image_spec("localhost/no-such-image:9"), PLATFORM_PYTHON, "probe-1")
-    assert "'probe'" in str(failed.value)
-    assert "localhost/no-such-image:9" in str(failed.value)
-    assert "podman build" in (failed.value.hint or "")
-
-
-@pytest.mark.parametrize(
-    ("fields", "expected"),
-    [
-        ({"env": {"HEALTH": "fail"}, "health": "/_/health"}, "health path /_/health: answered 500"),
-        ({"port": 9999}, "port 9999: nothing accepted a connection"),
-    ],
-)
-async def test_a_container_never_ready_fails_within_the_deadline(
-    echo_image: str, fields: dict[str, object], expected: str
-) -> None:
-    # Long enough for the container to be up on a busy machine, so the probe sees the 500.
-    runtime = ContainerRuntime(Podman(), LogBook(), ready_timeout=8)
-    env: Environment = PLATFORM_PYTHON
-    with pytest.raises(SetupFailed) as failed:
-        await runtime.start(image_spec(echo_image, **fields), env, "probe-2")
-    assert expected in str(failed.value), str(failed.value)
-    assert echo_image in str(failed.value)
-    # Nothing of it is left running.
-    assert podman("ps", "-a", "--filter", f"name=nuvem-probe-2-{runtime.instance}", "-q") == ""
-
-
-async def test_calls_in_flight_fail_as_replica_died_when_the_container_is_killed(
-    echo_image: str,
-) -> None:
-    runtime = ContainerRuntime(Podman(), LogBook(), ready_timeout=30)
-    replica = await runtime.start(image_spec(echo_image), PLATFORM_PYTHON, "probe-3")
-    try:
-        meta = CallMeta("POST", "/raw", "", [])
-        assert (await replica.submit(meta, b"x")).body == b"x"
-        podman("kill", container_name(replica))
-        await asyncio.wait_for(replica.wait_dead(), 30)
-        assert replica.exit_cause == "container exited with code 137 (killed by SIGKILL)"
-        with pytest.raises(ReplicaDied):
-            await replica.submit(meta, b"y")
-    finally:
-        await replica.drain_and_stop(0)
-        await runtime.close()
-    assert isinstance(replica, ContainerReplica)
-    async with httpx.AsyncClient() as client:
-        with pytest.raises(httpx.ConnectError):
-            await client.get(f"http://127.0.0.1:{replica.run.host_port}/", timeout=1)
+# The runtime alone (readiness, its errors, exit causes, a missing image) is the engine
+# contract, for podman and Docker both: test_container_engines.py.
 
 
 # -- under load ------------------------------------------------------------------------------
@@ -262,14 +194,11 @@ async def under_load(gateway: Running, name: str, callers: int) -> AsyncIterator
 async def test_a_rolling_update_from_tag_1_to_tag_2_fails_no_call(
     gateway: Running, echo_image: str
 ) -> None:
-    base = base_image()
-    build_image(
-        ECHO / "Containerfile", ECHO, f"{TAG}:2", {"BASE": base, "VERSION": "2"}, cache=False
-    )
+    tag_2 = build_echo("2", cache=False)
     stack = "functions: {{roll: {{image: {image}, scaling: {{min: 2, max: 2}}}}}}"
     (deployment,) = await gateway.deploy(stack.format(image=echo_image), started=True)
     async with under_load(gateway, "roll", 4) as codes:
-        await gateway.deploy(stack.format(image=f"{TAG}:2"), within=90, started=True)
+        await gateway.deploy(stack.format(image=tag_2), within=90, started=True)
         await wait_until(
             lambda: (
                 all(r.fingerprint == deployment.spec.fingerprint() for r in deployment.ready())

@@ -12,7 +12,8 @@ import pytest
 from nuvem.errors import BadRequest, ReplicaDied
 from nuvem.runtime.container_engine import ContainerExit
 from nuvem.runtime.container_replica import ContainerReplica, container_cause
-from nuvem.runtime.container_runtime import ContainerRuntime
+from nuvem.runtime.container_runtime import ContainerRuntime, registry_of
+from nuvem.runtime.engine_choice import engine_setting
 from nuvem.runtime.fake_engine import FakeEngine
 from nuvem.runtime.logbook import LogBook
 from nuvem.runtime.protocol import CallMeta
@@ -124,6 +125,42 @@ async def test_a_missing_image_is_named_with_the_fix(engine: FakeEngine) -> None
     assert "'echo'" in str(failed.value)
     assert "localhost/nope:2" in str(failed.value)
     assert "fake build -t localhost/nope:2" in failed.value.hint
+
+
+async def test_an_image_from_a_registry_is_pulled_when_missing(engine: FakeEngine) -> None:
+    engine.registry["registry.example:5000/echo:1"] = echo
+    replica = await start(engine, spec("registry.example:5000/echo:1"))
+    assert engine.pulls == ["registry.example:5000/echo:1"]
+    assert (await replica.submit(CallMeta("GET", "/", "", []), b"")).status == 200
+    await replica.drain_and_stop(1)
+    with pytest.raises(SetupFailed) as failed:
+        await start(engine, spec("registry.example:5000/gone:1"))
+    assert "could not pull 'registry.example:5000/gone:1' from registry.example:5000" in str(
+        failed.value
+    )
+    assert "reachable from this node" in failed.value.hint
+
+
+@pytest.mark.parametrize(
+    ("image", "registry"),
+    [
+        ("localhost/echo:1", None),
+        ("echo:1", None),
+        ("localhost:5000/echo:1", "localhost:5000"),
+        ("ghcr.io/team/echo@sha256:abc", "ghcr.io"),
+    ],
+)
+def test_the_registry_is_read_as_docker_reads_it(image: str, registry: str | None) -> None:
+    assert registry_of(image) == registry
+
+
+def test_the_engine_setting_wins_over_the_stack_and_a_wrong_one_is_named() -> None:
+    assert engine_setting("", None) == "auto"
+    assert engine_setting("", "podman") == "podman"
+    assert engine_setting("docker", "podman") == "docker"
+    with pytest.raises(BadRequest) as failed:
+        engine_setting("dockr", "auto")
+    assert "NUVEM_CONTAINER_ENGINE='dockr'" in str(failed.value)
 
 
 async def test_a_health_path_answering_500_fails_the_start_at_its_deadline(

@@ -677,6 +677,13 @@ def node_join(
             "default: the head's"
         ),
     ] = None,
+    container_engine: Annotated[
+        str,
+        typer.Option(
+            help="what runs image functions here: auto (Docker if its API answers, else "
+            "podman, else none), podman, docker or none; advertised as a node label"
+        ),
+    ] = "auto",
     state_dir: StateDir = None,
 ) -> None:
     """Make this machine a node of the cluster at HOST:PORT; Ctrl-C drains it and leaves."""
@@ -697,6 +704,7 @@ def node_join(
         rejoin=rejoin,
         worker_ports=worker_ports,
         temp_dir=temp_dir,
+        container_engine=container_engine,
     )
     if code:
         raise typer.Exit(code)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rich.console import Console
 from rich.table import Table
@@ -24,7 +24,9 @@ from nuvem.cluster.ports import MAX_WORKER_PORT, MIN_WORKER_PORT, parse_worker_p
 from nuvem.cluster.token import read_token, token_path
 from nuvem.config import Settings
 from nuvem.errors import BadRequest, ClusterTokenError, NotFound, NuvemError
+from nuvem.runtime.engine_choice import detect
 from nuvem.stack.cluster import MIN_OBJECT_STORE, check_node_ip, parse_label, split_address
+from nuvem.stack.container import CONTAINERS_LABEL, EngineName
 from nuvem.stack.pools import NODE_LABEL, POOL_LABEL
 from nuvem.stack.units import parse_memory
 
@@ -49,6 +51,7 @@ def join(
     rejoin: bool = True,
     worker_ports: str | None = None,
     temp_dir: Path | None = None,
+    container_engine: str = "auto",
 ) -> int:
 
     try:
@@ -59,7 +62,7 @@ def join(
             gpus=gpus,
             memory=parse_memory(memory) if memory is not None else None,
             object_store_memory=parse_memory(object_store_memory),
-            labels=dict(parse_label(label) for label in labels),
+            labels=engine_label(dict(parse_label(label) for label in labels), container_engine),
         )
         workers = (
             parse_worker_ports(worker_ports)
@@ -100,6 +103,26 @@ def join(
     return supervisor.run(
         options, settings.state_dir, say, drain_timeout=drain_timeout, rejoin=rejoin
     )
+
+
+def engine_label(labels: dict[str, str], choice: str) -> dict[str, str]:
+    """`labels` plus the one that says which container engine this node runs image
+    functions with (`--container-engine`: auto detects it, none leaves it out)."""
+    if CONTAINERS_LABEL in labels or choice == "none":
+        return labels
+    if choice not in ("auto", "podman", "docker"):
+        raise ValueError(
+            f"--container-engine {choice!r} is not an engine; use auto, podman, docker or none"
+        )
+    found = detect(cast(EngineName, choice), Settings.from_env().docker_host)
+    if found is None:
+        if choice != "auto":
+            raise ValueError(
+                f"--container-engine {choice}: {choice} does not answer on this machine; "
+                "install or start it, or use --container-engine none"
+            )
+        return labels
+    return {**labels, CONTAINERS_LABEL: found}
 
 
 def leave(state_dir: Path | None) -> None:
@@ -173,6 +196,7 @@ def show_list(
             listed.append(
                 {
                     **node.as_dict(),
+                    "containers": node.labels.get(CONTAINERS_LABEL, ""),
                     "replicas": replicas.get(node.address, []),
                     "pool": machine.get("pool", ""),
                     "lifecycle": machine.get("state", ""),
@@ -181,7 +205,18 @@ def show_list(
         print_json({"nodes": listed, "machines": waiting} if machines else listed)
         return
     table = Table(box=None, header_style="bold")
-    columns = ("ADDRESS", "STATE", "POOL", "CPU", "GPU", "MEMORY", "LABELS", "REPLICAS", "ID")
+    columns = (
+        "ADDRESS",
+        "STATE",
+        "POOL",
+        "CPU",
+        "GPU",
+        "MEMORY",
+        "CONTAINERS",
+        "LABELS",
+        "REPLICAS",
+        "ID",
+    )
     for column in columns:
         table.add_column(column)
     for node in nodes:
@@ -195,6 +230,7 @@ def show_list(
             f"{used.cpu:g}/{node.total.cpu:g}",
             f"{used.gpu:g}/{node.total.gpu:g}",
             f"{used.memory / 2**30:.1f}/{node.total.memory / 2**30:.1f} GiB",
+            node.labels.get(CONTAINERS_LABEL, "-"),
             ", ".join(f"{k}={v}" for k, v in node.labels.items() if k not in _OWN_LABELS),
             ", ".join(r["id"] for r in on_node) or "-",
             node.id[:12],
@@ -208,13 +244,14 @@ def show_list(
             "",
             "",
             "",
+            "",
             "-",
             "",
         )
     out.print(table)
 
 
-_OWN_LABELS = frozenset({NODE_LABEL, POOL_LABEL})
+_OWN_LABELS = frozenset({NODE_LABEL, POOL_LABEL, CONTAINERS_LABEL})
 
 
 def _gateway_view(

@@ -23,6 +23,7 @@ from nuvem.cli import listen_socket
 from nuvem.cli.context import settings_for
 from nuvem.cli.environment_progress import rich_progress
 from nuvem.cli.launch import client_url
+from nuvem.cli.nodes import engine_label
 from nuvem.cli.state_lock import (
     GatewayRecord,
     NotRunning,
@@ -31,13 +32,14 @@ from nuvem.cli.state_lock import (
     write_record,
 )
 from nuvem.cluster.head import running_head
-from nuvem.cluster.options import plan
+from nuvem.cluster.options import HeadOptions, plan
 from nuvem.config import DEFAULT_URL, Settings
 from nuvem.errors import LifecycleError
 from nuvem.gateway.app import Gateway
 from nuvem.gateway.guard import Guard, server_options
 from nuvem.gateway.line_sinks import StreamSink
 from nuvem.platform import Platform
+from nuvem.runtime.engine_choice import engine_setting
 from nuvem.runtime.environment import Phase, ProgressEvent
 from nuvem.runtime.process_stats import alive
 from nuvem.runtime.warm_pool import WarmPool
@@ -173,6 +175,13 @@ def serve(
     err.print(f"  state: {settings.state_dir}", highlight=False)
     # The stack's Ray head (cluster.engine: ray) lives as long as the gateway serves.
     cluster = plan(stack.cluster, settings.state_dir) if stack is not None else None
+    if isinstance(cluster, HeadOptions) and stack is not None:
+        # The head is a node too: it says whether it runs containers, as a joined one does.
+        choice = engine_setting(settings.container_engine, stack.container_engine)
+        labels = engine_label(dict(cluster.offer.labels), choice)
+        cluster = dataclasses.replace(
+            cluster, offer=dataclasses.replace(cluster.offer, labels=labels)
+        )
     try:
         with running_head(
             cluster, settings.state_dir, say=lambda line: err.print(line, highlight=False)

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nuvem.stack.container import ANY_ENGINE, CONTAINERS_LABEL
 from nuvem.stack.function import FunctionSpec
 
 
@@ -36,12 +37,27 @@ class Demand:
 
 def demand_of(spec: FunctionSpec) -> Demand:
     resources = spec.resources
+    labels = dict(spec.placement.labels)
+    if spec.image is not None:  # only a node with a container engine runs it
+        labels.setdefault(CONTAINERS_LABEL, ANY_ENGINE)
     return Demand(
         cpu=resources.cpu,
         gpu=resources.gpu,
         memory=float(resources.memory or 0),
-        labels=dict(spec.placement.labels),
+        labels=labels,
     )
+
+
+def label_matches(wanted: str, value: str | None) -> bool:
+    """Whether a node's label `value` (None: it has none) meets `wanted`, in Ray's label
+    selector terms: `v`, `!v`, `in(a,b)`, `!in(a,b)`."""
+    negated = wanted.startswith("!")
+    body = wanted[1:] if negated else wanted
+    if body.startswith("in(") and body.endswith(")"):
+        found = value is not None and value in {v.strip() for v in body[3:-1].split(",")}
+    else:
+        found = value == body
+    return found != negated
 
 
 def actor_options(spec: FunctionSpec) -> dict[str, Any]:
@@ -75,7 +91,7 @@ def _describe(name: str, amount: float) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Shortage:
-    short: str  # cpu, gpu, memory, labels, nodes, or busy (fits, but not now)
+    short: str  # cpu, gpu, memory, labels, engine, nodes, or busy (fits, but not now)
     reason: str
 
 
@@ -85,7 +101,18 @@ def pending_reason(demand: Demand, nodes: Sequence[NodeRoom]) -> Shortage:
     need = ", ".join(_describe(n, a) for n, a in wanted.items()) or "nothing"
     if not nodes:
         return Shortage("nodes", "no node is alive in the cluster; join one with `nuvem node join`")
-    labelled = [n for n in nodes if all(n.labels.get(k) == v for k, v in demand.labels.items())]
+    labelled = [
+        n for n in nodes if all(label_matches(v, n.labels.get(k)) for k, v in demand.labels.items())
+    ]
+    if not labelled and CONTAINERS_LABEL in demand.labels:
+        engines = [n for n in nodes if label_matches(ANY_ENGINE, n.labels.get(CONTAINERS_LABEL))]
+        if not engines:
+            return Shortage(
+                "engine",
+                f"no node runs containers (none has the label {CONTAINERS_LABEL}); install "
+                "podman or Docker on a node and join it with `nuvem node join` (it detects "
+                "the engine), or run the function as a handler",
+            )
     if not labelled:
         wanted_labels = ", ".join(f"{k}={v}" for k, v in sorted(demand.labels.items()))
         return Shortage("labels", f"no node has the labels {wanted_labels}; join one with --label")

@@ -17,7 +17,7 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from nuvem.cluster import code_bundle, link, ray_api
 from nuvem.cluster.bundle_store import stored_code
@@ -35,6 +35,14 @@ log = logging.getLogger(__name__)
 SETUP_TIMEOUT = 300.0
 CONNECT_WAIT = 30.0
 STATUS_INTERVAL = 1.0  # how often memory and log lines are read from a replica's node
+
+
+class Followed(Protocol):
+    """A replica's actor whose status the gateway polls (memory, log lines)."""
+
+    actor: Any
+    done: asyncio.Event
+    memory: int | None
 
 
 class RemoteWorker:
@@ -56,7 +64,7 @@ class RemoteWorker:
             self.returncode = await self.actor.wait.remote()
         except ray_api.actor_died_errors() as exc:
             # The actor is gone without its worker's exit code: its node died or was cut off.
-            self.lost = f"was lost with its node {self.node} ({_loss(exc)})"
+            self.lost = f"was lost with its node {self.node} ({loss_of(exc)})"
             # The link may still look open (a raylet crashed, its machine lives on): close
             # it, so the replica is dead now and the orphaned worker ends itself.
             self.on_lost()
@@ -81,13 +89,13 @@ class RemoteWorker:
         return self.memory
 
 
-def _loss(exc: BaseException) -> str:
+def loss_of(exc: BaseException) -> str:
     if type(exc).__name__ == "ActorUnavailableError":
         return "the node stopped answering"
     return "the node or the replica's actor died"
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
 
@@ -120,7 +128,7 @@ class RayRuntime:
         self._actors: dict[str, Any] = {}  # replica id -> its actor, until it is gone
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def _driver(self) -> None:
+    async def driver(self) -> None:
         # Connected on the first start, not at construction: the head nuvem starts beside
         # the gateway is up only once the gateway serves.
         async with self._driver_lock:
@@ -129,7 +137,7 @@ class RayRuntime:
                 self._connect_driver = None
 
     async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica:
-        await self._driver()
+        await self.driver()
         bundle, folder = await asyncio.to_thread(_code_of, spec)
         ref = self._bundles.get(bundle.digest)
         if ref is None:
@@ -138,7 +146,7 @@ class RayRuntime:
         actor = ray_api.remote_actor(ReplicaActor, actor_options(spec))
         self._actors[replica_id] = actor
         try:
-            await self._placed(spec, replica_id, actor)
+            await self.placed(spec, replica_id, actor)
             async with asyncio.timeout(self.setup_timeout):
                 host, port, node = await actor.prepare.remote(
                     spec.model_dump_json(), replica_id, [ref], bundle.digest, secret, folder
@@ -158,7 +166,7 @@ class RayRuntime:
             self._forget(replica_id, actor)
             raise SetupFailed(
                 f"function {spec.name!r}: replica {replica_id} failed on its node: "
-                f"{_first_line(exc)}",
+                f"{first_line(exc)}",
                 f"see `nuvem logs {spec.name}`",
             ) from None
         except ray_api.task_error() as exc:
@@ -166,7 +174,7 @@ class RayRuntime:
             cause = getattr(exc, "cause", None) or exc
             raise SetupFailed(
                 f"function {spec.name!r}: replica {replica_id} could not be prepared on its "
-                f"node: {_first_line(cause)}",
+                f"node: {first_line(cause)}",
                 f"fix the function and deploy it again; see `nuvem logs {spec.name}`",
             ) from None
         except BaseException:
@@ -175,7 +183,7 @@ class RayRuntime:
         finally:
             self._pending.pop(replica_id, None)
 
-    async def _placed(self, spec: FunctionSpec, replica_id: str, actor: Any) -> None:
+    async def placed(self, spec: FunctionSpec, replica_id: str, actor: Any) -> None:
         """Wait until Ray has placed the actor; meanwhile say why it waits."""
         placed = asyncio.ensure_future(actor.__ray_ready__.remote())
         # Cancelled while pending, the actor is killed: its answer is of no interest then.
@@ -222,11 +230,14 @@ class RayRuntime:
             "system",
             f"replica ready on node {worker.node} (pid {hello.pid}, Python {hello.python})",
         )
-        self._spawn(self._follow(spec.name, replica_id, worker))
+        self.follow(spec.name, replica_id, worker)
         return replica
 
-    async def _follow(self, function: str, replica_id: str, worker: RemoteWorker) -> None:
+    def follow(self, function: str, replica_id: str, worker: Followed) -> None:
         """Read the replica's memory and log lines from its node until it is gone."""
+        self._spawn(self._follow(function, replica_id, worker))
+
+    async def _follow(self, function: str, replica_id: str, worker: Followed) -> None:
         while not worker.done.is_set():
             try:
                 memory, lines, dropped = await worker.actor.status.remote()
@@ -244,10 +255,23 @@ class RayRuntime:
                     await worker.done.wait()
         self._actors.pop(replica_id, None)
 
+    def track(self, replica_id: str, actor: Any) -> None:
+        """Hold `actor` until its replica is gone (close releases every one held)."""
+        self._actors[replica_id] = actor
+
+    def forget(self, replica_id: str, actor: Any) -> None:
+        self._forget(replica_id, actor)
+
+    def done_starting(self, replica_id: str) -> None:
+        self._pending.pop(replica_id, None)
+
     def _forget(self, replica_id: str, actor: Any) -> None:
         self._actors.pop(replica_id, None)
         with contextlib.suppress(Exception):
             ray_api.kill(actor)
+
+    def spawn(self, coroutine: Any) -> None:
+        self._spawn(coroutine)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from nuvem.cluster import ray_api
-from nuvem.cluster.replica_host import Endpoint, LogLine, ReplicaHost
+from nuvem.cluster.log_buffer import LogLine
+from nuvem.cluster.replica_host import Endpoint, ReplicaHost
 from nuvem.config import Settings
 from nuvem.stack.function import FunctionSpec
 

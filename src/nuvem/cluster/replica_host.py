@@ -14,27 +14,17 @@ import contextlib
 import functools
 import signal
 import socket
-import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from nuvem.cluster import code_bundle, link
+from nuvem.cluster.log_buffer import LogBuffer, LogLine
 from nuvem.errors import BadRequest, Conflict
 from nuvem.runtime.environment import EnvironmentBuilder
 from nuvem.runtime.line_pump import pump_lines
 from nuvem.runtime.process_stats import rss_bytes
 from nuvem.runtime.worker_command import worker_argv, worker_environ
 from nuvem.stack.function import FunctionSpec
-
-MAX_LOG_LINES = 2000  # kept until the gateway collects them; older ones are dropped
-
-
-@dataclass(frozen=True, slots=True)
-class LogLine:
-    at: float
-    stream: str  # "stdout" or "stderr"
-    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +39,7 @@ class ReplicaHost:
         self.state_dir = state_dir
         self.environments = EnvironmentBuilder(state_dir)
         self.process: asyncio.subprocess.Process | None = None
-        self.logs: deque[LogLine] = deque(maxlen=MAX_LOG_LINES)
-        self.dropped = 0  # log lines lost because the gateway did not collect them in time
+        self.logs = LogBuffer()
         self._listener: socket.socket | None = None
         self._secret = b""
         self._spec: FunctionSpec | None = None
@@ -115,7 +104,7 @@ class ReplicaHost:
             sock.close()  # the worker has its own copy; ours would keep the link open
         for stream, name in ((self.process.stdout, "stdout"), (self.process.stderr, "stderr")):
             assert stream is not None
-            pump = asyncio.create_task(pump_lines(stream, functools.partial(self._keep, name)))
+            pump = asyncio.create_task(pump_lines(stream, functools.partial(self.logs.keep, name)))
             self._pumps.add(pump)
             pump.add_done_callback(self._pumps.discard)
         return self.process.pid
@@ -148,10 +137,7 @@ class ReplicaHost:
 
     def collect_logs(self) -> tuple[list[LogLine], int]:
         """The log lines since the last collection, and how many were dropped meanwhile."""
-        lines, dropped = list(self.logs), self.dropped
-        self.logs.clear()
-        self.dropped = 0
-        return lines, dropped
+        return self.logs.collect()
 
     async def close(self) -> None:
         """Kill the worker (if any) and stop listening: the host is going away."""
@@ -161,8 +147,3 @@ class ReplicaHost:
         if self.process is not None and self.process.returncode is None:
             self.kill()
             await self.process.wait()
-
-    def _keep(self, stream: str, text: str) -> None:
-        if len(self.logs) == self.logs.maxlen:
-            self.dropped += 1
-        self.logs.append(LogLine(time.time(), stream, text))

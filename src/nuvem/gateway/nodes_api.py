@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from nuvem.cluster.membership import Node, NodeState, newest_by
 from nuvem.gateway.services import Services
 from nuvem.gateway.system_api import Admin
+from nuvem.stack.container import CONTAINERS_LABEL
 from nuvem.stack.pools import NODE_LABEL
 
 router = APIRouter(prefix="/system", tags=["system"])
@@ -29,6 +30,10 @@ class NodeStatus(BaseModel):
     head: bool
     state: str = Field(description="alive | draining | dead")
     labels: dict[str, str]
+    containers: str = Field(
+        default="",
+        description="the engine it runs image functions with (podman, docker); empty: none",
+    )
     total: dict[str, Any] = Field(description="cpu, gpu, memory (bytes) and custom resources")
     used: dict[str, Any] = Field(description="what actors and tasks hold now")
     replicas: list[NodeReplica]
@@ -87,6 +92,7 @@ def _status(node: Node, replicas: list[NodeReplica]) -> NodeStatus:
         head=node.head,
         state=node.state.value,
         labels=dict(node.labels),
+        containers=node.labels.get(CONTAINERS_LABEL, ""),
         total=total.as_dict(),
         used=used,
         replicas=replicas,

@@ -7,20 +7,29 @@ from nuvem.runtime.environment import Environment
 from nuvem.runtime.replica import Pending, Replica, Runtime, SetupFailed
 from nuvem.stack.function import FunctionSpec
 
+NO_CONTAINERS = (
+    "no container engine runs image functions here",
+    "install podman or Docker (docs/containers.md), or run it as a handler",
+)
+
 
 class ByKind:
-    def __init__(self, processes: Runtime, containers: Runtime | None) -> None:
+    def __init__(
+        self,
+        processes: Runtime,
+        containers: Runtime | None,
+        missing: tuple[str, str] = NO_CONTAINERS,
+    ) -> None:
         self.processes = processes
-        self.containers = containers  # None: this engine runs no containers (yet)
+        self.containers = containers  # None: no container engine here
+        self.missing = missing  # why not, and the fix
 
     async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica:
         if not spec.serves_http:
             return await self.processes.start(spec, env, replica_id)
         if self.containers is None:
-            raise SetupFailed(
-                f"function {spec.name!r}: image functions do not run on a cluster yet",
-                "run it with the local engine (no cluster: block), or as a handler",
-            )
+            why, fix = self.missing
+            raise SetupFailed(f"function {spec.name!r}: {why}", fix)
         return await self.containers.start(spec, env, replica_id)
 
     def pending(self, function: str) -> list[Pending]:

@@ -3,7 +3,8 @@
 A replica's container runs attached: the engine's client process (`podman run` without
 `-d`) lives as long as the container, carries its stdout and stderr, and exits with its
 code, so the replica sees its end the way it sees a worker's. `podman.py` implements it
-with podman; `fake_engine.py` in this process, for tests.
+with podman's command line, `docker.py` with the Docker Engine API, `fake_engine.py` in
+this process, for tests; `engine_choice.py` picks one.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ class ContainerRun:
 
     name: str  # unique per replica: stop, kill and inspect find it by this
     image: str
-    host_port: int  # published on 127.0.0.1
+    host_port: int  # published on host_ip
     port: int  # where the image listens inside
     env: dict[str, str] = field(default_factory=dict)
     cpus: float | None = None
     memory: int | None = None  # bytes; the engine kills the container above it
     labels: dict[str, str] = field(default_factory=dict)
+    # Loopback on one machine; a cluster node's own address, which the gateway calls.
+    host_ip: str = "127.0.0.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,17 +55,12 @@ class Attached(Protocol):
     async def wait(self) -> int: ...
 
 
-class ContainerEngine(Protocol):
+class ContainerControl(Protocol):
+    """What a running replica needs of the engine that runs its container (on this
+    machine, or through a cluster node's actor)."""
+
     @property
     def name(self) -> str: ...  # "podman", "docker", "fake": said in errors
-
-    async def exists(self, image: str) -> bool:
-        """Whether `image` is in the engine's local store."""
-        ...
-
-    async def run(self, run: ContainerRun) -> Attached:
-        """Start the container, attached; raise EngineError when the engine refuses."""
-        ...
 
     async def stop(self, name: str, grace: float) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds. No error once it has ended."""
@@ -76,12 +74,26 @@ class ContainerEngine(Protocol):
         """Its state, or None when no container has that name."""
         ...
 
-    async def logs(self, name: str) -> str:
-        """All it wrote to stdout and stderr so far."""
-        ...
-
     async def remove(self, name: str) -> None:
         """Remove it (killed first when it runs). No error when it does not exist."""
+        ...
+
+
+class ContainerEngine(ContainerControl, Protocol):
+    async def exists(self, image: str) -> bool:
+        """Whether `image` is in the engine's local store."""
+        ...
+
+    async def pull(self, image: str) -> None:
+        """Fetch `image` from its registry; raise EngineError when that fails."""
+        ...
+
+    async def run(self, run: ContainerRun) -> Attached:
+        """Start the container, attached; raise EngineError when the engine refuses."""
+        ...
+
+    async def logs(self, name: str) -> str:
+        """All it wrote to stdout and stderr so far."""
         ...
 
     async def build(
@@ -94,6 +106,10 @@ class ContainerEngine(Protocol):
     ) -> None:
         """Build `tag` from `file` in `context`, each line of its output to `on_line`;
         raise BuildError with the output's last lines when it fails."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the engine holds (connections, watches)."""
         ...
 
 

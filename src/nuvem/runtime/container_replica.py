@@ -16,7 +16,7 @@ import signal
 import time
 from collections.abc import Callable
 
-from nuvem.runtime.container_engine import Attached, ContainerEngine, ContainerExit, ContainerRun
+from nuvem.runtime.container_engine import Attached, ContainerControl, ContainerExit, ContainerRun
 from nuvem.runtime.drain import Draining
 from nuvem.runtime.http_connection import HttpFailed
 from nuvem.runtime.http_pool import HttpPool
@@ -52,16 +52,17 @@ class ContainerReplica(Draining):
         replica_id: str,
         function: str,
         fingerprint: str,
-        engine: ContainerEngine,
+        engine: ContainerControl,
         run: ContainerRun,
         attached: Attached,
         pool: HttpPool,
         clock: Callable[[], float] = time.monotonic,
+        node: str = "local",  # a cluster node's address when it runs there
     ) -> None:
         self.id = replica_id
         self.function = function
         self.fingerprint = fingerprint
-        self.node = "local"
+        self.node = node
         self.state = ReplicaState.READY
         self.inflight = 0
         self.started_at = clock()
@@ -145,7 +146,11 @@ class ContainerReplica(Draining):
         except Exception:  # the engine is away: the attached process's code still tells
             exit = None
         if self.exit_cause is None:
-            self.exit_cause = container_cause(exit, self.run.memory, code)
+            # A container on a lost cluster node has no exit code: its attached side says so.
+            lost = getattr(self.attached, "lost", None)
+            self.exit_cause = (
+                lost if isinstance(lost, str) else container_cause(exit, self.run.memory, code)
+            )
         self.state = ReplicaState.DEAD
         self._ended.set()
         error = replica_died(self.function, self.id, self.exit_cause)

@@ -16,7 +16,8 @@ import os
 import socket
 import time
 from collections.abc import Coroutine
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from nuvem.runtime.container_engine import Attached, ContainerEngine, ContainerRun, EngineError
 from nuvem.runtime.container_replica import ContainerReplica, container_cause
@@ -25,7 +26,6 @@ from nuvem.runtime.http_connection import HttpFailed
 from nuvem.runtime.http_pool import HttpPool
 from nuvem.runtime.image_builder import ImageBuilder
 from nuvem.runtime.line_pump import pump_lines
-from nuvem.runtime.logbook import LogBook
 from nuvem.runtime.replica import Pending, Replica, SetupFailed
 from nuvem.stack.function import FunctionSpec
 
@@ -39,11 +39,35 @@ LOG_TAIL = 5  # lines of the container's output quoted when it fails to start
 WATCHDOG_TIMEOUTS = ("read_timeout", "write_timeout", "exec_timeout")
 
 
-def _free_port() -> int:
+def _free_port(host: str) -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@dataclass(frozen=True, slots=True)
+class Launched:
+    """A container that is ready, with the pool its readiness was probed on."""
+
+    run: ContainerRun
+    attached: Attached
+    pool: HttpPool
+
+
+class LineSink(Protocol):
+    """Where a container's output lines go: the gateway's LogBook, or a node's buffer."""
+
+    def write(self, name: str, instance: str, stream: str, text: str) -> None: ...
+
+
+def registry_of(image: str) -> str | None:
+    """The registry host an image reference names, as Docker reads one (a first part with a
+    dot or a port); None for a local name (`localhost/x`, `x:1`)."""
+    first, slash, _ = image.partition("/")
+    if slash and ("." in first or ":" in first):
+        return first
+    return None
 
 
 def container_env(spec: FunctionSpec, replica_id: str) -> dict[str, str]:
@@ -60,11 +84,13 @@ class ContainerRuntime:
     def __init__(
         self,
         engine: ContainerEngine,
-        logbook: LogBook,
+        logbook: LineSink,
         ready_timeout: float = READY_TIMEOUT,
         images: ImageBuilder | None = None,
+        host_ip: str = "127.0.0.1",  # where containers' ports are published and probed
     ) -> None:
         self.engine = engine
+        self.host_ip = host_ip
         self.logbook = logbook
         self.images = images if images is not None else ImageBuilder(engine)
         self.ready_timeout = ready_timeout
@@ -85,6 +111,7 @@ class ContainerRuntime:
     async def close(self) -> None:
         for task in list(self._pumps):
             task.cancel()
+        await self.engine.close()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
@@ -92,19 +119,28 @@ class ContainerRuntime:
         task.add_done_callback(self._pumps.discard)
 
     async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica:
+        launched = await self.launch(spec, replica_id)
+        return ContainerReplica(
+            replica_id,
+            spec.name,
+            spec.fingerprint(),
+            self.engine,
+            launched.run,
+            launched.attached,
+            launched.pool,
+        )
+
+    async def launch(self, spec: FunctionSpec, replica_id: str) -> Launched:
+        """Run the function's container and wait until it is ready (a cluster node does
+        this for a gateway elsewhere, then hands the container over)."""
         assert spec.serves_http, "only image functions are started here"
         image = spec.image if spec.image is not None else await self.images.ensure(spec)
-        if not await self.engine.exists(image):
-            raise SetupFailed(
-                f"function {spec.name!r}: image {image!r} is not in {self.engine.name}'s "
-                "image store",
-                f"build it (`{self.engine.name} build -t {image} .`), load it, or fix image: "
-                "in the stack file",
-            )
+        await self._image(spec, image, replica_id)
         run = ContainerRun(
             name=f"nuvem-{replica_id}-{self.instance}",
             image=image,
-            host_port=_free_port(),
+            host_port=_free_port(self.host_ip),
+            host_ip=self.host_ip,
             port=spec.container_port,
             env=container_env(spec, replica_id),
             cpus=spec.resources.cpu,
@@ -122,7 +158,7 @@ class ContainerRuntime:
             if stream is not None:
                 write = functools.partial(self.logbook.write, spec.name, replica_id, name)
                 self._spawn(pump_lines(stream, write))
-        pool = HttpPool("127.0.0.1", run.host_port)
+        pool = HttpPool(run.host_ip, run.host_port)
         try:
             await self._ready(spec, run, attached, pool)
         except BaseException:
@@ -130,11 +166,35 @@ class ContainerRuntime:
             await self._discard(run, attached)
             raise
         self.logbook.write(
-            spec.name, replica_id, "system", f"container {run.name} ready on port {run.host_port}"
+            spec.name,
+            replica_id,
+            "system",
+            f"container {run.name} ready on {run.host_ip}:{run.host_port}",
         )
-        return ContainerReplica(
-            replica_id, spec.name, spec.fingerprint(), self.engine, run, attached, pool
-        )
+        return Launched(run, attached, pool)
+
+    async def _image(self, spec: FunctionSpec, image: str, replica_id: str) -> None:
+        """Make sure the engine has `image`: one from a registry is pulled when missing."""
+        if await self.engine.exists(image):
+            return
+        registry = registry_of(image)
+        if registry is None:
+            raise SetupFailed(
+                f"function {spec.name!r}: image {image!r} is not in {self.engine.name}'s "
+                "image store",
+                f"build it (`{self.engine.name} build -t {image} .`), load it, or fix image: "
+                "in the stack file (an image from a registry, e.g. registry.example:5000/"
+                "name:tag, is pulled)",
+            )
+        self.logbook.write(spec.name, replica_id, "system", f"pulling {image} from {registry}")
+        try:
+            await self.engine.pull(image)
+        except (EngineError, OSError) as error:
+            raise SetupFailed(
+                f"function {spec.name!r}: {self.engine.name} could not pull {image!r} from "
+                f"{registry}: {error}",
+                f"check that {registry} is reachable from this node and holds the image",
+            ) from None
 
     async def _discard(self, run: ContainerRun, attached: Attached) -> None:
         """Remove a container that failed to start, and make sure it stays removed: one
@@ -185,7 +245,7 @@ class ContainerRuntime:
         if spec.health is None:
             try:
                 _, writer = await asyncio.wait_for(
-                    asyncio.open_connection("127.0.0.1", run.host_port), PROBE_TIMEOUT
+                    asyncio.open_connection(run.host_ip, run.host_port), PROBE_TIMEOUT
                 )
             except (OSError, TimeoutError) as error:
                 return f"nothing accepted a connection ({type(error).__name__})"

@@ -65,16 +65,29 @@ class FakeEngine:
         self.images: dict[str, App] = dict(images or {})
         self.containers: dict[str, FakeContainer] = {}
         self.builds: list[tuple[Path, str, str, dict[str, str]]] = []
+        # What a registry would serve: `pull` copies one into `images`.
+        self.registry: dict[str, App] = {}
+        self.pulls: list[str] = []
 
     async def exists(self, image: str) -> bool:
         return image in self.images
+
+    async def pull(self, image: str) -> None:
+        self.pulls.append(image)
+        if image not in self.registry:
+            raise EngineError(f"pull {image}: manifest unknown")
+        self.images[image] = self.registry[image]
+
+    async def close(self) -> None:
+        for name in list(self.containers):
+            await self.exit(name, 137)
 
     async def run(self, run: ContainerRun) -> Attached:
         app = self.images.get(run.image)
         if app is None:
             raise EngineError(f"{run.image}: image not known")
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=run.host_port, log_level="warning", lifespan="off"
+            app, host=run.host_ip, port=run.host_port, log_level="warning", lifespan="off"
         )
         server = uvicorn.Server(config)
         serving = asyncio.get_running_loop().create_task(server.serve())

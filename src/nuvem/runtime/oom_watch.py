@@ -14,9 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 MEMORY_ROOT = Path("/sys/fs/cgroup/memory")
+CGROUP_WAIT = 30.0  # seconds a started container's cgroup may take to appear
+POLL = 0.02
 
 
 def find_memory_cgroup(container_id: str, root: Path = MEMORY_ROOT) -> Path | None:
@@ -66,3 +70,21 @@ class OomWatch:
         if self._control is not None:
             os.close(self._control)
             self._control = None
+
+
+async def watch_container(
+    container_id: Callable[[], str | None],
+    running: Callable[[], bool],
+    within: float = CGROUP_WAIT,
+) -> OomWatch | None:
+    """An armed OomWatch on a container's memory cgroup, once its id is known and its
+    cgroup exists; None when it ends first, or its cgroup cannot be watched."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and running():
+        found = container_id()
+        cgroup = find_memory_cgroup(found) if found else None
+        if cgroup is not None:
+            watch = OomWatch(cgroup)
+            return watch if watch.arm() else None
+        await asyncio.sleep(POLL)
+    return None

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import tempfile
-import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -25,13 +24,12 @@ from nuvem.runtime.container_engine import (
     EngineError,
 )
 from nuvem.runtime.line_pump import pump_lines
-from nuvem.runtime.oom_watch import OomWatch, find_memory_cgroup
+from nuvem.runtime.oom_watch import OomWatch, watch_container
 
 RUNC = "/usr/sbin/runc"
 ULIMITS = ("nofile=1024:1024", "nproc=1024:1024")
 _MISSING = ("no such container", "no container with name or id")
 REMOVE_TRIES = 5
-CGROUP_WAIT = 30.0  # seconds a started container's cgroup may take to appear
 BUILD_TIMEOUT = 1800.0  # seconds an image build may take
 BUILD_TAIL = 40  # lines of a failed build's output kept for its error
 
@@ -76,7 +74,7 @@ class Podman:
         cidfile = self._ids / run.name
         cidfile.unlink(missing_ok=True)
         args = ["run", "--name", run.name, "--cidfile", str(cidfile), *self.ulimits]
-        args += ["-p", f"127.0.0.1:{run.host_port}:{run.port}"]
+        args += ["-p", f"{run.host_ip}:{run.host_port}:{run.port}"]
         if run.cpus is not None:
             args += ["--cpus", f"{run.cpus:g}"]
         if run.memory is not None:
@@ -102,19 +100,21 @@ class Podman:
         return process
 
     async def _watch_oom(self, name: str, process: asyncio.subprocess.Process) -> None:
-        """Arm an OomWatch on the container's memory cgroup once it exists."""
         cidfile = self._ids / name
-        deadline = time.monotonic() + CGROUP_WAIT
-        while time.monotonic() < deadline and process.returncode is None:
+
+        def container_id() -> str | None:
             with contextlib.suppress(OSError):
-                container_id = cidfile.read_text().strip()
-                cgroup = find_memory_cgroup(container_id) if container_id else None
-                if cgroup is not None:
-                    watch = OomWatch(cgroup)
-                    if watch.arm():
-                        self._watches[name] = watch
-                    return
-            await asyncio.sleep(0.02)
+                return cidfile.read_text().strip() or None
+            return None
+
+        watch = await watch_container(container_id, lambda: process.returncode is None)
+        if watch is not None:
+            self._watches[name] = watch
+
+    async def pull(self, image: str) -> None:
+        code, out, err = await self._podman("pull", "--quiet", image, within=BUILD_TIMEOUT)
+        if code != 0:
+            raise EngineError(f"podman pull failed ({code}): {err.strip() or out.strip()}")
 
     async def stop(self, name: str, grace: float) -> None:
         await self._podman("stop", "--time", str(max(0, round(grace))), name)
@@ -152,6 +152,11 @@ class Podman:
             if code == 0 or any(text in err.lower() for text in _MISSING):
                 return
             await asyncio.sleep(0.2)
+
+    async def close(self) -> None:
+        for watch in self._watches.values():
+            watch.close()
+        self._watches.clear()
 
     async def build(
         self,

@@ -39,7 +39,7 @@ class Pending:
     """A replica being started that no node can take yet."""
 
     replica_id: str
-    short: str  # what is missing: cpu, gpu, memory, labels or nodes
+    short: str  # what is missing: cpu, gpu, memory, labels, engine or nodes
     reason: str  # in words, with what would help
 
 

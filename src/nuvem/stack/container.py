@@ -10,11 +10,18 @@ an error naming the field to remove.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from nuvem.stack.function import FunctionSpec
 
+# What runs image functions (the stack's container_engine:, runtime/engine_choice.py).
+EngineName = Literal["auto", "podman", "docker"]
+ENGINE_NAMES: tuple[EngineName, ...] = ("auto", "podman", "docker")
+# The node label that says which engine a cluster node runs containers with (set by
+# `nuvem node join`); image functions are placed only where it is.
+CONTAINERS_LABEL = "nuvem.io/containers"
+ANY_ENGINE = "in(docker,podman)"  # Ray's label selector for "either engine"
 DEFAULT_PORT = 8080  # of-watchdog's, and so every OpenFaaS template's
 # registry/name:tag or @digest, as podman and Docker accept them: no spaces, no scheme.
 _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from nuvem.stack.cluster import Cluster
+from nuvem.stack.container import EngineName
 from nuvem.stack.function import FunctionSpec, Strict
 from nuvem.stack.metrics import MetricsSpec
 from nuvem.stack.pools import PoolSpec
@@ -25,6 +26,11 @@ class Stack(Strict):
     )
     metrics: MetricsSpec = Field(
         default_factory=MetricsSpec, description="where metrics are pushed: influxdb"
+    )
+    container_engine: EngineName = Field(
+        default="auto",
+        description="what runs image functions: auto (Docker if its API answers, else "
+        "podman), podman or docker",
     )
 
     @field_validator("version", mode="before")

@@ -1,0 +1,169 @@
+"""`RayContainers`: image function replicas on a Ray cluster, one container per replica.
+
+Ray places a `ContainerActor` on a node with a container engine (its `nuvem.io/containers`
+label) and the function's CPUs and memory; the actor runs the container through that
+node's engine, published on the node's address. The gateway calls the container there
+over HTTP, on its own pool, exactly as it calls a container on this machine: the replica
+is a `ContainerReplica` whose engine and attached side are the actor's.
+
+It shares the Ray runtime's driver, placement wait, pending reasons and actor book.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from nuvem.cluster import ray_api
+from nuvem.cluster.container_actor import ContainerActor, Refused, Started
+from nuvem.cluster.placement import actor_options
+from nuvem.cluster.ray_runtime import RayRuntime, first_line, loss_of
+from nuvem.runtime.container_engine import ContainerExit
+from nuvem.runtime.container_replica import ContainerReplica
+from nuvem.runtime.environment import Environment
+from nuvem.runtime.http_pool import HttpPool
+from nuvem.runtime.replica import Pending, Replica, SetupFailed
+from nuvem.stack.function import FunctionSpec
+
+SETUP_TIMEOUT = 300.0  # a pull from a registry may take minutes
+
+
+class ActorEngine:
+    """The node's engine, reached through the replica's actor. Implements
+    `ContainerControl`; removing the container releases the actor (and so the resources
+    it holds on its node)."""
+
+    def __init__(self, actor: Any, name: str) -> None:
+        self.actor = actor
+        self.name = name
+
+    async def stop(self, name: str, grace: float) -> None:
+        with contextlib.suppress(*ray_api.actor_died_errors()):
+            await self.actor.stop.remote(name, grace)
+
+    async def kill(self, name: str) -> None:
+        with contextlib.suppress(*ray_api.actor_died_errors()):
+            await self.actor.kill.remote(name)
+
+    async def inspect(self, name: str) -> ContainerExit | None:
+        found: ContainerExit | None = await self.actor.inspect.remote(name)
+        return found
+
+    async def remove(self, name: str) -> None:
+        try:
+            await self.actor.remove.remote(name)
+        finally:
+            with contextlib.suppress(Exception):
+                ray_api.kill(self.actor)
+
+
+class ActorAttached:
+    """The container's end as its actor reports it. Implements `Attached`; `lost` is set
+    when the actor (its node) is gone, which says more than any exit code."""
+
+    def __init__(self, actor: Any, pid: int, node: str) -> None:
+        self.actor = actor
+        self.pid = pid
+        self.node = node
+        self.returncode: int | None = None
+        self.stdout: asyncio.StreamReader | None = None  # lines come by `status` instead
+        self.stderr: asyncio.StreamReader | None = None
+        self.lost: str | None = None
+        self.memory: int | None = None
+        self.done = asyncio.Event()
+        self._exit = asyncio.get_running_loop().create_task(self._wait())
+
+    async def _wait(self) -> None:
+        try:
+            self.returncode = int(await self.actor.wait.remote())
+        except ray_api.actor_died_errors() as exc:
+            self.lost = f"was lost with its node {self.node} ({loss_of(exc)})"
+            self.returncode = -1
+        finally:
+            self.done.set()
+
+    async def wait(self) -> int:
+        await asyncio.shield(self._exit)
+        assert self.returncode is not None
+        return self.returncode
+
+
+class RayContainers:
+    """Implements `Runtime` for image functions on the Ray runtime's cluster."""
+
+    def __init__(self, ray: RayRuntime, setup_timeout: float = SETUP_TIMEOUT) -> None:
+        self.ray = ray
+        self.setup_timeout = setup_timeout
+
+    async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica:
+        await self.ray.driver()
+        actor = ray_api.remote_actor(ContainerActor, actor_options(spec))
+        self.ray.track(replica_id, actor)
+        try:
+            await self.ray.placed(spec, replica_id, actor)
+            async with asyncio.timeout(self.setup_timeout):
+                answer = await actor.start.remote(spec.model_dump_json(), replica_id)
+        except TimeoutError:
+            self.ray.forget(replica_id, actor)
+            raise SetupFailed(
+                f"function {spec.name!r}: replica {replica_id}'s container was not ready "
+                f"within {self.setup_timeout:.0f}s on its node",
+                f"see `nuvem logs {spec.name}`",
+            ) from None
+        except (*ray_api.actor_died_errors(), ray_api.task_error()) as exc:
+            self.ray.forget(replica_id, actor)
+            raise SetupFailed(
+                f"function {spec.name!r}: replica {replica_id} failed on its node: "
+                f"{first_line(getattr(exc, 'cause', None) or exc)}",
+                f"see `nuvem logs {spec.name}`",
+            ) from None
+        except BaseException:
+            self.ray.forget(replica_id, actor)
+            raise
+        finally:
+            self.ray.done_starting(replica_id)
+        if isinstance(answer, Refused):
+            self._collect(spec.name, replica_id, actor)
+            raise SetupFailed(answer.message, answer.hint)
+        assert isinstance(answer, Started)
+        run = answer.run
+        attached = ActorAttached(actor, answer.pid, run.host_ip)
+        replica = ContainerReplica(
+            replica_id,
+            spec.name,
+            spec.fingerprint(),
+            ActorEngine(actor, answer.engine),
+            run,
+            attached,
+            HttpPool(run.host_ip, run.host_port),
+            node=run.host_ip,
+        )
+        self.ray.logbook.write(
+            spec.name,
+            replica_id,
+            "system",
+            f"container {run.name} ready on node {run.host_ip} ({answer.engine}), "
+            f"called at {run.host_ip}:{run.host_port}",
+        )
+        self.ray.follow(spec.name, replica_id, attached)
+        return replica
+
+    def _collect(self, function: str, replica_id: str, actor: Any) -> None:
+        """A refused start's lines (the container's output before it failed), then the
+        actor is released."""
+
+        async def collect() -> None:
+            with contextlib.suppress(Exception):
+                _, lines, _ = await actor.status.remote()
+                for line in lines:
+                    self.ray.logbook.write(function, replica_id, line.stream, line.text)
+            self.ray.forget(replica_id, actor)
+
+        self.ray.spawn(collect())
+
+    def pending(self, function: str) -> list[Pending]:
+        return []  # the Ray runtime keeps every pending replica, containers' too
+
+    async def close(self) -> None:
+        return None  # the Ray runtime releases every actor it holds
