@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -18,15 +18,15 @@ from rich.table import Table
 from nuvem.cli.client import Client
 from nuvem.cli.context import print_json, settings_for
 from nuvem.cluster import record, supervisor
+from nuvem.cluster.engine_label import engine_label
 from nuvem.cluster.membership import Membership, Node, NodeState, Resources, newest_by
 from nuvem.cluster.options import JoinOptions, Offer
 from nuvem.cluster.ports import MAX_WORKER_PORT, MIN_WORKER_PORT, parse_worker_ports
 from nuvem.cluster.token import read_token, token_path
 from nuvem.config import Settings
 from nuvem.errors import BadRequest, ClusterTokenError, NotFound, NuvemError
-from nuvem.runtime.engine_choice import detect
 from nuvem.stack.cluster import MIN_OBJECT_STORE, check_node_ip, parse_label, split_address
-from nuvem.stack.container import CONTAINERS_LABEL, EngineName
+from nuvem.stack.container import CONTAINERS_LABEL
 from nuvem.stack.pools import NODE_LABEL, POOL_LABEL
 from nuvem.stack.units import parse_memory
 
@@ -103,26 +103,6 @@ def join(
     return supervisor.run(
         options, settings.state_dir, say, drain_timeout=drain_timeout, rejoin=rejoin
     )
-
-
-def engine_label(labels: dict[str, str], choice: str) -> dict[str, str]:
-    """`labels` plus the one that says which container engine this node runs image
-    functions with (`--container-engine`: auto detects it, none leaves it out)."""
-    if CONTAINERS_LABEL in labels or choice == "none":
-        return labels
-    if choice not in ("auto", "podman", "docker"):
-        raise ValueError(
-            f"--container-engine {choice!r} is not an engine; use auto, podman, docker or none"
-        )
-    found = detect(cast(EngineName, choice), Settings.from_env().docker_host)
-    if found is None:
-        if choice != "auto":
-            raise ValueError(
-                f"--container-engine {choice}: {choice} does not answer on this machine; "
-                "install or start it, or use --container-engine none"
-            )
-        return labels
-    return {**labels, CONTAINERS_LABEL: found}
 
 
 def leave(state_dir: Path | None) -> None:

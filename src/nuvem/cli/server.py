@@ -23,7 +23,6 @@ from nuvem.cli import listen_socket
 from nuvem.cli.context import settings_for
 from nuvem.cli.environment_progress import rich_progress
 from nuvem.cli.launch import client_url
-from nuvem.cli.nodes import engine_label
 from nuvem.cli.state_lock import (
     GatewayRecord,
     NotRunning,
@@ -31,6 +30,7 @@ from nuvem.cli.state_lock import (
     read_record,
     write_record,
 )
+from nuvem.cluster.engine_label import engine_label
 from nuvem.cluster.head import running_head
 from nuvem.cluster.options import HeadOptions, plan
 from nuvem.config import DEFAULT_URL, Settings
