@@ -19,8 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
+from nuvem.runtime.engine_choice import ping
 from servers import missing
 
 BASE = "localhost/nuvem-test-base:bookworm"
@@ -142,18 +141,15 @@ def docker_api(folder: Path) -> Iterator[str]:
     host = f"unix://{sock}"
     try:
         deadline = time.monotonic() + 30
-        transport = httpx.HTTPTransport(uds=str(sock))
-        with httpx.Client(transport=transport, base_url="http://docker") as client:
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get("/_ping", timeout=2).status_code == 200:
-                        break
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"podman system service did not answer on {sock}: "
-                        + (folder / "podman-service.log").read_text()[-2000:]
-                    )
-                time.sleep(0.05)
+        # The platform's own probe, not httpx: httpcore leaves the socket of a refused
+        # Unix connect open (a ResourceWarning, an error under filterwarnings=error).
+        while not ping(host):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"podman system service did not answer on {sock}: "
+                    + (folder / "podman-service.log").read_text()[-2000:]
+                )
+            time.sleep(0.05)
         yield host
     finally:
         with contextlib.suppress(ProcessLookupError):

@@ -27,6 +27,7 @@ from nuvem.cluster.options import ExistingHead, JoinOptions, Offer
 from nuvem.cluster.process_session import process_alive, session_members
 from nuvem.cluster.record import read_head
 from nuvem.errors import ClusterError
+from nuvem.stack.container import CONTAINERS_LABEL
 from ray_cluster import NODE_IPS, SMALL_STORE, RayCluster, next_ip, worker_range
 from support import block_until
 
@@ -135,7 +136,8 @@ def test_joined_nodes_show_their_labels_and_resources(ray_cluster: RayCluster) -
     assert head.total.cpu == 1
     first, second = (nodes[ip] for ip in NODE_IPS)
     assert first.state is second.state is NodeState.ALIVE
-    assert first.labels == {"rack": "0", "zone": "a"}
+    # The fixture says the first node runs containers (image functions are placed there).
+    assert first.labels == {"rack": "0", "zone": "a", CONTAINERS_LABEL: "podman"}
     assert second.labels == {"rack": "1", "zone": "b"}
     # Declared on a machine without any: Ray schedules by what the node says it has.
     assert (first.total.cpu, first.total.gpu, first.total.memory) == (1, 2, 2**30)
@@ -150,7 +152,7 @@ def test_nodes_command_lists_the_cluster(ray_cluster: RayCluster) -> None:
     nodes = {n["address"]: n for n in json.loads(listed.stdout) if n["state"] == "alive"}
     assert set(nodes) == {ray_cluster.address.split(":")[0], *NODE_IPS}
     first = nodes[NODE_IPS[0]]
-    assert first["labels"] == {"rack": "0", "zone": "a"}
+    assert first["labels"] == {"rack": "0", "zone": "a", CONTAINERS_LABEL: "podman"}
     assert first["resources"]["total"] == {"cpu": 1.0, "gpu": 2.0, "memory": 2**30}
     assert first["resources"]["available"]["gpu"] == 2.0
     assert first["head"] is False
@@ -416,6 +418,8 @@ def test_ctrl_c_on_a_foreground_join_drains_and_leaves(
         ray_cluster,
         state,
         *("--node-ip", ip, "--cpus", "1", "--gpus", "2", "--label", "role=spare"),
+        # No engine label, whatever this machine runs: the labels below are the ones given.
+        *("--container-engine", "none"),
         *("--drain-timeout", "60"),
     )
     membership = ray_cluster.membership()

@@ -82,12 +82,18 @@ async def test_errors_answer_with_the_trace_too(gateway: Running) -> None:
         refused = await anonymous.post("/function/fail")
         assert refused.status_code == 401
         assert fields(refused.headers["traceparent"])[0] == TRACE
-        unknown_model = await anonymous.post("/v2/models/nothing/infer", content=b"{}")
-        assert unknown_model.status_code == 404
-        assert fields(unknown_model.headers["traceparent"])[0] == TRACE
-        prediction = await anonymous.post("/predictions/nothing", content=b"x")
-        assert prediction.status_code == 404
-        assert fields(prediction.headers["traceparent"])[0] == TRACE
+        # Without a key, a model that does not exist is refused like any other (401).
+        for path in ("/v2/models/nothing/infer", "/predictions/nothing"):
+            refused = await anonymous.post(path, content=b"{}")
+            assert refused.status_code == 401
+            assert fields(refused.headers["traceparent"])[0] == TRACE
+    # The admin is told it does not exist (404), and the trace goes on there too.
+    for path in ("/v2/models/nothing/infer", "/predictions/nothing"):
+        missing = await gateway.admin.post(
+            path, content=b"{}", headers={"traceparent": TRACEPARENT}
+        )
+        assert missing.status_code == 404
+        assert fields(missing.headers["traceparent"])[0] == TRACE
 
 
 async def test_a_handlers_own_traceparent_does_not_replace_the_gateways(gateway: Running) -> None:
