@@ -37,8 +37,12 @@ format: install
 test: install system-deps ruff  ## lint, then the whole test suite (mypy alongside)
 	$(MAKE) --no-print-directory -j2 typecheck pytest
 
+# Two pytest-xdist workers: most tests wait on the servers and processes they start, so two
+# share the two cores well. Tests that share the Ray cluster, and those that build podman
+# images, keep to one worker each (tests/conftest.py). TEST_WORKERS=0 runs them in-process.
+TEST_WORKERS ?= 2
 pytest: install
-	$(BIN)/pytest
+	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
 fuzz: install  ## fuzz the parsers of outside bytes with many more examples (profile "fuzz")
 	NUVEM_FUZZ_PROFILE=fuzz $(BIN)/pytest tests/fuzz -q --timeout 0 -k "not atheris"

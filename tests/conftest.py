@@ -42,3 +42,24 @@ def handlers_dir(tmp_path: Path) -> Path:
 async def gateway(tmp_path: Path, handlers_dir: Path) -> AsyncIterator[Running]:
     async with serving(handlers_dir, tmp_path / "state") as running:
         yield running
+
+
+# pytest-xdist (`make test` runs two workers, --dist loadgroup): the tests that share the
+# session's Ray cluster run on one worker, which starts it once; so do those that build
+# and run podman images, which would otherwise take both cores for minutes at a time.
+_PODMAN_MODULES = frozenset(
+    {
+        "test_container_builds.py",
+        "test_container_engines.py",
+        "test_container_functions.py",
+        "test_containers.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "ray_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("ray"))
+        elif item.path.name in _PODMAN_MODULES:
+            item.add_marker(pytest.mark.xdist_group("podman"))

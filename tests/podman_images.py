@@ -10,6 +10,7 @@ in this sandbox (shared/notes/platform-facts.md, "Containers"; docs/containers.m
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -76,10 +77,28 @@ def make_base_tar() -> None:
         shutil.rmtree(rootfs, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _one_builder() -> Iterator[None]:
+    """Builds of the shared test images one at a time across the test run's processes
+    (pytest-xdist workers tag the same images)."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    with (DATA / "podman-builds.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def base_image() -> str:
     """The Debian base image with python3, imported from the cached tarball (made first
     when missing); skips, or fails under CI, without podman."""
     need_podman()
+    with _one_builder():
+        return _base_image()
+
+
+def _base_image() -> str:
     if subprocess.run(["podman", "image", "exists", BASE], check=False).returncode != 0:
         if not BASE_TAR.exists():
             make_base_tar()
@@ -93,6 +112,13 @@ def build_image(
     """Build `tag`; `cache=False` when only build args differ from a cached build: buildah
     here reuses an `ENV X=${ARG}` layer whatever the argument's new value (measured)."""
     build_args = [arg for key, value in args.items() for arg in ("--build-arg", f"{key}={value}")]
+    with _one_builder():
+        _build(containerfile, context, tag, build_args, cache)
+
+
+def _build(
+    containerfile: Path, context: Path, tag: str, build_args: list[str], cache: bool
+) -> None:
     podman(
         "build",
         *([] if cache else ["--no-cache"]),

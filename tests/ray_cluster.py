@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.util
-import itertools
+import os
 import shutil
 import tempfile
 import textwrap
@@ -37,11 +37,21 @@ from nuvem.stack.container import CONTAINERS_LABEL
 from nuvem.stack.loader import load_stack_text
 from servers import missing
 
-HEAD_IP = "127.0.0.2"
-NODE_IPS = ("127.0.0.3", "127.0.0.4")
+
+def _worker_number() -> int:
+    """pytest-xdist's worker, 0 for gw0 and without xdist: each worker's nodes get their
+    own loopback addresses (127.0.W.x) and worker ports, apart from the other workers'."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+
+
+_NET = f"127.0.{_worker_number()}"
+HEAD_IP = f"{_NET}.2"
+NODE_IPS = (f"{_NET}.3", f"{_NET}.4")
 SMALL_STORE = "80Mi"  # Ray's minimum is 75Mi; the default would take 30% of RAM per node
-_extra_ips = (f"127.0.0.{n}" for n in itertools.count(10))
-_worker_ranges = ((first, first + 199) for first in itertools.count(20000, 200))
+_extra_ips = (f"{_NET}.{n}" for n in range(10, 255))
+# Below the kernel's ephemeral ports (32768 and up): 6000 ports, 30 nodes, per worker.
+_FIRST_PORT = 20000 + 6000 * _worker_number()
+_worker_ranges = ((first, first + 199) for first in range(_FIRST_PORT, _FIRST_PORT + 6000, 200))
 
 
 def next_ip() -> str:

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from ray_cluster import RayCluster
+from ray_cluster import NODE_IPS, RayCluster
 
 SUITE = Path(__file__).resolve().parents[1] / "runtime" / "test_runtime_contract.py"
 
 
 @pytest.mark.slow
 def test_the_ray_runtime_keeps_the_runtime_contract(ray_cluster: RayCluster) -> None:
-    # Replicas go to the zone-b node (127.0.0.4), not beside the driver on the head.
-    target = f"{ray_cluster.address},{ray_cluster.token_file},zone=b,127.0.0.4"
+    # Replicas go to the zone-b node, not beside the driver on the head.
+    target = f"{ray_cluster.address},{ray_cluster.token_file},zone=b,{NODE_IPS[1]}"
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(SUITE)],
         env={**os.environ, "NUVEM_TEST_RAY_CONTRACT": target},

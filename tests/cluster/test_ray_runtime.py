@@ -1,9 +1,9 @@
 """Replicas on a real Ray cluster, through a real gateway (`nuvem up` with `engine: ray`).
 
-The session's cluster (tests/ray_cluster.py) has a head at 127.0.0.2 (1 CPU) and nodes at
-127.0.0.3 (1 CPU, 2 GPUs declared, zone=a, runs containers with podman) and 127.0.0.4
-(1 CPU, zone=b). Tests that lose
-or add a node join one of their own. The gateway runs in its own process: it is the
+The session's cluster (tests/ray_cluster.py) has a head at 127.0.W.2 (1 CPU) and nodes at
+127.0.W.3 (NODE_A: 1 CPU, 2 GPUs declared, zone=a, runs containers with podman) and
+127.0.W.4 (NODE_B: 1 CPU, zone=b), W being the pytest-xdist worker's number. Tests that
+lose or add a node join one of their own. The gateway runs in its own process: it is the
 cluster's Ray driver, and the test process stays none.
 """
 
@@ -24,7 +24,7 @@ from gateway_calls import deploy, nodes_of, remove, status, until_ready
 from nuvem.cluster.node import RayNode
 from nuvem.cluster.options import JoinOptions, Offer
 from podman_images import echo_image, podman
-from ray_cluster import RayCluster, next_ip, worker_range
+from ray_cluster import NODE_IPS, RayCluster, next_ip, worker_range
 from support import Nuvem, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -52,6 +52,8 @@ def six_version(req):
     import six
     return six.__version__
 """
+
+NODE_A, NODE_B = NODE_IPS  # zone a (runs containers), zone b
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +102,7 @@ async def test_labels_place_replicas_and_code_comes_from_the_bundle(
         },
     )
     await until_ready(admin, "zoned", 2, within=60)
-    assert nodes_of(await status(admin, "zoned")) == ["127.0.0.4", "127.0.0.4"]
+    assert nodes_of(await status(admin, "zoned")) == [NODE_B, NODE_B]
     answer = await admin.post("/function/zoned")
     assert answer.status_code == 200, answer.text
     seen = answer.json()
@@ -110,7 +112,7 @@ async def test_labels_place_replicas_and_code_comes_from_the_bundle(
     assert seen["ray"] == []  # Ray's settings, its token among them, never reach user code
     assert seen["gpus"] == ""
     nodes = (await admin.get("/system/nodes")).json()
-    on_b = next(n for n in nodes if n["address"] == "127.0.0.4")
+    on_b = next(n for n in nodes if n["address"] == NODE_B)
     assert sorted(r["function"] for r in on_b["replicas"]) == ["zoned", "zoned"]
     assert on_b["labels"]["zone"] == "b"
     assert on_b["used"]["cpu"] == pytest.approx(0.5)
@@ -131,7 +133,7 @@ async def test_fractional_gpus_share_a_device_and_too_many_wait_with_the_reason(
         },
     )
     await until_ready(admin, "halves", 3, within=60)
-    assert nodes_of(await status(admin, "halves")) == ["127.0.0.3"] * 3
+    assert nodes_of(await status(admin, "halves")) == [NODE_A] * 3
     # Three calls at once go to the three replicas (least outstanding first).
     answers = await asyncio.gather(*(admin.post("/function/halves") for _ in range(3)))
     seen = {a.json()["replica"]: a.json()["gpus"] for a in answers}
@@ -202,7 +204,7 @@ async def test_a_pending_replica_starts_when_a_node_with_room_joins(
 async def test_a_lost_node_fails_no_idempotent_call(
     admin: httpx.AsyncClient, code: Path, ray_cluster: RayCluster, tmp_path: Path
 ) -> None:
-    # A second zone-b node beside 127.0.0.4: spread over the two, a replica lands on each,
+    # A second zone-b node beside NODE_B: spread over the two, a replica lands on each,
     # and after the loss the survivor has room for the replacement.
     node = await asyncio.to_thread(_join, ray_cluster, tmp_path, {"zone": "b", "doomed": "yes"})
     try:
@@ -229,7 +231,7 @@ async def _lose_a_node_under_load(admin: httpx.AsyncClient, code: Path, node: Ra
     )
     await until_ready(admin, "steady", 2, within=60)
     doomed = node.options.node_ip
-    assert nodes_of(await status(admin, "steady")) == sorted(["127.0.0.4", doomed])
+    assert nodes_of(await status(admin, "steady")) == sorted([NODE_B, doomed])
     codes: list[int] = []
     stop = asyncio.Event()
 
@@ -258,7 +260,7 @@ async def _lose_a_node_under_load(admin: httpx.AsyncClient, code: Path, node: Ra
 
     async def replaced() -> float | None:
         where = nodes_of(await status(admin, "steady"))
-        return loop.time() if where == ["127.0.0.4", "127.0.0.4"] else None
+        return loop.time() if where == [NODE_B, NODE_B] else None
 
     killed_at = loop.time()
     node.kill()
@@ -332,14 +334,14 @@ async def test_a_leaving_node_hands_its_replicas_over_before_it_goes(
             },
         )
         await until_ready(admin, "movers", 2, within=60)
-        assert nodes_of(await status(admin, "movers")) == sorted(["127.0.0.4", leaving])
+        assert nodes_of(await status(admin, "movers")) == sorted([NODE_B, leaving])
         # What Ctrl-C on `nuvem node join` does: drain, wait until the node is empty, stop.
         left = asyncio.create_task(asyncio.to_thread(node.leave, timeout=30))
         codes: list[int] = []
         while not left.done():
             codes.append((await admin.post("/function/movers", content=b"0.01")).status_code)
         assert await left is True
-        assert nodes_of(await status(admin, "movers")) == ["127.0.0.4", "127.0.0.4"]
+        assert nodes_of(await status(admin, "movers")) == [NODE_B, NODE_B]
         assert set(codes) == {200}, codes  # nothing failed while the replica moved
         events = (await admin.get("/system/events", params={"function": "movers"})).json()
         assert not any("replacing it" in e["message"] for e in events), events  # no death
@@ -358,18 +360,18 @@ async def test_an_image_function_runs_on_the_node_that_has_an_engine(
     )
     await until_ready(admin, "boxed", 1, within=60)
     # Placed on the one node that advertises an engine, published on that node's address.
-    assert nodes_of(await status(admin, "boxed")) == ["127.0.0.3"]
+    assert nodes_of(await status(admin, "boxed")) == [NODE_A]
     answer = await admin.post("/function/boxed/raw", content=b"over there")
     assert answer.status_code == 200, answer.text
     assert answer.content == b"over there"
     (listed,) = json.loads(
         podman("ps", "--filter", "label=nuvem.function=boxed", "--format", "json")
     )
-    assert listed["Ports"][0]["host_ip"] == "127.0.0.3"
+    assert listed["Ports"][0]["host_ip"] == NODE_A
     nodes = {n["address"]: n for n in (await admin.get("/system/nodes")).json()}
-    assert nodes["127.0.0.3"]["containers"] == "podman"
-    assert nodes["127.0.0.4"]["containers"] == ""
-    assert [r["function"] for r in nodes["127.0.0.3"]["replicas"]] == ["boxed"]
+    assert nodes[NODE_A]["containers"] == "podman"
+    assert nodes[NODE_B]["containers"] == ""
+    assert [r["function"] for r in nodes[NODE_A]["replicas"]] == ["boxed"]
     # Its output reaches the gateway's log; its exit is named as on one machine.
     logged = await wait_until(
         lambda: _logged(admin, "boxed", "POST /raw"), 15, what="the container's line"
