@@ -23,7 +23,8 @@ from nuvem.metrics.node_gauges import NodeSeen
 from nuvem.metrics.registry import Metrics
 from nuvem.providers.provider import NodeProvider
 from nuvem.runtime.by_kind import NO_CONTAINERS, ByKind
-from nuvem.runtime.container_runtime import ContainerRuntime
+from nuvem.runtime.container_engine import EngineError
+from nuvem.runtime.container_runtime import OWNER_LABEL, ContainerRuntime
 from nuvem.runtime.engine_choice import choose_engine, engine_setting, no_engine
 from nuvem.runtime.environment import EnvironmentBuilder, ProgressEvent
 from nuvem.runtime.image_builder import ImageBuilder
@@ -57,6 +58,7 @@ class Platform:
     stack: Stack | None = None
     exporter: InfluxExporter | None = None  # pushes the metrics to InfluxDB when configured
     on_shutdown_request: Callable[[], None] | None = field(default=None, repr=False)
+    containers: ContainerRuntime | None = None  # this machine's, when image functions run here
 
     @classmethod
     def create(
@@ -100,7 +102,7 @@ class Platform:
                 runtime = ByKind(ray_runtime, RayContainers(ray_runtime))
             environments = environments or NodeEnvironments()
         containers, missing = (
-            _containers(settings, stack, logbook, progress)
+            _containers(settings, stack, logbook, progress, state)
             if runtime is None
             else (None, NO_CONTAINERS)
         )
@@ -152,11 +154,13 @@ class Platform:
             stack=stack,
             engine=engine,
             exporter=exporter,
+            containers=containers,
             jobs=JobService.create(settings, lambda: controller.deployments, metrics),
         )
 
     async def start(self) -> None:
         """Bring back what was deployed, then deploy the stack file's functions over it."""
+        await self._sweep_containers()
         await self.controller.start()
         if self.stack is not None:
             for spec in self.stack.functions.values():
@@ -164,6 +168,36 @@ class Platform:
         await self.jobs.start()
         if self.exporter is not None:
             self.exporter.start()
+
+    async def _sweep_containers(self) -> None:
+        """Remove the containers a gateway of this state folder left when it was killed;
+        an event per function says which. An engine that fails here does not stop the
+        start: the containers stay, and the event says so."""
+        if self.containers is None:
+            return
+        try:
+            removed = await self.containers.sweep()
+        except (EngineError, OSError) as error:
+            self.controller.event(
+                "orphans_left",
+                None,
+                f"could not look for containers a previous gateway left running: {error}; "
+                f"remove them by hand (`podman ps -a --filter label={OWNER_LABEL}`)",
+            )
+            return
+        by_function: dict[str | None, list[str]] = {}
+        for container in removed:
+            by_function.setdefault(container.labels.get("nuvem.function"), []).append(
+                container.name
+            )
+        for function, names in sorted(by_function.items(), key=lambda item: item[0] or ""):
+            self.controller.event(
+                "orphans_removed",
+                function,
+                f"removed {len(names)} container(s) a previous gateway of this state folder "
+                f"left running when it was killed: {', '.join(sorted(names))}",
+                {"containers": sorted(names)},
+            )
 
     async def stop(self) -> None:
         await self.jobs.stop()  # jobs still running go back to the queue
@@ -191,6 +225,7 @@ def _containers(
     stack: Stack | None,
     logbook: LogBook,
     progress: Callable[[ProgressEvent], None],
+    state: Path,
 ) -> tuple[ContainerRuntime | None, tuple[str, str]]:
     """The container runtime of this machine's engine (the images of `build:` functions
     built there, their progress shown as an environment build's is), or None and why not."""
@@ -199,7 +234,9 @@ def _containers(
     if engine is None:
         return None, no_engine(settings.docker_host)
     images = ImageBuilder(engine, on_progress=progress)
-    return ContainerRuntime(engine, logbook, images=images), NO_CONTAINERS
+    # The state folder names the owner: a gateway started again on it is its successor.
+    owner = str(state.resolve())
+    return ContainerRuntime(engine, logbook, images=images, owner=owner), NO_CONTAINERS
 
 
 def _nodes_seen(engine: Engine) -> list[NodeSeen]:

@@ -88,6 +88,10 @@ async def test_a_container_runs_with_its_port_limits_and_logs(
         ]
         assert {"Name": "RLIMIT_NOFILE", "Soft": 1024, "Hard": 1024} in host["Ulimits"]
         assert inspected["Config"]["Labels"]["nuvem.replica"] == "limits-1"
+        # Found by its labels, as a restarted gateway looks for what it must sweep.
+        (found,) = await engine.labelled("nuvem.gateway", runtime.instance)
+        assert (found.name, found.labels["nuvem.replica"]) == (replica.run.name, "limits-1")
+        assert await engine.labelled("nuvem.gateway", "no-such-gateway") == []
 
         # The container's own lines reach its replica's log, and the engine keeps them too.
         def logged() -> bool:

@@ -202,3 +202,27 @@ async def test_drain_stops_it_as_the_controller_asked(engine: FakeEngine) -> Non
     assert replica.retired
     assert replica.exit_cause == STOPPED
     assert replica.run.name not in engine.containers
+
+
+async def test_a_sweep_removes_what_an_earlier_gateway_of_its_state_folder_left(
+    engine: FakeEngine,
+) -> None:
+    logbook = LogBook()
+    killed = ContainerRuntime(engine, logbook, ready_timeout=5, owner="/srv/state")
+    neighbour = ContainerRuntime(engine, logbook, ready_timeout=5, owner="/srv/other")
+    left = await killed.start(spec(), PLATFORM_PYTHON, "echo-1")
+    theirs = await neighbour.start(spec(), PLATFORM_PYTHON, "echo-1")
+    assert isinstance(left, ContainerReplica)
+    assert isinstance(theirs, ContainerReplica)
+    successor = ContainerRuntime(engine, logbook, ready_timeout=5, owner="/srv/state")
+    own = await successor.start(spec(), PLATFORM_PYTHON, "echo-2")
+    assert isinstance(own, ContainerReplica)
+    removed = await successor.sweep()
+    assert [c.name for c in removed] == [left.run.name]
+    assert removed[0].labels["nuvem.function"] == "echo"
+    # Another state folder's containers, and the sweeping gateway's own, stay.
+    assert set(engine.containers) == {theirs.run.name, own.run.name}
+    assert await ContainerRuntime(engine, logbook).sweep() == []  # no owner: nothing swept
+    await asyncio.wait_for(left.wait_dead(), 5)  # its replica saw its container go
+    for replica in (theirs, own):
+        await replica.drain_and_stop(1)

@@ -40,6 +40,14 @@ class ContainerExit:
     oom_killed: bool = False  # killed by its memory limit
 
 
+@dataclass(frozen=True, slots=True)
+class Labelled:
+    """A container the engine holds (running or not), found by its labels."""
+
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
 class Attached(Protocol):
     """The engine's process that runs one container in the foreground."""
 
@@ -90,6 +98,10 @@ class ContainerEngine(ContainerControl, Protocol):
 
     async def run(self, run: ContainerRun) -> Attached:
         """Start the container, attached; raise EngineError when the engine refuses."""
+        ...
+
+    async def labelled(self, key: str, value: str) -> list[Labelled]:
+        """Every container, running or not, whose label `key` is `value`."""
         ...
 
     async def logs(self, name: str) -> str:

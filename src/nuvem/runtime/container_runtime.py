@@ -19,7 +19,13 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from nuvem.runtime.container_engine import Attached, ContainerEngine, ContainerRun, EngineError
+from nuvem.runtime.container_engine import (
+    Attached,
+    ContainerEngine,
+    ContainerRun,
+    EngineError,
+    Labelled,
+)
 from nuvem.runtime.container_replica import ContainerReplica, container_cause
 from nuvem.runtime.environment import Environment
 from nuvem.runtime.http_connection import HttpFailed
@@ -35,6 +41,10 @@ PROBE_TIMEOUT = 2.0
 DISCARD_TRIES = 3
 DISCARD_WAIT = 5.0  # seconds for a removed container's attached process to end
 LOG_TAIL = 5  # lines of the container's output quoted when it fails to start
+# Labels on every container: which state folder's gateway started it, and which gateway
+# (its instance) that was, so a restart finds what a killed predecessor left running.
+OWNER_LABEL = "nuvem.state"
+GATEWAY_LABEL = "nuvem.gateway"
 # of-watchdog's settings for how long a call may take (its config/config.go).
 WATCHDOG_TIMEOUTS = ("read_timeout", "write_timeout", "exec_timeout")
 
@@ -88,6 +98,7 @@ class ContainerRuntime:
         ready_timeout: float = READY_TIMEOUT,
         images: ImageBuilder | None = None,
         host_ip: str = "127.0.0.1",  # where containers' ports are published and probed
+        owner: str | None = None,  # the gateway's state folder: labels its containers
     ) -> None:
         self.engine = engine
         self.host_ip = host_ip
@@ -97,6 +108,7 @@ class ContainerRuntime:
         # In container names: two gateways (or test runs) on one machine both have an
         # echo-1, and must not stop each other's containers.
         self.instance = os.urandom(3).hex()
+        self.owner = owner
         self._pumps: set[asyncio.Task[None]] = set()
 
     async def prepare(self, spec: FunctionSpec) -> None:
@@ -107,6 +119,19 @@ class ContainerRuntime:
 
     def pending(self, function: str) -> list[Pending]:
         return []
+
+    async def sweep(self) -> list[Labelled]:
+        """Remove the containers an earlier gateway of the same state folder left behind
+        (it was killed before it could stop them: its attached `podman run` processes
+        died with it, the containers did not), and return them. Run before the first
+        start; this gateway's own containers are never among them."""
+        if self.owner is None:
+            return []
+        found = await self.engine.labelled(OWNER_LABEL, self.owner)
+        left = [c for c in found if c.labels.get(GATEWAY_LABEL) != self.instance]
+        for container in left:
+            await self.engine.remove(container.name)
+        return left
 
     async def close(self) -> None:
         for task in list(self._pumps):
@@ -145,7 +170,7 @@ class ContainerRuntime:
             env=container_env(spec, replica_id),
             cpus=spec.resources.cpu,
             memory=spec.resources.memory,
-            labels={"nuvem.function": spec.name, "nuvem.replica": replica_id},
+            labels=self._labels(spec.name, replica_id),
         )
         try:
             attached = await self.engine.run(run)
@@ -172,6 +197,13 @@ class ContainerRuntime:
             f"container {run.name} ready on {run.host_ip}:{run.host_port}",
         )
         return Launched(run, attached, pool)
+
+    def _labels(self, function: str, replica_id: str) -> dict[str, str]:
+        labels = {"nuvem.function": function, "nuvem.replica": replica_id}
+        labels[GATEWAY_LABEL] = self.instance
+        if self.owner is not None:
+            labels[OWNER_LABEL] = self.owner
+        return labels
 
     async def _image(self, spec: FunctionSpec, image: str, replica_id: str) -> None:
         """Make sure the engine has `image`: one from a registry is pulled when missing."""

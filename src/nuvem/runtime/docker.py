@@ -27,7 +27,13 @@ from typing import Any
 
 import httpx
 
-from nuvem.runtime.container_engine import BuildError, ContainerExit, ContainerRun, EngineError
+from nuvem.runtime.container_engine import (
+    BuildError,
+    ContainerExit,
+    ContainerRun,
+    EngineError,
+    Labelled,
+)
 from nuvem.runtime.engine_choice import DEFAULT_HOST
 from nuvem.runtime.oom_watch import OomWatch, watch_container
 from nuvem.runtime.podman import ULIMITS
@@ -239,6 +245,18 @@ class Docker:
             code=None if state.get("Running") else int(state.get("ExitCode", 0)),
             oom_killed=bool(state.get("OOMKilled")) or (watch is not None and watch.fired),
         )
+
+    async def labelled(self, key: str, value: str) -> list[Labelled]:
+        filters = json.dumps({"label": [f"{key}={value}"]})
+        answer = await self._request(
+            "GET", "/containers/json", params={"all": "1", "filters": filters}
+        )
+        if answer.status_code != 200:
+            raise EngineError(f"docker ps failed ({answer.status_code}): {_message(answer)}")
+        return [
+            Labelled(str(found["Names"][0]).lstrip("/"), dict(found.get("Labels") or {}))
+            for found in answer.json()
+        ]
 
     async def logs(self, name: str) -> str:
         answer = await self._request(

@@ -23,6 +23,7 @@ from nuvem.runtime.container_engine import (
     ContainerExit,
     ContainerRun,
     EngineError,
+    Labelled,
 )
 
 App = Any  # an ASGI application
@@ -121,6 +122,13 @@ class FakeEngine:
         if container is None:
             return None
         return ContainerExit(container.returncode, container.oom_killed)
+
+    async def labelled(self, key: str, value: str) -> list[Labelled]:
+        return [
+            Labelled(name, dict(container.run.labels))
+            for name, container in self.containers.items()
+            if container.run.labels.get(key) == value
+        ]
 
     async def logs(self, name: str) -> str:
         container = self.containers.get(name)

@@ -22,6 +22,7 @@ from nuvem.runtime.container_engine import (
     ContainerExit,
     ContainerRun,
     EngineError,
+    Labelled,
 )
 from nuvem.runtime.line_pump import pump_lines
 from nuvem.runtime.oom_watch import OomWatch, watch_container
@@ -135,6 +136,17 @@ class Podman:
             code=None if running else int(state.get("ExitCode", 0)),
             oom_killed=bool(state.get("OOMKilled", False)) or (watch is not None and watch.fired),
         )
+
+    async def labelled(self, key: str, value: str) -> list[Labelled]:
+        code, out, err = await self._podman(
+            "ps", "--all", "--filter", f"label={key}={value}", "--format", "json"
+        )
+        if code != 0:
+            raise EngineError(f"podman ps failed ({code}): {err.strip()}")
+        return [
+            Labelled(str(found["Names"][0]), dict(found.get("Labels") or {}))
+            for found in json.loads(out or "[]")
+        ]
 
     async def logs(self, name: str) -> str:
         code, out, err = await self._podman("logs", name)
