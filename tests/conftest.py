@@ -52,6 +52,7 @@ _PODMAN_MODULES = frozenset(
         "test_container_builds.py",
         "test_container_engines.py",
         "test_container_functions.py",
+        "test_container_orphans.py",
         "test_containers.py",
     }
 )
