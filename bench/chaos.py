@@ -23,7 +23,9 @@ the gateway runs the Ray runtime on a Ray head and one worker node started here
 both, and at a quarter of the run every process of the worker node is SIGKILLed by PID
 (its raylet, agents, actors' workers and the replicas' processes under them), as when its
 machine dies; the fault is back when every function has its two replicas ready again on
-the head.
+the head. The load lasts `--duration` seconds, or longer when an outage (a gateway
+restart, a server restart, a node's replicas) is not over by then: it goes on through it
+and 2 s past its end, so every fault's recovery is measured by calls sent after it.
 
 What the client does, as a careful client would: a call refused before it reached the
 gateway (connection refused: the gateway is down) is sent again, for every kind; an
@@ -99,6 +101,7 @@ RETRY_WINDOW = 60.0  # how long a client keeps re-sending a call it may re-send
 SETTLE_TIMEOUT = 600.0  # after the load: how long a backlog of accepted jobs may take
 STALL_TIMEOUT = 30.0  # ... and how long without one of them finishing
 MEASURE_AFTER = 1.0  # seconds of load a replica kill needs after it, or it is skipped
+SETTLE = 2.0  # seconds the load goes on after an outage ends, so its recovery is measured
 JOB_LEASE = "3"  # seconds: a killed gateway's running jobs are taken over after this
 
 FUNCTIONS = """\
@@ -331,6 +334,30 @@ RESEND_ALWAYS = (httpx.ConnectError, httpx.ConnectTimeout)  # never reached the 
 BROKEN = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadTimeout)
 
 
+@dataclasses.dataclass
+class Horizon:
+    """When the load ends: its duration, pushed later by outages that end after it (a
+    gateway restart takes 3 s on a quiet machine and 15 s on a loaded one), so that calls
+    sent after every fault measure its recovery."""
+
+    end: float
+    outages: int = 0  # faults begun and not yet over: the load goes on through them
+
+    def reached(self, t: float) -> bool:
+        return t >= self.end and not self.outages
+
+    @contextlib.contextmanager
+    def outage(self) -> Iterator[None]:
+        self.outages += 1
+        try:
+            yield
+        finally:
+            self.outages -= 1
+
+    def extend(self, back: float) -> None:
+        self.end = max(self.end, back + SETTLE)
+
+
 class Load:
     def __init__(
         self, platform: Platform, key: str, callback: str, record: Record, t0: float
@@ -426,12 +453,12 @@ class Load:
             return ["idem"] * 4 + ["plain"] * 3 + ["job"] * 3
         return ["idem"] * 7 + ["plain"] * 6 + ["job"] * 5 + ["model"] * 2
 
-    async def run(self, rate: float, seconds: float) -> None:
-        """Start `rate` calls a second at fixed times for `seconds`; wait for them all."""
+    async def run(self, rate: float, horizon: Horizon) -> None:
+        """Start `rate` calls a second at fixed times until the horizon; wait for them all."""
         tasks: set[asyncio.Task[None]] = set()
         kinds = self.kinds()
         n = 0
-        while (due := n / rate) < seconds:
+        while not horizon.reached(due := n / rate):
             delay = due - self.now()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -475,7 +502,7 @@ async def inject(
     t0: float,
     plan: list[tuple[float, str]],
     stores: tuple[restartable.Redis, restartable.Postgres] | None,
-    until: float,
+    horizon: Horizon,
     cluster: cluster_rig.Cluster | None = None,
 ) -> None:
     rng = random.Random(17)
@@ -484,7 +511,7 @@ async def inject(
     try:
         for at, kind in plan:
             delay = at - (time.monotonic() - t0)
-            if kind == "replica" and time.monotonic() - t0 > until - MEASURE_AFTER:
+            if kind == "replica" and time.monotonic() - t0 > horizon.end - MEASURE_AFTER:
                 # Pushed this late by gateway restarts: no call would measure its recovery.
                 continue
             if delay > 0:
@@ -504,25 +531,31 @@ async def inject(
             elif kind == "gateway":
                 fault = Fault("gateway", f"pid {platform.gateway_pid()}", now)
                 record.faults.append(fault)
-                orphans += platform.kill()
-                await asyncio.to_thread(platform.start)
-                fault.back = time.monotonic() - t0
+                with horizon.outage():
+                    orphans += platform.kill()
+                    await asyncio.to_thread(platform.start)
+                    fault.back = time.monotonic() - t0
+                    horizon.extend(fault.back)
                 record.gateway_down.append((fault.at, fault.back))
             elif kind == "node":
                 assert cluster is not None
                 held = await chaos_cluster.replicas_on_node(admin, platform.functions)
                 fault = Fault("node", cluster_rig.NODE_IP, now)
                 record.faults.append(fault)
-                victims = await asyncio.to_thread(chaos_cluster.kill_node, cluster)
-                fault.target += f" ({held} replicas, {len(victims)} processes)"
-                if await chaos_cluster.restored(admin, platform.functions, replicas=2):
-                    fault.back = time.monotonic() - t0
+                with horizon.outage():
+                    victims = await asyncio.to_thread(chaos_cluster.kill_node, cluster)
+                    fault.target += f" ({held} replicas, {len(victims)} processes)"
+                    if await chaos_cluster.restored(admin, platform.functions, replicas=2):
+                        fault.back = time.monotonic() - t0
+                        horizon.extend(fault.back)
             elif stores is not None:
                 server = stores[0] if kind == "redis" else stores[1]
                 fault = Fault(kind, f"port {server.port}", now)
                 record.faults.append(fault)
-                await asyncio.to_thread(server.restart)
-                fault.back = time.monotonic() - t0
+                with horizon.outage():
+                    await asyncio.to_thread(server.restart)
+                    fault.back = time.monotonic() - t0
+                    horizon.extend(fault.back)
     finally:
         await admin.aclose()
     # A worker whose gateway died ends when its socket closes; any still alive is a leak.
@@ -752,17 +785,18 @@ async def run(
         t0 = time.monotonic()
         load = Load(platform, key, hook, record, t0)
         plan = schedule(args.duration, args.kill_every, args.backend, cluster is not None)
+        horizon = Horizon(args.duration)
         cpu = time.process_time()
         lag = asyncio.create_task(watch_lag(record))
         try:
-            faults = inject(platform, record, t0, plan, stores, args.duration, cluster)
-            await asyncio.gather(load.run(args.rate, args.duration), faults)
+            faults = inject(platform, record, t0, plan, stores, horizon, cluster)
+            await asyncio.gather(load.run(args.rate, horizon), faults)
         finally:
             lag.cancel()
             record.generator_cpu = time.process_time() - cpu
             await load.close()
         jobs = await check_jobs(platform, record, receiver)
-    result = summary(record, jobs, args.duration)
+    result = summary(record, jobs, horizon.end)
     result["violations"] = violations(record, jobs)
     result["backend"] = args.backend
     result["rate"] = args.rate
