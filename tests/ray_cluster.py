@@ -49,9 +49,10 @@ HEAD_IP = f"{_NET}.2"
 NODE_IPS = (f"{_NET}.3", f"{_NET}.4")
 SMALL_STORE = "80Mi"  # Ray's minimum is 75Mi; the default would take 30% of RAM per node
 _extra_ips = (f"{_NET}.{n}" for n in range(10, 255))
-# Below the kernel's ephemeral ports (32768 and up): 6000 ports, 30 nodes, per worker.
-_FIRST_PORT = 20000 + 6000 * _worker_number()
-_worker_ranges = ((first, first + 199) for first in range(_FIRST_PORT, _FIRST_PORT + 6000, 200))
+# Below the kernel's ephemeral ports (32768 and up) and the pools' ranges of
+# tests/cluster/test_pools_loop.py (30000 and up): 4000 ports, 20 nodes, per worker.
+_FIRST_PORT = 10000 + 4000 * _worker_number()
+_worker_ranges = ((first, first + 199) for first in range(_FIRST_PORT, _FIRST_PORT + 4000, 200))
 
 
 def next_ip() -> str:
