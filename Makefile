@@ -38,8 +38,9 @@ test: install system-deps ruff  ## lint, then the whole test suite (mypy alongsi
 	$(MAKE) --no-print-directory -j2 typecheck pytest
 
 # Two pytest-xdist workers: most tests wait on the servers and processes they start, so two
-# share the two cores well. Tests that share the Ray cluster, and those that build podman
-# images, keep to one worker each (tests/conftest.py). TEST_WORKERS=0 runs them in-process.
+# share the two cores well. A module's tests keep to one worker, so do the tests that share
+# the Ray cluster and those that build podman images (tests/xdist_scopes.py; loadgroup is
+# the --dist it extends). TEST_WORKERS=0 runs them in-process.
 TEST_WORKERS ?= 2
 pytest: install
 	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)

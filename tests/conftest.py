@@ -7,9 +7,11 @@ import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import pytest
 
+import xdist_scopes
 from support import HANDLERS, Running, serving
 
 
@@ -44,9 +46,10 @@ async def gateway(tmp_path: Path, handlers_dir: Path) -> AsyncIterator[Running]:
         yield running
 
 
-# pytest-xdist (`make test` runs two workers, --dist loadgroup): the tests that share the
-# session's Ray cluster run on one worker, which starts it once; so do those that build
-# and run podman images, which would otherwise take both cores for minutes at a time.
+# pytest-xdist (`make test` runs two workers, --dist loadgroup; tests/xdist_scopes.py): a
+# module's tests run on one worker; the tests that share the session's Ray cluster run on
+# one worker, which starts it once; so do those that build and run podman images, which
+# would otherwise take both cores for minutes at a time.
 _PODMAN_MODULES = frozenset(
     {
         "test_container_builds.py",
@@ -64,3 +67,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group("ray"))
         elif item.path.name in _PODMAN_MODULES:
             item.add_marker(pytest.mark.xdist_group("podman"))
+    xdist_scopes.suffix_groups(config, items)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return xdist_scopes.make_scheduler(config, log)

@@ -21,9 +21,11 @@ def _plugins(pyproject: Path = TESTS.parent / "pyproject.toml") -> set[str]:
     return {name for flag, name in itertools.pairwise(words) if flag == "-p"}
 
 
-# redis_cluster: the Redis Cluster the `servers` plugin starts, a harness module like support.
+# redis_cluster: the Redis Cluster the `servers` plugin starts, a harness module like support;
+# xdist_scopes: how conftest.py shares the tests between pytest-xdist workers.
 SHARED = {
     "podman_images",
+    "xdist_scopes",
     "support",
     "redis_cluster",
     "handlers",
