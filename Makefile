@@ -51,7 +51,7 @@ fuzz: install  ## fuzz the parsers of outside bytes with many more examples (pro
 	  $(BIN)/python tests/fuzz/atheris_targets.py $$target -max_total_time=$${FUZZ_SECONDS:-120} -rss_limit_mb=2048 -artifact_prefix=/tmp/nuvem-fuzz- || exit 1; \
 	done
 
-system-deps:  ## Debian packages the benchmarks and server tests use (wrk, redis-server, influxd, prometheus, alertmanager, chromium, podman, runc, debootstrap, shellcheck)
+system-deps:  ## Debian packages the benchmarks and server tests use (wrk, redis-server, influxd, prometheus, alertmanager, chromium, podman, runc, debootstrap, docker-registry, shellcheck)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 	@command -v influxd >/dev/null || { apt-get update -qq && apt-get install -y -qq influxdb; }
@@ -61,6 +61,7 @@ system-deps:  ## Debian packages the benchmarks and server tests use (wrk, redis
 	@command -v podman >/dev/null || { apt-get update -qq && apt-get install -y -qq podman; }
 	@test -x /usr/sbin/runc || { apt-get update -qq && apt-get install -y -qq runc; }
 	@command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap; }
+	@command -v docker-registry >/dev/null || { apt-get update -qq && apt-get install -y -qq docker-registry; }
 	@command -v shellcheck >/dev/null || { apt-get update -qq && apt-get install -y -qq shellcheck; }
 
 UI := src/nuvem/gateway/ui

@@ -71,6 +71,9 @@ class Settings:
     # container_engine) and where the Docker API listens (DOCKER_HOST, as docker reads it).
     container_engine: str = ""
     docker_host: str = ""
+    # Credentials for the stack's registry: (stack/registry.py); never in the stack file.
+    registry_username: str = ""
+    registry_password: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -118,6 +121,8 @@ class Settings:
             access_log_flush=float(env.get("NUVEM_ACCESS_LOG_FLUSH") or 0.25),
             container_engine=env.get("NUVEM_CONTAINER_ENGINE", "").strip().lower(),
             docker_host=env.get("DOCKER_HOST", "").strip(),
+            registry_username=env.get("NUVEM_REGISTRY_USERNAME", "").strip(),
+            registry_password=env.get("NUVEM_REGISTRY_PASSWORD", ""),
         )
 
 

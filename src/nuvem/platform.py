@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,8 +30,10 @@ from nuvem.runtime.environment import EnvironmentBuilder, ProgressEvent
 from nuvem.runtime.image_builder import ImageBuilder
 from nuvem.runtime.local import LocalRuntime
 from nuvem.runtime.logbook import LogBook
+from nuvem.runtime.registry_access import RegistryAccess, registry_access
 from nuvem.runtime.replica import Runtime
 from nuvem.runtime.warm_pool import WarmPool
+from nuvem.stack.function import FunctionSpec
 from nuvem.stack.metrics import influx_target
 from nuvem.stack.stack import Stack
 from nuvem.stack.store_urls import apply_stores
@@ -91,6 +93,8 @@ class Platform:
                 on_progress(event)
 
         engine: Engine = LocalEngine()
+        access = registry_access(stack.registry if stack is not None else None, settings)
+        prepare: Callable[[FunctionSpec], Awaitable[None]] | None = None
         if stack is not None and stack.cluster.engine == "ray":
             from nuvem.cluster.ray_containers import RayContainers
             from nuvem.cluster.ray_runtime import NodeEnvironments, RayRuntime
@@ -99,10 +103,16 @@ class Platform:
             engine = ray_engine
             if runtime is None:
                 ray_runtime = RayRuntime(logbook, connect=ray_engine.connect)
-                runtime = ByKind(ray_runtime, RayContainers(ray_runtime))
+                ray_containers = RayContainers(
+                    ray_runtime,
+                    images=_gateway_builds(settings, stack, access, progress),
+                    registry=access,
+                )
+                runtime = ByKind(ray_runtime, ray_containers)
+                prepare = ray_containers.prepare
             environments = environments or NodeEnvironments()
         containers, missing = (
-            _containers(settings, stack, logbook, progress, state)
+            _containers(settings, stack, logbook, progress, state, access)
             if runtime is None
             else (None, NO_CONTAINERS)
         )
@@ -124,7 +134,7 @@ class Platform:
             metrics=metrics,
             tick_interval=tick_interval or settings.tick_interval,
             leaving=engine.leaving if engine.name != "local" else None,
-            prepare=containers.prepare if containers is not None else None,
+            prepare=containers.prepare if containers is not None else prepare,
         )
         deployments = controller.deployments
         if stack is not None and stack.pools and isinstance(engine, RayEngine):
@@ -226,6 +236,7 @@ def _containers(
     logbook: LogBook,
     progress: Callable[[ProgressEvent], None],
     state: Path,
+    access: RegistryAccess | None,
 ) -> tuple[ContainerRuntime | None, tuple[str, str]]:
     """The container runtime of this machine's engine (the images of `build:` functions
     built there, their progress shown as an environment build's is), or None and why not."""
@@ -233,10 +244,29 @@ def _containers(
     engine = choose_engine(choice, settings.docker_host)
     if engine is None:
         return None, no_engine(settings.docker_host)
-    images = ImageBuilder(engine, on_progress=progress)
+    images = ImageBuilder(engine, on_progress=progress, registry=access)
     # The state folder names the owner: a gateway started again on it is its successor.
     owner = str(state.resolve())
-    return ContainerRuntime(engine, logbook, images=images, owner=owner), NO_CONTAINERS
+    runtime = ContainerRuntime(engine, logbook, images=images, owner=owner, registry=access)
+    return runtime, NO_CONTAINERS
+
+
+def _gateway_builds(
+    settings: Settings,
+    stack: Stack,
+    access: RegistryAccess | None,
+    progress: Callable[[ProgressEvent], None],
+) -> ImageBuilder | None:
+    """On a cluster, where `build:` images are made: this machine's engine, pushing to the
+    stack's registry for the nodes to pull; None without a registry or an engine (such a
+    function then fails to start, naming what is missing)."""
+    if access is None:
+        return None
+    choice = engine_setting(settings.container_engine, stack.container_engine)
+    engine = choose_engine(choice, settings.docker_host)
+    if engine is None:
+        return None
+    return ImageBuilder(engine, on_progress=progress, registry=access)
 
 
 def _nodes_seen(engine: Engine) -> list[NodeSeen]:

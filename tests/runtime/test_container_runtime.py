@@ -138,7 +138,7 @@ async def test_an_image_from_a_registry_is_pulled_when_missing(engine: FakeEngin
     assert "could not pull 'registry.example:5000/gone:1' from registry.example:5000" in str(
         failed.value
     )
-    assert "reachable from this node" in failed.value.hint
+    assert "does not hold registry.example:5000/gone:1" in failed.value.hint
 
 
 @pytest.mark.parametrize(

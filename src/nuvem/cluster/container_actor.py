@@ -22,6 +22,7 @@ from nuvem.errors import Conflict, NuvemError
 from nuvem.runtime.container_engine import Attached, ContainerEngine, ContainerExit, ContainerRun
 from nuvem.runtime.container_runtime import ContainerRuntime
 from nuvem.runtime.engine_choice import choose_engine, no_engine
+from nuvem.runtime.registry_access import RegistryAccess
 from nuvem.stack.function import FunctionSpec
 
 
@@ -52,7 +53,12 @@ class ContainerActor:
         self._runtime: ContainerRuntime | None = None
         self._attached: Attached | None = None
 
-    async def start(self, spec_json: str, replica_id: str) -> Started | Refused:
+    async def start(
+        self, spec_json: str, replica_id: str, registry: RegistryAccess | None = None
+    ) -> Started | Refused:
+        """Run the container of `spec_json` (an `image:` function: the gateway resolved a
+        `build:` one to its registry's tag), pulling its image with `registry`'s access
+        when the node lacks it."""
         if self._runtime is not None:
             raise Conflict(f"the container actor of {replica_id} was started already")
         spec = FunctionSpec.model_validate_json(spec_json)
@@ -64,7 +70,7 @@ class ContainerActor:
         if engine is None:
             message, hint = no_engine(settings.docker_host)
             return Refused(f"node {self.node_ip}: {message}", hint)
-        self._runtime = ContainerRuntime(engine, self.logs, host_ip=self.node_ip)
+        self._runtime = ContainerRuntime(engine, self.logs, host_ip=self.node_ip, registry=registry)
         try:
             launched = await self._runtime.launch(spec, replica_id)
         except NuvemError as error:

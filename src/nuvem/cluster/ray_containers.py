@@ -23,6 +23,8 @@ from nuvem.runtime.container_engine import ContainerExit
 from nuvem.runtime.container_replica import ContainerReplica
 from nuvem.runtime.environment import Environment
 from nuvem.runtime.http_pool import HttpPool
+from nuvem.runtime.image_builder import ImageBuilder
+from nuvem.runtime.registry_access import RegistryAccess
 from nuvem.runtime.replica import Pending, Replica, SetupFailed
 from nuvem.stack.function import FunctionSpec
 
@@ -92,18 +94,50 @@ class ActorAttached:
 class RayContainers:
     """Implements `Runtime` for image functions on the Ray runtime's cluster."""
 
-    def __init__(self, ray: RayRuntime, setup_timeout: float = SETUP_TIMEOUT) -> None:
+    def __init__(
+        self,
+        ray: RayRuntime,
+        setup_timeout: float = SETUP_TIMEOUT,
+        images: ImageBuilder | None = None,  # builds on the gateway's machine, pushes
+        registry: RegistryAccess | None = None,
+    ) -> None:
         self.ray = ray
         self.setup_timeout = setup_timeout
+        self.images = images
+        self.registry = registry
+
+    async def prepare(self, spec: FunctionSpec) -> None:
+        """Build and push a `build:` function's image ahead of its first start."""
+        if spec.build is not None:
+            await self._image_of(spec)
+
+    async def _image_of(self, spec: FunctionSpec) -> FunctionSpec:
+        """What a node runs: an `image:` function as it is; a `build:` one built here and
+        pushed to the stack's registry, then named by its tag there (a node pulls it)."""
+        if spec.build is None:
+            return spec
+        if self.images is None or self.images.registry is None:
+            raise SetupFailed(
+                f"function {spec.name!r}: its image is built from source (build:), and "
+                "nodes get images from a registry, which the stack does not name",
+                "add `registry: HOST:PORT` to the stack file (a registry every node "
+                "reaches) and run a container engine on the gateway's machine, or build and "
+                "push the image yourself and write image: instead",
+            )
+        tag = await self.images.ensure(spec)
+        return spec.model_copy(update={"image": tag, "build": None})
 
     async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica:
+        node_spec = await self._image_of(spec)
         await self.ray.driver()
         actor = ray_api.remote_actor(ContainerActor, actor_options(spec))
         self.ray.track(replica_id, actor)
         try:
             await self.ray.placed(spec, replica_id, actor)
             async with asyncio.timeout(self.setup_timeout):
-                answer = await actor.start.remote(spec.model_dump_json(), replica_id)
+                answer = await actor.start.remote(
+                    node_spec.model_dump_json(), replica_id, self.registry
+                )
         except TimeoutError:
             self.ray.forget(replica_id, actor)
             raise SetupFailed(

@@ -13,7 +13,10 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from nuvem.runtime.registry_access import RegistryAccess
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +95,14 @@ class ContainerEngine(ContainerControl, Protocol):
         """Whether `image` is in the engine's local store."""
         ...
 
-    async def pull(self, image: str) -> None:
-        """Fetch `image` from its registry; raise EngineError when that fails."""
+    async def pull(self, image: str, access: RegistryAccess | None = None) -> None:
+        """Fetch `image` from its registry (with `access`'s TLS setting and credentials
+        when it is that registry's); raise EngineError when that fails."""
+        ...
+
+    async def push(self, image: str, access: RegistryAccess) -> None:
+        """Send `image` (named with `access.address`) to that registry; raise EngineError
+        when that fails."""
         ...
 
     async def run(self, run: ContainerRun) -> Attached:

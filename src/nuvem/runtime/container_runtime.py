@@ -32,6 +32,7 @@ from nuvem.runtime.http_connection import HttpFailed
 from nuvem.runtime.http_pool import HttpPool
 from nuvem.runtime.image_builder import ImageBuilder
 from nuvem.runtime.line_pump import pump_lines
+from nuvem.runtime.registry_access import RegistryAccess, registry_hint
 from nuvem.runtime.replica import Pending, Replica, SetupFailed
 from nuvem.stack.function import FunctionSpec
 
@@ -99,11 +100,13 @@ class ContainerRuntime:
         images: ImageBuilder | None = None,
         host_ip: str = "127.0.0.1",  # where containers' ports are published and probed
         owner: str | None = None,  # the gateway's state folder: labels its containers
+        registry: RegistryAccess | None = None,  # the stack's: how its images are pulled
     ) -> None:
         self.engine = engine
+        self.registry = registry
         self.host_ip = host_ip
         self.logbook = logbook
-        self.images = images if images is not None else ImageBuilder(engine)
+        self.images = images if images is not None else ImageBuilder(engine, registry=registry)
         self.ready_timeout = ready_timeout
         # In container names: two gateways (or test runs) on one machine both have an
         # echo-1, and must not stop each other's containers.
@@ -219,13 +222,14 @@ class ContainerRuntime:
                 "name:tag, is pulled)",
             )
         self.logbook.write(spec.name, replica_id, "system", f"pulling {image} from {registry}")
+        access = self.registry if self.registry is not None and self.registry.owns(image) else None
         try:
-            await self.engine.pull(image)
+            await self.engine.pull(image, access)
         except (EngineError, OSError) as error:
             raise SetupFailed(
                 f"function {spec.name!r}: {self.engine.name} could not pull {image!r} from "
                 f"{registry}: {error}",
-                f"check that {registry} is reachable from this node and holds the image",
+                registry_hint(str(error), image, registry),
             ) from None
 
     async def _discard(self, run: ContainerRun, attached: Attached) -> None:

@@ -16,6 +16,7 @@ apart) and its `wait` call, which answers with the exit code once the container 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import io
 import json
@@ -23,7 +24,7 @@ import tarfile
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -37,6 +38,9 @@ from nuvem.runtime.container_engine import (
 from nuvem.runtime.engine_choice import DEFAULT_HOST
 from nuvem.runtime.oom_watch import OomWatch, watch_container
 from nuvem.runtime.podman import ULIMITS
+
+if TYPE_CHECKING:
+    from nuvem.runtime.registry_access import RegistryAccess
 
 REMOVE_TRIES = 5
 BUILD_TAIL = 40  # lines of a failed build's output kept for its error
@@ -173,8 +177,26 @@ class Docker:
         answer = await self._request("GET", f"/images/{image}/json")
         return answer.status_code == 200
 
-    async def pull(self, image: str) -> None:
-        await self._streamed("pull", "POST", "/images/create", params={"fromImage": image})
+    async def pull(self, image: str, access: RegistryAccess | None = None) -> None:
+        await self._streamed(
+            "pull",
+            "POST",
+            "/images/create",
+            params={"fromImage": image, **_tls(access)},
+            headers=_auth_header(access),
+        )
+
+    async def push(self, image: str, access: RegistryAccess) -> None:
+        name, _, tag = image.rpartition(":")
+        if "/" in tag or not name:  # no tag: the colon was the registry's port
+            name, tag = image, "latest"
+        await self._streamed(
+            "push",
+            "POST",
+            f"/images/{name}/push",
+            params={"tag": tag, **_tls(access)},
+            headers=_auth_header(access),
+        )
 
     async def run(self, run: ContainerRun) -> DockerContainer:
         exposed = f"{run.port}/tcp"
@@ -353,6 +375,26 @@ class Docker:
             watch.close()
         self._watches.clear()
         await self._client.aclose()
+
+
+def _tls(access: RegistryAccess | None) -> dict[str, str]:
+    """podman's service takes tlsVerify per call; a Docker daemon ignores it (its
+    insecure-registries setting, which includes 127.0.0.0/8, decides)."""
+    return {"tlsVerify": "false"} if access is not None and not access.tls_verify else {}
+
+
+def _auth_header(access: RegistryAccess | None) -> dict[str, str]:
+    """X-Registry-Auth: base64url of the credentials' JSON (an empty object without any:
+    a Docker daemon wants the header on a push)."""
+    body: dict[str, str] = {}
+    if access is not None and access.username:
+        body = {
+            "username": access.username,
+            "password": access.password,
+            "serveraddress": access.address,
+        }
+    encoded = base64.urlsafe_b64encode(json.dumps(body).encode()).decode()
+    return {"X-Registry-Auth": encoded}
 
 
 def _progress(lines: list[str]) -> list[str]:

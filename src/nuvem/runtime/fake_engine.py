@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -25,6 +25,9 @@ from nuvem.runtime.container_engine import (
     EngineError,
     Labelled,
 )
+
+if TYPE_CHECKING:
+    from nuvem.runtime.registry_access import RegistryAccess
 
 App = Any  # an ASGI application
 
@@ -69,15 +72,25 @@ class FakeEngine:
         # What a registry would serve: `pull` copies one into `images`.
         self.registry: dict[str, App] = {}
         self.pulls: list[str] = []
+        self.pushes: list[str] = []
+        self.accesses: list[RegistryAccess | None] = []  # each pull's and push's
 
     async def exists(self, image: str) -> bool:
         return image in self.images
 
-    async def pull(self, image: str) -> None:
+    async def pull(self, image: str, access: RegistryAccess | None = None) -> None:
         self.pulls.append(image)
+        self.accesses.append(access)
         if image not in self.registry:
             raise EngineError(f"pull {image}: manifest unknown")
         self.images[image] = self.registry[image]
+
+    async def push(self, image: str, access: RegistryAccess) -> None:
+        self.pushes.append(image)
+        self.accesses.append(access)
+        if image not in self.images:
+            raise EngineError(f"push {image}: image not known")
+        self.registry[image] = self.images[image]
 
     async def close(self) -> None:
         for name in list(self.containers):

@@ -6,6 +6,10 @@ twice), else builds it, once however many replicas ask together, reporting each 
 podman's output as progress (`nuvem up` and `nuvem deploy` show it). A failed build is an
 ImageBuildFailed naming the function, the Containerfile's line and the output's tail; the
 same source then fails at once for a while rather than building again at every retry.
+
+With the stack's `registry:` the tag carries the registry's address instead of
+`localhost/` and the image is pushed there once built (or once per gateway when found
+built), so replicas elsewhere (a cluster's nodes) pull it (docs/containers.md, "A registry").
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from nuvem.errors import ImageBuildFailed
 from nuvem.runtime.container_engine import BuildError, ContainerEngine, EngineError
 from nuvem.runtime.containerfile_steps import failed_step, step_line
 from nuvem.runtime.environment import Phase, ProgressEvent
+from nuvem.runtime.registry_access import RegistryAccess, registry_hint
 from nuvem.stack.build_context import source_digest
 from nuvem.stack.function import FunctionSpec
 
@@ -50,10 +55,13 @@ class ImageBuilder:
         engine: ContainerEngine,
         on_progress: Callable[[ProgressEvent], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        registry: RegistryAccess | None = None,
     ) -> None:
         self.engine = engine
         self.on_progress = on_progress
         self.clock = clock
+        self.registry = registry
+        self._pushed: set[str] = set()  # tags this gateway has pushed (or found pushed)
         self._locks: dict[str, asyncio.Lock] = {}
         self._failed: dict[str, tuple[float, ImageBuildFailed]] = {}
 
@@ -69,20 +77,51 @@ class ImageBuilder:
                 f"{spec.build.context}: {exc}",
                 "make the context's files readable, then deploy again",
             ) from None
+        if self.registry is not None:
+            tag = self.registry.tag(tag)
         key = tag.rsplit(":", 1)[1]
-        if await self.engine.exists(tag):
+        if tag in self._pushed or (self.registry is None and await self.engine.exists(tag)):
             self._report(spec.name, key, Phase.CACHED, f"image {tag} already built", started)
             return tag
         async with self._locks.setdefault(tag, asyncio.Lock()):
-            # Whoever held the lock before us may have built it meanwhile.
-            if await self.engine.exists(tag):
-                self._report(spec.name, key, Phase.CACHED, f"image {tag} already built", started)
+            # Whoever held the lock before us may have built (and pushed) it meanwhile.
+            if tag in self._pushed:
                 return tag
             failed = self._failed.get(tag)
             if failed is not None and self.clock() - failed[0] < FAILURE_MEMORY:
                 raise failed[1]
-            await self._build(spec, tag, key, started)
+            if await self.engine.exists(tag):
+                self._report(spec.name, key, Phase.CACHED, f"image {tag} already built", started)
+            else:
+                await self._build(spec, tag, key, started)
+            if self.registry is not None:
+                await self._push(spec, tag, key, started, self.registry)
         return tag
+
+    async def _push(
+        self, spec: FunctionSpec, tag: str, key: str, started: float, registry: RegistryAccess
+    ) -> None:
+        """Send the image to the registry; a failure is remembered as a build's is (the
+        same source would fail the same way), and names the image, the registry and the
+        fix."""
+        self._report(
+            spec.name, key, Phase.BUILDING, f"pushing {tag} to {registry.address}", started
+        )
+        try:
+            await self.engine.push(tag, registry)
+        except (EngineError, OSError) as exc:
+            error = ImageBuildFailed(
+                f"function {spec.name!r}: pushing image {tag} to the registry "
+                f"{registry.address} failed: {exc}",
+                registry_hint(str(exc), tag, registry.address) + "; then deploy again",
+            )
+            self._failed[tag] = (self.clock(), error)
+            self._report(spec.name, key, Phase.FAILED, str(error), started)
+            raise error from None
+        self._pushed.add(tag)
+        self._report(
+            spec.name, key, Phase.READY, f"image {tag} pushed to {registry.address}", started
+        )
 
     async def _build(self, spec: FunctionSpec, tag: str, key: str, started: float) -> None:
         assert spec.build is not None

@@ -15,6 +15,7 @@ import tempfile
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nuvem.runtime.container_engine import (
     Attached,
@@ -26,6 +27,9 @@ from nuvem.runtime.container_engine import (
 )
 from nuvem.runtime.line_pump import pump_lines
 from nuvem.runtime.oom_watch import OomWatch, watch_container
+
+if TYPE_CHECKING:
+    from nuvem.runtime.registry_access import RegistryAccess
 
 RUNC = "/usr/sbin/runc"
 ULIMITS = ("nofile=1024:1024", "nproc=1024:1024")
@@ -112,10 +116,33 @@ class Podman:
         if watch is not None:
             self._watches[name] = watch
 
-    async def pull(self, image: str) -> None:
-        code, out, err = await self._podman("pull", "--quiet", image, within=BUILD_TIMEOUT)
+    def _registry(self, access: RegistryAccess | None) -> list[str]:
+        """The arguments that reach `access`'s registry: TLS off, and its credentials in an
+        auth file only this user reads (not on the command line, where ps shows them)."""
+        if access is None:
+            return []
+        args = [] if access.tls_verify else ["--tls-verify=false"]
+        auth = access.auth_json()
+        if auth:
+            path = self._ids / f"auth-{access.address.replace(':', '_')}.json"
+            path.touch(mode=0o600)
+            path.write_text(auth)
+            args += ["--authfile", str(path)]
+        return args
+
+    async def pull(self, image: str, access: RegistryAccess | None = None) -> None:
+        code, out, err = await self._podman(
+            "pull", "--quiet", *self._registry(access), image, within=BUILD_TIMEOUT
+        )
         if code != 0:
             raise EngineError(f"podman pull failed ({code}): {err.strip() or out.strip()}")
+
+    async def push(self, image: str, access: RegistryAccess) -> None:
+        code, out, err = await self._podman(
+            "push", "--quiet", *self._registry(access), image, within=BUILD_TIMEOUT
+        )
+        if code != 0:
+            raise EngineError(f"podman push failed ({code}): {err.strip() or out.strip()}")
 
     async def stop(self, name: str, grace: float) -> None:
         await self._podman("stop", "--time", str(max(0, round(grace))), name)

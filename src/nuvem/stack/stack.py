@@ -11,6 +11,7 @@ from nuvem.stack.container import EngineName
 from nuvem.stack.function import FunctionSpec, Strict
 from nuvem.stack.metrics import MetricsSpec
 from nuvem.stack.pools import PoolSpec
+from nuvem.stack.registry import RegistrySpec
 from nuvem.stack.store_urls import Stores
 
 
@@ -31,6 +32,11 @@ class Stack(Strict):
         default="auto",
         description="what runs image functions: auto (Docker if its API answers, else "
         "podman), podman or docker",
+    )
+    registry: RegistrySpec | None = Field(
+        default=None,
+        description="where built images are pushed and replicas pull them from: host:port, "
+        "or {address, tls_verify, auth_file}",
     )
 
     @field_validator("version", mode="before")
