@@ -56,6 +56,7 @@ _PODMAN_MODULES = frozenset(
         "test_container_engines.py",
         "test_container_functions.py",
         "test_container_orphans.py",
+        "test_container_registry.py",
         "test_containers.py",
     }
 )

@@ -42,6 +42,7 @@ async def test_a_built_image_is_tagged_with_the_registry_and_pushed_once(tmp_pat
     builder = ImageBuilder(engine, registry=ACCESS)
     spec = built(tmp_path)
     tag = await builder.ensure(spec)
+    assert spec.image_ref is not None
     assert tag == "127.0.0.1:5000/" + spec.image_ref.removeprefix("localhost/")
     assert engine.pushes == [tag]
     assert tag in engine.registry
