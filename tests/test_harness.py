@@ -22,12 +22,14 @@ def _plugins(pyproject: Path = TESTS.parent / "pyproject.toml") -> set[str]:
 
 
 # redis_cluster: the Redis Cluster the `servers` plugin starts, a harness module like support;
+# registry_server: the image registry the podman tests push to (docker-registry);
 # xdist_scopes: how conftest.py shares the tests between pytest-xdist workers.
 SHARED = {
     "podman_images",
     "xdist_scopes",
     "support",
     "redis_cluster",
+    "registry_server",
     "handlers",
     "batch_handlers",
     "broken_import",
