@@ -48,6 +48,10 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+def exists(path: Path) -> bool:
+    return path.exists()
+
+
 def image_spec(image: str) -> FunctionSpec:
     return FunctionSpec.model_validate({"name": "pulled", "image": image})
 
@@ -128,3 +132,4 @@ async def test_credentials_reach_podman_in_a_private_file_not_its_arguments(
         assert "s3cret-pw" not in str(failed.value)
     finally:
         await engine.close()
+    assert not exists(Path(args[args.index("--authfile") + 1]))

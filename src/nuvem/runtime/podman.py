@@ -196,6 +196,9 @@ class Podman:
         for watch in self._watches.values():
             watch.close()
         self._watches.clear()
+        # Registry credentials outlive no engine that used them.
+        for auth in self._ids.glob("auth-*.json"):
+            auth.unlink(missing_ok=True)
 
     async def build(
         self,
