@@ -1,6 +1,7 @@
 """ResNet-18 served by nuvem against the same model run raw, in-process, in the same run.
 
     .venv/bin/python bench/models.py [--arch resnet18] [--duration 10] [--json results.json]
+        [--repeats 3] [--policies fixed,follow] [--concurrency 1,8,32] [--raw-batches 1,4,8,16]
 
 1. Raw: the model alone on ready-made input tensors, eager PyTorch in both memory formats
    (the default and channels-last, which nuvem uses) and ONNX Runtime, for each batch size
@@ -10,6 +11,12 @@
    downloaded), laid out as the best raw run, with dynamic batching; wrk POSTs one JPEG to
    TorchServe's /predictions at concurrency 1, 8 and 32 (a warm-up, then the measured run).
    The replica decodes and preprocesses every image, which the raw run does not.
+   Each engine is served with both thread policies (docs/models.md, "Threads and replicas"):
+   `fixed`, one thread per replica whatever the node does, and `follow`, the default, where
+   a lone busy replica takes every core and busy ones share them (the node's core ledger).
+   With `--repeats N` the served runs are interleaved N times (engine by engine, policy by
+   policy), so a neighbour's load falls on both policies alike; the summary gives each
+   one's median and range, and follow/fixed ratios paired within a repeat.
 
 Goals: at concurrency 32, nuvem serves at least 90% of the raw eager limit, and with
 `engine: onnxruntime` more than the raw eager limit.
@@ -24,6 +31,7 @@ import io
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,6 +58,7 @@ HOST = "127.0.0.1"
 CORES = os.cpu_count() or 1
 BATCHES = (1, 4, 8, 16)
 CONCURRENCY = (1, 8, 32)
+POLICIES = ("fixed", "follow")  # threads per replica: one always, or following the node's load
 CHANNELS_LAST = "torch channels-last"  # eager too; nuvem runs built-ins this way
 EAGER = ("torch", CHANNELS_LAST)
 SERVED_GOAL = 0.9  # eager served / raw eager limit at concurrency 32
@@ -258,13 +267,15 @@ def nuvem(workdir: Path, stack: str, function: str) -> Iterator[tuple[str, str, 
         server.stop(timeout=60)
 
 
-def served_stack(arch: str, weights: Path, engine: str, run: RawRun) -> str:
+def served_stack(arch: str, weights: Path, engine: str, run: RawRun, policy: str) -> str:
     batch = max(run.batch, 4)
+    # Without `threads` a replica's threads follow the node's load (the default).
+    threads = f", threads: {run.threads}" if policy == "fixed" else ""
     return (
         "functions:\n"
         f"  {arch}:\n"
-        f"    model: {{arch: {arch}, weights: {json.dumps(str(weights))}, engine: {engine},"
-        f" threads: {run.threads}}}\n"
+        f"    model: {{arch: {arch}, weights: {json.dumps(str(weights))}, engine: {engine}"
+        f"{threads}}}\n"
         f"    batching: {{max_batch_size: {batch}}}\n"
         f"    scaling: {{min: {run.processes}, max: {run.processes}}}\n"
         "    max_inflight: 64\n"
@@ -280,11 +291,14 @@ def measure_served(
     run: RawRun,
     image: Path,
     seconds: int,
+    policy: str,
+    concurrencies: tuple[int, ...],
 ) -> tuple[dict[int, Served], float]:
     """The served runs by concurrency, and the seconds from `nuvem up` to the first answer
     (the gateway, an API key made through it, the replicas ready, one image classified)."""
     results = {}
-    stack = served_stack(arch, weights, engine, run)
+    stack = served_stack(arch, weights, engine, run, policy)
+    label = f"{engine} {policy}"
     with nuvem(workdir, stack, arch) as (base, key, pid, launched):
         url = f"{base}/predictions/{arch}"
         answer = httpx.post(
@@ -293,16 +307,19 @@ def measure_served(
         if answer.status_code != 200 or len(answer.json()) != 5:
             raise BenchError(f"{url} answered {answer.status_code}: {answer.text}")
         launch = time.monotonic() - launched
-        err.print(f"  {engine}: first answer {launch:.2f} s after nuvem up")
+        err.print(f"  {label}: first answer {launch:.2f} s after nuvem up")
         script = jpeg_script(workdir, image, key)
-        for concurrency in CONCURRENCY:
+        for concurrency in concurrencies:
             run_wrk(url, script, concurrency, max(2, seconds // 3))  # warm-up
             before, began = cpu_seconds(pid), time.perf_counter()
             measured = run_wrk(url, script, concurrency, seconds)
             cores = (cpu_seconds(pid) - before) / (time.perf_counter() - began)
             results[concurrency] = Served(measured, cores)
             m = results[concurrency]
-            err.print(f"  {engine} c={concurrency}: {m.requests_per_s:.1f} images/s")
+            err.print(
+                f"  {label} c={concurrency}: {m.requests_per_s:.1f} images/s, "
+                f"p50 {m.load.p50_ms:.1f} ms, {m.cores:.2f} cores"
+            )
     return results, launch
 
 
@@ -337,17 +354,29 @@ def make_jpeg(folder: Path) -> Path:
 
 # -- report ----------------------------------------------------------------------------------
 
+# Served runs by "engine policy", one entry per repeat, each by concurrency.
+Repeats = dict[str, list[dict[int, Served]]]
+
+
+def spread(values: list[float]) -> str:
+    """The median, and the range when there are several values."""
+    middle = statistics.median(values)
+    if len(values) == 1:
+        return f"{middle:.1f}"
+    return f"{middle:.1f} ({min(values):.1f}-{max(values):.1f})"
+
 
 def render(
     raw: list[RawRun],
-    served: dict[str, dict[int, Served]],
+    served: Repeats,
     limit: float,
-    launches: dict[str, float],
+    launches: dict[str, list[float]],
 ) -> None:
     table = Table(title="raw, in-process: images/s (cores the processes got)", box=box.SIMPLE)
     table.add_column("engine")
     table.add_column("layout (processes x threads)")
-    for batch in BATCHES:
+    batches = sorted({r.batch for r in raw})
+    for batch in batches:
         table.add_column(f"batch {batch}", justify="right")
     for engine in sorted({r.engine for r in raw}):
         for layout in sorted({r.layout for r in raw if r.engine == engine}):
@@ -356,37 +385,81 @@ def render(
                 for r in raw
                 if r.engine == engine and r.layout == layout
             }
-            table.add_row(engine, layout, *(cells.get(b, "-") for b in BATCHES))
+            table.add_row(engine, layout, *(cells.get(b, "-") for b in batches))
     out.print(table)
     table = Table(title="served by nuvem: JPEG over HTTP to /predictions", box=box.SIMPLE)
-    columns = ("engine", "concurrency", "images/s", "p50 ms", "p99 ms", "cores", "served/raw")
+    columns = (
+        "engine, threads", "repeat", "concurrency", "images/s", "p50 ms", "p99 ms", "cores",
+        "served/raw",
+    )  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right")
-    for engine, runs in served.items():
-        for concurrency, m in runs.items():
-            table.add_row(
-                engine,
-                str(concurrency),
-                f"{m.requests_per_s:.1f}",
-                f"{m.load.p50_ms:.1f}",
-                f"{m.load.p99_ms:.1f}",
-                f"{m.cores:.2f}",
-                f"{m.requests_per_s / limit:.2f}",
-            )
+    for label, repeats in served.items():
+        for index, runs in enumerate(repeats, 1):
+            for concurrency, m in runs.items():
+                table.add_row(
+                    label,
+                    str(index),
+                    str(concurrency),
+                    f"{m.requests_per_s:.1f}",
+                    f"{m.load.p50_ms:.1f}",
+                    f"{m.load.p99_ms:.1f}",
+                    f"{m.cores:.2f}",
+                    f"{m.requests_per_s / limit:.2f}",
+                )
     out.print(table)
-    table = Table(title="served by nuvem, in short", box=box.SIMPLE)
-    columns = ("engine", "c=32 images/s", "c=32 served/raw", "c=1 p50 ms", "launch -> answer s")
+    table = Table(
+        title="served by nuvem, in short: median (range) over the repeats", box=box.SIMPLE
+    )
+    concurrencies = sorted({c for repeats in served.values() for runs in repeats for c in runs})
+    top, bottom = max(concurrencies), min(concurrencies)
+    columns = (
+        "engine, threads",
+        f"c={top} images/s",
+        f"c={top} served/raw",
+        f"c={bottom} p50 ms",
+        "launch -> answer s",
+    )
     for column in columns:
         table.add_column(column, justify="right")
-    for engine, runs in served.items():
+    for label, repeats in served.items():
         table.add_row(
-            engine,
-            f"{runs[32].requests_per_s:.1f}",
-            f"{runs[32].requests_per_s / limit:.2f}",
-            f"{runs[1].load.p50_ms:.1f}",
-            f"{launches[engine]:.2f}",
+            label,
+            spread([runs[top].requests_per_s for runs in repeats]),
+            spread([runs[top].requests_per_s / limit for runs in repeats]),
+            spread([runs[bottom].load.p50_ms for runs in repeats]),
+            spread(launches[label]),
         )
     out.print(table)
+    engines = sorted({label.split()[0] for label in served})
+    if not all(f"{e} fixed" in served and f"{e} follow" in served for e in engines):
+        return
+    table = Table(
+        title="threads following the load / fixed at one, paired within each repeat",
+        box=box.SIMPLE,
+    )
+    for column in ("engine", "concurrency", "images/s ratio", "p50 ratio"):
+        table.add_column(column, justify="right")
+    for engine in engines:
+        pairs = list(zip(served[f"{engine} follow"], served[f"{engine} fixed"], strict=True))
+        for concurrency in concurrencies:
+            rates = [
+                a[concurrency].requests_per_s / b[concurrency].requests_per_s for a, b in pairs
+            ]
+            p50s = [a[concurrency].load.p50_ms / b[concurrency].load.p50_ms for a, b in pairs]
+            table.add_row(engine, str(concurrency), ratios(rates), ratios(p50s))
+    out.print(table)
+
+
+def ratios(values: list[float]) -> str:
+    middle = statistics.median(values)
+    if len(values) == 1:
+        return f"{middle:.2f}"
+    return f"{middle:.2f} ({', '.join(f'{v:.2f}' for v in values)})"
+
+
+def numbers(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -395,7 +468,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds per served run")
     parser.add_argument("--raw-seconds", type=float, default=4.0, help="seconds per raw run")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    return parser.parse_args(argv)
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved served passes")
+    parser.add_argument(
+        "--policies",
+        default=",".join(POLICIES),
+        help="thread policies to serve with, of: " + ", ".join(POLICIES),
+    )
+    parser.add_argument(
+        "--engines", default="torch,onnxruntime", help="served engines: torch, onnxruntime"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=numbers,
+        default=CONCURRENCY,
+        help="wrk connections, comma-separated",
+    )
+    parser.add_argument(
+        "--raw-batches", type=numbers, default=BATCHES, help="raw batch sizes, comma-separated"
+    )
+    args = parser.parse_args(argv)
+    args.policies = tuple(p for p in args.policies.split(",") if p)
+    if not args.policies or any(p not in POLICIES for p in args.policies):
+        parser.error(f"--policies takes some of: {', '.join(POLICIES)}")
+    args.engines = tuple(e for e in args.engines.split(",") if e)
+    if not args.engines or any(e not in ("torch", "onnxruntime") for e in args.engines):
+        parser.error("--engines takes some of: torch, onnxruntime")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -418,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         raw = []
         for engine in (*EAGER, "onnxruntime"):
             for processes, threads in layouts():
-                for batch in BATCHES:
+                for batch in args.raw_batches:
                     run = measure_raw(
                         args.arch,
                         weights,
@@ -441,56 +539,82 @@ def main(argv: list[str] | None = None) -> int:
         # The raw eager limit is the best eager run in either memory format.
         eager_best = max((best[e] for e in EAGER), key=lambda r: r.images_per_s)
         limit = eager_best.images_per_s
-        served, launches = {}, {}
-        for engine in ("torch", "onnxruntime"):
-            # Served, one single-threaded replica per core: while one replica decodes its
-            # images (one thread), the others keep their cores on the model; with one
-            # replica on every core, decoding would leave all but one core idle.
-            measured = CHANNELS_LAST if engine == "torch" else engine
-            layout = max(
-                (r for r in raw if r.engine == measured and r.layout == f"{CORES}x1"),
-                key=lambda r: r.images_per_s,
-            )
-            err.print(
-                f"serving with {engine}, laid out as {layout.layout}, "
-                f"batches up to {max(layout.batch, 4)}"
-            )
-            served[engine], launches[engine] = measure_served(
-                workdir, args.arch, weights, engine, layout, image, args.duration
-            )
+        served: Repeats = {}
+        launches: dict[str, list[float]] = {}
+        for repeat in range(args.repeats):
+            for engine in args.engines:
+                # Served, one replica per core: while one replica decodes its images (one
+                # thread), the others keep their cores on the model; with one replica on
+                # every core, decoding would leave all but one core idle.
+                measured = CHANNELS_LAST if engine == "torch" else engine
+                layout = max(
+                    (r for r in raw if r.engine == measured and r.layout == f"{CORES}x1"),
+                    key=lambda r: r.images_per_s,
+                )
+                for policy in args.policies:
+                    label = f"{engine} {policy}"
+                    err.print(
+                        f"pass {repeat + 1}/{args.repeats}: serving with {label}, "
+                        f"{layout.processes} replicas, batches up to {max(layout.batch, 4)}"
+                    )
+                    runs, launch = measure_served(
+                        workdir,
+                        args.arch,
+                        weights,
+                        engine,
+                        layout,
+                        image,
+                        args.duration,
+                        policy,
+                        args.concurrency,
+                    )
+                    served.setdefault(label, []).append(runs)
+                    launches.setdefault(label, []).append(launch)
     render(raw, served, limit, launches)
-    eager = served["torch"][32].requests_per_s
-    fast = served["onnxruntime"][32].requests_per_s
     out.print(
         f"raw eager limit: {limit:.1f} images/s ({eager_best.engine}, {eager_best.layout}, "
         f"batch {eager_best.batch}); eager in the default memory format: "
         f"{best['torch'].images_per_s:.1f}; raw ONNX Runtime: "
         f"{best['onnxruntime'].images_per_s:.1f}"
     )
-    goals = [
-        (
-            f"eager served at c=32 is {eager / limit:.0%} of the raw eager limit "
-            f"(goal {SERVED_GOAL:.0%})",
-            eager >= SERVED_GOAL * limit,
-        ),
-        (
-            f"onnxruntime served at c=32 is {fast / limit:.0%} of the raw eager limit "
-            "(goal > 100%)",
-            fast > limit,
-        ),
-    ]
+    top = max(args.concurrency)
+    policy = "follow" if "follow" in args.policies else args.policies[0]
+
+    def rate(engine: str) -> float | None:
+        repeats = served.get(f"{engine} {policy}")
+        return statistics.median(r[top].requests_per_s for r in repeats) if repeats else None
+
+    goals = []
+    eager, fast = rate("torch"), rate("onnxruntime")
+    if eager is not None:
+        goals.append(
+            (
+                f"eager ({policy}) served at c={top} is {eager / limit:.0%} of the raw eager "
+                f"limit (goal {SERVED_GOAL:.0%})",
+                eager >= SERVED_GOAL * limit,
+            )
+        )
+    if fast is not None:
+        goals.append(
+            (
+                f"onnxruntime ({policy}) served at c={top} is {fast / limit:.0%} of the raw "
+                "eager limit (goal > 100%)",
+                fast > limit,
+            )
+        )
     for text, ok in goals:
         out.print(("[green]met[/green]: " if ok else "[red]missed[/red]: ") + text)
     # On a shared machine the rates follow what the neighbours leave; per core-second of CPU
     # actually received, served and raw compare fairly even then.
-    per_core = {e: served[e][32].requests_per_s / max(served[e][32].cores, 1e-9) for e in served}
     raw_per_core = eager_best.images_per_s / max(eager_best.cores, 1e-9)
+    per_core = {
+        label: statistics.median(r[top].requests_per_s / max(r[top].cores, 1e-9) for r in repeats)
+        for label, repeats in served.items()
+    }
+    received = ", ".join(f"{label} {value:.1f}" for label, value in per_core.items())
     out.print(
-        f"per core-second received at c=32: eager served {per_core['torch']:.1f} images, "
-        f"onnxruntime served {per_core['onnxruntime']:.1f}, raw eager best "
-        f"{raw_per_core:.1f} (served/raw {per_core['torch'] / raw_per_core:.0%} and "
-        f"{per_core['onnxruntime'] / raw_per_core:.0%}); machine load "
-        f"{os.getloadavg()[0]:.1f}"
+        f"images per core-second received at c={top}: {received}; raw eager best "
+        f"{raw_per_core:.1f}; machine load {os.getloadavg()[0]:.1f}"
     )
     if args.json is not None:
         args.json.write_text(
@@ -498,8 +622,10 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "raw": [dataclasses.asdict(r) for r in raw],
                     "served": {
-                        e: {c: dataclasses.asdict(m) for c, m in runs.items()}
-                        for e, runs in served.items()
+                        label: [
+                            {c: dataclasses.asdict(m) for c, m in runs.items()} for runs in repeats
+                        ]
+                        for label, repeats in served.items()
                     },
                     "raw_eager_limit": limit,
                     "launch_to_first_answer_s": launches,

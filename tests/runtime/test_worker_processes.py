@@ -72,6 +72,7 @@ async def test_env_and_cpu_threads_reach_the_replica(gateway: Running) -> None:
     seen = (await gateway.invoke("env")).json()
     assert seen["GREETING"] == "hola"
     assert seen["OMP_NUM_THREADS"] == "2"
+    assert seen["OMP_WAIT_POLICY"] == "PASSIVE"  # idle OpenMP threads sleep, never spin
     assert seen["NUVEM_FUNCTION"] == "env"
     assert "NUVEM_ADMIN_PASSWORD" not in seen
 

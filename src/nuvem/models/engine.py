@@ -53,7 +53,9 @@ class Engine(Protocol):
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
 
-    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    def run(self, feed: dict[str, np.ndarray], threads: int | None = None) -> dict[str, np.ndarray]:
+        """The outputs for `feed`, on `threads` intra-op threads (None: as set up)."""
+        ...
 
 
 class TorchEngine:
@@ -82,7 +84,10 @@ class TorchEngine:
         self.outputs = tuple(outputs)
         self.platform = platform
 
-    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, feed: dict[str, np.ndarray], threads: int | None = None) -> dict[str, np.ndarray]:
+        # torch's intra-op pool takes a new size in about a microsecond: set per call.
+        if threads is not None and threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
         with torch.inference_mode():
             result = self.module(*(self._tensor(feed[spec.name]) for spec in self.inputs))
         values = result if isinstance(result, tuple | list) else (result,)
@@ -104,29 +109,43 @@ class TorchEngine:
 
 
 class OnnxEngine:
-    def __init__(self, path: Path, threads: int) -> None:
-        import onnxruntime as ort
+    """ONNX Runtime fixes a session's intra-op threads when it is made, so a replica whose
+    threads follow its node's load keeps one session per thread count it may use (`also`):
+    a call runs on the largest that does not exceed the threads it was given."""
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self.session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelError(
-                f"cannot load ONNX model {path}: {exc}", "check that it is a valid .onnx file"
-            ) from exc
+    def __init__(self, path: Path, threads: int, also: Sequence[int] = ()) -> None:
+        self.sessions = {count: _session(path, count) for count in sorted({threads, *also})}
+        self.session = self.sessions[threads]
         self.platform = "onnxruntime_onnx"
         self.inputs = tuple(_onnx_spec(node) for node in self.session.get_inputs())
         self.outputs = tuple(_onnx_spec(node) for node in self.session.get_outputs())
         self._names = [spec.name for spec in self.outputs]
 
-    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = self.session.run(self._names, feed)
+    def run(self, feed: dict[str, np.ndarray], threads: int | None = None) -> dict[str, np.ndarray]:
+        session = self.session
+        if threads is not None:
+            fitting = [count for count in self.sessions if count <= threads]
+            session = self.sessions[max(fitting) if fitting else min(self.sessions)]
+        values = session.run(self._names, feed)
         return dict(zip(self._names, values, strict=True))
+
+
+def _session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle pool threads sleep instead of spinning: spinning steals the cores of the node's
+    # other replicas (for OpenMP, OMP_WAIT_POLICY=PASSIVE in runtime/worker_command.py).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ModelError(
+            f"cannot load ONNX model {path}: {exc}", "check that it is a valid .onnx file"
+        ) from exc
 
 
 def _onnx_spec(node: Any) -> TensorSpec:

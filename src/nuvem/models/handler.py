@@ -19,7 +19,16 @@ import torch
 
 from nuvem.errors import BadRequest, ModelError
 from nuvem.handler import Request, Response
-from nuvem.models import architectures, engine, inputs, labels, onnx_export, preprocess, weights
+from nuvem.models import (
+    architectures,
+    core_share,
+    engine,
+    inputs,
+    labels,
+    onnx_export,
+    preprocess,
+    weights,
+)
 from nuvem.models.inputs import Ask
 from nuvem.runtime import tensors
 from nuvem.runtime.model_env import MODEL_ENV
@@ -44,6 +53,12 @@ class ModelHandler:
         cache = Path(config["cache"]) if config.get("cache") else None
         self.threads = int(config.get("threads") or 1)
         torch.set_num_threads(self.threads)
+        # Threads that follow the node's load (model_env.py): all cores while this replica is
+        # the node's only busy one, an equal share otherwise. None: `threads`, fixed.
+        cores = config.get("cores")
+        self.share = (
+            core_share.node_share(cache, int(cores)) if cores and cache is not None else None
+        )
         self.engine = self._load(cache)
         self.takes_images = self.spec.arch is not None
         self.labels = self._labels()
@@ -61,7 +76,7 @@ class ModelHandler:
             path = self._weights(spec.weights, cache)
             if spec.resolved_engine() == "onnxruntime":
                 return engine.OnnxEngine(
-                    onnx_export.cached_onnx(spec.arch, path, cache), self.threads
+                    onnx_export.cached_onnx(spec.arch, path, cache), self.threads, self._also()
                 )
             # Built on the CPU, then the file's tensors replace its random parameters. Not on
             # the meta device: initialising there imports torch's reference implementations
@@ -75,7 +90,7 @@ class ModelHandler:
             )
         assert spec.path is not None
         if spec.resolved_engine() == "onnxruntime":
-            return engine.OnnxEngine(Path(spec.path), self.threads)
+            return engine.OnnxEngine(Path(spec.path), self.threads, self._also())
         if spec.model_format() == "exported":
             try:
                 program = torch.export.load(spec.path)
@@ -95,6 +110,11 @@ class ModelHandler:
                 "save it with torch.jit.save(torch.jit.script(model), path)",
             ) from exc
         return engine.TorchEngine(module, spec.inputs, spec.outputs)
+
+    def _also(self) -> tuple[int, ...]:
+        """Thread counts besides `threads` that calls may run on when they follow the node's
+        load: one (every replica busy) and every core (this one alone)."""
+        return () if self.share is None else (1, self.share.cores)
 
     def _weights(self, source: str, cache: Path | None) -> Path:
         if not self.spec.is_url():
@@ -121,7 +141,8 @@ class ModelHandler:
             if dtype is None:
                 return
             feed[spec.name] = np.zeros(shape, dtype=dtype)
-        self.engine.run(feed)
+        for threads in sorted({self.threads, *self._also()}):
+            self.engine.run(feed, threads)
 
     # -- serving -------------------------------------------------------------------------------
 
@@ -133,6 +154,14 @@ class ModelHandler:
         }
 
     def predict(self, batch: list[Request]) -> list[Any]:
+        if self.share is None:
+            return self._predict(batch, self.threads)
+        # Busy for the whole batch, decoding too: that is when the other replicas' forward
+        # passes must leave this one its core.
+        with self.share.busy() as threads:
+            return self._predict(batch, threads)
+
+    def _predict(self, batch: list[Request], threads: int) -> list[Any]:
         results: list[Any] = [None] * len(batch)
         groups: dict[tuple[Any, ...], list[tuple[int, Ask]]] = defaultdict(list)
         for index, request in enumerate(batch):
@@ -150,7 +179,7 @@ class ModelHandler:
             )
             groups[signature].append((index, ask))
         for members in groups.values():
-            self._run(members, results)
+            self._run(members, results, threads)
         return results
 
     def _read(self, request: Request) -> Ask | None:
@@ -165,13 +194,13 @@ class ModelHandler:
             )
         return inputs.read_image(request)
 
-    def _run(self, members: list[tuple[int, Ask]], results: list[Any]) -> None:
+    def _run(self, members: list[tuple[int, Ask]], results: list[Any], threads: int) -> None:
         asks = [ask for _, ask in members]
         if len(asks) == 1:
             feed = asks[0].feed
         else:
             feed = {name: np.concatenate([a.feed[name] for a in asks]) for name in asks[0].feed}
-        outputs = self.engine.run(feed) if any(a.rows for a in asks) else {}
+        outputs = self.engine.run(feed, threads) if any(a.rows for a in asks) else {}
         start = 0
         for (index, ask), end in zip(members, np.cumsum([a.rows for a in asks]), strict=True):
             part = {name: value[start:end] for name, value in outputs.items()}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from nuvem.stack.function import FunctionSpec
-from nuvem.stack.model import intra_op_threads
+from nuvem.stack.model import intra_op_threads, threads_follow_load
 
 # Read by nuvem.models.handler inside the replica.
 MODEL_ENV = "NUVEM_MODEL"
@@ -17,21 +18,25 @@ def model_environ(spec: FunctionSpec, cache: Path | None) -> dict[str, str]:
     """Environment variables for a model replica (none for a plain function)."""
     if spec.model is None:
         return {}
-    threads = intra_op_threads(
-        spec.model,
-        spec.resources.cpu,
-        "cpu" in spec.resources.model_fields_set,
-        spec.scaling.min,
-    )
+    cpu_given = "cpu" in spec.resources.model_fields_set
+    threads = intra_op_threads(spec.model, spec.resources.cpu, cpu_given, spec.scaling.min)
     config = {
         "function": spec.name,
         "model": spec.model.model_dump(mode="json"),
         "cache": str(cache) if cache is not None else None,
         "threads": threads,
+        # The cores that the node's replicas share out call by call (models/core_share.py),
+        # when their threads follow the load; computed where the replica runs.
+        "cores": node_cores() if threads_follow_load(spec.model, cpu_given) else None,
     }
     environ = dict.fromkeys(_THREAD_VARIABLES, str(threads))
     environ[MODEL_ENV] = json.dumps(config)
     return environ
+
+
+def node_cores() -> int:
+    """The cores this process may run on (its affinity, which a cpuset narrows)."""
+    return len(os.sched_getaffinity(0)) or 1
 
 
 def batching_args(spec: FunctionSpec) -> list[str]:

@@ -61,6 +61,10 @@ def worker_environ(
             "NUVEM_REPLICA": replica_id,
         }
     )
+    # Idle OpenMP threads sleep at once instead of spinning for a while: a model replica's
+    # threads change with the node's load, and spinning ones steal the cores that the
+    # node's other replicas were just given. An operator's own choice is kept.
+    environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if spec.resources.gpu == 0:
         environ["CUDA_VISIBLE_DEVICES"] = ""
     elif gpus is not None:

@@ -192,6 +192,13 @@ def intra_op_threads(model: ModelSpec, cpu: float, cpu_given: bool, replicas: in
     return max(1, (os.cpu_count() or 1) // max(1, replicas))
 
 
+def threads_follow_load(model: ModelSpec, cpu_given: bool) -> bool:
+    """Whether a replica's threads change call by call with how many replicas of its node
+    are busy (models/core_policy.py): unless the stack fixes them with `model.threads` or
+    reserves CPUs with `resources.cpu`."""
+    return model.threads is None and not cpu_given
+
+
 def serving_defaults(data: Any) -> Any:
     """Defaults a model or batching implies, applied to a function's raw fields.
 
