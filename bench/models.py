@@ -64,7 +64,7 @@ EAGER = ("torch", CHANNELS_LAST)
 SERVED_GOAL = 0.9  # eager served / raw eager limit at concurrency 32
 START_TIMEOUT = 300.0
 
-out = Console()
+out = Console(width=160)  # the tables stay whole when piped to a file
 err = Console(stderr=True)
 
 
@@ -444,11 +444,16 @@ def render(
         pairs = list(zip(served[f"{engine} follow"], served[f"{engine} fixed"], strict=True))
         for concurrency in concurrencies:
             rates = [
-                a[concurrency].requests_per_s / b[concurrency].requests_per_s for a, b in pairs
+                ratio(a[concurrency].requests_per_s, b[concurrency].requests_per_s)
+                for a, b in pairs
             ]
-            p50s = [a[concurrency].load.p50_ms / b[concurrency].load.p50_ms for a, b in pairs]
+            p50s = [ratio(a[concurrency].load.p50_ms, b[concurrency].load.p50_ms) for a, b in pairs]
             table.add_row(engine, str(concurrency), ratios(rates), ratios(p50s))
     out.print(table)
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
 
 
 def ratios(values: list[float]) -> str:
