@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from nuvem.models.core_ledger import CoreLedger
 from nuvem.models.core_policy import threads_for
+from nuvem.models.cpu_use import CpuUse, FixedUse, ProcStatUse
 from nuvem.models.file_ledger import FileLedger
 
 LEDGER_FILE = "cores.ledger"  # in the node's model cache folder, shared by its replicas
 
 
 class CoreShare:
-    def __init__(self, ledger: CoreLedger, cores: int) -> None:
+    def __init__(self, ledger: CoreLedger, cores: int, use: CpuUse | None = None) -> None:
         self.ledger = ledger
         self.cores = cores
+        self.use = use or FixedUse()
 
     @contextlib.contextmanager
     def busy(self) -> Iterator[int]:
         """This replica is busy inside; yields the threads its forward passes may use."""
-        threads = threads_for(self.cores, self.ledger.enter())
+        busy = self.ledger.enter()
+        # Only a lone replica looks past the ledger: shared, it has one thread per core.
+        others = self.use.others() if busy <= 1 else 0.0
+        threads = threads_for(self.cores, busy, others)
         try:
             yield threads
         finally:
@@ -36,4 +42,6 @@ def node_share(folder: Path, cores: int) -> CoreShare | None:
     ledger is full, and the replica keeps its fixed threads."""
     folder.mkdir(parents=True, exist_ok=True)
     ledger = FileLedger.open(folder / LEDGER_FILE)
-    return None if ledger is None else CoreShare(ledger, cores)
+    if ledger is None:
+        return None
+    return CoreShare(ledger, cores, ProcStatUse(os.sched_getaffinity(0)))
