@@ -65,7 +65,10 @@ class ModelSpec(_Strict):
     labels: str | None = Field(default=None, description="class names, one per line, or JSON")
     top_k: int = Field(default=5, ge=1, le=1000, description="classes a prediction returns")
     threads: int | None = Field(
-        default=None, ge=1, le=256, description="intra-op threads per replica"
+        default=None,
+        ge=1,
+        le=256,
+        description="intra-op threads per replica, fixed; unset, they follow the node's load",
     )
     inputs: tuple[TensorSpec, ...] = Field(default=(), description="for TorchScript files")
     outputs: tuple[TensorSpec, ...] = Field(default=(), description="for TorchScript files")
