@@ -87,31 +87,31 @@ async def test_an_image_the_registry_lacks_names_image_registry_and_fix(
     registry: RegistryAccess,
 ) -> None:
     image = f"{registry.address}/nuvem/absent:1"
-    engine = Podman()
-    runtime = ContainerRuntime(engine, LogBook(), ready_timeout=30, registry=registry)
-    try:
-        with pytest.raises(SetupFailed) as failed:
-            await runtime.start(image_spec(image), PLATFORM_PYTHON, "absent-1")
-    finally:
-        await engine.close()
+    failed = await failed_start(registry, image, "absent-1")
     assert f"function 'pulled': podman could not pull {image!r} from {registry.address}" in str(
-        failed.value
+        failed
     )
-    assert f"the registry {registry.address} does not hold {image}" in failed.value.hint
+    assert f"the registry {registry.address} does not hold {image}" in failed.hint
 
 
 async def test_a_registry_that_does_not_answer_says_so() -> None:
     down = RegistryAccess(f"127.0.0.1:{free_port()}", tls_verify=False)
     image = f"{down.address}/nuvem/echo:1"
+    failed = await failed_start(down, image, "down-1")
+    assert image in str(failed)
+    assert f"the registry {down.address} does not answer" in failed.hint
+
+
+async def failed_start(registry: RegistryAccess, image: str, replica: str) -> SetupFailed:
+    """The error a replica of `image`, pulled from `registry`, fails to start with."""
     engine = Podman()
-    runtime = ContainerRuntime(engine, LogBook(), ready_timeout=30, registry=down)
+    runtime = ContainerRuntime(engine, LogBook(), ready_timeout=30, registry=registry)
     try:
         with pytest.raises(SetupFailed) as failed:
-            await runtime.start(image_spec(image), PLATFORM_PYTHON, "down-1")
+            await runtime.start(image_spec(image), PLATFORM_PYTHON, replica)
     finally:
         await engine.close()
-    assert image in str(failed.value)
-    assert f"the registry {down.address} does not answer" in failed.value.hint
+    return failed.value
 
 
 async def test_credentials_reach_podman_in_a_private_file_not_its_arguments(
