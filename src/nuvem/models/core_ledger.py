@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-LINGER_NS = 50_000_000  # a replica counts as busy this long after its call ended
+LINGER_NS = 300_000_000  # a replica counts as busy this long after its call ended
 
 
 class CoreLedger(Protocol):
