@@ -509,53 +509,57 @@ async def inject(
     admin = httpx.AsyncClient(base_url=platform.url, auth=("admin", platform.password))
     orphans: list[int] = []
     try:
-        for at, kind in plan:
-            delay = at - (time.monotonic() - t0)
-            if kind == "replica" and time.monotonic() - t0 > horizon.end - MEASURE_AFTER:
-                # Pushed this late by gateway restarts: no call would measure its recovery.
-                continue
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = time.monotonic() - t0
-            if kind == "replica":
-                name = rng.choice(platform.functions)
-                try:
-                    pids = await replica_pids(admin, name)
-                except httpx.HTTPError:
-                    pids = []
-                if pids:
-                    pid = rng.choice(pids)
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                    record.faults.append(Fault("replica", f"{name} pid {pid}", now))
-            elif kind == "gateway":
-                fault = Fault("gateway", f"pid {platform.gateway_pid()}", now)
-                record.faults.append(fault)
-                with horizon.outage():
-                    orphans += platform.kill()
-                    await asyncio.to_thread(platform.start)
-                    fault.back = time.monotonic() - t0
-                    horizon.extend(fault.back)
-                record.gateway_down.append((fault.at, fault.back))
-            elif kind == "node":
-                assert cluster is not None
-                held = await chaos_cluster.replicas_on_node(admin, platform.functions)
-                fault = Fault("node", cluster_rig.NODE_IP, now)
-                record.faults.append(fault)
-                with horizon.outage():
-                    victims = await asyncio.to_thread(chaos_cluster.kill_node, cluster)
-                    fault.target += f" ({held} replicas, {len(victims)} processes)"
-                    if await chaos_cluster.restored(admin, platform.functions, replicas=2):
+        # The load goes on until the plan is through: a fault that earlier ones pushed past
+        # the load's planned end still has calls to measure its recovery.
+        with horizon.outage():
+            for at, kind in plan:
+                delay = at - (time.monotonic() - t0)
+                if kind == "replica" and time.monotonic() - t0 > horizon.end - MEASURE_AFTER:
+                    # Pushed this late by gateway restarts: no call would measure its recovery.
+                    continue
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                now = time.monotonic() - t0
+                if kind == "replica":
+                    name = rng.choice(platform.functions)
+                    try:
+                        pids = await replica_pids(admin, name)
+                    except httpx.HTTPError:
+                        pids = []
+                    if pids:
+                        pid = rng.choice(pids)
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                        record.faults.append(Fault("replica", f"{name} pid {pid}", now))
+                elif kind == "gateway":
+                    fault = Fault("gateway", f"pid {platform.gateway_pid()}", now)
+                    record.faults.append(fault)
+                    with horizon.outage():
+                        orphans += platform.kill()
+                        await asyncio.to_thread(platform.start)
                         fault.back = time.monotonic() - t0
                         horizon.extend(fault.back)
-            elif stores is not None:
-                server = stores[0] if kind == "redis" else stores[1]
-                fault = Fault(kind, f"port {server.port}", now)
-                record.faults.append(fault)
-                with horizon.outage():
-                    await asyncio.to_thread(server.restart)
-                    fault.back = time.monotonic() - t0
-                    horizon.extend(fault.back)
+                    record.gateway_down.append((fault.at, fault.back))
+                elif kind == "node":
+                    assert cluster is not None
+                    held = await chaos_cluster.replicas_on_node(admin, platform.functions)
+                    fault = Fault("node", cluster_rig.NODE_IP, now)
+                    record.faults.append(fault)
+                    with horizon.outage():
+                        victims = await asyncio.to_thread(chaos_cluster.kill_node, cluster)
+                        fault.target += f" ({held} replicas, {len(victims)} processes)"
+                        if await chaos_cluster.restored(admin, platform.functions, replicas=2):
+                            fault.back = time.monotonic() - t0
+                            horizon.extend(fault.back)
+                elif stores is not None:
+                    server = stores[0] if kind == "redis" else stores[1]
+                    fault = Fault(kind, f"port {server.port}", now)
+                    record.faults.append(fault)
+                    with horizon.outage():
+                        await asyncio.to_thread(server.restart)
+                        fault.back = time.monotonic() - t0
+                        horizon.extend(fault.back)
+            horizon.extend(time.monotonic() - t0)
     finally:
         await admin.aclose()
     # A worker whose gateway died ends when its socket closes; any still alive is a leak.
