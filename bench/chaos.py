@@ -341,7 +341,7 @@ class Horizon:
     sent after every fault measure its recovery."""
 
     end: float
-    outages: int = 0  # faults begun and not yet over: the load goes on through them
+    outages: int = 0  # fault plans under way: the load goes on until they are through
 
     def reached(self, t: float) -> bool:
         return t >= self.end and not self.outages
@@ -534,31 +534,28 @@ async def inject(
                 elif kind == "gateway":
                     fault = Fault("gateway", f"pid {platform.gateway_pid()}", now)
                     record.faults.append(fault)
-                    with horizon.outage():
-                        orphans += platform.kill()
-                        await asyncio.to_thread(platform.start)
-                        fault.back = time.monotonic() - t0
-                        horizon.extend(fault.back)
+                    orphans += platform.kill()
+                    await asyncio.to_thread(platform.start)
+                    fault.back = time.monotonic() - t0
+                    horizon.extend(fault.back)
                     record.gateway_down.append((fault.at, fault.back))
                 elif kind == "node":
                     assert cluster is not None
                     held = await chaos_cluster.replicas_on_node(admin, platform.functions)
                     fault = Fault("node", cluster_rig.NODE_IP, now)
                     record.faults.append(fault)
-                    with horizon.outage():
-                        victims = await asyncio.to_thread(chaos_cluster.kill_node, cluster)
-                        fault.target += f" ({held} replicas, {len(victims)} processes)"
-                        if await chaos_cluster.restored(admin, platform.functions, replicas=2):
-                            fault.back = time.monotonic() - t0
-                            horizon.extend(fault.back)
+                    victims = await asyncio.to_thread(chaos_cluster.kill_node, cluster)
+                    fault.target += f" ({held} replicas, {len(victims)} processes)"
+                    if await chaos_cluster.restored(admin, platform.functions, replicas=2):
+                        fault.back = time.monotonic() - t0
+                        horizon.extend(fault.back)
                 elif stores is not None:
                     server = stores[0] if kind == "redis" else stores[1]
                     fault = Fault(kind, f"port {server.port}", now)
                     record.faults.append(fault)
-                    with horizon.outage():
-                        await asyncio.to_thread(server.restart)
-                        fault.back = time.monotonic() - t0
-                        horizon.extend(fault.back)
+                    await asyncio.to_thread(server.restart)
+                    fault.back = time.monotonic() - t0
+                    horizon.extend(fault.back)
             horizon.extend(time.monotonic() - t0)
     finally:
         await admin.aclose()
