@@ -18,6 +18,10 @@ in the last third is at most 50% plus 0.5 ms above that of the first third (the 
 window left out: warm-up); no replica was replaced, and no call failed (wrk counts
 non-2xx answers and socket errors; any fails the run). Prints a table and writes an SVG plot
 of RSS, fds and p99 over time (matplotlib is not a dependency of nuvem).
+
+A window that a pause of the whole machine overlapped (a thread of this script not
+scheduled for over a second: bench/pause_watch.py) is left out and done again, up to three
+times; the pauses are printed and written to the JSON as `machine_paused_s`.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from rich.table import Table
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 import echo  # noqa: E402  (nuvem up, wrk's runner and its report, shared with bench/echo.py)
+from pause_watch import PauseWatch  # noqa: E402
 
 CONNECTIONS = 16
 MAX_CONNECTIONS = 32
@@ -52,6 +57,7 @@ GROWTH = 0.10  # RSS and fds: at most this much more at the end than early on
 FD_SLACK = 2
 P99_GROWTH = 0.5
 P99_SLACK_MS = 0.5
+MAX_VOIDED = 3  # windows measured across a pause of the machine, redone; more fail the run
 
 out = Console(width=120)
 err = Console(stderr=True)
@@ -59,7 +65,7 @@ err = Console(stderr=True)
 
 @dataclasses.dataclass(slots=True)
 class Sample:
-    t: float  # seconds since the start of the soak
+    t: float  # seconds of measured load when this window ended (voided windows left out)
     rate: float  # calls per second wrk achieved in this window
     p99_ms: float
     rss_mib: dict[str, float]  # by process: gateway, replica-1, replica-2
@@ -148,14 +154,42 @@ def verdict(samples: list[Sample], duration: float, replaced: bool) -> list[str]
 
 
 def soak(
-    duration: float, load: float, workdir: Path, progress: Any = None
-) -> tuple[float, float, list[Sample], bool]:
-    """Measure the maximum, then hold `load` of it for `duration` s; (max, target, samples,
-    whether a replica was replaced)."""
+    duration: float, load: float, workdir: Path, progress: Any = None, notice: Any = None
+) -> tuple[float, float, list[Sample], bool, list[float]]:
+    """Measure the maximum, then hold `load` of it for `duration` s of windows; (max, target,
+    samples, whether a replica was replaced, the pauses of the machine that voided a window).
+
+    A window that a pause of the whole machine overlapped (see bench/pause_watch.py) is
+    left out and done again, at most MAX_VOIDED times: `duration` counts measured load."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise echo.BenchError("wrk is not installed: run `make system-deps` (apt-get install wrk)")
-    with echo.nuvem(workdir) as platform:
+    voided: list[float] = []
+
+    def unpaused(measure: Any, watch: PauseWatch) -> Any:
+        while True:
+            begun = watch.clock()
+            try:
+                result = measure()
+                error = None
+            except echo.BenchError as exc:
+                result, error = None, exc
+            pause = watch.paused(begun, watch.clock())
+            if not pause:
+                if error is not None:
+                    raise error
+                return result
+            voided.append(pause)
+            if notice is not None:
+                notice(pause, error)
+            if len(voided) > MAX_VOIDED:
+                raise echo.BenchError(
+                    f"this machine paused {len(voided)} times (the load generator itself was "
+                    f"not scheduled for {', '.join(f'{p:.1f}' for p in voided)} s): "
+                    "run the soak on a machine that is not stopped by its host"
+                )
+
+    with echo.nuvem(workdir) as platform, PauseWatch() as watch:
         auth = ("admin", platform.admin_password)
         scaled = httpx.post(
             f"{platform.base}/system/scale-function/{echo.FUNCTION}",
@@ -173,7 +207,10 @@ def soak(
         gateway = gateway_pid(workdir)
         closed = script(workdir, platform.api_key, None)
         echo.run_wrk(wrk, platform.url, closed, MAX_CONNECTIONS, 2)  # warm-up
-        maximum = echo.run_wrk(wrk, platform.url, closed, MAX_CONNECTIONS, 5).requests_per_s
+        maximum = unpaused(
+            lambda: echo.run_wrk(wrk, platform.url, closed, MAX_CONNECTIONS, 5).requests_per_s,
+            watch,
+        )
         target = maximum * load
         delay = CONNECTIONS * 1000 / target
         step = window_seconds(duration)
@@ -186,21 +223,21 @@ def soak(
             )
 
         samples: list[Sample] = []
-        started = time.monotonic()
-        while (elapsed := time.monotonic() - started) < duration - step / 2:
-            measured, (rss, fds) = window(
-                wrk, platform.url, script(workdir, platform.api_key, delay), step, sample
+        loaded = 0.0
+        while loaded < duration - step / 2:
+            paced = script(workdir, platform.api_key, delay)
+            measured, (rss, fds) = unpaused(
+                lambda paced=paced: window(wrk, platform.url, paced, step, sample), watch
             )
-            samples.append(
-                Sample(elapsed + step, measured.requests_per_s, measured.p99_ms, rss, fds)
-            )
+            loaded += step
+            samples.append(Sample(loaded, measured.requests_per_s, measured.p99_ms, rss, fds))
             if progress is not None:
                 progress(samples[-1], target)
             # Correct the pause toward the target rate, halfway (the machine's noise is not a
             # trend), by at most a factor of 1.5 per window.
             delay *= min(1.5, max(0.67, (measured.requests_per_s / target) ** 0.5))
         replaced = replica_pids(platform) != pids
-    return maximum, target, samples, replaced
+    return maximum, target, samples, replaced, voided
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -299,11 +336,19 @@ def main(argv: list[str] | None = None) -> int:
     def progress(s: Sample, target: float) -> None:
         err.print(f"  {s.t:5.0f} s  {s.rate:7,.0f}/{target:,.0f} calls/s  p99 {s.p99_ms:.2f} ms")
 
+    def notice(pause: float, error: echo.BenchError | None) -> None:
+        failed = f" (it had failed: {str(error).splitlines()[0]})" if error is not None else ""
+        err.print(
+            f"  [yellow]this machine paused {pause:.1f} s[/] (the load generator itself was not "
+            f"scheduled): the window is left out and done again{failed}",
+            highlight=False,
+        )
+
     try:
         with tempfile.TemporaryDirectory(prefix="nuvem-soak-") as folder:
             err.print("starting nuvem; measuring the maximum throughput")
-            maximum, target, samples, replaced = soak(
-                args.duration, args.load, Path(folder), progress
+            maximum, target, samples, replaced, voided = soak(
+                args.duration, args.load, Path(folder), progress, notice
             )
     except echo.BenchError as exc:
         err.print(f"[red]soak failed:[/] {exc}", highlight=False)
@@ -320,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             "target_per_s": target,
             "samples": [dataclasses.asdict(s) for s in samples],
             "replica_replaced": replaced,
+            "machine_paused_s": voided,
             "failed": failed,
         }
         args.json.write_text(json.dumps(document, indent=2) + "\n")

@@ -66,7 +66,7 @@ def test_faults_under_load_lose_no_job_and_fail_no_idempotent_call(tmp_path: Pat
     assert all(f["recovered_after_s"] is not None for f in result["faults"]), printed
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(200)
 def test_a_minute_of_load_leaves_memory_and_fds_flat(tmp_path: Path) -> None:
     # Half the maximum, not 80%: wrk shares this machine's two cores with the gateway.
     # `make soak` runs at 80%. Latency drift is the benchmark's verdict, not this test's:
@@ -77,7 +77,9 @@ def test_a_minute_of_load_leaves_memory_and_fds_flat(tmp_path: Path) -> None:
     plot = tmp_path / "soak.svg"
     result = run_bench(
         "soak.py", "--duration", "60", "--load", "0.5", "--svg", str(plot),
-        json_path=tmp_path / "soak.json", within=110,
+        # About 75 s; the rest is for windows redone after a pause of the machine (one CI run
+        # saw the whole machine stop for 50 s).
+        json_path=tmp_path / "soak.json", within=190,
     )  # fmt: skip
     leaks = [f for f in result["failed"] if not f.startswith("p99 drifted")]
     assert leaks == [], result["printed"]
