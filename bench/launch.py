@@ -19,6 +19,12 @@ then again), so a busy neighbour slows every side alike, and the table shows med
 - direct ResNet-18: bench/direct_model_app.py under uvicorn, one worker: FastAPI that
   loads the same weights, runs one warm-up forward and classifies the same JPEG.
 
+Each nuvem launch also prints where its seconds went: every process of it (the CLI, the
+gateway, the replica's worker) marks its start-up phases in a file named by
+NUVEM_STARTUP_MARKS (nuvem/startup_marks.py, `time.monotonic()`, the machine's clock), and a
+table shows each phase's median time since the launch and how long it took since the
+previous mark of the same process.
+
 Each launch also reports the CPU seconds the server's processes had used by its first
 answer, which a busy machine disturbs far less than the wall time. Then the parts of a
 launch, each measured on its own in a fresh interpreter (median CPU seconds of `--runs`):
@@ -75,6 +81,35 @@ class Launch:
     cpu: float  # CPU seconds its processes had used by then (steadier than wall time here)
     replica_ready: float | None = None  # nuvem: the replica said hello (from its log)
     replica_start: float | None = None  # nuvem: spawn to hello, as the gateway measured it
+    # nuvem: each start-up phase's mark (nuvem/startup_marks.py), seconds from the start,
+    # and how long it took since the mark before it in the same process.
+    phases: dict[str, tuple[float, float]] | None = None
+
+
+GATEWAY_START = "launch"  # the process's start, as this benchmark saw it
+WORKER_START = "workers spawned"  # roughly when the pre-started workers were spawned
+FIRST = "first answer"
+
+
+def read_marks(path: Path, began: float, answered: float) -> dict[str, tuple[float, float]]:
+    """Each phase's first mark: (seconds since `began`, seconds since the previous mark of
+    its process). A worker's first mark counts from the gateway's spawn of the workers."""
+    if not path.exists():
+        return {}
+    first: dict[str, tuple[float, int]] = {}
+    for raw in path.read_text().splitlines():
+        line = json.loads(raw)
+        first.setdefault(line["phase"], (line["t"] - began, line["pid"]))
+    gateway = first.get("cli imported", (0.0, -1))[1]
+    phases: dict[str, tuple[float, float]] = {}
+    previous: dict[int, float] = {gateway: 0.0}
+    spawned = first.get(WORKER_START, (0.0, gateway))[0]
+    for phase, (at, pid) in sorted(first.items(), key=lambda item: item[1][0]):
+        before = previous.get(pid, spawned)
+        phases[phase] = (at, at - before)
+        previous[pid] = at
+    phases[FIRST] = (answered, answered - previous[gateway])
+    return phases
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -205,6 +240,8 @@ def launch_nuvem(
     env = nuvem_env(password, base)
     if source is not None:  # found before this checkout's editable install
         env["PYTHONPATH"] = str(source)
+    marks = workdir / f"marks-{target.name}-{run}-{secrets.token_hex(4)}.jsonl"
+    env["NUVEM_STARTUP_MARKS"] = str(marks)
     argv = nuvem_argv(stack, state, port)
     began_wall, began = time.time(), time.monotonic()
     server = Server(f"nuvem {target.name}", argv, env, workdir / f"nuvem-{target.name}.log")
@@ -217,7 +254,8 @@ def launch_nuvem(
         stop_nuvem(server, state, env)
     ready = replica_times(state, target.name, began_wall)
     shutil.rmtree(state, ignore_errors=True)
-    return Launch(answered, cpu, *(ready or (None, None)))
+    phases = read_marks(marks, began, answered)
+    return Launch(answered, cpu, *(ready or (None, None)), phases=phases or None)
 
 
 # -- the bare apps ---------------------------------------------------------------------------
@@ -334,11 +372,34 @@ def render(results: dict[str, list[Launch]], measured_parts: dict[str, float], r
             cell(median_of(launches, "cpu")),
         )
     out.print(table)
+    for name, launches in results.items():
+        render_phases(name, launches)
     table = Table(title="parts of a launch, each on its own (median CPU s)", box=box.SIMPLE)
     table.add_column("part")
     table.add_column("seconds", justify="right")
     for name, seconds in measured_parts.items():
         table.add_row(name, f"{seconds:.3f}")
+    out.print(table)
+
+
+def render_phases(name: str, launches: list[Launch]) -> None:
+    """Where a launch's seconds went: each phase's median mark and its median duration
+    since the previous mark of the same process (gateway or worker)."""
+    marked = [launch.phases for launch in launches if launch.phases]
+    if not marked:
+        return
+    names = {phase for phases in marked for phase in phases}
+    rows = []
+    for phase in names:
+        values = [phases[phase] for phases in marked if phase in phases]
+        at = statistics.median(v[0] for v in values)
+        took = statistics.median(v[1] for v in values)
+        rows.append((at, phase, took))
+    table = Table(title=f"{name}: start-up phases, median of {len(marked)} (s)", box=box.SIMPLE)
+    for column, justify in (("phase", "left"), ("at", "right"), ("took", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for at, phase, took in sorted(rows):
+        table.add_row(phase, f"{at:.3f}", f"{took:.3f}")
     out.print(table)
 
 

@@ -17,7 +17,7 @@ TIERS: list[set[str]] = [
     {"jobs", "control"},
     {"routing", "runtime", "cluster", "providers", "stores", "metrics", "models"},
     {"stack", "security", "release"},
-    {"errors", "config", "handler", "backoff"},
+    {"errors", "config", "handler", "backoff", "startup_marks"},
 ]
 TIER_OF = {part: index for index, tier in enumerate(TIERS) for part in tier}
 

@@ -26,6 +26,7 @@ from nuvem.runtime.warm_pool import WarmPool
 from nuvem.stack.loader import load_stack
 from nuvem.stack.stack import Stack
 from nuvem.stack.units import parse_memory
+from nuvem.startup_marks import mark
 
 
 def client_url(host: str, port: int) -> str:
@@ -84,12 +85,15 @@ def run(
     settings = dataclasses.replace(settings, url=url, **(chosen or {}))
     with StateLock(settings.state_dir), contextlib.closing(listen_socket.bind(host, port)) as sock:
         stack = load_stack(file) if file is not None else None
+        mark("stack parsed")
         pool = prestarted(stack, settings)
+        mark("workers spawned")
         try:
             settings = dataclasses.replace(settings, **access_log_choice(access_log))
             # Imported now, while the pre-started workers import theirs.
             from nuvem.cli import server
 
+            mark("gateway imported")
             server.serve(stack, host, port, sock, settings, pool)
         finally:
             if not pool.closed():  # the gateway never ran to close it

@@ -18,6 +18,7 @@ from nuvem import __version__
 # they import the HTTP client, Ray's and Grafana's helpers (~0.1 s of every start).
 from nuvem.cli import context, help_style
 from nuvem.errors import NuvemError
+from nuvem.startup_marks import mark
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -122,6 +123,7 @@ def up(
     ] = None,
 ) -> None:
     """Start the gateway and the functions of the stack file (and those deployed before)."""
+    mark("cli imported")
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -33,6 +33,7 @@ from nuvem.models.inputs import Ask
 from nuvem.runtime import tensors
 from nuvem.runtime.model_env import MODEL_ENV
 from nuvem.stack.model import ModelSpec, TensorSpec
+from nuvem.startup_marks import mark
 
 INFER_PATH = "/v2/infer"
 METADATA_PATH = "/v2/metadata"
@@ -59,7 +60,9 @@ class ModelHandler:
         self.share = (
             core_share.node_share(cache, int(cores)) if cores and cache is not None else None
         )
+        mark("model: configured")
         self.engine = self._load(cache)
+        mark("model: engine built")
         self.takes_images = self.spec.arch is not None
         self.labels = self._labels()
         self.torchserve_labels = (
@@ -68,6 +71,7 @@ class ModelHandler:
             else self.labels
         )
         self._warm_up()
+        mark("model: warmed up")
 
     def _load(self, cache: Path | None) -> engine.Engine:
         spec = self.spec
@@ -75,13 +79,14 @@ class ModelHandler:
             assert spec.weights is not None
             path = self._weights(spec.weights, cache)
             if spec.resolved_engine() == "onnxruntime":
-                return engine.OnnxEngine(
-                    onnx_export.cached_onnx(spec.arch, path, cache), self.threads, self._also()
-                )
+                exported = onnx_export.cached_onnx(spec.arch, path, cache)
+                mark("model: onnx file ready")
+                return engine.OnnxEngine(exported, self.threads, self._also())
             # Built on the CPU, then the file's tensors replace its random parameters. Not on
             # the meta device: initialising there imports torch's reference implementations
             # (about 1.1 s of CPU here), ten times what ResNet-18's random initialisation costs.
             model = weights.load_weights(architectures.build(spec.arch), path, assign=True)
+            mark("model: weights loaded")
             return engine.TorchEngine(
                 model,
                 [TensorSpec(name=onnx_export.INPUT, datatype="FP32", shape=(-1, 3, 224, 224))],

@@ -24,6 +24,7 @@ from nuvem.runtime.warm_pool import WarmPool
 from nuvem.runtime.worker_command import worker_argv, worker_environ
 from nuvem.runtime.worker_process import LocalProcess
 from nuvem.stack.function import FunctionSpec
+from nuvem.startup_marks import mark
 
 SETUP_TIMEOUT = 300.0
 PRESTART_MAX = 4  # idle workers one function gets before the gateway runs
@@ -92,6 +93,7 @@ class LocalRuntime:
         devices: tuple[int, ...] | None,
     ) -> Replica:
         began = time.monotonic()
+        mark("replica ordered")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         argv, options = spawn_order(spec, env, replica_id, self.model_cache, theirs, devices)
         try:
@@ -122,6 +124,7 @@ class LocalRuntime:
             )
         finally:
             self.pool.replenish(*argv, **options)
+        mark("replica ready")
         self.logbook.write(
             spec.name,
             replica_id,

@@ -19,6 +19,10 @@ import socket
 import struct
 import sys
 
+from nuvem.startup_marks import mark
+
+if __name__ == "__main__":  # not when the gateway imports this module for HEADER
+    mark("worker: interpreter up")
 from nuvem.runtime import worker  # the import this process exists to do ahead of time
 
 with contextlib.suppress(ImportError):  # the worker's event loop, when the environment has it
@@ -49,17 +53,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--control", type=int, required=True)
     parser.add_argument("--preload", action="append", default=[], help="module to import now")
     args = parser.parse_args(argv)
+    mark("worker: imports done")
     for module in args.preload:
         # Platform code only (a model handler: torch and friends). A failure here is the
         # handler's to report when it loads for real, with its traceback in the logs.
         with contextlib.suppress(Exception):
             importlib.import_module(module)
+    mark("worker: handler module imported")
     control = socket.socket(fileno=args.control)
     received = _receive(control)
     control.close()
     if received is None:
         os._exit(0)  # the pool was closed before it needed this worker
     order, fd = received
+    mark("worker: order received")
     environ = order["environ"]
     assert isinstance(environ, dict)
     os.environ.clear()

@@ -35,6 +35,7 @@ from typing import Any
 from nuvem.runtime.early_process import EarlyProcess
 from nuvem.runtime.loader import split_reference
 from nuvem.runtime.pool_worker import HEADER
+from nuvem.startup_marks import VARIABLE
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ STARTUP_PREFIXES = (
 PRELOADABLE = "nuvem."  # handler modules an idle worker may import ahead
 # Passed to idle workers as well, but harmless to change later. Nothing else is: an idle
 # worker must not carry one function's variables (its secrets) into another's process.
-CARRIED = ("PATH", "HOME")
+CARRIED = ("PATH", "HOME", VARIABLE)
 # Where idle workers wait; the order moves them into the function's folder.
 POOL_CWD = "/"
 

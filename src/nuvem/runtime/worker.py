@@ -26,6 +26,7 @@ from nuvem.handler import Headers, HTTPError, Request, to_http
 from nuvem.runtime import loader, protocol
 from nuvem.runtime.batching import Batcher, Item, Outcome
 from nuvem.runtime.protocol import CallMeta, ErrorMeta, HelloMeta, Kind, ResultMeta
+from nuvem.startup_marks import mark
 
 
 class Worker:
@@ -210,6 +211,7 @@ async def main_async(args: argparse.Namespace) -> int:
         connection.write(protocol.encode(Kind.SETUP_FAILED, 0, error.dump()))
         connection.close()
         return 3
+    mark("worker: handler set up")
     worker = Worker(handler, args.threads, args.max_batch_size, args.max_delay_ms / 1000)
     worker.connection = connection
     hello = HelloMeta(os.getpid(), sys.version.split()[0])

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from nuvem import startup_marks as marks
 from nuvem.runtime.environment import Environment
 from nuvem.runtime.model_env import batching_args, model_environ
 from nuvem.stack.function import FunctionSpec
@@ -50,6 +51,8 @@ def worker_environ(
     cluster engine set), the function's own `env:` last."""
     inherited = os.environ if base is None else base
     environ = {k: v for k, v in inherited.items() if not k.startswith(_PRIVATE_PREFIXES)}
+    if inherited.get(marks.VARIABLE):  # a file path the benchmark reads, not a secret
+        environ[marks.VARIABLE] = inherited[marks.VARIABLE]
     threads = str(max(1, math.ceil(spec.resources.cpu)))
     environ.update(
         {
