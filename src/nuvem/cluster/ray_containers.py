@@ -2,8 +2,10 @@
 
 Ray places a `ContainerActor` on a node with a container engine (its `nuvem.io/containers`
 label) and the function's CPUs and memory; the actor runs the container through that
-node's engine, published on the node's address. The gateway calls the container there
-over HTTP, on its own pool, exactly as it calls a container on this machine: the replica
+node's engine, published on the node's loopback, and relays to it from the node's address
+the connections that open with the replica's signed preamble. The gateway calls the
+container through that relay over HTTP, on its own pool (each new connection signed with a
+secret made here for the replica), as it calls a container on this machine: the replica
 is a `ContainerReplica` whose engine and attached side are the actor's.
 
 It shares the Ray runtime's driver, placement wait, pending reasons and actor book.
@@ -13,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from typing import Any
 
 from nuvem.cluster import ray_api
 from nuvem.cluster.container_actor import ContainerActor, Refused, Started
 from nuvem.cluster.placement import actor_options
 from nuvem.cluster.ray_runtime import RayRuntime, first_line, loss_of
+from nuvem.cluster.relay_preamble import signer
 from nuvem.runtime.container_engine import ContainerExit
 from nuvem.runtime.container_replica import ContainerReplica
 from nuvem.runtime.environment import Environment
@@ -132,11 +136,14 @@ class RayContainers:
         await self.ray.driver()
         actor = ray_api.remote_actor(ContainerActor, actor_options(spec))
         self.ray.track(replica_id, actor)
+        # The relay's key for this replica only; it reaches the node over Ray's
+        # token-authenticated channel, as the framed link's secret does.
+        secret = os.urandom(32)
         try:
             await self.ray.placed(spec, replica_id, actor)
             async with asyncio.timeout(self.setup_timeout):
                 answer = await actor.start.remote(
-                    node_spec.model_dump_json(), replica_id, self.registry
+                    node_spec.model_dump_json(), replica_id, secret, self.registry
                 )
         except TimeoutError:
             self.ray.forget(replica_id, actor)
@@ -161,8 +168,8 @@ class RayContainers:
             self._collect(spec.name, replica_id, actor)
             raise SetupFailed(answer.message, answer.hint)
         assert isinstance(answer, Started)
-        run = answer.run
-        attached = ActorAttached(actor, answer.pid, run.host_ip)
+        run, node = answer.run, answer.node_ip
+        attached = ActorAttached(actor, answer.pid, node)
         replica = ContainerReplica(
             replica_id,
             spec.name,
@@ -170,15 +177,16 @@ class RayContainers:
             ActorEngine(actor, answer.engine),
             run,
             attached,
-            HttpPool(run.host_ip, run.host_port),
-            node=run.host_ip,
+            HttpPool(node, answer.relay_port, preamble=signer(secret, replica_id)),
+            node=node,
         )
         self.ray.logbook.write(
             spec.name,
             replica_id,
             "system",
-            f"container {run.name} ready on node {run.host_ip} ({answer.engine}), "
-            f"called at {run.host_ip}:{run.host_port}",
+            f"container {run.name} ready on node {node} ({answer.engine}), on its "
+            f"loopback port {run.host_port}, called through its relay at "
+            f"{node}:{answer.relay_port}",
         )
         self.ray.follow(spec.name, replica_id, attached)
         return replica

@@ -6,6 +6,8 @@ idle, which under load is always. A connection idle longer than `idle_timeout` i
 instead of reused (servers close theirs: of-watchdog after its read timeout, 10 s by
 default). When a reused connection closes before any byte of the answer came, the server
 had most likely closed it while idle: an idempotent method is sent once more on a new one.
+A pool to a container on a cluster node opens each new connection with the `preamble` its
+node's relay asks for (cluster/relay_preamble.py), in the same write as the first request.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ class HttpPool:
         connect_timeout: float = CONNECT_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
+        preamble: Callable[[], bytes] | None = None,  # a new connection's first bytes
     ) -> None:
         self.host = host
+        self.preamble = preamble
         self.port = port
         self.authority = f"{host}:{port}"
         self.connect_timeout = connect_timeout
@@ -140,6 +144,8 @@ class HttpPool:
             if not future.done():
                 future.set_exception(HttpFailed("the connection pool is closed"))
             return
+        if self.preamble is not None:
+            head = self.preamble() + head  # one write, as a call on a reused connection
         connection.send(head, body, future, method == "HEAD")
 
     async def close(self) -> None:
