@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import socket
 import tempfile
 import textwrap
 from collections import Counter
@@ -21,8 +24,10 @@ import httpx
 import pytest
 
 from gateway_calls import deploy, nodes_of, remove, status, until_ready
+from listening import listening, unauthenticated_control
 from nuvem.cluster.node import RayNode
 from nuvem.cluster.options import JoinOptions, Offer
+from nuvem.cluster.relay_preamble import signer
 from podman_images import echo_image, podman
 from ray_cluster import NODE_IPS, RayCluster, next_ip, worker_range
 from support import Nuvem, wait_until
@@ -367,7 +372,9 @@ async def test_an_image_function_runs_on_the_node_that_has_an_engine(
     (listed,) = json.loads(
         podman("ps", "--filter", "label=nuvem.function=boxed", "--format", "json")
     )
-    assert listed["Ports"][0]["host_ip"] == NODE_A
+    # Published on the node's loopback only; the node's address has the actor's relay.
+    assert listed["Ports"][0]["host_ip"] == "127.0.0.1"
+    await _only_signed_calls_pass(admin, listed["Ports"][0]["host_port"])
     nodes = {n["address"]: n for n in (await admin.get("/system/nodes")).json()}
     assert nodes[NODE_A]["containers"] == "podman"
     assert nodes[NODE_B]["containers"] == ""
@@ -385,6 +392,39 @@ async def test_an_image_function_runs_on_the_node_that_has_an_engine(
         lambda: podman("ps", "-a", "--filter", "label=nuvem.function=boxed", "-q") == "",
         30,
         what="the container removed",
+    )
+
+
+async def _only_signed_calls_pass(admin: httpx.AsyncClient, container_port: int) -> None:
+    """The relay of `boxed` on NODE_A: listed there, a 401 to anyone without the replica's
+    preamble (a control request, a wrong one), nothing of theirs reaching the container;
+    the container's own port is not on the node's address at all."""
+    lines = (await admin.get("/system/logs", params={"name": "boxed", "tail": 200})).text
+    found = re.search(rf"called through its relay at {re.escape(NODE_A)}:(\d+)", lines)
+    assert found, lines
+    port = int(found[1])
+    assert (NODE_A, port) in listening().values()
+    assert (NODE_A, container_port) not in listening().values()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((NODE_A, container_port), timeout=5).close()
+    assert unauthenticated_control(NODE_A, port).split()[1] == b"401"
+    wrong = signer(os.urandom(32), "boxed-1")()
+    with socket.create_connection((NODE_A, port), timeout=10) as sock:
+        sock.sendall(wrong + b"POST /sneaked HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+        answer = b"".join(iter(lambda: sock.recv(4096), b""))
+    assert answer.startswith(b"HTTP/1.1 401 "), answer
+    assert b"not signed with this replica's secret" in answer
+    # A signed call after them is logged by the container; theirs never were.
+    assert (await admin.post("/function/boxed/after", content=b"")).status_code == 200
+    await wait_until(
+        lambda: _logged(admin, "boxed", "POST /after"), 15, what="the container's line"
+    )
+    assert not await _logged(admin, "boxed", "/sneaked")
+    assert not await _logged(admin, "boxed", "/system/shutdown")
+    assert await wait_until(
+        lambda: _logged(admin, "boxed", "relay refused a connection from"),
+        15,
+        what="the relay's refusal in the replica's log",
     )
 
 
