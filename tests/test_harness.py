@@ -23,8 +23,10 @@ def _plugins(pyproject: Path = TESTS.parent / "pyproject.toml") -> set[str]:
 
 # redis_cluster: the Redis Cluster the `servers` plugin starts, a harness module like support;
 # registry_server: the image registry the podman tests push to (docker-registry);
-# xdist_scopes: how conftest.py shares the tests between pytest-xdist workers.
+# xdist_scopes: how conftest.py shares the tests between pytest-xdist workers;
+# listening: the listening sockets in /proc, for the tests that every port refuses strangers.
 SHARED = {
+    "listening",
     "podman_images",
     "xdist_scopes",
     "support",
