@@ -209,10 +209,10 @@ class ContainerRelay:
         self.tasks: set[asyncio.Task[None]] = set()
         self.port = 0
 
-    async def start(self, host: str) -> int:
-        """Listen on a free port of `host`; the port."""
+    async def start(self, host: str, port: int = 0) -> int:
+        """Listen on `port` of `host` (0: a free one); the port."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Inbound(self), host, 0)
+        self._server = await loop.create_server(lambda: _Inbound(self), host, port)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
 
