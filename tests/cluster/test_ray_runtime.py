@@ -29,8 +29,9 @@ from nuvem.cluster.node import RayNode
 from nuvem.cluster.options import JoinOptions, Offer
 from nuvem.cluster.relay_preamble import signer
 from podman_images import echo_image, podman
-from ray_cluster import NODE_IPS, RayCluster, next_ip, worker_range
-from support import Nuvem, wait_until
+from ray_cluster import HEAD_IP, NODE_IPS, RayCluster, next_ip, worker_range
+from registry_server import registry_server
+from support import Nuvem, block_until, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -431,3 +432,71 @@ async def _only_signed_calls_pass(admin: httpx.AsyncClient, container_port: int)
 async def _logged(admin: httpx.AsyncClient, function: str, text: str) -> bool:
     answer = await admin.get("/system/logs", params={"name": function, "tail": 200})
     return text in answer.text
+
+
+def test_a_built_image_reaches_its_node_through_the_registry(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    """The cluster's registry path end to end: the gateway builds a `build:` function's
+    image and pushes it to the stack's registry; the node's actor, whose engine lacks it,
+    pulls it from there and serves it. (Gateway and node share this machine's podman store,
+    so the gateway's copy is removed before the replica starts.)"""
+    base = echo_image()
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Containerfile").write_text(
+        "ARG FROM\nFROM ${FROM}\nLABEL nuvem.test=cluster-registry\n"
+    )
+    with registry_server() as address:
+
+        def stack(scaling: str) -> str:
+            return textwrap.dedent(
+                f"""
+                cluster:
+                  engine: ray
+                  address: {ray_cluster.address}
+                  token_file: {ray_cluster.token_file}
+                registry: {{address: '{address}', tls_verify: false}}
+                functions:
+                  shipped:
+                    build: {{context: ctx, args: {{FROM: '{base}'}}}}
+                    resources: {{cpu: 0.25, memory: 128Mi}}
+                    scaling: {scaling}
+                """
+            )
+
+        (tmp_path / "nuvem.yaml").write_text(stack("{min: 0, mode: null}"))
+        nuvem = Nuvem(tmp_path, {"NUVEM_TICK_INTERVAL": "0.2"})
+        nuvem.start("-f", "nuvem.yaml", "--log-level", "warning")
+        tag = ""
+        try:
+            # At zero replicas the deploy builds and pushes at once (Controller.prepare).
+            block_until(nuvem.healthy, 60, "the gateway to answer")
+            # The status names the local build; the registry holds it under its address.
+            local = str(nuvem.function("shipped")["image"])
+            assert local.startswith("localhost/nuvem/shipped:"), local
+            tag = f"{address}/{local.removeprefix('localhost/')}"
+            repository, _, version = tag.removeprefix(f"{address}/").rpartition(":")
+
+            def pushed() -> bool:
+                answer = httpx.get(f"http://{address}/v2/{repository}/tags/list", timeout=5)
+                return answer.status_code == 200 and version in (answer.json()["tags"] or [])
+
+            block_until(pushed, 120, f"{tag} pushed to the registry")
+            podman("rmi", "--force", tag)
+            (tmp_path / "nuvem.yaml").write_text(stack("{min: 1, mode: null}"))
+            nuvem.run("deploy", "-f", "nuvem.yaml")
+            nuvem.wait_ready("shipped", within=120)
+            with nuvem.admin() as admin:
+                answer = admin.post("/function/shipped/raw", content=b"pulled on the node")
+                assert answer.status_code == 200, answer.text
+                assert answer.content == b"pulled on the node"
+                # On a Ray node that runs containers (the first node or the head, whose
+                # CPU is free here), not on the gateway's own runtime.
+                (node,) = nodes_of(admin.get("/system/function/shipped").json())
+                assert node in (HEAD_IP, NODE_A)
+                logs = admin.get("/system/logs", params={"name": "shipped", "tail": 200}).text
+            assert f"pulling {tag} from {address}" in logs, logs
+        finally:
+            nuvem.stop()
+            if tag:
+                podman("rmi", "--force", tag, check=False)
