@@ -1,5 +1,7 @@
 """A real image registry for tests: Debian's docker-registry (distribution 2.8) on a free
-loopback port, plain HTTP, its storage in a temporary folder, stopped by its PID.
+loopback port, plain HTTP, its storage in a temporary folder, stopped by its PID; open to
+all, or checking passwords against an htpasswd file of bcrypt hashes (made with the
+standard library's `crypt`, which the registry's Go bcrypt reads).
 
 Skips with the reason when the binary is missing, and fails under CI (servers.missing).
 """
@@ -11,7 +13,8 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -22,20 +25,37 @@ from support import block_until, die_with_parent, free_port, stop_process
 START_SECONDS = 30.0
 
 
+def htpasswd(accounts: Mapping[str, str]) -> str:
+    """An htpasswd file's text: each user with a bcrypt hash of its password."""
+    with warnings.catch_warnings():  # crypt is deprecated (gone in 3.13); bcrypt is its use
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    lines = [
+        f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}"
+        for user, password in accounts.items()
+    ]
+    return "\n".join(lines) + "\n"
+
+
 @contextlib.contextmanager
-def registry_server() -> Iterator[str]:
-    """host:port of a running registry that holds nothing yet."""
+def registry_server(accounts: Mapping[str, str] | None = None) -> Iterator[str]:
+    """host:port of a running registry that holds nothing yet; with `accounts` (user ->
+    password) it lets in only those, by HTTP basic auth."""
     binary = shutil.which("docker-registry")
     if binary is None:
         missing("docker-registry", "run `make system-deps` or apt-get install docker-registry")
     folder = Path(tempfile.mkdtemp(prefix="nuvem-registry-"))
     address = f"127.0.0.1:{free_port()}"
     config = folder / "config.yml"
+    auth = ""
+    if accounts is not None:
+        (folder / "htpasswd").write_text(htpasswd(accounts))
+        auth = f"auth: {{htpasswd: {{realm: nuvem-tests, path: {folder / 'htpasswd'}}}}}\n"
     config.write_text(
         "version: 0.1\n"
         "log: {level: warn}\n"
         f"storage: {{filesystem: {{rootdirectory: {folder / 'data'}}}}}\n"
-        f"http: {{addr: '{address}'}}\n"
+        f"http: {{addr: '{address}'}}\n" + auth
     )
     log = folder / "registry.log"
     with log.open("wb") as out:
@@ -50,7 +70,8 @@ def registry_server() -> Iterator[str]:
         if process.poll() is not None:
             raise RuntimeError(f"docker-registry exited: {log.read_text(errors='replace')}")
         try:
-            return httpx.get(f"http://{address}/v2/", timeout=1).status_code == 200
+            # 401 without credentials when it checks them: it answers all the same.
+            return httpx.get(f"http://{address}/v2/", timeout=1).status_code in (200, 401)
         except httpx.TransportError:
             return False
 

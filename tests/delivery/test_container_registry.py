@@ -20,7 +20,7 @@ from nuvem.runtime.image_builder import ImageBuilder
 from nuvem.runtime.logbook import LogBook
 from nuvem.runtime.podman import Podman
 from nuvem.runtime.protocol import CallMeta
-from nuvem.runtime.registry_access import RegistryAccess
+from nuvem.runtime.registry_access import RegistryAccess, registry_hint
 from nuvem.runtime.replica import SetupFailed
 from nuvem.stack.function import FunctionSpec
 from nuvem.stack.loader import load_stack_text
@@ -133,3 +133,49 @@ async def test_credentials_reach_podman_in_a_private_file_not_its_arguments(
     finally:
         await engine.close()
     assert not exists(Path(args[args.index("--authfile") + 1]))
+
+
+PASSWORD = "right-pw-0123"
+
+
+@pytest.fixture(scope="module")
+def locked() -> Iterator[str]:
+    """A registry that lets in the account nuvem/PASSWORD only (htpasswd, bcrypt)."""
+    with registry_server({"nuvem": PASSWORD}) as address:
+        yield address
+
+
+async def test_a_registry_that_checks_passwords_refuses_others_and_lets_the_account_in(
+    locked: str, echo: str
+) -> None:
+    tag = f"{locked}/nuvem/locked:1"
+    podman("tag", echo, tag)
+    engine = Podman()
+    try:
+        strangers = [
+            RegistryAccess(locked, False),  # no credentials
+            RegistryAccess(locked, False, "nuvem", "wrong-pw"),
+            RegistryAccess(locked, False, "intruder", PASSWORD),
+        ]
+        for access in strangers:
+            with pytest.raises(EngineError) as refused:
+                await engine.push(tag, access)
+            assert "refused the credentials" in registry_hint(str(refused.value), tag, locked)
+            assert "wrong-pw" not in str(refused.value)
+        await engine.push(tag, RegistryAccess(locked, False, "nuvem", PASSWORD))
+        podman("rmi", "--force", tag)  # as on a node that never had it
+        for access in strangers[1:]:
+            failed = await failed_start(access, tag, "locked-1")
+            assert f"podman could not pull {tag!r} from {locked}" in str(failed)
+            assert f"the registry {locked} refused the credentials" in failed.hint
+        right = RegistryAccess(locked, False, "nuvem", PASSWORD)
+        runtime = ContainerRuntime(engine, LogBook(), ready_timeout=30, registry=right)
+        replica = await runtime.start(image_spec(tag), PLATFORM_PYTHON, "locked-2")
+        assert isinstance(replica, ContainerReplica)
+        try:
+            assert (await replica.submit(META, b"let in")).body == b"let in"
+        finally:
+            await replica.drain_and_stop(5)
+    finally:
+        podman("rmi", "--force", tag, check=False)
+        await engine.close()
