@@ -160,6 +160,13 @@ def test_deploy_adds_functions_and_reports_errors(nuvem: Nuvem) -> None:
     assert "other: unchanged" in again.stderr
     assert nuvem.run("events", "--json").stdout == events_before
 
+    # Edited code with the same stack entry is a change: the replicas roll over to it.
+    handlers = nuvem.root / "functions.py"
+    handlers.write_text(handlers.read_text().replace('return "other"', 'return "other, edited"'))
+    edited = nuvem.run("deploy", "-f", "other.yaml")
+    assert "other: updated" in edited.stderr
+    assert nuvem.run("invoke", "other").stdout == "other, edited"
+
     # Another project's stack with a function of the same name does not take it over.
     (nuvem.root / "elsewhere").mkdir()
     (nuvem.root / "elsewhere" / "functions.py").write_text(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from nuvem.errors import BadRequest, PayloadTooLarge
-from nuvem.stack.build_context import SKIP_DIRS
+from nuvem.stack.code_files import files_under
 
 # What is never code: caches, environments, version control.
 MAX_BUNDLE = 256 * 2**20
@@ -75,23 +75,6 @@ def pack_entries(entries: list[Entry], limit: int = MAX_BUNDLE, what: str = "bun
             files += 1
     data = buffer.getvalue()
     return CodeBundle(hashlib.sha256(data).hexdigest(), data, files)
-
-
-def files_under(root: Path, skip: frozenset[Path] = frozenset()) -> list[Path]:
-    """The code files under `root`, sorted by name: no caches, environments, links out of
-    it, nor anything under the folders in `skip` (e.g. where bundles are written)."""
-    found = []
-    for directory, dirs, names in os.walk(root, followlinks=False):
-        dirs[:] = sorted(
-            d for d in dirs if d not in SKIP_DIRS and Path(directory, d).resolve() not in skip
-        )
-        for name in sorted(names):
-            path = Path(directory) / name
-            if path.is_symlink() and not path.resolve().is_relative_to(root):
-                continue  # a link out of the folder is not the function's code
-            if path.is_file() and not name.endswith((".pyc", ".pyo")):
-                found.append(path)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
 def unpack(data: bytes, digest: str, cache: Path) -> Path:

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nuvem.cluster.code_bundle import MAX_BUNDLE, CodeBundle, Entry, files_under, pack_entries
+from nuvem.cluster.code_bundle import MAX_BUNDLE, CodeBundle, Entry, pack_entries
 from nuvem.errors import BadRequest, SpecError
 from nuvem.stack.build_context import context_files
+from nuvem.stack.code_files import files_under
 from nuvem.stack.container_build import BUNDLE_VERSION_LABEL
 from nuvem.stack.loader import load_stack
 from nuvem.stack.stack import Stack

@@ -205,6 +205,11 @@ class FunctionSpec(Strict):
         description="module:callable or path/to/file.py[:callable]; none with image"
     )
     root: str = Field(default=".", description="folder the handler is resolved from")
+    source: str | None = Field(
+        default=None,
+        description="sha256 of the code under root (stack/code_files.py); set by the stack "
+        "file loader, so a deploy of changed code rolls the replicas over",
+    )
     requirements: tuple[str, ...] = Field(default=(), description="pip requirements")
     env: dict[str, str] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
@@ -338,5 +343,7 @@ class FunctionSpec(Strict):
             skip.update(FIELDS)  # as before images existed: an upgrade restarts nothing
         if self.build is None:
             skip.add("build")  # as before builds existed
+        if self.source is None:
+            skip.add("source")  # as before code was digested, and for specs sent by the API
         data = self.model_dump(mode="json", exclude=skip)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -16,6 +16,7 @@ from pydantic_core import ErrorDetails
 
 from nuvem.errors import SpecError
 from nuvem.stack.build_context import source_digest
+from nuvem.stack.code_files import code_digest
 from nuvem.stack.function import STACK_FILE, FunctionSpec
 from nuvem.stack.stack import Stack
 
@@ -28,7 +29,8 @@ Loc = tuple[int | str, ...]
 MAX_VALUES = 50_000
 
 # Fields the stack file implies rather than states: a function's name is its key.
-_IMPLIED: dict[type[BaseModel], frozenset[str]] = {FunctionSpec: frozenset({"name"})}
+# Fields the loader sets: never written in a stack file, so never offered as a fix.
+_IMPLIED: dict[type[BaseModel], frozenset[str]] = {FunctionSpec: frozenset({"name", "source"})}
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -88,7 +90,7 @@ def load_stack(path: Path) -> Stack:
         ) from None
     except OSError as exc:
         raise SpecError(f"cannot read stack file {path}: {exc.strerror}") from None
-    return load_stack_text(text, str(path), path.parent)
+    return _digest_code(load_stack_text(text, str(path), path.parent), str(path))
 
 
 def load_stack_text(text: str, name: str, root: Path) -> Stack:
@@ -194,6 +196,28 @@ def _resolve_builds(stack: Stack, name: str, spots: dict[Loc, _Spot]) -> Stack:
         functions[key] = spec.model_copy(update={"build": build})
     if problems:
         raise SpecError(_report(name, problems))
+    return stack.model_copy(update={"functions": functions})
+
+
+def _digest_code(stack: Stack, name: str) -> Stack:
+    """Each handler function's `source`: the digest of its folder's code, so `nuvem deploy`
+    of edited code is a change although the stack entry reads the same. Only for a stack
+    file on disk: text loaded with a notional folder has no code to read."""
+    functions = dict(stack.functions)
+    digests: dict[str, str | None] = {}  # functions sharing a folder (the usual) read it once
+    for key, spec in stack.functions.items():
+        if spec.serves_http or not Path(spec.root).is_dir():
+            continue  # an image's code is its image; a missing folder is the worker's error
+        if spec.root not in digests:
+            try:
+                digests[spec.root] = code_digest(Path(spec.root))
+            except OSError as exc:
+                raise SpecError(
+                    f"{name}: functions.{key}.root: cannot read the function's folder "
+                    f"{spec.root}: {exc}",
+                    hint="make its files readable, or set root to the handler's own folder",
+                ) from None
+        functions[key] = spec.model_copy(update={"source": digests[spec.root]})
     return stack.model_copy(update={"functions": functions})
 
 
