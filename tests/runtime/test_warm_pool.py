@@ -95,8 +95,9 @@ async def test_model_replicas_get_workers_with_torch_already_imported(gateway: R
     )
     await wait_until(lambda: runtime.pool.idle_count() == 2, within=120, what="pools filled")
     idle = {key[2]: group[0] for key, group in runtime.pool._idle.items()}
-    assert set(idle) == {(), ("nuvem.models.handler",)}
-    model_worker = idle[("nuvem.models.handler",)].process.pid
+    torch_model = ("nuvem.models.torch_engine", "nuvem.models.weights", "nuvem.models.handler")
+    assert set(idle) == {(), torch_model}
+    model_worker = idle[torch_model].process.pid
     await wait_until(lambda: "libtorch" in maps_of(model_worker), within=60, what="torch loaded")
     assert "libtorch" not in maps_of(idle[()].process.pid)  # plain functions stay small
 
@@ -111,3 +112,30 @@ async def test_model_replicas_get_workers_with_torch_already_imported(gateway: R
     answer = await gateway.admin.post("/predictions/resnet", content=jpeg())
     assert answer.status_code == 200, answer.text
     assert len(answer.json()) == 5
+
+
+@pytest.mark.slow
+async def test_an_onnx_model_with_its_export_cached_starts_and_answers_without_torch(
+    gateway: Running,
+) -> None:
+    pytest.importorskip("onnxruntime")
+    from nuvem.models import onnx_export
+
+    weights = weights_file("resnet18")
+    onnx_export.cached_onnx("resnet18", weights, None)  # as a first start left it
+    runtime = pool_of(gateway)
+    stack = f"""
+        functions:
+          resnet: {{model: {{arch: resnet18, weights: '{weights}', engine: onnxruntime}}}}
+        """
+    await gateway.deploy(stack)
+    await wait_until(lambda: runtime.pool.idle_count() == 1, within=120, what="pool filled")
+    ((key, (idle,)),) = runtime.pool._idle.items()
+    assert key[2] == ("onnxruntime", "nuvem.models.handler")  # no torch ahead for this one
+    (replica,) = gateway.platform.controller.get("resnet").ready()
+    answer = await gateway.admin.post("/predictions/resnet", content=jpeg())
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()) == 5
+    assert "onnxruntime" in maps_of(replica.pid)
+    assert "libtorch" not in maps_of(replica.pid)
+    assert "libtorch" not in maps_of(idle.process.pid)

@@ -13,7 +13,7 @@ import numpy as np
 from nuvem.errors import BadRequest
 from nuvem.handler import Request
 from nuvem.models.engine import NUMPY_TYPES
-from nuvem.models.preprocess import preprocess
+from nuvem.models.preprocess import preprocess_array
 from nuvem.runtime import tensors
 from nuvem.stack.model import TensorSpec
 
@@ -55,7 +55,7 @@ def image_bytes(request: Request) -> bytes:
 
 
 def read_image(request: Request) -> Ask:
-    pixels = preprocess(image_bytes(request)).numpy()
+    pixels = preprocess_array(image_bytes(request))
     return Ask("image", {"input": pixels[np.newaxis]}, 1)
 
 
@@ -75,7 +75,7 @@ def read_tensors(request: Request, inputs: Sequence[TensorSpec], takes_images: b
             )
         data = tensors.split_bytes(images.data, name=IMAGE_INPUT)
         feed[inputs[0].name] = (
-            np.stack([preprocess(d).numpy() for d in data])
+            np.stack([preprocess_array(d) for d in data])
             if data
             else (np.zeros((0, 3, 224, 224), np.float32))
         )

@@ -18,10 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
-
 from nuvem.models import architectures
-from nuvem.models.weights import load_weights
 
 INPUT = "input"
 OUTPUT = "output"
@@ -81,7 +78,11 @@ def cached_onnx(arch: str, weights: Path, cache: Path | None) -> Path:
     target = folder / name
     with file_lock(folder / f".{name}.lock"):
         if target.is_file():
-            return target
+            return target  # no torch needed: the replica runs it with ONNX Runtime alone
+        import torch  # only to export, once per weights
+
+        from nuvem.models.weights import load_weights
+
         model = load_weights(architectures.build(arch), weights).eval()
         fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
         os.close(fd)

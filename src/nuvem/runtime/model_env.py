@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from nuvem.stack.function import FunctionSpec
@@ -23,6 +24,7 @@ def model_environ(spec: FunctionSpec, cache: Path | None) -> dict[str, str]:
     config = {
         "function": spec.name,
         "model": spec.model.model_dump(mode="json"),
+        "engine": spec.model.resolved_engine(),
         "cache": str(cache) if cache is not None else None,
         "threads": threads,
         # The cores that the node's replicas share out call by call (models/core_share.py),
@@ -32,6 +34,24 @@ def model_environ(spec: FunctionSpec, cache: Path | None) -> dict[str, str]:
     environ = dict.fromkeys(_THREAD_VARIABLES, str(threads))
     environ[MODEL_ENV] = json.dumps(config)
     return environ
+
+
+# What an idle worker imports ahead for a model, by engine: the engine's own modules. An
+# ONNX model's replica runs without torch (it imports it only to export a built-in model on
+# first use), so its idle worker stays without; a torch one loads torch and the weights'
+# readers.
+_ENGINE_MODULES = {
+    "onnxruntime": ("onnxruntime",),
+    "torch": ("nuvem.models.torch_engine", "nuvem.models.weights"),
+}
+
+
+def preloads(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """What an idle worker for this replica imports ahead besides the handler's module."""
+    raw = environ.get(MODEL_ENV)
+    if not raw:
+        return ()
+    return _ENGINE_MODULES.get(str(json.loads(raw).get("engine")), ())
 
 
 def node_cores() -> int:

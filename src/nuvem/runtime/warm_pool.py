@@ -14,9 +14,9 @@ Variables read only while a process starts (PYTHON*, LD_*, ...) or a library loa
 function whose own values differ is spawned cold until the pool has one for its set too.
 
 A handler that is platform code (`nuvem.models.handler` for models) has its module
-imported by its idle workers too: for a model that is `import torch`, most of a model
-replica's start after its weights. User modules are never imported ahead: their import-time
-code must see the function's own environment.
+imported by its idle workers too, and torch before it for a model that runs on torch
+(model_env.py `preloads`): most of such a replica's start after its weights. User modules
+are never imported ahead: their import-time code must see the function's own environment.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from typing import Any
 
 from nuvem.runtime.early_process import EarlyProcess
 from nuvem.runtime.loader import split_reference
+from nuvem.runtime.model_env import preloads
 from nuvem.runtime.pool_worker import HEADER
 from nuvem.startup_marks import VARIABLE
 
@@ -60,11 +61,13 @@ def startup_environ(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k.startswith(STARTUP_PREFIXES)}
 
 
-def _preload(argv: Sequence[str]) -> tuple[str, ...]:
+def _preload(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[str, ...]:
     if "--handler" not in argv:
         return ()
     module, _ = split_reference(argv[argv.index("--handler") + 1])
-    return (module,) if module.startswith(PRELOADABLE) and "/" not in module else ()
+    if not module.startswith(PRELOADABLE) or "/" in module:
+        return ()
+    return (*preloads(environ), module)
 
 
 @dataclass(eq=False)
@@ -156,7 +159,7 @@ class WarmPool:
         environ = kwargs.get("env")
         if len(pass_fds) != 1 or environ is None or kwargs.get("start_new_session") is not True:
             return None
-        return argv[0], frozenset(startup_environ(environ).items()), _preload(argv)
+        return argv[0], frozenset(startup_environ(environ).items()), _preload(argv, environ)
 
     def _pop(self, key: PoolKey) -> Idle | None:
         idle = self._idle.get(key, [])
