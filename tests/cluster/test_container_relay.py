@@ -5,18 +5,25 @@ connections that open with the replica's signed preamble reach the container."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from nuvem.cluster.container_actor import ContainerActor, Started
-from nuvem.cluster.container_relay import ContainerRelay
+from nuvem.cluster.container_relay import ContainerRelay, relay_refusal
 from nuvem.cluster.relay_preamble import signer
+from nuvem.errors import ClusterError
+from nuvem.runtime.container_replica import ContainerReplica
+from nuvem.runtime.container_runtime import ContainerRuntime
 from nuvem.runtime.fake_engine import FakeEngine
 from nuvem.runtime.http_pool import HttpPool
+from nuvem.runtime.logbook import LogBook
+from nuvem.runtime.protocol import CallMeta
 from nuvem.stack.function import FunctionSpec
 from support import asgi_body
 
@@ -164,3 +171,42 @@ async def test_a_closed_relay_refuses_connections(
     await actor.remove(started.run.name)
     with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection(NODE_IP, started.relay_port)
+
+
+async def test_a_refusal_of_the_gateways_own_connection_is_an_error_naming_the_clocks() -> None:
+    """A node whose clock is two minutes off refuses the gateway's preambles: the call
+    fails as a cluster error naming the relay and the fix, not as the function's 401."""
+    app = Counting()
+    engine = FakeEngine({"localhost/echo:1": app})
+    spec = FunctionSpec.model_validate({"name": "echo", "image": "localhost/echo:1"})
+    launched = await ContainerRuntime(engine, LogBook()).launch(spec, REPLICA)
+    await launched.pool.close()
+    logged: list[str] = []
+    relay = ContainerRelay(
+        SECRET, REPLICA, launched.run.host_port, logged.append, clock=lambda: time.time() + 120
+    )
+    port = await relay.start(NODE_IP)
+    replica = ContainerReplica(
+        REPLICA,
+        "echo",
+        spec.fingerprint(),
+        engine,
+        launched.run,
+        launched.attached,
+        HttpPool(NODE_IP, port, preamble=signer(SECRET, REPLICA)),
+        node=NODE_IP,
+        refusal=functools.partial(relay_refusal, "echo", REPLICA, NODE_IP),
+    )
+    try:
+        with pytest.raises(ClusterError) as refused:
+            await replica.submit(CallMeta("POST", "/", "", []), b"hi")
+        message = str(refused.value)
+        assert f"the relay of replica {REPLICA} on node {NODE_IP} refused" in message
+        assert "120s away from this node's clock" in message
+        assert "NTP" in refused.value.hint
+        assert app.calls == 0
+        assert len(logged) == 1
+    finally:
+        await replica.drain_and_stop(5)
+        await relay.close()
+        await engine.close()

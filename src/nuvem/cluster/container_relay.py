@@ -22,10 +22,15 @@ from collections.abc import Callable
 from typing import cast
 
 from nuvem.cluster.relay_preamble import MAX_PREAMBLE, Nonces, Refused, check_preamble
+from nuvem.errors import ClusterError
+from nuvem.runtime.replica import CallResult
 
 PREAMBLE_TIMEOUT = 5.0  # seconds a new connection has to send its preamble
 CONNECT_TIMEOUT = 5.0
 LOGGED_SOURCES = 1024  # addresses whose refusal was logged; beyond, refusals are only counted
+
+
+REFUSED_HEADER = "x-nuvem-relay-refused"  # on a refusal: the gateway's pool tells it from an answer
 
 
 def refusal_answer(reason: str) -> bytes:
@@ -38,9 +43,27 @@ def refusal_answer(reason: str) -> bytes:
     ).encode()
     head = (
         "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n"
+        f"{REFUSED_HEADER}: {reason}\r\n"
         f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n"
     )
     return head.encode("ascii") + body
+
+
+def relay_refusal(
+    function: str, replica_id: str, node: str, answer: CallResult
+) -> ClusterError | None:
+    """The error of a call whose connection the node's relay refused (the gateway's own
+    preamble: a clock far off, most likely), rather than the function's answer; None for
+    an answer of the function."""
+    for name, value in answer.headers:
+        if name.lower() == REFUSED_HEADER:
+            return ClusterError(
+                f"function {function!r}: the relay of replica {replica_id} on node {node} "
+                f"refused the gateway's connection: {value}",
+                "keep the clocks of the gateway's machine and the nodes in sync (NTP); "
+                f"`nuvem logs {function}` has the relay's line",
+            )
+    return None
 
 
 class _Side(asyncio.Protocol):

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from typing import Any
 
 from nuvem.cluster import ray_api
 from nuvem.cluster.container_actor import ContainerActor, Refused, Started
+from nuvem.cluster.container_relay import relay_refusal
 from nuvem.cluster.placement import actor_options
 from nuvem.cluster.ray_runtime import RayRuntime, first_line, loss_of
 from nuvem.cluster.relay_preamble import signer
@@ -179,6 +181,7 @@ class RayContainers:
             attached,
             HttpPool(node, answer.relay_port, preamble=signer(secret, replica_id)),
             node=node,
+            refusal=functools.partial(relay_refusal, spec.name, replica_id, node),
         )
         self.ray.logbook.write(
             spec.name,

@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import Callable
 
+from nuvem.errors import NuvemError
 from nuvem.runtime.container_engine import Attached, ContainerControl, ContainerExit, ContainerRun
 from nuvem.runtime.drain import Draining
 from nuvem.runtime.http_connection import HttpFailed
@@ -58,7 +59,10 @@ class ContainerReplica(Draining):
         pool: HttpPool,
         clock: Callable[[], float] = time.monotonic,
         node: str = "local",  # a cluster node's address when it runs there
+        # An answer that is not the function's but its path's refusal, as an error.
+        refusal: Callable[[CallResult], NuvemError | None] | None = None,
     ) -> None:
+        self._refusal = refusal
         self.id = replica_id
         self.function = function
         self.fingerprint = fingerprint
@@ -113,7 +117,11 @@ class ContainerReplica(Draining):
             return
         error = sent.exception()
         if error is None:
-            future.set_result(sent.result())
+            refused = self._refusal(sent.result()) if self._refusal is not None else None
+            if refused is not None:
+                future.set_exception(refused)
+            else:
+                future.set_result(sent.result())
             return
         if not isinstance(error, HttpFailed):  # the call itself was wrong (BadRequest)
             future.set_exception(error)
