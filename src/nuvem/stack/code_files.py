@@ -20,8 +20,10 @@ from nuvem.stack.build_context import SKIP_DIRS
 
 STATE_MARKER = "nuvem.lock"  # the gateway's lock in its state folder (cli/state_lock.py)
 # Files larger than this are digested by size and modification time, not read: a model's
-# weights or a dataset beside the code would make every `nuvem deploy` read gigabytes.
-CONTENT_LIMIT = 64 * 2**20
+# weights or a dataset beside the code would make every `nuvem deploy` read gigabytes, and
+# every `nuvem up`: ResNet-18's 45 MB weights with their ONNX export beside a stack file
+# took 0.3 s of its launch to hash (bench/launch.py). Code files are far smaller.
+CONTENT_LIMIT = 2**20
 FILE_LIMIT = 20_000
 _STACK_FILE = re.compile(rb"^functions:", re.MULTILINE)
 
