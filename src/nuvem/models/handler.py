@@ -79,11 +79,11 @@ class ModelHandler:
         if spec.resolved_engine() == "onnxruntime":
             if spec.arch is None:
                 assert spec.path is not None
-                return engine.OnnxEngine(Path(spec.path), self.threads, self._also())
+                return engine.OnnxEngine(Path(spec.path), self.threads, self._also(), cache)
             assert spec.weights is not None
             exported = onnx_export.cached_onnx(spec.arch, self._weights(spec.weights, cache), cache)
             mark("model: onnx file ready")
-            return engine.OnnxEngine(exported, self.threads, self._also())
+            return engine.OnnxEngine(exported, self.threads, self._also(), cache)
         import torch
 
         from nuvem.models import weights

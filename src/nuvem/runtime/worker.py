@@ -63,10 +63,13 @@ class Worker:
         self.tasks: set[asyncio.Task[None]] = set()
         self.connection: protocol.FrameProtocol | None = None
         self.lost = asyncio.Event()
+        self.answered_once = False  # for the first call's start-up marks
 
     def on_frame(self, frame: protocol.Frame) -> None:
         if frame.kind is not Kind.CALL:
             return
+        if not self.answered_once:
+            mark("worker: call received")
         meta = CallMeta.load(frame.meta)
         if self.batcher is not None:
             self.batched += 1
@@ -148,6 +151,9 @@ class Worker:
 
     def _deliver(self, outcomes: list[Outcome]) -> None:
         assert self.connection is not None
+        if not self.answered_once:
+            self.answered_once = True
+            mark("worker: first batch answered")
         for outcome in outcomes:
             self.batched -= 1
             if outcome.result is not None:
