@@ -17,9 +17,14 @@
    With `--repeats N` the served runs are interleaved N times (engine by engine, policy by
    policy), so a neighbour's load falls on both policies alike; the summary gives each
    one's median and range, and follow/fixed ratios paired within a repeat.
+3. Direct, the baseline of issue 11: a hand-written FastAPI app serving the same model and
+   weights (bench/direct_model_app.py: eager PyTorch, default memory format), as such peers
+   advise for CPU: one uvicorn worker per core, one torch thread each. It is interleaved
+   with the served runs in every repeat (`--no-direct` leaves it out).
 
 Goals: at concurrency 32, nuvem serves at least 90% of the raw eager limit, and with
-`engine: onnxruntime` more than the raw eager limit.
+`engine: onnxruntime` more than the raw eager limit; at concurrency 1, nuvem's median
+latency (eager and ONNX Runtime alike) is below the direct app's in the same run.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ HOST = "127.0.0.1"
 CORES = os.cpu_count() or 1
 BATCHES = (1, 4, 8, 16)
 CONCURRENCY = (1, 8, 32)
+DIRECT = "FastAPI direct"  # the served table's label of the hand-written baseline
 POLICIES = ("fixed", "follow")  # threads per replica: one always, or following the node's load
 CHANNELS_LAST = "torch channels-last"  # eager too; nuvem runs built-ins this way
 EAGER = ("torch", CHANNELS_LAST)
@@ -267,6 +273,60 @@ def nuvem(workdir: Path, stack: str, function: str) -> Iterator[tuple[str, str, 
         server.stop(timeout=60)
 
 
+BENCH = Path(__file__).resolve().parent
+
+
+@contextlib.contextmanager
+def direct(workdir: Path, weights: Path, image: Path) -> Iterator[tuple[str, int, float]]:
+    """bench/direct_model_app.py under uvicorn, a worker per core with one torch thread each;
+    yields its /predictions URL, uvicorn's pid and when (time.monotonic) it was launched."""
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH), "direct_model_app:app"]
+    argv += ["--host", HOST, "--port", str(port), "--workers", str(CORES)]
+    argv += ["--log-level", "warning", "--no-access-log"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUVEM_")}
+    env |= {"BENCH_WEIGHTS": str(weights), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    url = f"http://{HOST}:{port}/predictions"
+    body = image.read_bytes()
+    launched = time.monotonic()
+    server = Server("direct", argv, env, workdir / "direct.log")
+    try:
+        # Every worker must be up before wrk connects, or the first ones take every connection.
+        def answered() -> bool:
+            for _ in range(4 * CORES):
+                reply = httpx.post(url, content=body, timeout=60)
+                if reply.status_code != 200 or len(reply.json()) != 5:
+                    raise BenchError(f"{url} answered {reply.status_code}: {reply.text}")
+            return True
+
+        server.wait_until("an answer", answered, START_TIMEOUT)
+        yield url, server.process.pid, launched
+    finally:
+        server.stop(timeout=60)
+
+
+def measure_direct(
+    workdir: Path, weights: Path, image: Path, seconds: int, concurrencies: tuple[int, ...]
+) -> tuple[dict[int, Served], float]:
+    """The direct app's runs by concurrency, measured as the served ones are, and the seconds
+    from its launch to the answers that say every worker is up."""
+    results = {}
+    with direct(workdir, weights, image) as (url, pid, launched):
+        launch = time.monotonic() - launched
+        script = jpeg_script(workdir, image, "none")
+        for concurrency in concurrencies:
+            run_wrk(url, script, concurrency, max(2, seconds // 3))  # warm-up
+            before, began = cpu_seconds(pid), time.perf_counter()
+            measured = run_wrk(url, script, concurrency, seconds)
+            cores = (cpu_seconds(pid) - before) / (time.perf_counter() - began)
+            results[concurrency] = m = Served(measured, cores)
+            err.print(
+                f"  {DIRECT} c={concurrency}: {m.requests_per_s:.1f} images/s, "
+                f"p50 {m.load.p50_ms:.1f} ms, {m.cores:.2f} cores"
+            )
+    return results, launch
+
+
 def served_stack(arch: str, weights: Path, engine: str, run: RawRun, policy: str) -> str:
     batch = max(run.batch, 4)
     # Without `threads` a replica's threads follow the node's load (the default).
@@ -431,7 +491,7 @@ def render(
             spread(launches[label]),
         )
     out.print(table)
-    engines = sorted({label.split()[0] for label in served})
+    engines = sorted({label.split()[0] for label in served if label != DIRECT})
     if not all(f"{e} fixed" in served and f"{e} follow" in served for e in engines):
         return
     table = Table(
@@ -487,6 +547,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=numbers,
         default=CONCURRENCY,
         help="wrk connections, comma-separated",
+    )
+    parser.add_argument(
+        "--no-direct",
+        dest="direct",
+        action="store_false",
+        help="leave out the hand-written FastAPI baseline",
     )
     parser.add_argument(
         "--raw-batches", type=numbers, default=BATCHES, help="raw batch sizes, comma-separated"
@@ -575,6 +641,13 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     served.setdefault(label, []).append(runs)
                     launches.setdefault(label, []).append(launch)
+            if args.direct:
+                err.print(f"pass {repeat + 1}/{args.repeats}: {DIRECT}, {CORES} workers x 1")
+                runs, launch = measure_direct(
+                    workdir, weights, image, args.duration, args.concurrency
+                )
+                served.setdefault(DIRECT, []).append(runs)
+                launches.setdefault(DIRECT, []).append(launch)
     render(raw, served, limit, launches)
     out.print(
         f"raw eager limit: {limit:.1f} images/s ({eager_best.engine}, {eager_best.layout}, "
@@ -607,6 +680,23 @@ def main(argv: list[str] | None = None) -> int:
                 fast > limit,
             )
         )
+    bottom = min(args.concurrency)
+    baseline = served.get(DIRECT)
+    if baseline is not None and bottom == 1:
+        # Paired within each repeat: the direct app ran right after nuvem's runs of that pass.
+        for engine in ("torch", "onnxruntime"):
+            repeats = served.get(f"{engine} {policy}")
+            if not repeats:
+                continue
+            mine = statistics.median(r[1].load.p50_ms for r in repeats)
+            theirs = statistics.median(r[1].load.p50_ms for r in baseline)
+            goals.append(
+                (
+                    f"{engine} ({policy}) c=1 p50 {mine:.1f} ms against {DIRECT}'s "
+                    f"{theirs:.1f} ms (x{mine / theirs:.2f}; goal below it)",
+                    mine < theirs,
+                )
+            )
     for text, ok in goals:
         out.print(("[green]met[/green]: " if ok else "[red]missed[/red]: ") + text)
     # On a shared machine the rates follow what the neighbours leave; per core-second of CPU
