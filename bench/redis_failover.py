@@ -1,13 +1,15 @@
 """How long async jobs pause when a Redis Cluster master dies, and that none is lost.
 
     .venv/bin/python bench/redis_failover.py [--rate 20] [--duration 20] [--kill-at 6]
+        [--node-timeout-ms 1000]
 
-Starts a Redis Cluster of three masters and three replicas (tests/redis_cluster.py, with
-its `cluster-node-timeout` of 1 s), PostgreSQL, and `nuvem up` on them serving two
-functions: `hit`, whose keys live on the master that dies, and `spared`, whose keys live on
-another master. Jobs are submitted to both at `--rate` per second each, at fixed times (open
-loop: a slow accept does not slow the load). At `--kill-at` seconds the master serving
-`hit` is SIGKILLed (by PID); the load goes on to `--duration`, then every job is waited for.
+Starts a Redis Cluster of three masters and three replicas (tests/redis_cluster.py, with its
+`cluster-node-timeout` of 1 s, or `--node-timeout-ms`), PostgreSQL, and `nuvem up` on them
+serving two functions: `hit`, whose keys live on the master that dies, and `spared`, whose
+keys live on another master. Jobs are submitted to both at `--rate` per second each, at
+fixed times (open loop: a slow accept does not slow the load). At `--kill-at` seconds the
+master serving `hit` is SIGKILLed (by PID); the load goes on to `--duration`, then every job
+is waited for.
 
 Each run of a job appends its function and start time to a file. Reported per function:
 the longest gap between two runs before the kill (the baseline, same run) and after it (the
@@ -68,11 +70,11 @@ def pick_functions(cluster: LocalRedisCluster) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def stores() -> Iterator[tuple[LocalRedisCluster, str]]:
+def stores(node_timeout_ms: int) -> Iterator[tuple[LocalRedisCluster, str]]:
     import servers
 
     with (
-        servers.redis_cluster_server() as cluster,
+        servers.redis_cluster_server(node_timeout_ms) as cluster,
         servers.postgres_server() as pg_server,
     ):
         yield cluster, servers.fresh_database(pg_server)
@@ -118,7 +120,10 @@ def longest_gap(times: list[float]) -> float:
 
 
 async def measure(args: argparse.Namespace) -> int:
-    with stores() as (cluster, records), tempfile.TemporaryDirectory(prefix="nuvem-rfo-") as tmp:
+    with (
+        stores(args.node_timeout_ms) as (cluster, records),
+        tempfile.TemporaryDirectory(prefix="nuvem-rfo-") as tmp,
+    ):
         names = pick_functions(cluster)
         with app_folder(Path(tmp), HANDLER, stack(names)) as root:
             env = {"NUVEM_QUEUE_URL": cluster.url, "NUVEM_RECORDS_URL": records}
@@ -159,7 +164,7 @@ async def load_and_kill(
         role, n, at = line.split(" ")
         runs[role].append(float(at))
         counted[f"{role} {n}"] += 1
-    print(f"cluster-node-timeout {NODE_TIMEOUT_MS} ms; master killed at {killed_at:.1f} s")
+    print(f"cluster-node-timeout {cluster.node_timeout_ms} ms; master killed at {killed_at:.1f} s")
     print(f"replica serving the slot {promoted:.2f} s after the kill (CLUSTER NODES)")
     print(f"{'function':<8} {'gap before':>10} {'pause after':>11} {'ratio':>6} "
           f"{'accept before':>13} {'accept after':>12}")  # fmt: skip
@@ -208,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="jobs per second per function")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
     parser.add_argument("--kill-at", type=float, default=6.0, help="seconds into the load")
+    parser.add_argument(
+        "--node-timeout-ms",
+        type=int,
+        default=NODE_TIMEOUT_MS,
+        help="the cluster's cluster-node-timeout (Redis's default is 15000)",
+    )
     args = parser.parse_args(argv)
     if args.rate * args.duration > MAX_LISTED:
         parser.error(f"--rate times --duration is over {MAX_LISTED} jobs per function")

@@ -49,10 +49,13 @@ class ClusterNode:
 
 
 class LocalRedisCluster:
-    def __init__(self, binary: str, cli: str, folder: Path) -> None:
+    def __init__(
+        self, binary: str, cli: str, folder: Path, node_timeout_ms: int = NODE_TIMEOUT_MS
+    ) -> None:
         self.binary = binary
         self.cli = cli
         self.folder = folder
+        self.node_timeout_ms = node_timeout_ms
         self.nodes: list[ClusterNode] = []
 
     @property
@@ -71,7 +74,7 @@ class LocalRedisCluster:
                 "--bind", "127.0.0.1",
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", str(folder / "nodes.conf"),
-                "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                "--cluster-node-timeout", str(self.node_timeout_ms),
                 "--save", "",
                 # A replica's first sync would wait 5 s for others to share it (Redis 7's
                 # default); until it has synced, its master's death cannot be failed over.
@@ -216,8 +219,11 @@ class LocalRedisCluster:
 
 
 @contextlib.contextmanager
-def redis_cluster_nodes(binary: str, cli: str) -> Iterator[LocalRedisCluster]:
-    cluster = LocalRedisCluster(binary, cli, Path(tempfile.mkdtemp(prefix="nuvem-rcluster-")))
+def redis_cluster_nodes(
+    binary: str, cli: str, node_timeout_ms: int = NODE_TIMEOUT_MS
+) -> Iterator[LocalRedisCluster]:
+    folder = Path(tempfile.mkdtemp(prefix="nuvem-rcluster-"))
+    cluster = LocalRedisCluster(binary, cli, folder, node_timeout_ms)
     try:
         cluster.start()
         yield cluster

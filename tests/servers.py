@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 import httpx
 import pytest
 
-from redis_cluster import LocalRedisCluster, redis_cluster_nodes
+from redis_cluster import NODE_TIMEOUT_MS, LocalRedisCluster, redis_cluster_nodes
 from support import block_until, die_with_parent, end_pid, free_port, stop_process
 
 PG_BIN = Path(os.environ.get("NUVEM_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -312,11 +312,11 @@ def clean_redis(redis_url: str) -> str:
 
 
 @contextlib.contextmanager
-def redis_cluster_server() -> Iterator[LocalRedisCluster]:
+def redis_cluster_server(node_timeout_ms: int = NODE_TIMEOUT_MS) -> Iterator[LocalRedisCluster]:
     binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
     if binary is None or cli is None:
         missing("redis-server and redis-cli", "run `make system-deps` or apt-get install redis")
-    with redis_cluster_nodes(binary, cli) as cluster:
+    with redis_cluster_nodes(binary, cli, node_timeout_ms) as cluster:
         yield cluster
 
 
