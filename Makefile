@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= dev,models,servers,ray,pools
 
-.PHONY: install run test lint ruff typecheck pytest format bench chaos soak fuzz clean system-deps ui-assets
+.PHONY: install run test lint ruff typecheck pytest test-images format bench chaos soak fuzz clean system-deps ui-assets
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,12 +37,18 @@ format: install
 test: install system-deps ruff  ## lint, then the whole test suite (mypy alongside)
 	$(MAKE) --no-print-directory -j2 typecheck pytest
 
+# The container tests' base image (debootstrap, cached under ~/.cache/nuvem-test-data) is
+# made before pytest starts, beside mypy: making it inside the first container test took
+# over that test's 120 s timeout on a fresh machine.
+test-images: install  ## the container tests' Debian base image, made once and cached
+	$(BIN)/python tests/podman_images.py
+
 # Two pytest-xdist workers: most tests wait on the servers and processes they start, so two
 # share the two cores well. A module's tests keep to one worker, so do the tests that share
 # the Ray cluster and those that build podman images (tests/xdist_scopes.py; loadgroup is
 # the --dist it extends). TEST_WORKERS=0 runs them in-process.
 TEST_WORKERS ?= 2
-pytest: install
+pytest: install test-images
 	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
 fuzz: install  ## fuzz the parsers of outside bytes with many more examples (profile "fuzz")
