@@ -37,9 +37,9 @@ format: install
 test: install system-deps ruff  ## lint, then the whole test suite (mypy alongside)
 	$(MAKE) --no-print-directory -j2 typecheck pytest
 
-# The container tests' base image (debootstrap, cached under ~/.cache/nuvem-test-data) is
-# made before pytest starts, beside mypy: making it inside the first container test took
-# over that test's 120 s timeout on a fresh machine.
+# The container tests make their Debian base image (debootstrap, cached under
+# ~/.cache/nuvem-test-data) when it is missing, inside the run and beside the other tests;
+# this makes it ahead, on its own.
 test-images: install  ## the container tests' Debian base image, made once and cached
 	$(BIN)/python tests/podman_images.py
 
@@ -48,7 +48,7 @@ test-images: install  ## the container tests' Debian base image, made once and c
 # the Ray cluster and those that build podman images (tests/xdist_scopes.py; loadgroup is
 # the --dist it extends). TEST_WORKERS=0 runs them in-process.
 TEST_WORKERS ?= 2
-pytest: install test-images
+pytest: install
 	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
 fuzz: install  ## fuzz the parsers of outside bytes with many more examples (profile "fuzz")

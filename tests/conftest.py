@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import podman_images
 import xdist_scopes
 from support import HANDLERS, Running, serving
 
@@ -69,6 +70,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         elif item.path.name in _PODMAN_MODULES:
             item.add_marker(pytest.mark.xdist_group("podman"))
     xdist_scopes.suffix_groups(config, items)
+    _allow_the_first_image_build(items)
+
+
+def _allow_the_first_image_build(items: list[pytest.Item]) -> None:
+    """On a machine without the container tests' base image, whichever of them runs first
+    makes it; those tests get the time that takes instead of the suite's 120 s, where the
+    first one failed before (only on such a machine: elsewhere a hang still fails fast)."""
+    users = [item for item in items if _uses_podman_images(item)]
+    if users and not podman_images.base_ready():
+        for item in users:
+            item.add_marker(pytest.mark.timeout(podman_images.FIRST_BUILD_TIMEOUT))
+
+
+def _uses_podman_images(item: pytest.Item) -> bool:
+    module = getattr(item, "module", None)
+    return module is not None and any(
+        getattr(value, "__module__", None) == podman_images.__name__
+        for value in vars(module).values()
+    )
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
