@@ -46,10 +46,11 @@ test-images: install  ## the container tests' Debian base image, made once and c
 # Two pytest-xdist workers: most tests wait on the servers and processes they start, so two
 # share the two cores well. A module's tests keep to one worker, so do the tests that share
 # the Ray cluster and those that build podman images (tests/xdist_scopes.py; loadgroup is
-# the --dist it extends). TEST_WORKERS=0 runs them in-process.
+# the --dist it extends). TEST_WORKERS=0 runs them in-process. The 20 slowest are listed at
+# the end, to keep an eye on the suite's length.
 TEST_WORKERS ?= 2
 pytest: install
-	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+	$(BIN)/pytest --durations=20 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
 fuzz: install  ## fuzz the parsers of outside bytes with many more examples (profile "fuzz")
 	NUVEM_FUZZ_PROFILE=fuzz $(BIN)/pytest tests/fuzz -q --timeout 0 -k "not atheris"
