@@ -3,13 +3,16 @@
 No Docker daemon runs here, but `podman system service` serves the Docker API: the
 `docker` engine is tested for real against it (tests/podman_images.docker_api). Both
 engines run the echo image (tests/delivery/echo_image) through the container runtime:
-limits, logs, exit codes, the memory limit's kill, stop and remove, a missing image.
+limits, logs, exit codes, the memory limit's kill, stop and remove, a missing image, the
+image store's listing and a removal refused while a container uses the image.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -193,6 +196,44 @@ async def test_a_container_never_ready_is_a_failed_start_leaving_nothing(
     assert expected in str(failed.value), str(failed.value)
     assert echo in str(failed.value)
     assert podman("ps", "-a", "--filter", f"name=nuvem-sick-1-{runtime.instance}", "-q") == ""
+
+
+async def test_the_store_lists_a_repository_and_keeps_an_image_a_container_uses(
+    engine: ContainerEngine, echo: str, tmp_path: Path
+) -> None:
+    """What pruning a function's earlier builds needs of the engine: its repository's
+    tags (no other's), and a removal that refuses while a container uses the image."""
+    repository = f"localhost/nuvem-test-prune-{os.urandom(3).hex()}"
+    # Images of their own, a label apart, as two builds of a function are: a tag of an
+    # image that has other tags would only be untagged, in use or not. (The label is
+    # written out, not an ARG: buildah's layer cache ignores an argument's new value.)
+    refs = [f"{repository}:a", f"{repository}:b", f"{repository}-2:a"]
+    try:
+        for ref in refs:
+            (tmp_path / "Containerfile").write_text(f"FROM {echo}\nLABEL nuvem.test.n={ref}\n")
+            await engine.build(tmp_path, "Containerfile", ref, {})
+        stored = await engine.stored_images(repository)
+        assert sorted(image.ref for image in stored) == refs[:2]  # not the -2 one
+        assert len({image.id for image in stored}) == 2
+        assert all(abs(time.time() - image.created) < 3600 for image in stored)
+        runtime, replica, _ = await started(engine, refs[0], "prune-1")
+        try:
+            assert not await engine.remove_image(refs[0])  # its container runs it
+            assert await engine.remove_image(refs[1])
+            assert await engine.remove_image(refs[1])  # gone already: no error
+            assert [image.ref for image in await engine.stored_images(repository)] == refs[:1]
+            assert (await replica.submit(META, b"still")).body == b"still"
+            await replica.drain_and_stop(5)
+            # Its container removed, the image goes; the other repository's stays.
+            assert await engine.remove_image(refs[0])
+            assert await engine.stored_images(repository) == []
+            assert [i.ref for i in await engine.stored_images(f"{repository}-2")] == refs[2:]
+        finally:
+            await replica.drain_and_stop(0)
+            await runtime.close()
+    finally:
+        for ref in refs:
+            podman("rmi", "--force", ref, check=False)
 
 
 async def test_docker_builds_an_image_from_a_context(docker_host: str, echo: str) -> None:

@@ -44,6 +44,28 @@ class ContainerExit:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredImage:
+    """One tag in the engine's image store."""
+
+    ref: str  # REPOSITORY:TAG
+    id: str  # the image's id: two tags may name one image
+    created: float  # unix seconds, when the image was built
+
+    @property
+    def repository(self) -> str:
+        return repository_of(self.ref)
+
+
+def repository_of(ref: str) -> str:
+    """`ref` without its tag: `127.0.0.1:5000/nuvem/echo` of `127.0.0.1:5000/nuvem/echo:ab12`
+    (a colon before the last slash is a registry's port, not a tag)."""
+    name, colon, tag = ref.partition("@")[0].rpartition(":")
+    if not colon or "/" in tag:
+        return ref.partition("@")[0]
+    return name
+
+
+@dataclass(frozen=True, slots=True)
 class Labelled:
     """A container the engine holds (running or not), found by its labels."""
 
@@ -115,6 +137,17 @@ class ContainerEngine(ContainerControl, Protocol):
 
     async def logs(self, name: str) -> str:
         """All it wrote to stdout and stderr so far."""
+        ...
+
+    async def stored_images(self, repository: str) -> list[StoredImage]:
+        """Every tag of `repository` (`localhost/nuvem/echo`, no tag) in the local store;
+        never a tag of another repository, even one whose name starts the same."""
+        ...
+
+    async def remove_image(self, ref: str) -> bool:
+        """Remove the tag `ref` from the local store (the image goes with its last tag);
+        True when it is gone (or was not there), False when the engine keeps it because
+        a container, running or not, uses it. Raise EngineError when the engine fails."""
         ...
 
     async def build(

@@ -34,6 +34,8 @@ from nuvem.runtime.container_engine import (
     ContainerRun,
     EngineError,
     Labelled,
+    StoredImage,
+    repository_of,
 )
 from nuvem.runtime.engine_choice import DEFAULT_HOST
 from nuvem.runtime.oom_watch import OomWatch, watch_container
@@ -292,6 +294,28 @@ class Docker:
 
         parts = [data async for _, data in demultiplex(body())]
         return b"".join(parts).decode(errors="replace")
+
+    async def stored_images(self, repository: str) -> list[StoredImage]:
+        filters = json.dumps({"reference": [repository]})
+        answer = await self._request("GET", "/images/json", params={"filters": filters})
+        if answer.status_code != 200:
+            raise EngineError(f"docker images failed ({answer.status_code}): {_message(answer)}")
+        return [
+            StoredImage(ref, str(found["Id"]), float(found.get("Created") or 0))
+            for found in answer.json()
+            # The filter matches by pattern: keep the repository's own tags only.
+            for ref in found.get("RepoTags") or []
+            if repository_of(ref) == repository
+        ]
+
+    async def remove_image(self, ref: str) -> bool:
+        # Without force: the daemon answers 409 for an image a container uses.
+        answer = await self._request("DELETE", f"/images/{ref}")
+        if answer.status_code in (200, 404):
+            return True
+        if answer.status_code == 409:
+            return False
+        raise EngineError(f"docker rmi {ref} failed ({answer.status_code}): {_message(answer)}")
 
     async def remove(self, name: str) -> None:
         watch = self._watches.pop(name, None)

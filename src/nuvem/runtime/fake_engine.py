@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from nuvem.runtime.container_engine import (
     ContainerRun,
     EngineError,
     Labelled,
+    StoredImage,
+    repository_of,
 )
 
 if TYPE_CHECKING:
@@ -74,6 +77,10 @@ class FakeEngine:
         self.pulls: list[str] = []
         self.pushes: list[str] = []
         self.accesses: list[RegistryAccess | None] = []  # each pull's and push's
+        # When each image was made: a counter, so no two builds tie as seconds would.
+        self._clock = itertools.count(1)
+        self.created: dict[str, float] = dict.fromkeys(self.images, 0.0)
+        self.removed_images: list[str] = []
 
     async def exists(self, image: str) -> bool:
         return image in self.images
@@ -84,6 +91,7 @@ class FakeEngine:
         if image not in self.registry:
             raise EngineError(f"pull {image}: manifest unknown")
         self.images[image] = self.registry[image]
+        self.created[image] = next(self._clock)
 
     async def push(self, image: str, access: RegistryAccess) -> None:
         self.pushes.append(image)
@@ -147,6 +155,23 @@ class FakeEngine:
         container = self.containers.get(name)
         return "".join(line + "\n" for line in container.output) if container else ""
 
+    async def stored_images(self, repository: str) -> list[StoredImage]:
+        return [
+            StoredImage(ref, f"fake-{ref}", self.created.get(ref, 0.0))
+            for ref in self.images
+            if repository_of(ref) == repository
+        ]
+
+    async def remove_image(self, ref: str) -> bool:
+        """As podman and Docker do: an image a container uses (even an ended one not yet
+        removed) stays."""
+        if any(container.run.image == ref for container in self.containers.values()):
+            return False
+        if self.images.pop(ref, None) is not None:
+            self.removed_images.append(ref)
+        self.created.pop(ref, None)
+        return True
+
     async def remove(self, name: str) -> None:
         await self.exit(name, 137)
         self.containers.pop(name, None)
@@ -168,3 +193,4 @@ class FakeEngine:
             message = f"base image {source!r} not known"
             raise BuildError(f"build of {tag}: {message}", ["STEP 1/1: FROM {source}", message])
         self.images[tag] = self.images[source]
+        self.created[tag] = next(self._clock)

@@ -24,6 +24,8 @@ from nuvem.runtime.container_engine import (
     ContainerRun,
     EngineError,
     Labelled,
+    StoredImage,
+    repository_of,
 )
 from nuvem.runtime.line_pump import pump_lines
 from nuvem.runtime.oom_watch import OomWatch, watch_container
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 RUNC = "/usr/sbin/runc"
 ULIMITS = ("nofile=1024:1024", "nproc=1024:1024")
 _MISSING = ("no such container", "no container with name or id")
+_NO_IMAGE = ("image not known", "no such image")
+IMAGE_IN_USE = 2  # podman rmi's exit status when a container uses the image
 REMOVE_TRIES = 5
 BUILD_TIMEOUT = 1800.0  # seconds an image build may take
 BUILD_TAIL = 40  # lines of a failed build's output kept for its error
@@ -178,6 +182,29 @@ class Podman:
     async def logs(self, name: str) -> str:
         code, out, err = await self._podman("logs", name)
         return out + err if code == 0 else ""
+
+    async def stored_images(self, repository: str) -> list[StoredImage]:
+        code, out, err = await self._podman(
+            "images", "--format", "json", "--filter", f"reference={repository}"
+        )
+        if code != 0:
+            raise EngineError(f"podman images failed ({code}): {err.strip()}")
+        return [
+            StoredImage(ref, str(found["Id"]), float(found.get("Created") or 0))
+            for found in json.loads(out or "[]")
+            # The filter matches by pattern: keep the repository's own tags only.
+            for ref in found.get("Names") or []
+            if repository_of(ref) == repository
+        ]
+
+    async def remove_image(self, ref: str) -> bool:
+        # Without --force: podman refuses an image a container uses, which is the point.
+        code, _, err = await self._podman("rmi", ref)
+        if code == 0 or any(text in err.lower() for text in _NO_IMAGE):
+            return True
+        if code == IMAGE_IN_USE or "in use" in err.lower():
+            return False
+        raise EngineError(f"podman rmi {ref} failed ({code}): {err.strip()}")
 
     async def remove(self, name: str) -> None:
         watch = self._watches.pop(name, None)
