@@ -1,13 +1,15 @@
 """Images built from source with real podman: `nuvem init --container`, packaged, built
 by the gateway from the bundle's context, answers as the venv function does; an unchanged
-context is not built again and a changed one is; a failed build names the Containerfile's
-line. One project per module, built on the cached Debian base (tests/podman_images.py).
+context is not built again and a changed one is; once a new source serves, the images
+before the one it replaced go; a failed build names the Containerfile's line. One project
+per module, built on the cached Debian base (tests/podman_images.py).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -52,6 +54,10 @@ def events(gateway: Running, function: str) -> list[str]:
     return [e.message for e in gateway.platform.records.list_events(function, limit=100)]
 
 
+def logged(gateway: Running, function: str) -> list[str]:
+    return [line.text for line in gateway.platform.logbook.tail(function, 500)]
+
+
 def remove_images(*tags: str | None) -> None:
     for tag in tags:
         if tag is not None:
@@ -87,6 +93,64 @@ async def test_an_unchanged_context_is_not_built_again_and_a_changed_one_is(
         tags.append(await builder.ensure(changed))
         assert tags[1] != tags[0]
         assert events[-1].phase is Phase.READY
+    finally:
+        remove_images(*tags)
+
+
+def stored_tags(repository: str) -> set[str]:
+    """The tags podman's store holds of `repository`, read with podman itself."""
+    listed = podman(
+        "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference={repository}"
+    )
+    return {line for line in listed.split() if line.rpartition(":")[0] == repository}
+
+
+def rolled_over(deployment: Deployment) -> bool:
+    """Every replica is of the present spec and ready, the old ones gone (their containers
+    removed), or the start failed."""
+    current = deployment.current_ready()
+    done = bool(current) and len(current) == len(deployment.replicas) >= deployment.desired
+    return done or deployment.last_error is not None
+
+
+async def test_three_sources_in_turn_leave_the_last_two_images_and_never_the_serving_one(
+    gateway: Running, project: Path, tmp_path: Path
+) -> None:
+    """Each deploy of a changed source is a rolling update onto a new image; once its
+    replicas serve, the images before the one it replaced are removed from the store."""
+    copy = tmp_path / "pruned"
+    shutil.copytree(project, copy)
+    handler = (copy / "functions.py").read_text()
+    # Its own repository: test runs in parallel share podman's store.
+    name = f"pruned-{os.urandom(3).hex()}"
+    repository = f"localhost/nuvem/{name}"
+    stack = f"functions: {{{name}: {{root: {copy}, build: {{context: .}}, health: /_/health, "
+    stack += "scaling: {min: 2, max: 2, mode: null}}}"
+    tags: list[str] = []
+    try:
+        for version in range(3):
+            (copy / "functions.py").write_text(handler.replace("hello, ", f"v{version}, "))
+            (deployment,) = await gateway.deploy(stack, within=BUILD_WITHIN)
+            await wait_until(
+                functools.partial(rolled_over, deployment), BUILD_WITHIN, what="the update"
+            )
+            assert deployment.last_error is None, deployment.last_error
+            tag = deployment.spec.image_ref
+            assert tag is not None
+            tags.append(tag)
+            answered = await gateway.admin.get(f"/function/{name}/any?name=podman")
+            assert answered.json() == {"message": f"v{version}, podman"}
+            # The serving one and the one it replaced (whose replicas drained meanwhile).
+            expected = set(tags[-2:])
+            await wait_until(
+                functools.partial(lambda want: stored_tags(repository) == want, expected),
+                30,
+                what=f"only {expected} stored",
+            )
+        assert len(set(tags)) == 3
+        assert any(f"removed earlier images {tags[0]}" in m for m in logged(gateway, name))
+        answered = await gateway.admin.get(f"/function/{name}/any?name=podman")
+        assert answered.json() == {"message": "v2, podman"}
     finally:
         remove_images(*tags)
 

@@ -1,10 +1,13 @@
 """The container runtime over the in-process engine (real HTTP on loopback, no podman):
-pass-through of calls, readiness and its errors, exit causes, drain."""
+pass-through of calls, readiness and its errors, exit causes, drain, the pruning of a
+built function's earlier images."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +23,8 @@ from nuvem.runtime.protocol import CallMeta
 from nuvem.runtime.replica import STOPPED, SetupFailed
 from nuvem.runtime.replica_state import ReplicaState
 from nuvem.stack.function import FunctionSpec
-from support import PLATFORM_PYTHON, asgi_body
+from nuvem.stack.loader import load_stack_text
+from support import PLATFORM_PYTHON, asgi_body, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -226,3 +230,42 @@ async def test_a_sweep_removes_what_an_earlier_gateway_of_its_state_folder_left(
     await asyncio.wait_for(left.wait_dead(), 5)  # its replica saw its container go
     for replica in (theirs, own):
         await replica.drain_and_stop(1)
+
+
+def sources(root: Path, count: int) -> list[FunctionSpec]:
+    """`count` sources of one `build:` function on the echo image, each a changed context."""
+    (root / "Containerfile").write_text("ARG FROM\nFROM ${FROM}\n")
+    text = "functions:\n  echo: {build: {args: {FROM: localhost/echo:1}}}\n"
+    specs = []
+    for version in range(count):
+        (root / "app.py").write_text(f"VERSION = {version}\n")
+        specs.append(load_stack_text(text, "nuvem.yaml", root).functions["echo"])
+    return specs
+
+
+async def test_a_new_build_serving_prunes_the_old_ones_but_never_one_a_replica_runs(
+    engine: FakeEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="nuvem.runtime.image_builder")
+    logbook = LogBook()
+    runtime = ContainerRuntime(engine, logbook, ready_timeout=5)
+    specs = sources(tmp_path, 3)
+    tags = [s.image_ref for s in specs]
+    replicas = [await runtime.start(s, PLATFORM_PYTHON, f"echo-{i}") for i, s in enumerate(specs)]
+    try:
+        # The first version's replica still runs: its image stays, for now.
+        await wait_until(lambda: f"{tags[0]} is in use" in caplog.text, 5, what="the refusal")
+        assert set(tags) <= set(engine.images)
+        await replicas[0].drain_and_stop(1)
+        # The next start of the serving version removes it; the one before stays.
+        replicas.append(await runtime.start(specs[2], PLATFORM_PYTHON, "echo-3"))
+        await wait_until(lambda: engine.removed_images == [tags[0]], 5, what=f"{tags[0]} gone")
+        assert {"localhost/echo:1", tags[1], tags[2]} <= set(engine.images)
+        lines = [line.text for line in logbook.tail("echo", 100)]
+        assert f"removed earlier images {tags[0]} (kept {tags[2]} and the one before it)" in lines
+        for replica in replicas[1:]:
+            assert (await replica.submit(CallMeta("GET", "/", "", []), b"")).status == 200
+    finally:
+        for replica in replicas:
+            await replica.drain_and_stop(0)
+        await runtime.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 from typing import Any
 
@@ -33,6 +34,8 @@ from nuvem.runtime.image_builder import ImageBuilder
 from nuvem.runtime.registry_access import RegistryAccess
 from nuvem.runtime.replica import Pending, Replica, SetupFailed
 from nuvem.stack.function import FunctionSpec
+
+log = logging.getLogger(__name__)
 
 SETUP_TIMEOUT = 300.0  # a pull from a registry may take minutes
 
@@ -192,7 +195,18 @@ class RayContainers:
             f"{node}:{answer.relay_port}",
         )
         self.ray.follow(spec.name, replica_id, attached)
+        if self.images is not None and spec.build is not None and node_spec.image is not None:
+            # The gateway's own store keeps the built tags it pushed: prune it as a
+            # single machine's is (the nodes' stores keep what they pulled).
+            self.ray.spawn(self._served(spec.name, node_spec.image))
         return replica
+
+    async def _served(self, function: str, image: str) -> None:
+        assert self.images is not None
+        try:
+            await self.images.served(function, image)
+        except Exception:  # the store's cleanup must never touch serving
+            log.exception("pruning the earlier images of %s failed", function)
 
     def _collect(self, function: str, replica_id: str, actor: Any) -> None:
         """A refused start's lines (the container's output before it failed), then the

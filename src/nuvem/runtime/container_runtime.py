@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import socket
 import time
@@ -35,6 +36,8 @@ from nuvem.runtime.line_pump import pump_lines
 from nuvem.runtime.registry_access import RegistryAccess, registry_hint
 from nuvem.runtime.replica import Pending, Replica, SetupFailed
 from nuvem.stack.function import FunctionSpec
+
+log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 60.0
 POLL = 0.02  # seconds between readiness probes: a container starts in ~0.2 s here
@@ -199,7 +202,26 @@ class ContainerRuntime:
             "system",
             f"container {run.name} ready on {run.host_ip}:{run.host_port}",
         )
+        if spec.build is not None:
+            # In the background: the replica serves now, the store's cleanup can wait.
+            self._spawn(self._served(spec.name, replica_id, image))
         return Launched(run, attached, pool)
+
+    async def _served(self, function: str, replica_id: str, image: str) -> None:
+        """A replica of a built image serves: the function's older images go (all but
+        the one before it), and its log says which."""
+        try:
+            removed = await self.images.served(function, image)
+        except Exception:  # the store's cleanup must never touch serving
+            log.exception("pruning the earlier images of %s failed", function)
+            return
+        if removed:
+            self.logbook.write(
+                function,
+                replica_id,
+                "system",
+                f"removed earlier images {', '.join(removed)} (kept {image} and the one before it)",
+            )
 
     def _labels(self, function: str, replica_id: str) -> dict[str, str]:
         labels = {"nuvem.function": function, "nuvem.replica": replica_id}

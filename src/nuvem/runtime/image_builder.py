@@ -10,6 +10,9 @@ same source then fails at once for a while rather than building again at every r
 With the stack's `registry:` the tag carries the registry's address instead of
 `localhost/` and the image is pushed there once built (or once per gateway when found
 built), so replicas elsewhere (a cluster's nodes) pull it (docs/containers.md, "A registry").
+
+Once replicas of a tag serve (`served`), the function's older tags are removed from the
+engine's store but for the one it ran before (`image_retention.py` decides which).
 """
 
 from __future__ import annotations
@@ -22,11 +25,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nuvem.errors import ImageBuildFailed
-from nuvem.runtime.container_engine import BuildError, ContainerEngine, EngineError
+from nuvem.runtime.container_engine import (
+    BuildError,
+    ContainerEngine,
+    EngineError,
+    repository_of,
+)
 from nuvem.runtime.containerfile_steps import failed_step, step_line
 from nuvem.runtime.environment import Phase, ProgressEvent
+from nuvem.runtime.image_retention import retention
 from nuvem.runtime.registry_access import RegistryAccess, registry_hint
 from nuvem.stack.build_context import source_digest
+from nuvem.stack.container_build import REPOSITORY
 from nuvem.stack.function import FunctionSpec
 
 logger = logging.getLogger(__name__)
@@ -64,6 +74,12 @@ class ImageBuilder:
         self._pushed: set[str] = set()  # tags this gateway has pushed (or found pushed)
         self._locks: dict[str, asyncio.Lock] = {}
         self._failed: dict[str, tuple[float, ImageBuildFailed]] = {}
+        # Per function: the tag its replicas serve, the one they served before it (what
+        # a rollback goes back to), and the serving tag whose older images are all gone.
+        self._serving: dict[str, str] = {}
+        self._before: dict[str, str] = {}
+        self._pruned: dict[str, str] = {}
+        self._pruning: dict[str, asyncio.Lock] = {}
 
     async def ensure(self, spec: FunctionSpec) -> str:
         """The image `spec` runs, built first when the engine does not have it."""
@@ -170,6 +186,46 @@ class ImageBuilder:
             f"fix {file} (try `{self.engine.name} build -f {file}{build_args} "
             f"{spec.build.context}`), then deploy again",
         )
+
+    async def served(self, function: str, tag: str) -> list[str]:
+        """A replica of `function` (a `build:` one) runs `tag` and is ready: remove the
+        function's images built before it, keeping the one it ran before. An image the
+        engine refuses to remove (a container still uses it: replicas of an older version
+        still draining) stays, and a later start tries again. Returns the tags removed."""
+        repository = f"{REPOSITORY}/{function}"
+        if self.registry is not None:
+            repository = self.registry.tag(repository)
+        if repository_of(tag) != repository:
+            return []  # not a tag this builder makes: never touch what it did not build
+        async with self._pruning.setdefault(function, asyncio.Lock()):
+            serving = self._serving.get(function)
+            if serving != tag:
+                if serving is not None:
+                    self._before[function] = serving
+                self._serving[function] = tag
+            if self._pruned.get(function) == tag:
+                return []
+            try:
+                stored = await self.engine.stored_images(repository)
+            except (EngineError, OSError) as exc:
+                logger.warning("cannot list the images of %s to prune them: %s", function, exc)
+                return []
+            decided = retention(stored, tag, self._before.get(function))
+            removed = [ref for ref in decided.remove if await self._remove(function, ref)]
+            if len(removed) == len(decided.remove):
+                self._pruned[function] = tag
+            return removed
+
+    async def _remove(self, function: str, ref: str) -> bool:
+        """Remove one earlier image; False, and it stays, when that fails."""
+        try:
+            gone = await self.engine.remove_image(ref)
+        except (EngineError, OSError) as exc:
+            logger.warning("cannot remove %s, an earlier image of %s: %s", ref, function, exc)
+            return False
+        if not gone:
+            logger.debug("%s is in use by a container: kept until a later start", ref)
+        return gone
 
     def _report(self, function: str, key: str, phase: Phase, message: str, started: float) -> None:
         if self.on_progress is None:
