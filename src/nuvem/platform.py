@@ -61,6 +61,7 @@ class Platform:
     exporter: InfluxExporter | None = None  # pushes the metrics to InfluxDB when configured
     on_shutdown_request: Callable[[], None] | None = field(default=None, repr=False)
     containers: ContainerRuntime | None = None  # this machine's, when image functions run here
+    registry: RegistryAccess | None = None  # the stack's: built images are named and pushed so
 
     @classmethod
     def create(
@@ -165,6 +166,7 @@ class Platform:
             engine=engine,
             exporter=exporter,
             containers=containers,
+            registry=access,
             jobs=JobService.create(settings, lambda: controller.deployments, metrics),
         )
 

@@ -235,6 +235,6 @@ def rollback_function(platform: Admin, name: str, body: RollbackRequest) -> Func
     if spec is None:
         raise NotFound(f"bundle {target.version} holds no function {name!r}")
     validate_placement(spec, platform.engine.name)
-    status = FunctionStatus.of(platform.controller.deploy(spec))
+    status = FunctionStatus.of(platform.controller.deploy(spec), platform.registry)
     store.record(name, target)
     return status

@@ -8,6 +8,7 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 from nuvem.cluster.stack_bundle import DIGEST_LABEL, VERSION_LABEL
 from nuvem.control.deployment import Deployment
+from nuvem.runtime.registry_access import RegistryAccess, replica_image
 
 
 class ReplicaStatus(BaseModel):
@@ -27,7 +28,9 @@ class PendingStatus(BaseModel):
 class FunctionStatus(BaseModel):
     name: str
     image: str = Field(
-        description="the container image, or the handler reference (OpenFaaS clients read `image`)"
+        description="the container image its replicas run (for a function built from source, "
+        "the tag built, by the stack registry's name when it has one), or the handler "
+        "reference (OpenFaaS clients read `image`)"
     )
     handler: str
     replicas: int = Field(description="desired replicas")
@@ -60,13 +63,14 @@ class FunctionStatus(BaseModel):
     spec: dict[str, Any]
 
     @classmethod
-    def of(cls, deployment: Deployment) -> FunctionStatus:
+    def of(cls, deployment: Deployment, registry: RegistryAccess | None) -> FunctionStatus:
+        """`registry`: the stack's, under whose name built images run."""
         ready = len(deployment.ready())
         status = function_status(deployment, ready)
         spec = deployment.spec
         return cls(
             name=spec.name,
-            image=spec.image_ref or spec.handler,
+            image=replica_image(spec, registry) or spec.handler,
             handler=spec.handler,
             replicas=deployment.desired,
             availableReplicas=ready,

@@ -12,6 +12,7 @@ from nuvem.gateway.auth import Authenticator
 from nuvem.jobs.service import JobService
 from nuvem.metrics.registry import Metrics
 from nuvem.runtime.logbook import LogBook
+from nuvem.runtime.registry_access import RegistryAccess
 from nuvem.stores.records import RecordStore
 
 
@@ -24,6 +25,7 @@ class Services(Protocol):
     metrics: Metrics
     jobs: JobService
     engine: Engine
+    registry: RegistryAccess | None  # the stack's: where built images are pushed
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...

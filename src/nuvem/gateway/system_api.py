@@ -78,7 +78,9 @@ def validate_placement(spec: FunctionSpec, engine: str) -> None:
 @router.get("/functions", response_model=list[FunctionStatus])
 def list_functions(platform: Admin) -> list[FunctionStatus]:
     deployments = platform.controller.deployments.values()
-    return [FunctionStatus.of(d) for d in sorted(deployments, key=lambda d: d.name)]
+    return [
+        FunctionStatus.of(d, platform.registry) for d in sorted(deployments, key=lambda d: d.name)
+    ]
 
 
 @router.post("/functions", status_code=202, response_model=FunctionStatus)
@@ -90,7 +92,7 @@ def create_function(platform: Admin, spec: FunctionSpec) -> FunctionStatus:
         )
     validate_placement(spec, platform.engine.name)
     check_version_free(spec, platform.controller.deployments)
-    return FunctionStatus.of(platform.controller.deploy(spec))
+    return FunctionStatus.of(platform.controller.deploy(spec), platform.registry)
 
 
 @router.put("/functions", status_code=202, response_model=FunctionStatus)
@@ -99,7 +101,7 @@ def update_function(platform: Admin, spec: FunctionSpec) -> FunctionStatus:
     platform.controller.get(spec.name)
     validate_placement(spec, platform.engine.name)
     check_version_free(spec, platform.controller.deployments)
-    return FunctionStatus.of(platform.controller.deploy(spec))
+    return FunctionStatus.of(platform.controller.deploy(spec), platform.registry)
 
 
 @router.delete("/functions", status_code=202, response_class=Response)
@@ -110,7 +112,7 @@ async def delete_function(platform: Admin, body: DeleteRequest) -> Response:
 
 @router.get("/function/{name}", response_model=FunctionStatus)
 def get_function(platform: Admin, name: str) -> FunctionStatus:
-    return FunctionStatus.of(platform.controller.get(name))
+    return FunctionStatus.of(platform.controller.get(name), platform.registry)
 
 
 @router.delete("/function/{name}", status_code=202, response_class=Response)
@@ -126,7 +128,7 @@ def scale_function(platform: Admin, name: str, body: ScaleRequest) -> FunctionSt
             f"serviceName {body.serviceName!r} does not match the path's {name!r}",
             "omit serviceName or make them equal",
         )
-    return FunctionStatus.of(platform.controller.scale(name, body.replicas))
+    return FunctionStatus.of(platform.controller.scale(name, body.replicas), platform.registry)
 
 
 @router.get("/info", response_model=Info)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from nuvem.config import Settings
 from nuvem.errors import BadRequest
+from nuvem.stack.function import FunctionSpec
 from nuvem.stack.registry import RegistrySpec
 
 
@@ -39,6 +40,16 @@ class RegistryAccess:
             return ""
         token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
         return json.dumps({"auths": {self.address: {"auth": token}}})
+
+
+def replica_image(spec: FunctionSpec, registry: RegistryAccess | None) -> str | None:
+    """The image `spec`'s replicas run: its `image:` as written, or the tag its build makes,
+    by the registry's name when the stack has one (the build tags it so, and pushes it: no
+    `localhost/` name of it exists anywhere). None for a handler function."""
+    ref = spec.image_ref
+    if ref is not None and spec.build is not None and registry is not None:
+        return registry.tag(ref)
+    return ref
 
 
 def registry_access(spec: RegistrySpec | None, settings: Settings) -> RegistryAccess | None:
