@@ -236,6 +236,26 @@ async def test_the_store_lists_a_repository_and_keeps_an_image_a_container_uses(
             podman("rmi", "--force", ref, check=False)
 
 
+async def test_a_build_argument_changed_alone_makes_a_new_image(
+    engine: ContainerEngine, echo: str, tmp_path: Path
+) -> None:
+    """A build: function whose args alone changed gets a new tag (its source digest holds
+    the args), and that tag must hold the new value, not a cached layer of the old one."""
+    repository = f"localhost/nuvem-test-args-{os.urandom(3).hex()}"
+    (tmp_path / "Containerfile").write_text(f"FROM {echo}\nARG N\nLABEL nuvem.test.n=$N\n")
+    refs = [f"{repository}:one", f"{repository}:two"]
+    try:
+        for ref in refs:
+            await engine.build(tmp_path, "Containerfile", ref, {"N": ref.rpartition(":")[2]})
+        labels = [
+            json.loads(podman("image", "inspect", ref))[0]["Labels"]["nuvem.test.n"] for ref in refs
+        ]
+        assert labels == ["one", "two"]
+    finally:
+        for ref in refs:
+            podman("rmi", "--force", ref, check=False)
+
+
 async def test_docker_builds_an_image_from_a_context(docker_host: str, echo: str) -> None:
     engine = Docker(docker_host)
     try:

@@ -346,6 +346,10 @@ class Docker:
             # No ulimits: podman's service refuses Docker's form of them (400), and its
             # RUN steps need none (measured); a Docker daemon needs none either.
             "rm": "1",
+            # No layer cache, as with podman's command line: buildah behind podman's
+            # service reuses a layer whatever an argument's new value (measured: an ARG
+            # changed alone built the old image); nuvem's own cache is the source digest.
+            "nocache": "1",
         }
         try:
             await self._streamed(
