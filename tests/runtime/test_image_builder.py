@@ -138,10 +138,27 @@ async def test_an_image_a_container_uses_stays_and_goes_on_a_later_start(
             assert await builder.served("echo", tags[2]) == []
         assert f"{tags[0]} is in use by a container" in caplog.text
         assert tags[0] in engine.images
+        assert await builder.retry("echo") == []  # still in use
     finally:
         await engine.remove(old.name)
-    assert await builder.served("echo", tags[2]) == [tags[0]]
+    # Its container gone (the runtime retries then), the image goes, and only once.
+    assert await builder.retry("echo") == [tags[0]]
+    assert await builder.retry("echo") == []
+    assert await builder.served("echo", tags[2]) == []
     assert set(engine.images) == {"localhost/base:1", tags[1], tags[2]}
+
+
+async def test_a_kept_image_goes_at_the_next_start_too(tmp_path: Path) -> None:
+    engine = FakeEngine({"localhost/base:1": echo})
+    builder = ImageBuilder(engine)
+    tags = [await builder.ensure(spec) for spec in sources(tmp_path, 3)]
+    old = ContainerRun("old-1", tags[0], host_port=free_port(), port=8080)
+    await engine.run(old)
+    await builder.served("echo", tags[1])
+    assert await builder.served("echo", tags[2]) == []
+    await engine.remove(old.name)
+    assert await builder.served("echo", tags[2]) == [tags[0]]
+    assert await builder.retry("nobody") == []
 
 
 async def test_a_rollback_finds_its_image_and_keeps_the_one_it_left(tmp_path: Path) -> None:

@@ -151,7 +151,7 @@ class ContainerRuntime:
 
     async def start(self, spec: FunctionSpec, env: Environment, replica_id: str) -> Replica:
         launched = await self.launch(spec, replica_id)
-        return ContainerReplica(
+        replica = ContainerReplica(
             replica_id,
             spec.name,
             spec.fingerprint(),
@@ -160,6 +160,9 @@ class ContainerRuntime:
             launched.attached,
             launched.pool,
         )
+        if spec.build is not None:
+            self._spawn(self._ended(spec.name, replica))
+        return replica
 
     async def launch(self, spec: FunctionSpec, replica_id: str) -> Launched:
         """Run the function's container and wait until it is ready (a cluster node does
@@ -221,6 +224,23 @@ class ContainerRuntime:
                 replica_id,
                 "system",
                 f"removed earlier images {', '.join(removed)} (kept {image} and the one before it)",
+            )
+
+    async def _ended(self, function: str, replica: Replica) -> None:
+        """Once the replica's container is removed, an earlier image it kept in the store
+        (the engine refused its removal) goes, rather than waiting for the next start."""
+        await replica.wait_dead()
+        try:
+            removed = await self.images.retry(function)
+        except Exception:  # the store's cleanup must never touch serving
+            log.exception("pruning the earlier images of %s failed", function)
+            return
+        if removed:
+            self.logbook.write(
+                function,
+                replica.id,
+                "system",
+                f"removed earlier images {', '.join(removed)} (their last container is gone)",
             )
 
     def _labels(self, function: str, replica_id: str) -> dict[str, str]:

@@ -191,7 +191,8 @@ class ImageBuilder:
         """A replica of `function` (a `build:` one) runs `tag` and is ready: remove the
         function's images built before it, keeping the one it ran before. An image the
         engine refuses to remove (a container still uses it: replicas of an older version
-        still draining) stays, and a later start tries again. Returns the tags removed."""
+        still draining) stays, and goes at `retry` (a container of the function ended) or
+        the next start. Returns the tags removed."""
         repository = f"{REPOSITORY}/{function}"
         if self.registry is not None:
             repository = self.registry.tag(repository)
@@ -216,6 +217,14 @@ class ImageBuilder:
                 self._pruned[function] = tag
             return removed
 
+    async def retry(self, function: str) -> list[str]:
+        """A container of `function` is gone: remove what its serving tag's pruning had
+        to keep (an image that container used). Nothing when nothing was kept."""
+        tag = self._serving.get(function)
+        if tag is None or self._pruned.get(function) == tag:
+            return []
+        return await self.served(function, tag)
+
     async def _remove(self, function: str, ref: str) -> bool:
         """Remove one earlier image; False, and it stays, when that fails."""
         try:
@@ -224,7 +233,7 @@ class ImageBuilder:
             logger.warning("cannot remove %s, an earlier image of %s: %s", ref, function, exc)
             return False
         if not gone:
-            logger.debug("%s is in use by a container: kept until a later start", ref)
+            logger.debug("%s is in use by a container: kept until it is gone", ref)
         return gone
 
     def _report(self, function: str, key: str, phase: Phase, message: str, started: float) -> None:
