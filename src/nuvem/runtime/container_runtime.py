@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -213,8 +213,26 @@ class ContainerRuntime:
     async def _served(self, function: str, replica_id: str, image: str) -> None:
         """A replica of a built image serves: the function's older images go (all but
         the one before it), and its log says which."""
+        await self._prune(
+            function,
+            replica_id,
+            self.images.served(function, image),
+            f"kept {image} and the one before it",
+        )
+
+    async def _ended(self, function: str, replica: Replica) -> None:
+        """Once the replica's container is removed, an earlier image it kept in the store
+        (the engine refused its removal) goes, rather than waiting for the next start."""
+        await replica.wait_dead()
+        await self._prune(
+            function, replica.id, self.images.retry(function), "their last container is gone"
+        )
+
+    async def _prune(
+        self, function: str, replica_id: str, pruning: Awaitable[list[str]], why: str
+    ) -> None:
         try:
-            removed = await self.images.served(function, image)
+            removed = await pruning
         except Exception:  # the store's cleanup must never touch serving
             log.exception("pruning the earlier images of %s failed", function)
             return
@@ -223,24 +241,7 @@ class ContainerRuntime:
                 function,
                 replica_id,
                 "system",
-                f"removed earlier images {', '.join(removed)} (kept {image} and the one before it)",
-            )
-
-    async def _ended(self, function: str, replica: Replica) -> None:
-        """Once the replica's container is removed, an earlier image it kept in the store
-        (the engine refused its removal) goes, rather than waiting for the next start."""
-        await replica.wait_dead()
-        try:
-            removed = await self.images.retry(function)
-        except Exception:  # the store's cleanup must never touch serving
-            log.exception("pruning the earlier images of %s failed", function)
-            return
-        if removed:
-            self.logbook.write(
-                function,
-                replica.id,
-                "system",
-                f"removed earlier images {', '.join(removed)} (their last container is gone)",
+                f"removed earlier images {', '.join(removed)} ({why})",
             )
 
     def _labels(self, function: str, replica_id: str) -> dict[str, str]:
