@@ -60,6 +60,7 @@ from rich.console import Console
 from rich.table import Table
 
 HOST = "127.0.0.1"
+BENCH = Path(__file__).resolve().parent  # bench/, where direct_model_app.py is
 CORES = os.cpu_count() or 1
 BATCHES = (1, 4, 8, 16)
 CONCURRENCY = (1, 8, 32)
@@ -273,9 +274,6 @@ def nuvem(workdir: Path, stack: str, function: str) -> Iterator[tuple[str, str, 
         server.stop(timeout=60)
 
 
-BENCH = Path(__file__).resolve().parent
-
-
 @contextlib.contextmanager
 def direct(workdir: Path, weights: Path, image: Path) -> Iterator[tuple[str, int, float]]:
     """bench/direct_model_app.py under uvicorn, a worker per core with one torch thread each;
@@ -310,21 +308,30 @@ def measure_direct(
 ) -> tuple[dict[int, Served], float]:
     """The direct app's runs by concurrency, measured as the served ones are, and the seconds
     from its launch to the answers that say every worker is up."""
-    results = {}
     with direct(workdir, weights, image) as (url, pid, launched):
         launch = time.monotonic() - launched
         script = jpeg_script(workdir, image, "none")
-        for concurrency in concurrencies:
-            run_wrk(url, script, concurrency, max(2, seconds // 3))  # warm-up
-            before, began = cpu_seconds(pid), time.perf_counter()
-            measured = run_wrk(url, script, concurrency, seconds)
-            cores = (cpu_seconds(pid) - before) / (time.perf_counter() - began)
-            results[concurrency] = m = Served(measured, cores)
-            err.print(
-                f"  {DIRECT} c={concurrency}: {m.requests_per_s:.1f} images/s, "
-                f"p50 {m.load.p50_ms:.1f} ms, {m.cores:.2f} cores"
-            )
+        results = measure_loads(url, script, pid, DIRECT, seconds, concurrencies)
     return results, launch
+
+
+def measure_loads(
+    url: str, script: Path, pid: int, label: str, seconds: int, concurrencies: tuple[int, ...]
+) -> dict[int, Served]:
+    """wrk at each concurrency (a warm-up, then the measured run), with the CPU that the
+    server `pid` and its descendants got meanwhile."""
+    results = {}
+    for concurrency in concurrencies:
+        run_wrk(url, script, concurrency, max(2, seconds // 3))  # warm-up
+        before, began = cpu_seconds(pid), time.perf_counter()
+        measured = run_wrk(url, script, concurrency, seconds)
+        cores = (cpu_seconds(pid) - before) / (time.perf_counter() - began)
+        results[concurrency] = m = Served(measured, cores)
+        err.print(
+            f"  {label} c={concurrency}: {m.requests_per_s:.1f} images/s, "
+            f"p50 {m.load.p50_ms:.1f} ms, {m.cores:.2f} cores"
+        )
+    return results
 
 
 def served_stack(arch: str, weights: Path, engine: str, run: RawRun, policy: str) -> str:
@@ -356,7 +363,6 @@ def measure_served(
 ) -> tuple[dict[int, Served], float]:
     """The served runs by concurrency, and the seconds from `nuvem up` to the first answer
     (the gateway, an API key made through it, the replicas ready, one image classified)."""
-    results = {}
     stack = served_stack(arch, weights, engine, run, policy)
     label = f"{engine} {policy}"
     with nuvem(workdir, stack, arch) as (base, key, pid, launched):
@@ -369,17 +375,7 @@ def measure_served(
         launch = time.monotonic() - launched
         err.print(f"  {label}: first answer {launch:.2f} s after nuvem up")
         script = jpeg_script(workdir, image, key)
-        for concurrency in concurrencies:
-            run_wrk(url, script, concurrency, max(2, seconds // 3))  # warm-up
-            before, began = cpu_seconds(pid), time.perf_counter()
-            measured = run_wrk(url, script, concurrency, seconds)
-            cores = (cpu_seconds(pid) - before) / (time.perf_counter() - began)
-            results[concurrency] = Served(measured, cores)
-            m = results[concurrency]
-            err.print(
-                f"  {label} c={concurrency}: {m.requests_per_s:.1f} images/s, "
-                f"p50 {m.load.p50_ms:.1f} ms, {m.cores:.2f} cores"
-            )
+        results = measure_loads(url, script, pid, label, seconds, concurrencies)
     return results, launch
 
 

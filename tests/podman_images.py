@@ -98,8 +98,10 @@ FIRST_BUILD_TIMEOUT = 900
 def base_ready() -> bool:
     """Whether the base image is in podman's store, or no podman is here (the container
     tests skip, or fail under CI, on their own): either way no first build is ahead."""
-    if shutil.which("podman") is None:
-        return True
+    return shutil.which("podman") is None or _base_exists()
+
+
+def _base_exists() -> bool:
     return subprocess.run(["podman", "image", "exists", BASE], check=False).returncode == 0
 
 
@@ -112,7 +114,7 @@ def base_image() -> str:
 
 
 def _base_image() -> str:
-    if subprocess.run(["podman", "image", "exists", BASE], check=False).returncode != 0:
+    if not _base_exists():
         if not BASE_TAR.exists():
             make_base_tar()
         podman("import", str(BASE_TAR), BASE)
@@ -212,7 +214,7 @@ def prepare() -> int:
         print("container tests' base image: debootstrap is missing (make system-deps)")
         return 1 if os.environ.get("CI") else 0
     began = time.monotonic()
-    made = subprocess.run(["podman", "image", "exists", BASE], check=False).returncode != 0
+    made = not _base_exists()
     if made:
         print(f"making the container tests' base image {BASE} (cached in {DATA})", flush=True)
     base_image()
